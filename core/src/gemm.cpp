@@ -1,0 +1,250 @@
+// sgemm driver, GotoBLAS/BLIS style: C is computed in cache blocks (NC columns of op(B) x KC
+// of K, then MC rows of op(A)), each block of op(B) and op(A) is packed into k-major panels of
+// NR columns / MR rows read from A and B in their stored layout, and the micro-kernel chosen
+// for this CPU (gemm_kernels.h) sweeps MR x NR tiles of C over them. The driver is the same for
+// every kernel; only MR and NR come from the kernel.
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+#include <string_view>
+
+#include "gemm_kernels.h"
+#include "heterocnn/gemm.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace hc {
+namespace gemm {
+namespace {
+
+// Cache blocks, for a core with 48 KiB L1d and 1 MiB L2 (Zen 5), and 32-wide kernels:
+// a KC x NR panel of op(B) (32 KiB) stays in L1 while the kernel runs down the MC x KC block
+// of op(A) (336 KiB, in L2); the KC x NC block of op(B) lives in L3.
+constexpr int64_t KC = 256, MC = 336, NC = 4096;
+
+// Problems whose operands total at most this many bytes are small enough to stay in cache
+// unpacked: a transposed A and a non-transposed B are then read in place (their k-major
+// layout is what the kernel wants), saving the packing pass.
+constexpr int64_t kInPlaceBytes = 512 * 1024;
+
+// Below this many flops a problem runs on one thread: starting the team costs more.
+constexpr double kParallelFlops = 2e6;
+
+// Portable kernel: plain loops over a 4 x 16 tile that the compiler vectorises as it can.
+template <int R>
+struct GenericRows {
+  static constexpr int NR = 16;
+  static void run(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
+                  int64_t ldc, float alpha, float beta, int nr) {
+    float acc[R][NR] = {};
+    for (int64_t k = 0; k < kc; ++k, a += as, b += bs)
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < nr; ++j) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < nr; ++j) {
+        float& cij = c[i * ldc + j];
+        cij = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * cij;
+      }
+  }
+};
+
+// Every kernel, fastest first.
+constexpr const Kernel* kKernels[] = {&kAvx512, &kAvx2, &kGeneric};
+
+bool cpu_runs(const Kernel* k) {
+  __builtin_cpu_init();
+  if (k == &kAvx512)  // its translation unit is compiled with -mavx512f -mavx512vl -mavx512dq
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+  if (k == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return true;
+}
+
+const Kernel* detect_kernel() {
+  for (const Kernel* k : kKernels)
+    if (cpu_runs(k)) return k;
+  return &kGeneric;
+}
+
+const Kernel*& active_kernel() {
+  static const Kernel* kernel = detect_kernel();
+  return kernel;
+}
+
+// A per-thread, 64-byte aligned scratch buffer that grows on demand and is then reused, so
+// steady-state calls allocate nothing.
+class PackBuffer {
+ public:
+  ~PackBuffer() { std::free(data_); }
+  float* get(int64_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      capacity_ = (n + 15) / 16 * 16;
+      data_ = static_cast<float*>(std::aligned_alloc(64, capacity_ * sizeof(float)));
+      if (!data_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local PackBuffer packed_a, packed_b;
+
+// A matrix as stored: op(X)[r][k] is p[r*ld + k], or p[k*ld + r] when transposed.
+struct Operand {
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+
+// Packs rows [r0, r0+rows) x k [k0, k0+kc) of op(X) into k-major panels of `width` rows:
+// panel q holds rows r0+q*width.. as dst[q*width*kc + k*width + i]. Used for op(A) (rows of C)
+// and, through the transposed view of op(B), for its columns.
+void pack_panels(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, int width,
+                 float* dst) {
+  for (int64_t q = 0; q < rows; q += width, dst += width * kc) {
+    const int w = (int)std::min<int64_t>(width, rows - q);
+    if (x.trans) {  // rows contiguous for each k
+      const float* src = x.p + k0 * x.ld + r0 + q;
+      for (int64_t k = 0; k < kc; ++k, src += x.ld)
+        for (int i = 0; i < w; ++i) dst[k * width + i] = src[i];
+    } else {  // each row contiguous along k
+      for (int i = 0; i < w; ++i) {
+        const float* src = x.p + (r0 + q + i) * x.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * width + i] = src[k];
+      }
+    }
+  }
+}
+
+// C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C on the calling thread, K > 0.
+// a is op(A) viewed by rows of C, b is op(B) viewed by columns of C (b.trans false means B is
+// stored (N,K)). A transposed a (or non-transposed B) is read in place when in_place says so.
+void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, int64_t K,
+                  float alpha, float beta, float* C, int64_t ldc, bool in_place) {
+  const bool a_in_place = in_place && a.trans, b_in_place = in_place && b.trans;
+  const int64_t mc_max = std::max<int64_t>(MC / kr.mr, 1) * kr.mr;
+  const int64_t nc_max = std::max<int64_t>(NC / kr.nr, 1) * kr.nr;
+  const int64_t kc_max = std::min(KC, K);
+  auto whole_panels = [](int64_t n, int width) { return (n + width - 1) / width * width; };
+  float* abuf = a_in_place ? nullptr : packed_a.get(whole_panels(std::min(mc_max, M), kr.mr) * kc_max);
+  float* bbuf = b_in_place ? nullptr : packed_b.get(whole_panels(std::min(nc_max, N), kr.nr) * kc_max);
+
+  for (int64_t jc = 0; jc < N; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, N - jc);
+    for (int64_t pc = 0; pc < K; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, K - pc);
+      const float beta_k = pc == 0 ? beta : 1.0f;
+      if (!b_in_place) pack_panels(b, jc, nc, pc, kc, kr.nr, bbuf);
+      for (int64_t ic = 0; ic < M; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, M - ic);
+        if (!a_in_place) pack_panels(a, ic, mc, pc, kc, kr.mr, abuf);
+        for (int64_t jr = 0; jr < nc; jr += kr.nr) {
+          const int nr = (int)std::min<int64_t>(kr.nr, nc - jr);
+          const float* bp = b_in_place ? b.p + pc * b.ld + jc + jr : bbuf + jr * kc;
+          const int64_t bs = b_in_place ? b.ld : kr.nr;
+          for (int64_t ir = 0; ir < mc; ir += kr.mr) {
+            const int mr = (int)std::min<int64_t>(kr.mr, mc - ir);
+            const float* ap = a_in_place ? a.p + pc * a.ld + ic + ir : abuf + ir * kc;
+            const int64_t as = a_in_place ? a.ld : kr.mr;
+            kr.tile(kc, ap, as, bp, bs, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// C = beta * C, without reading C when beta == 0.
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+#ifdef _OPENMP
+// How many threads to use: one inside a parallel region or for a small problem.
+int team_size(int64_t M, int64_t N, int64_t K) {
+  if (omp_in_parallel() || 2.0 * M * N * K < kParallelFlops) return 1;
+  return omp_get_max_threads();
+}
+
+// Splits `n` elements, in whole tiles of `tile`, into `parts` contiguous ranges; returns where
+// range p starts.
+int64_t split_point(int64_t n, int tile, int parts, int p) {
+  const int64_t tiles = (n + tile - 1) / tile;
+  return std::min(n, tiles * p / parts * tile);
+}
+
+// gemm_blocked on a team of `threads`: C is split into a grid of tm x tn blocks in whole
+// MR x NR tiles, choosing the grid that gives each thread the least of op(A) and op(B) to read
+// (the most square blocks); each thread packs its own panels.
+void gemm_team(int threads, const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N,
+               int64_t K, float alpha, float beta, float* C, int64_t ldc, bool in_place) {
+  int tm = 1;
+  double best = 1e300;
+  for (int t = 1; t <= threads; ++t) {
+    const double cost = (double)M / t + (double)N / (threads / t);
+    if (threads % t == 0 && cost < best) best = cost, tm = t;
+  }
+  const int tn = threads / tm;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), ti = t / tn, tj = t % tn;
+    const int64_t i0 = split_point(M, kr.mr, tm, ti), i1 = split_point(M, kr.mr, tm, ti + 1);
+    const int64_t j0 = split_point(N, kr.nr, tn, tj), j1 = split_point(N, kr.nr, tn, tj + 1);
+    if (i1 > i0 && j1 > j0) {
+      const Operand at{a.trans ? a.p + i0 : a.p + i0 * a.ld, a.ld, a.trans};
+      const Operand bt{b.trans ? b.p + j0 : b.p + j0 * b.ld, b.ld, b.trans};
+      gemm_blocked(kr, at, bt, i1 - i0, j1 - j0, K, alpha, beta, C + i0 * ldc + j0, ldc,
+                   in_place);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+const Kernel kGeneric = {"generic", 4, GenericRows<1>::NR, &tile_by_rows<GenericRows, 4>};
+
+bool force_kernel(const char* name) {
+  if (!name) {
+    active_kernel() = detect_kernel();
+    return true;
+  }
+  for (const Kernel* k : kKernels)
+    if (std::string_view(k->name) == name && cpu_runs(k)) {
+      active_kernel() = k;
+      return true;
+    }
+  return false;
+}
+
+}  // namespace gemm
+
+void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  using namespace gemm;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
+
+  const Kernel& kr = *active_kernel();
+  // op(A) by rows of C; op(B) by columns of C, i.e. B stored (K,N) is the transposed view.
+  const Operand a{A, lda, ta == Trans::T}, b{B, ldb, tb == Trans::N};
+  const bool in_place = (M * K + K * N) * (int64_t)sizeof(float) <= kInPlaceBytes;
+#ifdef _OPENMP
+  if (const int threads = team_size(M, N, K); threads > 1)
+    return gemm_team(threads, kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
+#endif
+  gemm_blocked(kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
+}
+
+const char* sgemm_kernel_name() { return gemm::active_kernel()->name; }
+
+}  // namespace hc

@@ -1,0 +1,164 @@
+// sgemm against a naive double-precision triple loop: every (ta, tb), odd sizes on every edge
+// of the kernel tiles and cache blocks, padded leading dimensions, alpha/beta (beta == 0 with a
+// NaN-poisoned C), K == 0, outside and inside an OpenMP parallel region, with every kernel this
+// CPU can run.
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../core/src/gemm_kernels.h"
+#include "check.h"
+#include "heterocnn/gemm.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+using hc::Trans;
+
+namespace {
+
+struct Case {
+  Trans ta, tb;
+  int64_t M, N, K;
+  float alpha, beta;
+  int64_t pad;  // extra elements per row of A, B and C (leading dimension > width)
+};
+
+std::string describe(const Case& c) {
+  return std::string("ta=") + (c.ta == Trans::T ? "T" : "N") + " tb=" + (c.tb == Trans::T ? "T" : "N") +
+         " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+         " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta) +
+         " pad=" + std::to_string(c.pad) + " kernel=" + hc::sgemm_kernel_name();
+}
+
+// Runs one case on fresh random inputs and returns the number of wrong elements of C.
+int64_t run_case(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t a_rows = c.ta == Trans::N ? c.M : c.K, a_cols = c.ta == Trans::N ? c.K : c.M;
+  const int64_t b_rows = c.tb == Trans::N ? c.K : c.N, b_cols = c.tb == Trans::N ? c.N : c.K;
+  const int64_t lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.N + c.pad;
+  std::vector<float> A(a_rows * lda), B(b_rows * ldb), C(c.M * ldc);
+  for (float& x : A) x = u(rng);
+  for (float& x : B) x = u(rng);
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  for (float& x : C) x = c.beta == 0.0f ? poison : u(rng);
+  const std::vector<float> C0 = C;
+
+  hc::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
+
+  auto a = [&](int64_t i, int64_t k) { return c.ta == Trans::N ? A[i * lda + k] : A[k * lda + i]; };
+  auto b = [&](int64_t k, int64_t j) { return c.tb == Trans::N ? B[k * ldb + j] : B[j * ldb + k]; };
+  // float32 accumulation of K products has a worst-case error of about K * u * sum |a*b|
+  // (u = 2^-24, Higham's gamma_K), plus a few roundings for alpha and beta: the tolerance is
+  // (K + 4) * u times the magnitudes involved, which a wrong or missing term would exceed.
+  const double u32 = std::ldexp(1.0, -24);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double sum = 0, mag = 0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        sum += (double)a(i, k) * b(k, j);
+        mag += std::fabs((double)a(i, k) * b(k, j));
+      }
+      const double old = c.beta == 0.0f ? 0.0 : C0[i * ldc + j];
+      const double want = c.alpha * sum + c.beta * old;
+      const double tol = (c.K + 4) * u32 * (std::fabs(c.alpha) * mag + std::fabs(c.beta * old)) + 1e-30;
+      if (!(std::fabs(C[i * ldc + j] - want) <= tol)) ++wrong;
+    }
+  // Padding between rows of C must be untouched.
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = c.N; j < ldc; ++j)
+      if (!(C[i * ldc + j] == C0[i * ldc + j] || (std::isnan(C[i * ldc + j]) && std::isnan(C0[i * ldc + j]))))
+        ++wrong;
+  return wrong;
+}
+
+void check_case(const Case& c, uint32_t seed) {
+  const int64_t wrong = run_case(c, seed);
+  CHECK_MSG(wrong == 0, describe(c) + ": " + std::to_string(wrong) + " wrong elements");
+}
+
+const int64_t kSizes[][3] = {
+    {1, 1, 1},     {1, 3, 7},      {3, 1, 17},     {7, 17, 1},    {17, 33, 65},  {33, 65, 3},
+    {65, 7, 127},  {127, 130, 33}, {130, 127, 17}, {14, 32, 256}, {15, 33, 257}, {28, 64, 513},
+    {257, 130, 513}, {513, 65, 130}, {65, 513, 257}, {3, 4133, 7}, {337, 257, 127}, {127, 257, 65},
+};
+const Trans kTrans[] = {Trans::N, Trans::T};
+
+// Every size, every (ta, tb), with padded and unpadded rows and several alpha/beta.
+void check_all_shapes() {
+  uint32_t seed = 1;
+  for (const auto& s : kSizes)
+    for (Trans ta : kTrans)
+      for (Trans tb : kTrans) {
+        check_case({ta, tb, s[0], s[1], s[2], 1.0f, 0.0f, 0}, seed++);
+        check_case({ta, tb, s[0], s[1], s[2], -0.75f, 0.5f, 5}, seed++);
+        check_case({ta, tb, s[0], s[1], s[2], 2.0f, 1.0f, 3}, seed++);
+      }
+}
+
+// Runs f with each kernel this CPU supports forced, then restores the automatic choice.
+template <class F>
+void for_each_kernel(F f) {
+  int ran = 0;
+  for (const char* name : {"avx512", "avx2", "generic"}) {
+    if (!hc::gemm::force_kernel(name)) continue;
+    CHECK(std::string(hc::sgemm_kernel_name()) == name);
+    f();
+    ++ran;
+  }
+  hc::gemm::force_kernel(nullptr);
+  CHECK(ran >= 1);
+}
+
+}  // namespace
+
+TEST(kernel_name_is_known) {
+  const std::string name = hc::sgemm_kernel_name();
+  CHECK(name == "avx512" || name == "avx2" || name == "generic");
+  CHECK(hc::gemm::force_kernel("generic"));
+  CHECK(!hc::gemm::force_kernel("no-such-kernel"));
+  hc::gemm::force_kernel(nullptr);
+  CHECK(hc::sgemm_kernel_name() == name);
+}
+
+TEST(all_shapes_every_kernel) { for_each_kernel(check_all_shapes); }
+
+TEST(k_zero_scales_c) {
+  for (Trans ta : kTrans)
+    for (Trans tb : kTrans) {
+      check_case({ta, tb, 7, 33, 0, 1.0f, 0.0f, 2}, 11);  // C = 0 although C held NaN
+      check_case({ta, tb, 7, 33, 0, 1.0f, -1.5f, 2}, 12);
+    }
+  // alpha == 0 is the same case: A and B do not matter, C = beta * C.
+  check_case({Trans::N, Trans::T, 17, 5, 9, 0.0f, 0.25f, 1}, 13);
+}
+
+TEST(cnn_shapes) {
+  check_case({Trans::N, Trans::N, 6, 784, 25, 1.0f, 0.0f, 0}, 21);
+  check_case({Trans::N, Trans::N, 16, 100, 150, 1.0f, 0.0f, 0}, 22);
+  check_case({Trans::N, Trans::T, 64, 256, 784, 1.0f, 0.0f, 0}, 23);
+  check_case({Trans::T, Trans::N, 256, 784, 64, 1.0f, 1.0f, 0}, 24);
+  check_case({Trans::T, Trans::N, 150, 100, 16, 1.0f, 0.0f, 0}, 25);
+}
+
+// Inside a parallel region every thread runs its own sgemm serially; results must not mix.
+TEST(inside_parallel_region) {
+  for_each_kernel([] {
+    int64_t wrong = 0;
+#ifdef _OPENMP
+#pragma omp parallel for reduction(+ : wrong) schedule(dynamic)
+#endif
+    for (int t = 0; t < 16; ++t) {
+      const Trans ta = kTrans[t % 2], tb = kTrans[t / 2 % 2];
+      const auto& s = kSizes[7 + t % 9];
+      wrong += run_case({ta, tb, s[0], s[1], s[2], 1.5f, t % 3 ? 0.0f : -1.0f, t % 4}, 100 + t);
+    }
+    CHECK_MSG(wrong == 0, std::to_string(wrong) + " wrong elements");
+  });
+}
+
+TEST_MAIN()
