@@ -21,7 +21,12 @@ namespace {
 // Cache blocks, for a core with 48 KiB L1d and 1 MiB L2 (Zen 5), and 32-wide kernels:
 // a KC x NR panel of op(B) (32 KiB) stays in L1 while the kernel runs down the MC x KC block
 // of op(A) (336 KiB, in L2); the KC x NC block of op(B) lives in L3.
-constexpr int64_t KC = 256, MC = 336, NC = 4096;
+#ifndef KC_
+#define KC_ 256
+#define MC_ 336
+#define NC_ 4096
+#endif
+constexpr int64_t KC = KC_, MC = MC_, NC = NC_;
 
 // Problems whose operands total at most this many bytes are small enough to stay in cache
 // unpacked: a transposed A and a non-transposed B are then read in place (their k-major
@@ -146,6 +151,19 @@ void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, 
       for (int64_t ic = 0; ic < M; ic += mc_max) {
         const int64_t mc = std::min(mc_max, M - ic);
         if (!a_in_place) pack_panels(a, ic, mc, pc, kc, kr.mr, abuf);
+#ifdef JR_INNER
+        for (int64_t ir = 0; ir < mc; ir += kr.mr) {
+          const int mr = (int)std::min<int64_t>(kr.mr, mc - ir);
+          const float* ap = a_in_place ? a.p + pc * a.ld + ic + ir : abuf + ir * kc;
+          const int64_t as = a_in_place ? a.ld : kr.mr;
+          for (int64_t jr = 0; jr < nc; jr += kr.nr) {
+            const int nr = (int)std::min<int64_t>(kr.nr, nc - jr);
+            const float* bp = b_in_place ? b.p + pc * b.ld + jc + jr : bbuf + jr * kc;
+            const int64_t bs = b_in_place ? b.ld : kr.nr;
+            kr.tile(kc, ap, as, bp, bs, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, mr, nr);
+          }
+        }
+#else
         for (int64_t jr = 0; jr < nc; jr += kr.nr) {
           const int nr = (int)std::min<int64_t>(kr.nr, nc - jr);
           const float* bp = b_in_place ? b.p + pc * b.ld + jc + jr : bbuf + jr * kc;
@@ -157,6 +175,7 @@ void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, 
             kr.tile(kc, ap, as, bp, bs, C + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, mr, nr);
           }
         }
+#endif
       }
     }
   }

@@ -21,7 +21,13 @@ struct Rows {
     const __mmask16 m0 = column_mask(nr), m1 = column_mask(nr - 16);
     __m512 acc0[R], acc1[R];
 #pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < R; ++i) {
+      acc0[i] = acc1[i] = _mm512_setzero_ps();
+      // C is read and written only after the k loop: fetch its rows (2-3 lines each) now.
+      _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch((const char*)(c + i * ldc + 16), _MM_HINT_T0);
+      _mm_prefetch((const char*)(c + i * ldc + 31), _MM_HINT_T0);
+    }
 
     for (int64_t k = 0; k < kc; ++k) {
       const __m512 b0 = _mm512_maskz_loadu_ps(m0, b);

@@ -7,7 +7,8 @@
 namespace hc {
 
 enum class ErrorKind {
-  Value,        // a bad value: shape mismatch, label out of range, NaN input  -> ValueError
+  Value,        // a bad value: label out of range, NaN input, bad argument   -> ValueError
+  Shape,        // arrays or layers whose shapes do not fit together           -> ValueError
   Type,         // a bad type or layout                                        -> TypeError
   Index,        // a missing device or parameter index                          -> IndexError
   OutOfMemory,  // host or device allocation failed                             -> MemoryError
@@ -25,5 +26,6 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(ErrorKind kind, const std::string& what) { throw Error(kind, what); }
 [[noreturn]] inline void fail_value(const std::string& what) { fail(ErrorKind::Value, what); }
+[[noreturn]] inline void fail_shape(const std::string& what) { fail(ErrorKind::Shape, what); }
 
 }  // namespace hc

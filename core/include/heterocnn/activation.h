@@ -1,0 +1,35 @@
+// Element-wise activations, as torch.nn.ReLU and torch.nn.Sigmoid.
+//   x (any shape) -> y (same shape); backward uses the forward's output y.
+#pragma once
+#include "heterocnn/layer.h"
+
+namespace hc {
+
+void relu_forward_cpu(int64_t n, const float* x, float* y);
+void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+void sigmoid_forward_cpu(int64_t n, const float* x, float* y);
+void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+
+class ReLU : public Layer {
+ public:
+  std::string kind() const override { return "ReLU"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+};
+
+class Sigmoid : public Layer {
+ public:
+  std::string kind() const override { return "Sigmoid"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+};
+
+}  // namespace hc

@@ -1,0 +1,43 @@
+// Owning float storage on one device. On the CPU it is 64-byte aligned (one cache line, one
+// AVX-512 vector). Grows on request and never shrinks, so a training step that asks for the
+// same sizes again allocates nothing.
+#pragma once
+#include <cstddef>
+
+#include "heterocnn/place.h"
+
+namespace hc {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(size_t count, Place place = Place{});
+  ~Buffer();
+  Buffer(Buffer&& o) noexcept;
+  Buffer& operator=(Buffer&& o) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t size() const { return size_; }
+  Place place() const { return place_; }
+
+  // Makes room for at least `count` floats; the contents are lost when it reallocates.
+  void reserve(size_t count);
+  // Zero-fills the first `count` floats (all of them by default).
+  void zero(size_t count = static_cast<size_t>(-1));
+  // Copies between this buffer (on any place) and host memory.
+  void copy_from_host(const float* src, size_t count);
+  void copy_to_host(float* dst, size_t count) const;
+  // A new buffer on `place` holding a copy of this one.
+  Buffer copy_to(Place place) const;
+
+ private:
+  void release();
+  float* data_ = nullptr;
+  size_t size_ = 0;
+  Place place_{};
+};
+
+}  // namespace hc

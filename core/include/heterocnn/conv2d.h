@@ -1,0 +1,39 @@
+// Conv2d: cross-correlation, NCHW, square kernel, as torch.nn.Conv2d.
+//   x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo)
+// Computed per sample as a GEMM over the im2col matrix (thesis 4.1-4.2): y_n = w * col(x_n) + b.
+#pragma once
+#include "heterocnn/im2col.h"
+#include "heterocnn/layer.h"
+
+namespace hc {
+
+// Workspace floats the CPU ops need with `threads` worker threads.
+size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
+size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
+
+void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
+                        const float* b, float* y, float* ws);
+// dx may be null (first layer). dw and db are overwritten.
+void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                         const float* w, const float* dy, float* dx, float* dw, float* db,
+                         float* ws);
+
+class Conv2d : public Layer {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
+         int64_t padding);
+  std::string kind() const override { return "Conv2d"; }
+  Shape output_shape(const Shape& in) const override;
+  size_t workspace_size(const Shape& in, int threads) const override;
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+
+ private:
+  ConvGeom geom(const Shape& in) const;
+  int64_t C_, M_, K_, stride_, pad_;
+};
+
+}  // namespace hc

@@ -1,0 +1,63 @@
+// The layer interface. A layer owns its parameters, knows its output shape, and runs forward
+// and backward on the place it was put on. Layer::forward/backward are the one point where the
+// CPU and CUDA implementations are chosen.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "heterocnn/buffer.h"
+#include "heterocnn/place.h"
+#include "heterocnn/rng.h"
+#include "heterocnn/tensor.h"
+
+namespace hc {
+
+// One learnable array: its value, the gradient of the last backward, and the SGD momentum.
+struct Param {
+  std::string name;  // "weight" or "bias", as in torch.nn
+  Shape shape;
+  Buffer value, grad, velocity;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual std::string kind() const = 0;  // "Conv2d", "ReLU", ...
+  // Output shape for input shape `in` (batch first); throws a Shape error that names the layer.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  // Floats of scratch memory forward and backward need for input `in` with `threads` threads.
+  virtual size_t workspace_size(const Shape& in, int threads) const;
+  // True when the output is the input reinterpreted (Flatten): no data moves either way.
+  virtual bool is_view() const { return false; }
+  // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
+  virtual void init_params(Rng& rng);
+
+  // y = layer(x). `ws` holds workspace_size(x.shape) floats.
+  void forward(const Tensor& x, Tensor& y, float* ws);
+  // Given dL/dy, writes dL/dx into dx (when dx is not null) and dL/dparams into each
+  // Param::grad (overwritten, not accumulated). x and y are the forward's input and output.
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws);
+
+  std::vector<Param>& params() { return params_; }
+  Place place() const { return place_; }
+  // Moves the parameters (values, gradients, momenta) to `place`.
+  void to(Place place);
+
+ protected:
+  virtual void forward_cpu(const Tensor& x, Tensor& y, float* ws) = 0;
+  virtual void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                            float* ws) = 0;
+
+  Param& add_param(const std::string& name, Shape shape);
+  std::vector<Param> params_;
+  Place place_{};
+};
+
+// Builds a layer from the spec the Python side sends: kind and integer arguments
+//   Linear(in, out), Conv2d(in, out, kernel, stride, padding), MaxPool2d(kernel, stride),
+//   Flatten(), ReLU(), Sigmoid().
+std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<int64_t>& args);
+
+}  // namespace hc

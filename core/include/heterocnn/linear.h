@@ -1,0 +1,29 @@
+// Linear: y = x w^T + b over the whole minibatch as one GEMM (thesis 4.3), as torch.nn.Linear.
+//   x (N,I), w (O,I), b (O,) -> y (N,O)
+#pragma once
+#include "heterocnn/layer.h"
+
+namespace hc {
+
+void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                        const float* b, float* y);
+// dx may be null (first layer). dw and db are overwritten.
+void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                         const float* dy, float* dx, float* dw, float* db);
+
+class Linear : public Layer {
+ public:
+  Linear(int64_t in_features, int64_t out_features);
+  std::string kind() const override { return "Linear"; }
+  Shape output_shape(const Shape& in) const override;
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+
+ private:
+  int64_t I_, O_;
+};
+
+}  // namespace hc

@@ -1,0 +1,24 @@
+// Losses, each a mean over the batch, computed with their gradient in one pass.
+//   softmax cross-entropy: logits (N,K), labels (N,) in [0,K) -> loss, dlogits = (softmax - onehot)/N
+//   sigmoid BCE:           logits (N,1), labels (N,) in {0,1} -> loss, dlogits = (sigmoid - y)/N
+// as torch.nn.CrossEntropyLoss and torch.nn.BCEWithLogitsLoss. Each also counts the samples
+// whose prediction matches the label (argmax, or logit > 0), for training accuracy.
+#pragma once
+#include <cstdint>
+
+namespace hc {
+
+enum class LossKind { CrossEntropy, BCE };
+
+struct LossResult {
+  double loss = 0.0;
+  int64_t correct = 0;
+};
+
+// dlogits may be null (evaluation only).
+LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
+                                     const int64_t* labels, float* dlogits);
+LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels,
+                           float* dlogits);
+
+}  // namespace hc

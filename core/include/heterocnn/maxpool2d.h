@@ -1,0 +1,32 @@
+// MaxPool2d: max over K x K windows moved by `stride`, no padding, floor mode, as
+// torch.nn.MaxPool2d. Backward routes each gradient to the first maximum of its window
+// (found again from x, so nothing is stored between forward and backward).
+//   x (N,C,H,W) -> y (N,C,Ho,Wo), Ho = (H - K) / stride + 1
+#pragma once
+#include "heterocnn/layer.h"
+
+namespace hc {
+
+// P = N*C planes of H x W.
+void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                           const float* x, float* y);
+// dx is overwritten.
+void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                            const float* x, const float* dy, float* dx);
+
+class MaxPool2d : public Layer {
+ public:
+  MaxPool2d(int64_t kernel, int64_t stride);
+  std::string kind() const override { return "MaxPool2d"; }
+  Shape output_shape(const Shape& in) const override;
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+
+ private:
+  int64_t K_, stride_;
+};
+
+}  // namespace hc

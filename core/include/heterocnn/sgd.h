@@ -1,0 +1,20 @@
+// SGD with momentum and weight decay, the update rule of torch.optim.SGD (dampening 0,
+// no Nesterov):  g += wd * p;  v = mu * v + g;  p -= lr * v   (with mu == 0: p -= lr * g).
+#pragma once
+#include <cstdint>
+
+namespace hc {
+
+struct SgdConfig {
+  float lr = 0.01f;
+  float momentum = 0.f;
+  float weight_decay = 0.f;
+};
+
+// Throws a Value error naming the bad hyper-parameter (NaN, inf, negative).
+void validate(const SgdConfig& cfg);
+
+// p, g, v: n floats each; g is left as it was.
+void sgd_update_cpu(int64_t n, float* p, const float* g, float* v, const SgdConfig& cfg);
+
+}  // namespace hc

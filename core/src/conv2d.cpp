@@ -1,0 +1,144 @@
+// x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo)
+#include "heterocnn/conv2d.h"
+
+#include <algorithm>
+
+#include "heterocnn/error.h"
+#include "heterocnn/gemm.h"
+#include "heterocnn/parallel.h"
+
+namespace hc {
+
+namespace {
+
+// A 1x1 kernel with stride 1 and no padding reads the image as its own im2col matrix.
+bool col_is_input(const ConvGeom& g) { return g.K == 1 && g.stride == 1 && g.pad == 0; }
+
+size_t col_size(const ConvGeom& g) {
+  return static_cast<size_t>(g.col_rows() * g.col_cols());
+}
+
+}  // namespace
+
+size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t, int threads) {
+  return col_is_input(g) ? 0 : col_size(g) * threads;
+}
+
+size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
+  // Per thread: the unrolled sample (reused for dcol), and partial dw and db.
+  return (col_size(g) + static_cast<size_t>(M * g.col_rows() + M)) * threads;
+}
+
+void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
+                        const float* b, float* y, float* ws) {
+  const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* col = x + n * in_n;
+    if (!col_is_input(g)) {
+      float* mine = ws + thread_id() * col_size(g);
+      im2col_cpu(g, x + n * in_n, mine);
+      col = mine;
+    }
+    float* yn = y + n * M * hw;
+    for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
+    sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, col, hw, 1.f, yn, hw);
+  }
+}
+
+void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                         const float* w, const float* dy, float* dx, float* dw, float* db,
+                         float* ws) {
+  const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W;
+  const size_t per_thread = col_size(g) + static_cast<size_t>(M * ckk + M);
+  int team = 1;
+#pragma omp parallel
+  {
+    float* col = ws + thread_id() * per_thread;
+    float* dw_t = col + col_size(g);
+    float* db_t = dw_t + M * ckk;
+    std::fill(dw_t, dw_t + M * ckk + M, 0.f);
+#pragma omp single
+    team = team_size();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* dyn = dy + n * M * hw;
+      const float* xcol = x + n * in_n;
+      if (!col_is_input(g)) {
+        im2col_cpu(g, x + n * in_n, col);
+        xcol = col;
+      }
+      // dw += dy_n (M,HoWo) * col^T (HoWo,CKK)
+      sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, xcol, hw, 1.f, dw_t, ckk);
+      for (int64_t m = 0; m < M; ++m) {
+        float s = 0.f;
+        for (int64_t i = 0; i < hw; ++i) s += dyn[m * hw + i];
+        db_t[m] += s;
+      }
+      if (dx) {
+        // dcol (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), then folded back into dx_n.
+        float* dxn = dx + n * in_n;
+        if (col_is_input(g)) {
+          sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, dxn, hw);
+        } else {
+          sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, col, hw);
+          col2im_cpu(g, col, dxn);
+        }
+      }
+    }
+    // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < M * ckk + M; ++i) {
+      float s = 0.f;
+      for (int t = 0; t < team; ++t) s += ws[t * per_thread + col_size(g) + i];
+      (i < M * ckk ? dw[i] : db[i - M * ckk]) = s;
+    }
+  }
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
+               int64_t padding)
+    : C_(in_channels), M_(out_channels), K_(kernel), stride_(stride), pad_(padding) {
+  if (C_ <= 0 || M_ <= 0 || K_ <= 0 || stride_ <= 0 || pad_ < 0)
+    fail_value("Conv2d(in_channels=" + std::to_string(C_) + ", out_channels=" +
+               std::to_string(M_) + ", kernel_size=" + std::to_string(K_) + ", stride=" +
+               std::to_string(stride_) + ", padding=" + std::to_string(pad_) +
+               "): sizes and stride must be positive and padding non-negative");
+  add_param("weight", Shape{M_, C_, K_, K_});
+  add_param("bias", Shape{M_});
+}
+
+ConvGeom Conv2d::geom(const Shape& in) const {
+  return make_conv_geom(C_, in[2], in[3], K_, stride_, pad_);
+}
+
+Shape Conv2d::output_shape(const Shape& in) const {
+  if (in.ndim != 4 || in[1] != C_)
+    fail_shape("Conv2d(" + std::to_string(C_) + ", " + std::to_string(M_) + ") expects input (N, " +
+               std::to_string(C_) + ", H, W), got " + in.str());
+  if (in[2] + 2 * pad_ < K_ || in[3] + 2 * pad_ < K_)
+    fail_shape("Conv2d kernel " + std::to_string(K_) + " with padding " + std::to_string(pad_) +
+               " does not fit input " + in.str());
+  const ConvGeom g = geom(in);
+  return Shape{in[0], M_, g.Ho, g.Wo};
+}
+
+size_t Conv2d::workspace_size(const Shape& in, int threads) const {
+  const ConvGeom g = geom(in);
+  return std::max(conv2d_forward_workspace_cpu(g, M_, threads),
+                  conv2d_backward_workspace_cpu(g, M_, threads));
+}
+
+void Conv2d::forward_cpu(const Tensor& x, Tensor& y, float* ws) {
+  conv2d_forward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
+                     params_[1].value.data(), y.data, ws);
+}
+
+void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
+                          float* ws) {
+  conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
+                      dy.data, dx ? dx->data : nullptr, params_[0].grad.data(),
+                      params_[1].grad.data(), ws);
+}
+
+}  // namespace hc

@@ -1,0 +1,110 @@
+#include "heterocnn/layer.h"
+
+#include <cmath>
+
+#include "heterocnn/activation.h"
+#include "heterocnn/conv2d.h"
+#include "heterocnn/error.h"
+#include "heterocnn/flatten.h"
+#include "heterocnn/linear.h"
+#include "heterocnn/maxpool2d.h"
+
+namespace hc {
+
+size_t Layer::workspace_size(const Shape&, int) const { return 0; }
+
+void Layer::init_params(Rng& rng) {
+  for (Param& p : params_) {
+    if (p.name == "bias") {
+      p.value.zero();
+      continue;
+    }
+    // fan_in: every weight dim but the first (out_features / out_channels).
+    const double std = std::sqrt(2.0 / static_cast<double>(p.shape.sample_numel()));
+    std::vector<float> host(p.shape.numel());
+    for (float& v : host) v = static_cast<float>(std * rng.normal());
+    p.value.copy_from_host(host.data(), host.size());
+  }
+}
+
+void Layer::forward(const Tensor& x, Tensor& y, float* ws) {
+  switch (place_.device) {
+    case Device::CPU:
+      return forward_cpu(x, y, ws);
+    case Device::CUDA:
+      fail(ErrorKind::Device, kind() + " has no CUDA implementation in this build");
+  }
+}
+
+void Layer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws) {
+  switch (place_.device) {
+    case Device::CPU:
+      return backward_cpu(x, y, dy, dx, ws);
+    case Device::CUDA:
+      fail(ErrorKind::Device, kind() + " has no CUDA implementation in this build");
+  }
+}
+
+void Layer::to(Place place) {
+  if (place == place_) return;
+  // Build every moved buffer first, so a failed allocation leaves the layer as it was.
+  std::vector<Buffer> moved;
+  for (Param& p : params_)
+    for (Buffer* b : {&p.value, &p.grad, &p.velocity}) moved.push_back(b->copy_to(place));
+  size_t i = 0;
+  for (Param& p : params_)
+    for (Buffer* b : {&p.value, &p.grad, &p.velocity}) *b = std::move(moved[i++]);
+  place_ = place;
+}
+
+Param& Layer::add_param(const std::string& name, Shape shape) {
+  Param p;
+  p.name = name;
+  p.shape = shape;
+  p.value = Buffer(shape.numel(), place_);
+  p.grad = Buffer(shape.numel(), place_);
+  p.velocity = Buffer(shape.numel(), place_);
+  p.value.zero();
+  p.grad.zero();
+  p.velocity.zero();
+  params_.push_back(std::move(p));
+  return params_.back();
+}
+
+namespace {
+void expect_args(const std::string& kind, const std::vector<int64_t>& args, size_t n) {
+  if (args.size() != n)
+    fail_value(kind + " takes " + std::to_string(n) + " integer arguments, got " +
+               std::to_string(args.size()));
+}
+}  // namespace
+
+std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<int64_t>& a) {
+  if (kind == "Linear") {
+    expect_args(kind, a, 2);
+    return std::make_unique<Linear>(a[0], a[1]);
+  }
+  if (kind == "Conv2d") {
+    expect_args(kind, a, 5);
+    return std::make_unique<Conv2d>(a[0], a[1], a[2], a[3], a[4]);
+  }
+  if (kind == "MaxPool2d") {
+    expect_args(kind, a, 2);
+    return std::make_unique<MaxPool2d>(a[0], a[1]);
+  }
+  if (kind == "Flatten") {
+    expect_args(kind, a, 0);
+    return std::make_unique<Flatten>();
+  }
+  if (kind == "ReLU") {
+    expect_args(kind, a, 0);
+    return std::make_unique<ReLU>();
+  }
+  if (kind == "Sigmoid") {
+    expect_args(kind, a, 0);
+    return std::make_unique<Sigmoid>();
+  }
+  fail_value("unknown layer kind '" + kind + "'");
+}
+
+}  // namespace hc

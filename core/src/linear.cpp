@@ -1,0 +1,54 @@
+// x (N,I), w (O,I), b (O,) -> y (N,O)
+#include "heterocnn/linear.h"
+
+#include <algorithm>
+
+#include "heterocnn/error.h"
+#include "heterocnn/gemm.h"
+
+namespace hc {
+
+void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                        const float* b, float* y) {
+  for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 1.f, y, O);
+}
+
+void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                         const float* dy, float* dx, float* dw, float* db) {
+  // dw (O,I) = dy^T (O,N) * x (N,I)
+  sgemm(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I);
+  std::fill(db, db + O, 0.f);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o) db[o] += dy[n * O + o];
+  // dx (N,I) = dy (N,O) * w (O,I)
+  if (dx) sgemm(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I);
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features) : I_(in_features), O_(out_features) {
+  if (I_ <= 0 || O_ <= 0)
+    fail_value("Linear(in_features=" + std::to_string(I_) + ", out_features=" +
+               std::to_string(O_) + "): sizes must be positive");
+  add_param("weight", Shape{O_, I_});
+  add_param("bias", Shape{O_});
+}
+
+Shape Linear::output_shape(const Shape& in) const {
+  if (in.ndim != 2 || in[1] != I_)
+    fail_shape("Linear(" + std::to_string(I_) + ", " + std::to_string(O_) +
+               ") expects input (N, " + std::to_string(I_) + "), got " + in.str() +
+               (in.ndim > 2 ? " (add a Flatten before it)" : ""));
+  return Shape{in[0], O_};
+}
+
+void Linear::forward_cpu(const Tensor& x, Tensor& y, float*) {
+  linear_forward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), params_[1].value.data(),
+                     y.data);
+}
+
+void Linear::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
+  linear_backward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
+                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data());
+}
+
+}  // namespace hc

@@ -1,0 +1,52 @@
+// logits (N,K), labels (N,) -> loss (mean), dlogits (N,K)
+#include "heterocnn/loss.h"
+
+#include <cmath>
+
+namespace hc {
+
+LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
+                                     const int64_t* labels, float* dlogits) {
+  LossResult r;
+  const float inv_n = 1.f / static_cast<float>(N);
+  for (int64_t n = 0; n < N; ++n) {
+    const float* z = logits + n * K;
+    int64_t arg = 0;
+    for (int64_t k = 1; k < K; ++k)
+      if (z[k] > z[arg]) arg = k;
+    const float zmax = z[arg];
+    double sum = 0.0;
+    for (int64_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k] - zmax));
+    const double log_sum = std::log(sum);
+    r.loss += log_sum - (z[labels[n]] - zmax);
+    r.correct += arg == labels[n];
+    if (dlogits) {
+      float* d = dlogits + n * K;
+      for (int64_t k = 0; k < K; ++k)
+        d[k] = static_cast<float>(std::exp(z[k] - zmax - log_sum)) * inv_n;
+      d[labels[n]] -= inv_n;
+    }
+  }
+  r.loss /= static_cast<double>(N);
+  return r;
+}
+
+LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels,
+                           float* dlogits) {
+  LossResult r;
+  const float inv_n = 1.f / static_cast<float>(N);
+  for (int64_t n = 0; n < N; ++n) {
+    const double z = logits[n], y = static_cast<double>(labels[n]);
+    // log(1 + exp(z)) - z*y, written so that exp never overflows.
+    r.loss += std::fmax(z, 0.0) - z * y + std::log1p(std::exp(-std::fabs(z)));
+    r.correct += (z > 0.0) == (labels[n] == 1);
+    if (dlogits) {
+      const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+      dlogits[n] = static_cast<float>((p - y) * inv_n);
+    }
+  }
+  r.loss /= static_cast<double>(N);
+  return r;
+}
+
+}  // namespace hc

@@ -1,0 +1,33 @@
+"""heterocnn: train image classifiers on the CPU (OpenMP) and NVIDIA GPUs (CUDA), with the
+API of torch.nn where the two have the same thing."""
+
+from . import datasets, models
+from ._core import build_info as _core_build_info, set_threads
+from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
+                     HeteroCNNError, InvalidValueError, ShapeError, StateDictError)
+from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
+from .optim import SGD
+from .training import evaluate, fit, predict
+
+__version__ = _core_build_info()["version"]
+
+
+def build_info():
+    """What this build contains: version, OpenMP (and its thread count), the CPU GEMM kernel,
+    whether CUDA was compiled in and whether a GPU is available."""
+    info = _core_build_info()
+    info["cuda_available"] = cuda_available()
+    return info
+
+
+def cuda_available():
+    """True when this build has CUDA and a usable GPU is present."""
+    return False
+
+
+__all__ = [
+    "Conv2d", "DataFormatError", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
+    "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
+    "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info",
+    "cuda_available", "datasets", "evaluate", "fit", "models", "predict", "set_threads",
+]

@@ -1,0 +1,240 @@
+"""Layers and the Sequential model, with the semantics and state_dict layout of torch.nn.
+
+Layer objects here are specifications; ``Sequential`` builds the C++ net from them and owns
+it. Every call validates its arrays in Python (dtype, rank, batch size) and the core checks
+the rest (shapes through the chain, labels, NaN/inf), before anything in the model changes.
+"""
+
+import re
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _core
+from .errors import DeviceError, DTypeError, InvalidValueError, ShapeError, StateDictError
+
+
+def _positive_int(layer, name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidValueError(f"{layer}: {name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class Module:
+    """Base of the layer specifications."""
+
+    def _spec(self):
+        """(kind, integer arguments) for the core's make_layer."""
+        return type(self).__name__, []
+
+    def __repr__(self):
+        kind, args = self._spec()
+        return f"{kind}({', '.join(map(str, args))})"
+
+
+class Linear(Module):
+    """y = x @ W.T + b; x (N, in_features) -> (N, out_features)."""
+
+    def __init__(self, in_features, out_features):
+        self.in_features = _positive_int("Linear", "in_features", in_features)
+        self.out_features = _positive_int("Linear", "out_features", out_features)
+
+    def _spec(self):
+        return "Linear", [self.in_features, self.out_features]
+
+
+class Conv2d(Module):
+    """Cross-correlation, NCHW, square kernel; x (N, in, H, W) -> (N, out, Ho, Wo)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
+        self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
+        self.kernel_size = _positive_int("Conv2d", "kernel_size", kernel_size)
+        self.stride = _positive_int("Conv2d", "stride", stride)
+        self.padding = _positive_int("Conv2d", "padding", padding, minimum=0)
+
+    def _spec(self):
+        return "Conv2d", [self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                          self.padding]
+
+
+class MaxPool2d(Module):
+    """Max over kernel_size windows moved by stride (default kernel_size), no padding."""
+
+    def __init__(self, kernel_size, stride=None):
+        self.kernel_size = _positive_int("MaxPool2d", "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _positive_int(
+            "MaxPool2d", "stride", stride)
+
+    def _spec(self):
+        return "MaxPool2d", [self.kernel_size, self.stride]
+
+
+class Flatten(Module):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), C order."""
+
+
+class ReLU(Module):
+    """max(x, 0), element-wise."""
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), element-wise."""
+
+
+LOSSES = ("cross_entropy", "bce")
+
+_DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(device):
+    """'cpu', 'cuda' or 'cuda:N' -> (0 for CPU / 1 for CUDA, index)."""
+    m = _DEVICE_RE.match(device) if isinstance(device, str) else None
+    if not m or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
+        raise InvalidValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+    if m.group(1) == "cpu":
+        return (0, 0)
+    if not _core.build_info()["cuda_compiled"]:
+        raise DeviceError(f"device {device!r} asked for, but heterocnn was built without CUDA")
+    return (1, int(m.group(2) or 0))
+
+
+class Sequential:
+    """A chain of layers with a loss: 'cross_entropy' (softmax, integer labels) or 'bce'
+    (sigmoid binary cross-entropy on one output, labels 0/1). Weights are He-normal from
+    ``seed``, biases zero."""
+
+    def __init__(self, *layers, loss="cross_entropy", seed=0):
+        if not layers:
+            raise InvalidValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise DTypeError(f"layer {i} is {type(layer).__name__}, not a heterocnn layer")
+        if loss not in LOSSES:
+            raise InvalidValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
+        self.layers = tuple(layers)
+        self.loss = loss
+        self.seed = int(seed)
+        self._net = _core.CoreNet([layer._spec() for layer in layers], loss, self.seed)
+        self._params = self._net.param_list()  # [(layer, name, shape)]
+        self._keys = [f"{i}.{name}" for i, name, _ in self._params]
+        self.placement = ("cpu",) * len(layers)
+
+    def __repr__(self):
+        body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({body}\n)  loss={self.loss}"
+
+    # -- placement -------------------------------------------------------------------------
+
+    def to(self, device):
+        """Put every layer on ``device`` ('cpu', 'cuda', 'cuda:N'), or each layer on its own
+        device when given a sequence with one device per layer. Returns the model."""
+        devices = [device] * len(self.layers) if isinstance(device, str) else list(device)
+        if len(devices) != len(self.layers):
+            raise InvalidValueError(f"placement names {len(devices)} devices for "
+                                    f"{len(self.layers)} layers")
+        places = [parse_device(d) for d in devices]
+        self._net.to(places)
+        self.placement = tuple("cpu" if p[0] == 0 else f"cuda:{p[1]}" for p in places)
+        return self
+
+    # -- input checks ----------------------------------------------------------------------
+
+    def _input(self, x):
+        if not isinstance(x, np.ndarray):
+            raise DTypeError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise DTypeError(f"input must be float32, got {x.dtype} with shape {x.shape} "
+                             "(uint8 images are scaled by fit/evaluate, or use x / 255)")
+        if not 2 <= x.ndim <= 4:
+            raise ShapeError(f"input must be (N, ...) with 2 to 4 dims, got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ShapeError(f"input holds no samples: shape {x.shape}")
+        return np.ascontiguousarray(x)
+
+    def _labels(self, y, n):
+        y = np.asarray(y)
+        if y.dtype == np.bool_:
+            y = y.astype(np.int64)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DTypeError(f"labels must be integers, got {y.dtype}")
+        if y.shape != (n,):
+            raise ShapeError(f"labels must have shape ({n},) to match the input, got {y.shape}")
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    def output_shape(self, input_shape):
+        """Shape of the logits for an input of ``input_shape``; raises ShapeError naming the
+        first layer that does not accept what it is given."""
+        return self._net.output_shape(tuple(int(d) for d in input_shape))
+
+    # -- compute ---------------------------------------------------------------------------
+
+    def __call__(self, x):
+        """Logits (N, outputs) for float32 input x (N, C, H, W) or (N, features)."""
+        return self._net.forward(self._input(x))
+
+    forward = __call__
+
+    def loss_and_grads(self, x, y):
+        """(mean loss, {key: gradient}) for one batch; the model's weights do not change."""
+        x = self._input(x)
+        loss, _ = self._net.loss_and_grads(x, self._labels(y, x.shape[0]))
+        return loss, OrderedDict(
+            (key, self._net.get(i, j, "grad")) for key, (i, j) in zip(self._keys, self._index()))
+
+    def train_step(self, x, y, opt):
+        """One SGD step on (x, y) in a single call into the core; returns the mean loss."""
+        return self._step(x, y, opt)[0]
+
+    def _step(self, x, y, opt):
+        """train_step that also returns how many samples the model got right (before the
+        update)."""
+        if opt.model is not self:
+            raise InvalidValueError("the optimizer was made for another model")
+        x = self._input(x)
+        return self._net.train_step(x, self._labels(y, x.shape[0]), opt.lr, opt.momentum,
+                                    opt.weight_decay)
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def _index(self):
+        """(layer, index within layer) of every parameter, in state_dict order."""
+        counts = {}
+        for layer, _, _ in self._params:
+            counts[layer] = counts.get(layer, -1) + 1
+            yield layer, counts[layer]
+
+    def state_dict(self):
+        """{'0.weight': (out, in, k, k), '0.bias': (out,), ...}: copies, laid out as in
+        torch.nn.Sequential, so weights move between the two both ways."""
+        return OrderedDict((key, self._net.get(i, j)) for key, (i, j) in
+                           zip(self._keys, self._index()))
+
+    def load_state_dict(self, state):
+        """Copy weights in. Every key, shape and value is checked first; on any mismatch an
+        error names it and the model keeps its old weights."""
+        if not hasattr(state, "keys"):
+            raise DTypeError(f"state_dict must be a mapping, got {type(state).__name__}")
+        missing = [k for k in self._keys if k not in state]
+        unexpected = [k for k in state.keys() if k not in self._keys]
+        if missing or unexpected:
+            raise StateDictError(f"state_dict does not match the model: missing keys {missing}, "
+                                 f"unexpected keys {unexpected}")
+        arrays = []
+        for key, (_, _, shape) in zip(self._keys, self._params):
+            try:
+                a = np.ascontiguousarray(np.asarray(state[key]), dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                raise DTypeError(f"state_dict[{key!r}] is not a float array: {e}") from None
+            if a.shape != tuple(shape):
+                raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
+                                 f"{tuple(shape)}")
+            if not np.isfinite(a).all():
+                raise InvalidValueError(f"state_dict[{key!r}] holds NaN or inf")
+            arrays.append(a)
+        for (i, j), a in zip(self._index(), arrays):
+            self._net.set(i, j, a)
+
+    def parameters(self):
+        """Names and shapes of the parameters, in state_dict order."""
+        return [(key, tuple(shape)) for key, (_, _, shape) in zip(self._keys, self._params)]
