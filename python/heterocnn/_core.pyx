@@ -37,6 +37,21 @@ cdef extern from "heterocnn/place.h" namespace "hc":
         int index
 
 
+cdef extern from "heterocnn/tensor.h" namespace "hc":
+    cdef cppclass Tensor:
+        float* data
+        Shape shape
+
+
+cdef extern from "heterocnn/rng.h" namespace "hc":
+    cdef cppclass Rng:
+        Rng(uint64_t seed)
+
+
+cdef extern from "heterocnn/parallel.h" namespace "hc":
+    int max_threads()
+
+
 cdef extern from "heterocnn/buffer.h" namespace "hc":
     cdef cppclass Buffer:
         void copy_from_host(const float* src, size_t count) except +raise_py_error
@@ -49,6 +64,11 @@ cdef extern from "heterocnn/layer.h" namespace "hc":
         Shape shape
         Buffer value, grad, velocity
     cdef cppclass Layer:
+        Shape output_shape(const Shape& s) except +raise_py_error
+        size_t workspace_size(const Shape& s, int threads) except +raise_py_error
+        void forward(const Tensor& x, Tensor& y, float* ws) except +raise_py_error
+        void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws) except +raise_py_error
+        void init_params(Rng& rng) except +raise_py_error
         vector[Param]& params()
         Place place()
         void to(Place place) except +raise_py_error
@@ -62,6 +82,8 @@ cdef extern from "heterocnn/loss.h" namespace "hc":
     cdef cppclass LossResult:
         double loss
         int64_t correct
+    LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits, const int64_t* labels, float* dlogits) except +raise_py_error
+    LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels, float* dlogits) except +raise_py_error
 
 
 cdef extern from "heterocnn/sgd.h" namespace "hc":
@@ -200,6 +222,92 @@ cdef class CoreNet:
             pl.device = Device.CUDA if places[i][0] == 1 else Device.CPU
             pl.index = places[i][1]
             self.net.get().layers()[i].get().to(pl)
+
+
+cdef Tensor as_tensor(cnp.ndarray a) except *:
+    cdef Tensor t
+    t.data = <float*>cnp.PyArray_DATA(a)
+    t.shape = to_shape((<object>a).shape)
+    return t
+
+
+cdef class CoreLayer:
+    """One C++ layer on the CPU, run on its own: the unit the op tests check against the
+    NumPy reference. Arrays must be float32 and C-contiguous."""
+    cdef unique_ptr[Layer] layer
+
+    def __cinit__(self, str kind, list args, uint64_t seed=0):
+        self.layer = make_layer(kind.encode(), args)
+        cdef Rng* rng = new Rng(seed)
+        try:
+            self.layer.get().init_params(rng[0])
+        finally:
+            del rng
+
+    def output_shape(self, tuple in_shape):
+        return from_shape(self.layer.get().output_shape(to_shape(in_shape)))
+
+    def params(self):
+        """{name: host copy of the value}"""
+        cdef size_t j
+        out = {}
+        cdef vector[Param]* ps = &self.layer.get().params()
+        for j in range(ps.size()):
+            a = np.empty(from_shape(ps[0][j].shape), dtype=np.float32)
+            ps[0][j].value.copy_to_host(<float*>cnp.PyArray_DATA(a), a.size)
+            out[ps[0][j].name.decode()] = a
+        return out
+
+    def set_param(self, str name, cnp.ndarray a):
+        cdef size_t j
+        cdef vector[Param]* ps = &self.layer.get().params()
+        for j in range(ps.size()):
+            if ps[0][j].name.decode() == name:
+                ps[0][j].value.copy_from_host(<const float*>cnp.PyArray_DATA(a), ps[0][j].shape.numel())
+                return
+        raise KeyError(name)
+
+    def _workspace(self, tuple shape):
+        return np.empty(max(1, self.layer.get().workspace_size(to_shape(shape), max_threads())),
+                        dtype=np.float32)
+
+    def forward(self, cnp.ndarray x):
+        cdef cnp.ndarray y = np.empty(self.output_shape((<object>x).shape), dtype=np.float32)
+        cdef cnp.ndarray ws = self._workspace((<object>x).shape)
+        cdef Tensor tx = as_tensor(x), ty = as_tensor(y)
+        self.layer.get().forward(tx, ty, <float*>cnp.PyArray_DATA(ws))
+        return y
+
+    def backward(self, cnp.ndarray x, cnp.ndarray y, cnp.ndarray dy, bint need_dx=True):
+        """(dx or None, {name: gradient})"""
+        cdef cnp.ndarray dx = np.empty_like(x)
+        cdef cnp.ndarray ws = self._workspace((<object>x).shape)
+        cdef Tensor tx = as_tensor(x), ty = as_tensor(y), tdy = as_tensor(dy), tdx = as_tensor(dx)
+        self.layer.get().backward(tx, ty, tdy, &tdx if need_dx else NULL,
+                                  <float*>cnp.PyArray_DATA(ws))
+        cdef size_t j
+        grads = {}
+        cdef vector[Param]* ps = &self.layer.get().params()
+        for j in range(ps.size()):
+            g = np.empty(from_shape(ps[0][j].shape), dtype=np.float32)
+            ps[0][j].grad.copy_to_host(<float*>cnp.PyArray_DATA(g), g.size)
+            grads[ps[0][j].name.decode()] = g
+        return (dx if need_dx else None), grads
+
+
+def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels):
+    """(mean loss, correct count, dlogits) of the core's loss op on the CPU."""
+    cdef cnp.ndarray d = np.empty_like(logits)
+    cdef LossResult r
+    if kind == "bce":
+        r = sigmoid_bce_cpu(logits.shape[0], <const float*>cnp.PyArray_DATA(logits),
+                            <const int64_t*>cnp.PyArray_DATA(labels), <float*>cnp.PyArray_DATA(d))
+    else:
+        r = softmax_cross_entropy_cpu(logits.shape[0], logits.shape[1],
+                                      <const float*>cnp.PyArray_DATA(logits),
+                                      <const int64_t*>cnp.PyArray_DATA(labels),
+                                      <float*>cnp.PyArray_DATA(d))
+    return r.loss, r.correct, d
 
 
 def validate_sgd(float lr, float momentum, float weight_decay):

@@ -1,0 +1,16 @@
+import zlib
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh generator per test, seeded from the test's name so failures reproduce."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def rel_err(a, b):
+    """||a - b|| / ||b|| (NaN never passes a comparison against it)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))

@@ -1,0 +1,162 @@
+"""Every CPU op of the core against the NumPy reference (tests/reference.py), forward and
+backward, on random odd shapes: batch 1, non-square images, stride 2, padding 2, channels 3
+and 5, kernels and pooling windows that don't divide the input."""
+
+import numpy as np
+import pytest
+
+import heterocnn._core as core
+import reference as ref
+from conftest import rel_err
+
+F32 = np.float32
+# float32 results against float64 references: each output is a sum of at most a few thousand
+# products, so the relative error of the whole array stays near sqrt(K) * 2**-24 ~ 1e-6.
+TOL = 1e-5
+
+CONV_CASES = [  # N, C, H, W, M, K, stride, pad
+    (1, 1, 5, 5, 2, 3, 1, 0),
+    (2, 3, 7, 6, 5, 3, 2, 1),
+    (3, 5, 9, 11, 4, 5, 1, 2),
+    (2, 3, 8, 8, 6, 3, 3, 2),
+    (1, 2, 4, 6, 3, 1, 1, 0),
+    (2, 4, 10, 7, 7, 4, 2, 0),
+    (1, 3, 5, 4, 2, 5, 1, 2),
+    (16, 1, 28, 28, 6, 5, 1, 2),
+]
+
+
+def conv_layer(rng, C, M, K, stride, pad):
+    layer = core.CoreLayer("Conv2d", [C, M, K, stride, pad], int(rng.integers(2**31)))
+    layer.set_param("bias", rng.standard_normal(M).astype(F32))
+    return layer
+
+
+@pytest.mark.parametrize("N,C,H,W,M,K,stride,pad", CONV_CASES)
+def test_conv2d_matches_reference(rng, N, C, H, W, M, K, stride, pad):
+    layer = conv_layer(rng, C, M, K, stride, pad)
+    p = layer.params()
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    y = layer.forward(x)
+    y_ref = ref.conv2d_forward(x.astype(np.float64), p["weight"], p["bias"], stride, pad)
+    assert y.shape == y_ref.shape
+    assert rel_err(y, y_ref) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, g = layer.backward(x, y, dy)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), p["weight"], dy, stride, pad)
+    assert rel_err(dx, dx_ref) < TOL
+    assert rel_err(g["weight"], dw_ref) < TOL
+    assert rel_err(g["bias"], db_ref) < TOL
+
+
+def test_conv2d_backward_without_dx_still_gives_param_grads(rng):
+    layer = conv_layer(rng, 3, 4, 3, 1, 1)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(F32)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, g = layer.backward(x, y, dy, need_dx=False)
+    _, g_full = layer.backward(x, y, dy)
+    assert dx is None
+    np.testing.assert_array_equal(g["weight"], g_full["weight"])
+
+
+@pytest.mark.parametrize("N,I,O", [(1, 7, 3), (5, 33, 17), (64, 784, 256), (3, 1, 1)])
+def test_linear_matches_reference(rng, N, I, O):
+    layer = core.CoreLayer("Linear", [I, O], 1)
+    layer.set_param("bias", rng.standard_normal(O).astype(F32))
+    p = layer.params()
+    x = rng.standard_normal((N, I)).astype(F32)
+    y = layer.forward(x)
+    assert rel_err(y, ref.linear_forward(x.astype(np.float64), p["weight"], p["bias"])) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, g = layer.backward(x, y, dy)
+    dx_ref, dw_ref, db_ref = ref.linear_backward(x.astype(np.float64), p["weight"], dy)
+    assert rel_err(dx, dx_ref) < TOL
+    assert rel_err(g["weight"], dw_ref) < TOL
+    assert rel_err(g["bias"], db_ref) < TOL
+
+
+POOL_CASES = [  # N, C, H, W, K, stride
+    (2, 3, 7, 9, 2, 2),
+    (1, 5, 6, 5, 3, 2),
+    (2, 2, 8, 8, 2, 1),
+    (1, 1, 4, 4, 4, 4),
+    (3, 4, 11, 6, 3, 3),
+]
+
+
+@pytest.mark.parametrize("N,C,H,W,K,stride", POOL_CASES)
+def test_maxpool2d_matches_reference(rng, N, C, H, W, K, stride):
+    layer = core.CoreLayer("MaxPool2d", [K, stride])
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(y, ref.maxpool2d_forward(x, K, stride).astype(F32))
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, _ = layer.backward(x, y, dy)
+    assert rel_err(dx, ref.maxpool2d_backward(x, dy, K, stride)) < TOL
+
+
+def test_maxpool2d_routes_ties_to_the_first_maximum():
+    layer = core.CoreLayer("MaxPool2d", [2, 2])
+    x = np.ones((1, 1, 2, 2), dtype=F32)
+    y = layer.forward(x)
+    dx, _ = layer.backward(x, y, np.full((1, 1, 1, 1), 3.0, dtype=F32))
+    np.testing.assert_array_equal(dx[0, 0], [[3, 0], [0, 0]])
+
+
+@pytest.mark.parametrize("kind", ["ReLU", "Sigmoid"])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 2), (4, 9), (1, 1), (2, 300, 200)])
+def test_activations_match_reference(rng, kind, shape):
+    layer = core.CoreLayer(kind, [])
+    x = (3 * rng.standard_normal(shape)).astype(F32)
+    y = layer.forward(x)
+    fwd, bwd = {"ReLU": (ref.relu_forward, ref.relu_backward),
+                "Sigmoid": (ref.sigmoid_forward, ref.sigmoid_backward)}[kind]
+    y_ref = fwd(x.astype(np.float64))
+    assert rel_err(y, y_ref) < TOL
+    dy = rng.standard_normal(shape).astype(F32)
+    dx, _ = layer.backward(x, y, dy)
+    assert rel_err(dx, bwd(y_ref, dy)) < TOL
+
+
+@pytest.mark.parametrize("N,K", [(1, 10), (7, 3), (64, 10), (5, 1)])
+def test_softmax_cross_entropy_matches_reference(rng, N, K):
+    z = (4 * rng.standard_normal((N, K))).astype(F32)
+    labels = rng.integers(0, K, N).astype(np.int64)
+    loss, correct, dz = core.loss_cpu("cross_entropy", z, labels)
+    loss_ref, dz_ref = ref.softmax_cross_entropy(z.astype(np.float64), labels)
+    assert abs(loss - loss_ref) <= 1e-6 * max(1.0, abs(loss_ref))
+    assert rel_err(dz, dz_ref) < TOL
+    assert correct == int((z.argmax(axis=1) == labels).sum())
+
+
+@pytest.mark.parametrize("N", [1, 6, 33])
+def test_sigmoid_bce_matches_reference(rng, N):
+    z = (4 * rng.standard_normal((N, 1))).astype(F32)
+    labels = rng.integers(0, 2, N).astype(np.int64)
+    loss, correct, dz = core.loss_cpu("bce", z, labels)
+    loss_ref, dz_ref = ref.sigmoid_bce(z.astype(np.float64), labels)
+    assert abs(loss - loss_ref) <= 1e-6 * max(1.0, abs(loss_ref))
+    assert rel_err(dz, dz_ref) < TOL
+    assert correct == int(((z[:, 0] > 0) == (labels == 1)).sum())
+
+
+@pytest.mark.parametrize("kind", ["cross_entropy", "bce"])
+def test_losses_stay_finite_on_extreme_logits(kind):
+    z = np.array([[1000.0, -1000.0], [-1000.0, 1000.0], [88.0, -88.0]], dtype=F32)
+    if kind == "bce":
+        z = z[:, :1].copy()
+    labels = np.array([1, 0, 1] if kind == "cross_entropy" else [0, 1, 0], dtype=np.int64)
+    loss, _, dz = core.loss_cpu(kind, z, labels)
+    assert np.isfinite(loss) and np.isfinite(dz).all()
+    loss_ref, dz_ref = (ref.softmax_cross_entropy if kind == "cross_entropy" else ref.sigmoid_bce)(
+        z.astype(np.float64), labels)
+    assert abs(loss - loss_ref) <= 1e-6 * abs(loss_ref)
+    assert rel_err(dz, dz_ref) < TOL
+
+
+def test_reference_im2col_and_col2im_are_adjoint(rng):
+    x = rng.standard_normal((3, 7, 6))
+    col = im = ref.im2col(x, 3, 2, 1)
+    c = rng.standard_normal(col.shape)
+    assert abs((im * c).sum() - (x * ref.col2im(c, x.shape, 3, 2, 1)).sum()) < 1e-9
