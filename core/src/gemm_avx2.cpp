@@ -68,6 +68,7 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx2 = {"avx2", MR, NR, &tile_by_rows<Rows, MR>};
+const Kernel kAvx2 = {"avx2", MR, NR, &tile_by_rows<Rows, MR>, &pack_panels<MR>,
+                         &pack_panels<NR>};
 
 }  // namespace hc::gemm

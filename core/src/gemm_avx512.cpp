@@ -59,6 +59,7 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>};
+const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>, &pack_panels<MR>,
+                         &pack_panels<NR>};
 
 }  // namespace hc::gemm

@@ -1,6 +1,7 @@
 // Internal to sgemm: the register-blocked micro-kernels, one per instruction set, and the
 // table the driver (gemm.cpp) picks from at run time.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
@@ -16,11 +17,26 @@ namespace hc::gemm {
 using TileKernel = void (*)(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs,
                             float* c, int64_t ldc, float alpha, float beta, int mr, int nr);
 
+// A matrix as stored, viewed by rows: row r, position k is p[r*ld + k], or p[k*ld + r] when
+// transposed. op(A) is viewed by the rows of C, op(B) by its columns.
+struct Operand {
+  const float* p;
+  int64_t ld;
+  bool trans;
+};
+
+// Packs rows [r0, r0+rows) x [k0, k0+kc) of x into k-major panels of `width` rows: panel q
+// holds x[r0 + q*width + i][k0 + k] at dst[q*width*kc + k*width + i] (the last panel may be
+// narrower and is not padded).
+using PackFn = void (*)(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst);
+
 struct Kernel {
   const char* name;
-  int mr;  // rows of C per tile (MR)
-  int nr;  // columns of C per tile (NR)
+  int mr;          // rows of C per tile (MR)
+  int nr;          // columns of C per tile (NR)
   TileKernel tile;
+  PackFn pack_a;   // into panels of mr rows of op(A)
+  PackFn pack_b;   // into panels of nr columns of op(B)
 };
 
 // Makes a TileKernel out of a kernel written for a row count fixed at compile time, so that
@@ -36,6 +52,37 @@ void tile_by_rows(int64_t kc, const float* a, int64_t as, const float* b, int64_
   static constexpr auto table = rows_table<Rows>(std::make_integer_sequence<int, MR>{});
   table[mr - 1](kc, a, as, b, bs, c, ldc, alpha, beta, nr);
 }
+
+// The PackFn for panels of W rows, built into each kernel's translation unit with its
+// instruction set (internal linkage, so that the linker never mixes instruction sets).
+namespace {
+template <int W>
+void pack_panels(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
+  if (x.trans) {  // all rows contiguous for each k: walk k, filling every panel's row k
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = x.p + (k0 + k) * x.ld + r0;
+      float* d = dst + k * W;
+      int64_t q = 0;
+      for (; q + W <= rows; q += W, d += W * kc)
+        for (int i = 0; i < W; ++i) d[i] = src[q + i];
+      for (int64_t i = 0; q + i < rows; ++i) d[i] = src[q + i];
+    }
+    return;
+  }
+  // Each row contiguous along k: transpose W rows at a time, 8 k at a time.
+  for (int64_t q = 0; q < rows; q += W, dst += W * kc) {
+    const float* src = x.p + (r0 + q) * x.ld + k0;
+    const int64_t w = std::min<int64_t>(W, rows - q);
+    int64_t k = 0;
+    if (w == W)
+      for (; k + 8 <= kc; k += 8)
+        for (int i = 0; i < W; ++i)
+          for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * W + i] = src[i * x.ld + k + kk];
+    for (int64_t i = 0; i < w; ++i)
+      for (int64_t kk = k; kk < kc; ++kk) dst[kk * W + i] = src[i * x.ld + kk];
+  }
+}
+}  // namespace
 
 extern const Kernel kAvx512;   // gemm_avx512.cpp: 14 x 32, AVX-512F
 extern const Kernel kAvx2;     // gemm_avx2.cpp: 6 x 16, AVX2 + FMA
