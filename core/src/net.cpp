@@ -83,10 +83,15 @@ void Net::check_input(const float* x, const Shape& in) const {
 #pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) acc += x[i] * 0.f;
   if (acc == 0.f) return;
-  for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(x[i]))
-      fail_value("input " + in.str() + " holds a non-finite value (" + std::to_string(x[i]) +
-                 ") at flat index " + std::to_string(i));
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isfinite(x[i])) continue;
+    std::string at;  // the element's index, (n, c, h, w)
+    int64_t rest = i;
+    for (int d = in.ndim - 1; d >= 0; rest /= in[d], --d)
+      at = std::to_string(rest % in[d]) + (at.empty() ? "" : ", ") + at;
+    fail_value("input " + in.str() + " holds a non-finite value (" + std::to_string(x[i]) +
+               ") at index (" + at + ")");
+  }
 }
 
 void Net::check_labels(const int64_t* labels, int64_t n) const {

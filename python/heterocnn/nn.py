@@ -129,7 +129,8 @@ class Sequential:
     def to(self, device):
         """Put every layer on ``device`` ('cpu', 'cuda', 'cuda:N'), or each layer on its own
         device when given a sequence with one device per layer. Returns the model."""
-        devices = [device] * len(self.layers) if isinstance(device, str) else list(device)
+        devices = (list(device) if isinstance(device, (list, tuple))
+                   else [device] * len(self.layers))
         if len(devices) != len(self.layers):
             raise InvalidValueError(f"placement names {len(devices)} devices for "
                                     f"{len(self.layers)} layers")
