@@ -1,0 +1,209 @@
+// Unit tests of the core's CPU ops: im2col/col2im adjointness, and small cases worked out by
+// hand for each layer, the losses, SGD, and the net's one-call training step.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "heterocnn/activation.h"
+#include "heterocnn/conv2d.h"
+#include "heterocnn/error.h"
+#include "heterocnn/im2col.h"
+#include "heterocnn/linear.h"
+#include "heterocnn/loss.h"
+#include "heterocnn/maxpool2d.h"
+#include "heterocnn/net.h"
+#include "heterocnn/parallel.h"
+#include "heterocnn/sgd.h"
+
+using namespace hc;
+
+static std::vector<float> randn(size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (float& x : v) x = d(gen);
+  return v;
+}
+
+static double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+TEST(im2col_col2im_are_adjoint) {
+  // <im2col(x), c> == <x, col2im(c)> for every geometry, padding and stride included.
+  const int64_t cases[][6] = {{1, 5, 5, 3, 1, 0}, {3, 7, 6, 3, 2, 1}, {5, 9, 11, 5, 1, 2},
+                              {2, 8, 8, 3, 3, 2}, {2, 4, 6, 1, 1, 0}, {4, 10, 7, 4, 2, 0}};
+  unsigned seed = 1;
+  for (auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], c[4], c[5]);
+    auto x = randn(g.C * g.H * g.W, seed++);
+    auto cm = randn(g.col_rows() * g.col_cols(), seed++);
+    std::vector<float> col(cm.size()), back(x.size());
+    im2col_cpu(g, x.data(), col.data());
+    col2im_cpu(g, cm.data(), back.data());
+    const double lhs = dot(col, cm), rhs = dot(x, back);
+    CHECK_NEAR(lhs, rhs, 1e-4 * (std::fabs(lhs) + 1));
+  }
+}
+
+TEST(im2col_by_hand) {
+  // x = [[1,2],[3,4]], K=2, pad=1, stride=1 -> 3x3 outputs; row (kh=0,kw=0) reads x[oh-1,ow-1].
+  const ConvGeom g = make_conv_geom(1, 2, 2, 2, 1, 1);
+  CHECK(g.Ho == 3 && g.Wo == 3);
+  const float x[] = {1, 2, 3, 4};
+  std::vector<float> col(4 * 9);
+  im2col_cpu(g, x, col.data());
+  const float row0[] = {0, 0, 0, 0, 1, 2, 0, 3, 4};
+  const float row3[] = {1, 2, 0, 3, 4, 0, 0, 0, 0};  // (kh=1,kw=1) reads x[oh, ow]
+  for (int i = 0; i < 9; ++i) {
+    CHECK(col[i] == row0[i]);
+    CHECK(col[27 + i] == row3[i]);
+  }
+}
+
+TEST(conv2d_by_hand) {
+  // One 3x3 image, a 2x2 kernel of ones, bias 0.5: each output is its window's sum + 0.5.
+  const ConvGeom g = make_conv_geom(1, 3, 3, 2, 1, 0);
+  const float x[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[] = {1, 1, 1, 1}, b[] = {0.5f};
+  std::vector<float> y(4), ws(conv2d_backward_workspace_cpu(g, 1, max_threads()));
+  conv2d_forward_cpu(g, 1, 1, x, w, b, y.data(), ws.data());
+  const float want[] = {12.5f, 16.5f, 24.5f, 28.5f};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(y[i], want[i], 1e-6);
+  // dy = ones: dw[k] = sum of the inputs each kernel tap saw, db = 4, dx = overlap counts.
+  const float dy[] = {1, 1, 1, 1};
+  std::vector<float> dx(9), dw(4), db(1);
+  conv2d_backward_cpu(g, 1, 1, x, w, dy, dx.data(), dw.data(), db.data(), ws.data());
+  const float dw_want[] = {12, 16, 24, 28}, dx_want[] = {1, 2, 1, 2, 4, 2, 1, 2, 1};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(dw[i], dw_want[i], 1e-5);
+  for (int i = 0; i < 9; ++i) CHECK_NEAR(dx[i], dx_want[i], 1e-6);
+  CHECK_NEAR(db[0], 4, 1e-6);
+}
+
+TEST(linear_by_hand) {
+  // x (2,3), w (2,3), b (2,): y = x w^T + b
+  const float x[] = {1, 2, 3, 4, 5, 6}, w[] = {1, 0, -1, 2, 1, 0}, b[] = {0.5f, -1};
+  float y[4];
+  linear_forward_cpu(2, 3, 2, x, w, b, y);
+  const float want[] = {-1.5f, 3, -1.5f, 12};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(y[i], want[i], 1e-6);
+  const float dy[] = {1, 2, 3, 4};
+  float dx[6], dw[6], db[2];
+  linear_backward_cpu(2, 3, 2, x, w, dy, dx, dw, db);
+  const float dx_want[] = {5, 2, -1, 11, 4, -3}, dw_want[] = {13, 17, 21, 18, 24, 30};
+  for (int i = 0; i < 6; ++i) {
+    CHECK_NEAR(dx[i], dx_want[i], 1e-6);
+    CHECK_NEAR(dw[i], dw_want[i], 1e-5);
+  }
+  CHECK_NEAR(db[0], 4, 1e-6);
+  CHECK_NEAR(db[1], 6, 1e-6);
+}
+
+TEST(maxpool_by_hand) {
+  // 3x4 plane, 2x2 windows, stride 2: the last row does not fit and is dropped (floor).
+  const float x[] = {1, 5, 2, 0, 3, 4, 8, 7, 9, 9, 9, 9};
+  float y[2], dx[12];
+  maxpool2d_forward_cpu(1, 3, 4, 2, 2, x, y);
+  CHECK(y[0] == 5 && y[1] == 8);
+  const float dy[] = {10, 20};
+  maxpool2d_backward_cpu(1, 3, 4, 2, 2, x, dy, dx);
+  for (int i = 0; i < 12; ++i) CHECK(dx[i] == (i == 1 ? 10 : i == 6 ? 20 : 0));
+}
+
+TEST(activations_by_hand) {
+  const float x[] = {-2, -0.f, 0.5f, 3};
+  float y[4], dx[4];
+  const float dy[] = {1, 1, 2, 3};
+  relu_forward_cpu(4, x, y);
+  CHECK(y[0] == 0 && y[1] == 0 && y[2] == 0.5f && y[3] == 3);
+  relu_backward_cpu(4, y, dy, dx);
+  CHECK(dx[0] == 0 && dx[1] == 0 && dx[2] == 2 && dx[3] == 3);
+  sigmoid_forward_cpu(4, x, y);
+  CHECK_NEAR(y[1], 0.5, 1e-7);
+  CHECK_NEAR(y[3], 1 / (1 + std::exp(-3.0)), 1e-7);
+  sigmoid_backward_cpu(4, y, dy, dx);
+  CHECK_NEAR(dx[1], 0.25, 1e-7);
+}
+
+TEST(losses_by_hand) {
+  // Equal logits: loss log(K), gradient (1/K - onehot)/N.
+  const float z[] = {0, 0, 0, 0, 0, 0};
+  const int64_t labels[] = {2, 0};
+  float d[6];
+  LossResult r = softmax_cross_entropy_cpu(2, 3, z, labels, d);
+  CHECK_NEAR(r.loss, std::log(3.0), 1e-6);
+  CHECK_NEAR(d[2], (1.0 / 3 - 1) / 2, 1e-6);
+  CHECK_NEAR(d[1], 1.0 / 6, 1e-6);
+  // BCE at z = 0: loss log 2, gradient (0.5 - y)/N; at z = 100, y = 1: loss ~ 0, finite.
+  const float zb[] = {0, 100};
+  const int64_t yb[] = {0, 1};
+  r = sigmoid_bce_cpu(2, zb, yb, d);
+  CHECK_NEAR(r.loss, std::log(2.0) / 2, 1e-7);
+  CHECK_NEAR(d[0], 0.25, 1e-7);
+  CHECK(std::isfinite(d[1]) && std::fabs(d[1]) < 1e-30 + 1e-7);
+  CHECK(r.correct == 2);  // z = 0 predicts 0, z = 100 predicts 1
+}
+
+TEST(sgd_by_hand) {
+  // Two steps of torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01), g = 1 each time.
+  float p[] = {1}, v[] = {0};
+  const float g[] = {1};
+  SgdConfig cfg{0.1f, 0.9f, 0.01f};
+  sgd_update_cpu(1, p, g, v, cfg);  // v = 1.01, p = 0.899
+  CHECK_NEAR(v[0], 1.01, 1e-6);
+  CHECK_NEAR(p[0], 0.899, 1e-6);
+  sgd_update_cpu(1, p, g, v, cfg);  // v = 0.909 + 1.00899, p = 0.899 - 0.191789
+  CHECK_NEAR(v[0], 0.9 * 1.01 + 1 + 0.01 * 0.899, 1e-6);
+  CHECK_NEAR(p[0], 0.899 - 0.1 * (0.9 * 1.01 + 1 + 0.01 * 0.899), 1e-6);
+  bool threw = false;
+  try {
+    validate(SgdConfig{NAN, 0, 0});
+  } catch (const Error& e) {
+    threw = e.kind() == ErrorKind::Value;
+  }
+  CHECK(threw);
+}
+
+TEST(net_step_reduces_loss_and_rejects_bad_input) {
+  Net net;
+  net.add(make_layer("Conv2d", {2, 4, 3, 1, 1}));
+  net.add(make_layer("ReLU", {}));
+  net.add(make_layer("MaxPool2d", {2, 2}));
+  net.add(make_layer("Flatten", {}));
+  net.add(make_layer("Linear", {4 * 3 * 2, 3}));
+  net.init(7);
+  const Shape in{5, 2, 6, 5};
+  auto x = randn(in.numel(), 3);
+  const int64_t y[] = {0, 1, 2, 1, 0};
+  const SgdConfig cfg{0.05f, 0.9f, 0};
+  const double first = net.train_step(x.data(), in, y, cfg).loss;
+  double last = first;
+  for (int i = 0; i < 30; ++i) last = net.train_step(x.data(), in, y, cfg).loss;
+  CHECK_MSG(last < 0.5 * first, std::to_string(first) + " -> " + std::to_string(last));
+  // A label out of range is rejected before anything changes.
+  float before[3];
+  net.layers()[4]->params()[1].value.copy_to_host(before, 3);
+  const int64_t bad[] = {0, 1, 3, 1, 0};
+  bool threw = false;
+  try {
+    net.train_step(x.data(), in, bad, cfg);
+  } catch (const Error& e) {
+    threw = e.kind() == ErrorKind::Value && std::string(e.what()).find("label 3 at index 2") != std::string::npos;
+  }
+  CHECK(threw);
+  float after[3];
+  net.layers()[4]->params()[1].value.copy_to_host(after, 3);
+  for (int i = 0; i < 3; ++i) CHECK(before[i] == after[i]);
+  // A shape that does not fit names the layer.
+  threw = false;
+  try {
+    net.output_shape(Shape{1, 3, 6, 5});
+  } catch (const Error& e) {
+    threw = e.kind() == ErrorKind::Shape && std::string(e.what()).find("layer 0 (Conv2d)") != std::string::npos;
+  }
+  CHECK(threw);
+}
+
+TEST_MAIN()
