@@ -1,0 +1,67 @@
+// x (any shape) -> y (same shape)
+#include "check.h"
+#include "launch.h"
+#include "ops_cuda.h"
+
+namespace hc {
+
+namespace {
+
+__global__ void relu_forward_kernel(int64_t n, const float* __restrict__ x, float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    y[i] = v > 0.f ? v : (v != v ? v : 0.f);  // NaN propagates, as on the CPU
+  }
+}
+
+__global__ void relu_backward_kernel(int64_t n, const float* __restrict__ y,
+                                     const float* __restrict__ dy, float* __restrict__ dx) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+}
+
+__global__ void sigmoid_forward_kernel(int64_t n, const float* __restrict__ x,
+                                       float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = 1.f / (1.f + expf(-x[i]));
+}
+
+__global__ void sigmoid_backward_kernel(int64_t n, const float* __restrict__ y,
+                                        const float* __restrict__ dy, float* __restrict__ dx) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = dy[i] * y[i] * (1.f - y[i]);
+}
+
+}  // namespace
+
+void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  relu_forward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, x, y);
+  HC_CUDA_CHECK_LAUNCH("relu_forward_kernel");
+}
+
+void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
+                        cudaStream_t stream) {
+  if (n <= 0) return;
+  relu_backward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, y, dy, dx);
+  HC_CUDA_CHECK_LAUNCH("relu_backward_kernel");
+}
+
+void sigmoid_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  sigmoid_forward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, x, y);
+  HC_CUDA_CHECK_LAUNCH("sigmoid_forward_kernel");
+}
+
+void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
+                           cudaStream_t stream) {
+  if (n <= 0) return;
+  sigmoid_backward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, y, dy, dx);
+  HC_CUDA_CHECK_LAUNCH("sigmoid_backward_kernel");
+}
+
+}  // namespace hc

@@ -1,0 +1,54 @@
+// x (N,I), w (O,I), b (O,) -> y (N,O)
+#include "check.h"
+#include "launch.h"
+#include "ops_cuda.h"
+
+namespace hc {
+
+namespace {
+
+// db[o] = sum over n of dy[n,o], n ascending: one thread per column (coalesced rows).
+__global__ void column_sum_kernel(int64_t N, int64_t O, const float* __restrict__ dy,
+                                  float* __restrict__ db) {
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < O;
+       o += (int64_t)gridDim.x * blockDim.x) {
+    float s = 0.f;
+    for (int64_t n = 0; n < N; ++n) s += dy[n * O + o];
+    db[o] = s;
+  }
+}
+
+void forward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, const float* b,
+             float* y, bool relu, cudaStream_t stream) {
+  GemmEpilogue ep;
+  ep.bias = b;
+  ep.bias_mode = BiasMode::PerCol;
+  ep.relu = relu;
+  sgemm_epilogue_cuda(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 0.f, y, O, ep, stream);
+}
+
+}  // namespace
+
+void linear_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                         const float* b, float* y, cudaStream_t stream) {
+  forward(N, I, O, x, w, b, y, false, stream);
+}
+
+void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                              const float* b, float* y, cudaStream_t stream) {
+  forward(N, I, O, x, w, b, y, true, stream);
+}
+
+void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                          const float* dy, float* dx, float* dw, float* db, cudaStream_t stream) {
+  // dw (O,I) = dy^T (O,N) * x (N,I)
+  sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, stream);
+  if (O > 0) {
+    column_sum_kernel<<<op_blocks(O), kOpThreads, 0, stream>>>(N, O, dy, db);
+    HC_CUDA_CHECK_LAUNCH("column_sum_kernel");
+  }
+  // dx (N,I) = dy (N,O) * w (O,I)
+  if (dx) sgemm_cuda(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I, stream);
+}
+
+}  // namespace hc

@@ -1,0 +1,129 @@
+// logits (N,K), labels (N,) -> loss (mean), dlogits (N,K); one block per launch, so the loss is
+// summed in a fixed order (per warp in sample order, then warp by warp) without atomics.
+#include <string>
+
+#include "check.h"
+#include "ops_cuda.h"
+
+namespace hc {
+
+namespace {
+
+constexpr int kLossThreads = 1024, kLossWarps = kLossThreads / 32;
+
+// Fixed-order block total: per-warp partials, summed by thread 0 in warp order.
+__device__ void write_result(double loss, long long correct, int64_t N, LossResult* result) {
+  __shared__ double loss_w[kLossWarps];
+  __shared__ long long correct_w[kLossWarps];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int off = 16; off > 0; off /= 2) {
+    loss += __shfl_down_sync(0xffffffffu, loss, off);
+    correct += __shfl_down_sync(0xffffffffu, correct, off);
+  }
+  if (lane == 0) {
+    loss_w[warp] = loss;
+    correct_w[warp] = correct;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double l = 0.0;
+    long long c = 0;
+    for (int w = 0; w < kLossWarps; ++w) {
+      l += loss_w[w];
+      c += correct_w[w];
+    }
+    result->loss = N > 0 ? l / static_cast<double>(N) : 0.0;
+    result->correct = c;
+  }
+}
+
+// One warp per sample (samples warp, warp + 32, ...), lanes over the K classes.
+__global__ void __launch_bounds__(kLossThreads)
+    softmax_ce_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
+                      const int64_t* __restrict__ labels, float* __restrict__ dlogits,
+                      LossResult* result) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float inv_n = 1.f / static_cast<float>(N);
+  double loss = 0.0;  // lane 0's running sum over this warp's samples
+  long long correct = 0;
+  for (int64_t n = warp; n < N; n += kLossWarps) {
+    const float* z = logits + n * K;
+    // First maximum (ties go to the smaller index, as in the CPU's strict >).
+    float zmax = -INFINITY;
+    int64_t arg = K;
+    for (int64_t k = lane; k < K; k += 32)
+      if (z[k] > zmax || arg == K) { zmax = z[k]; arg = k; }
+    for (int off = 16; off > 0; off /= 2) {
+      const float ov = __shfl_down_sync(0xffffffffu, zmax, off);
+      const int64_t oa = __shfl_down_sync(0xffffffffu, arg, off);
+      if (oa < K && (arg == K || ov > zmax || (ov == zmax && oa < arg))) { zmax = ov; arg = oa; }
+    }
+    zmax = __shfl_sync(0xffffffffu, zmax, 0);
+    arg = __shfl_sync(0xffffffffu, arg, 0);
+    double sum = 0.0;
+    for (int64_t k = lane; k < K; k += 32) sum += exp(static_cast<double>(z[k] - zmax));
+    for (int off = 16; off > 0; off /= 2) sum += __shfl_down_sync(0xffffffffu, sum, off);
+    const double log_sum = log(__shfl_sync(0xffffffffu, sum, 0));
+    const int64_t label = labels[n];
+    const bool valid = label >= 0 && label < K;
+    if (lane == 0) {
+      loss += valid ? log_sum - (z[label] - zmax) : static_cast<double>(NAN);
+      correct += arg == label;
+    }
+    if (dlogits) {
+      float* d = dlogits + n * K;
+      for (int64_t k = lane; k < K; k += 32) {
+        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n;
+        if (k == label) v -= inv_n;
+        d[k] = v;
+      }
+    }
+  }
+  if (lane != 0) { loss = 0.0; correct = 0; }
+  write_result(loss, correct, N, result);
+}
+
+// One thread per sample (strided).
+__global__ void __launch_bounds__(kLossThreads)
+    sigmoid_bce_kernel(int64_t N, const float* __restrict__ logits,
+                       const int64_t* __restrict__ labels, float* __restrict__ dlogits,
+                       LossResult* result) {
+  const float inv_n = 1.f / static_cast<float>(N);
+  double loss = 0.0;
+  long long correct = 0;
+  for (int64_t n = threadIdx.x; n < N; n += kLossThreads) {
+    const double z = logits[n];
+    const int64_t label = labels[n];
+    const double y = static_cast<double>(label);
+    const bool valid = label == 0 || label == 1;
+    // log(1 + exp(z)) - z*y, written so that exp never overflows.
+    loss += valid ? fmax(z, 0.0) - z * y + log1p(exp(-fabs(z))) : static_cast<double>(NAN);
+    correct += (z > 0.0) == (label == 1);
+    if (dlogits) {
+      const double p = z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
+      dlogits[n] = static_cast<float>((p - y) * inv_n);
+    }
+  }
+  write_result(loss, correct, N, result);
+}
+
+}  // namespace
+
+void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
+                                const int64_t* labels, float* dlogits, LossResult* result,
+                                cudaStream_t stream) {
+  if (N < 0 || K <= 0)
+    fail_value("softmax_cross_entropy_cuda: bad shape N=" + std::to_string(N) + " K=" +
+               std::to_string(K));
+  softmax_ce_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result);
+  HC_CUDA_CHECK_LAUNCH("softmax_ce_kernel");
+}
+
+void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, float* dlogits,
+                      LossResult* result, cudaStream_t stream) {
+  if (N < 0) fail_value("sigmoid_bce_cuda: bad batch size " + std::to_string(N));
+  sigmoid_bce_kernel<<<1, kLossThreads, 0, stream>>>(N, logits, labels, dlogits, result);
+  HC_CUDA_CHECK_LAUNCH("sigmoid_bce_kernel");
+}
+
+}  // namespace hc

@@ -1,0 +1,91 @@
+// The layer ops on the GPU: one .cu per core .cpp, the same names with _cuda instead of _cpu,
+// the same arguments in the same order, then (where the GPU needs one) a workspace pointer and
+// always a trailing stream. Every pointer is device memory unless said otherwise; sizes are
+// floats. Each function only enqueues work on `stream` (no allocation, no synchronisation, so a
+// step can be captured in a CUDA graph) and throws hc::Error on a bad argument or a CUDA error.
+// Every result is deterministic: no floating-point atomics anywhere.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gemm_cuda.h"
+#include "heterocnn/im2col.h"
+#include "heterocnn/loss.h"
+#include "heterocnn/sgd.h"
+
+namespace hc {
+
+// ---- im2col.cu: whole batch at once (unlike the CPU's one image per call).
+//   im2col: x (N,C,H,W) -> col (C*K*K, N*Ho*Wo): column n*Ho*Wo + p is pixel p of image n.
+//   col2im: col (C*K*K, N*Ho*Wo) -> x (N,C,H,W), overwritten; one thread per input pixel
+//           gathers its contributions in (kh, kw) order, so it is deterministic (no atomics).
+void im2col_cuda(const ConvGeom& g, int64_t N, const float* x, float* col, cudaStream_t stream);
+void col2im_cuda(const ConvGeom& g, int64_t N, const float* col, float* x, cudaStream_t stream);
+
+// ---- conv2d.cu: x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo); ws holds the workspace
+// floats that the matching *_workspace_cuda function returns (may be null when it returns 0).
+size_t conv2d_forward_workspace_cuda(const ConvGeom& g, int64_t N, int64_t M);
+size_t conv2d_backward_workspace_cuda(const ConvGeom& g, int64_t N, int64_t M);
+void conv2d_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
+                         const float* b, float* y, float* ws, cudaStream_t stream);
+// The same with ReLU fused into the GEMM epilogue: y = relu(conv(x) + b).
+void conv2d_relu_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                              const float* w, const float* b, float* y, float* ws,
+                              cudaStream_t stream);
+// dx may be null (first layer). dw and db are overwritten.
+void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                          const float* w, const float* dy, float* dx, float* dw, float* db,
+                          float* ws, cudaStream_t stream);
+
+// ---- linear.cu: x (N,I), w (O,I), b (O,) -> y (N,O); bias fused into the GEMM epilogue.
+void linear_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                         const float* b, float* y, cudaStream_t stream);
+// y = relu(x w^T + b) in one GEMM.
+void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                              const float* b, float* y, cudaStream_t stream);
+// dx may be null (first layer). dw and db are overwritten.
+void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
+                          const float* dy, float* dx, float* dw, float* db, cudaStream_t stream);
+
+// ---- maxpool2d.cu: x (P=N*C planes, H, W) -> y (P, Ho, Wo), first maximum wins, NaN wins.
+void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                            const float* x, float* y, cudaStream_t stream);
+// dx is overwritten; one thread per input pixel gathers (deterministic, no atomics).
+void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                             const float* x, const float* dy, float* dx, cudaStream_t stream);
+
+// ---- activation.cu: x (n) -> y (n); backward from the forward's output y.
+void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
+void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
+                        cudaStream_t stream);
+void sigmoid_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
+void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
+                           cudaStream_t stream);
+
+// ---- loss.cu: one launch each, loss and gradient together. The mean loss and the count of
+// correct predictions are written to *result (device memory; copy it back with
+// cudaMemcpyAsync(&host, result, sizeof(LossResult), ...)). The loss is summed in a fixed order
+// (no atomics). labels are int64 on the device; a label outside [0,K) (or not 0/1 for BCE) makes
+// the loss NaN. dlogits may be null (evaluation only).
+//   softmax CE: logits (N,K), labels (N,) -> dlogits (N,K) = (softmax - onehot)/N
+//   sigmoid BCE: logits (N,1), labels (N,) -> dlogits (N,1) = (sigmoid - y)/N
+void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
+                                const int64_t* labels, float* dlogits, LossResult* result,
+                                cudaStream_t stream);
+void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, float* dlogits,
+                      LossResult* result, cudaStream_t stream);
+
+// ---- sgd.cu: every parameter tensor updated by one launch. `tensors` is a device array of
+// `count` descriptors; max_n is the largest n among them (it sizes the grid).
+struct SgdTensorCuda {
+  float* p;        // parameter (n)
+  const float* g;  // gradient (n), left as it was
+  float* v;        // momentum buffer (n); unused when momentum == 0
+  int64_t n;
+};
+void sgd_update_cuda(int count, const SgdTensorCuda* tensors, int64_t max_n,
+                     const SgdConfig& cfg, cudaStream_t stream);
+
+}  // namespace hc
