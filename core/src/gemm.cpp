@@ -1,5 +1,5 @@
-// sgemm driver, GotoBLAS/BLIS style: C is computed in cache blocks (NC columns of op(B) x KC
-// of K, then MC rows of op(A)); each block of op(B) and op(A) is packed into k-major panels of
+// sgemm driver, GotoBLAS/BLIS style: C is computed in cache blocks (KC of K, then MC rows of
+// op(A), then NC columns of op(B)); each block of op(B) and op(A) is packed into k-major panels of
 // NR columns / MR rows, read from A and B in their stored layout, and the micro-kernel chosen
 // for this CPU (gemm_kernels.h) sweeps MR x NR tiles of C over them, one A panel against all
 // the B panels of the block. The driver is the same for every kernel: MR, NR, the tile and the
@@ -21,9 +21,10 @@ namespace {
 
 // Cache blocks, for a core with 48 KiB L1d and 1 MiB L2 (Zen 5) and a 14 x 32 kernel: an
 // MR x KC panel of op(A) (14 KiB) stays in L1 while the kernel runs along the KC x NC block of
-// op(B) (768 KiB, in L2, streamed panel by panel); the freshly packed MC x KC block of op(A)
-// (168 KiB) fits in L2 beside it. Measured on 512..2048 squares, within noise of the best.
-constexpr int64_t KC = 256, MC = 168, NC = 768;
+// op(B) (768 KiB, in L2, streamed panel by panel). The MC x KC block of op(A) (1 MiB, in L3)
+// is large so that op(B) is packed only once per 1024 rows of C, and op(A) only once.
+// Blocks are evened out (block_size) so that no block is a sliver. Tuned on 512..2048 squares.
+constexpr int64_t KC = 256, MC = 1024, NC = 768;
 
 // Problems whose operands total at most this many bytes are small enough to stay in cache
 // unpacked: a transposed A and a non-transposed B are then read in place (their k-major
@@ -99,28 +100,33 @@ class PackBuffer {
 
 thread_local PackBuffer packed_a, packed_b;
 
+// The size of blocks that split n into equal parts of at most `limit` (about), in whole tiles.
+int64_t block_size(int64_t n, int64_t limit, int tile) {
+  const int64_t blocks = (n + limit - 1) / limit, per_block = (n + blocks - 1) / blocks;
+  return (per_block + tile - 1) / tile * tile;
+}
+
 // C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C on the calling thread, K > 0.
 // a is op(A) viewed by rows of C, b is op(B) viewed by columns of C (b.trans false means B is
 // stored (N,K)). A transposed a (or non-transposed B) is read in place when in_place says so.
 void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, int64_t K,
                   float alpha, float beta, float* C, int64_t ldc, bool in_place) {
   const bool a_in_place = in_place && a.trans, b_in_place = in_place && b.trans;
-  const int64_t mc_max = std::max<int64_t>(MC / kr.mr, 1) * kr.mr;
-  const int64_t nc_max = std::max<int64_t>(NC / kr.nr, 1) * kr.nr;
+  const int64_t mc_max = block_size(M, MC, kr.mr), nc_max = block_size(N, NC, kr.nr);
   const int64_t kc_max = std::min(KC, K);
   auto whole_panels = [](int64_t n, int width) { return (n + width - 1) / width * width; };
   float* abuf = a_in_place ? nullptr : packed_a.get(whole_panels(std::min(mc_max, M), kr.mr) * kc_max);
   float* bbuf = b_in_place ? nullptr : packed_b.get(whole_panels(std::min(nc_max, N), kr.nr) * kc_max);
 
-  for (int64_t jc = 0; jc < N; jc += nc_max) {
-    const int64_t nc = std::min(nc_max, N - jc);
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
-      const int64_t kc = std::min(kc_max, K - pc);
-      const float beta_k = pc == 0 ? beta : 1.0f;
-      if (!b_in_place) kr.pack_b(b, jc, nc, pc, kc, bbuf);
-      for (int64_t ic = 0; ic < M; ic += mc_max) {
-        const int64_t mc = std::min(mc_max, M - ic);
-        if (!a_in_place) kr.pack_a(a, ic, mc, pc, kc, abuf);
+  for (int64_t pc = 0; pc < K; pc += kc_max) {
+    const int64_t kc = std::min(kc_max, K - pc);
+    const float beta_k = pc == 0 ? beta : 1.0f;
+    for (int64_t ic = 0; ic < M; ic += mc_max) {
+      const int64_t mc = std::min(mc_max, M - ic);
+      if (!a_in_place) kr.pack_a(a, ic, mc, pc, kc, abuf);
+      for (int64_t jc = 0; jc < N; jc += nc_max) {
+        const int64_t nc = std::min(nc_max, N - jc);
+        if (!b_in_place) kr.pack_b(b, jc, nc, pc, kc, bbuf);
         for (int64_t ir = 0; ir < mc; ir += kr.mr) {
           const int mr = (int)std::min<int64_t>(kr.mr, mc - ir);
           const float* ap = a_in_place ? a.p + pc * a.ld + ic + ir : abuf + ir * kc;
