@@ -113,7 +113,7 @@ void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, 
                   float alpha, float beta, float* C, int64_t ldc, bool in_place) {
   const bool a_in_place = in_place && a.trans, b_in_place = in_place && b.trans;
   const int64_t mc_max = block_size(M, MC, kr.mr), nc_max = block_size(N, NC, kr.nr);
-  const int64_t kc_max = std::min(KC, K);
+  const int64_t kc_max = block_size(K, KC, 1);
   auto whole_panels = [](int64_t n, int width) { return (n + width - 1) / width * width; };
   float* abuf = a_in_place ? nullptr : packed_a.get(whole_panels(std::min(mc_max, M), kr.mr) * kc_max);
   float* bbuf = b_in_place ? nullptr : packed_b.get(whole_panels(std::min(nc_max, N), kr.nr) * kc_max);
