@@ -13,7 +13,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 for variant in "build-tests -Dopenmp=enabled" "build-noomp -Dopenmp=disabled"; do
   set -- $variant
   rm -rf "$1"
-  meson setup "$1" -Dcuda=disabled "$2" > "$1.setup.log"
+  meson setup "$1" -Dcuda=disabled "$2" > "$1.setup.log" || { cat "$1.setup.log"; exit 1; }
   meson test -C "$1" --print-errorlogs
 done
 
