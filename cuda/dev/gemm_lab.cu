@@ -295,10 +295,20 @@ int main(int argc, char** argv) {
       std::vector<Row> here;
       for (auto& v : vs) {
         if (std::max({M, N, K}) > v.max_size) continue;
-        if (!square && v.name[0] != 'p' && v.name[0] != 'c' && v.name[0] != 'd') continue;
-        if (!square && (v.name[0] == 'c' || v.name[0] == 'd')) continue;  // CNN shapes: ours vs cuBLAS
+        // CNN shapes: ours (plain and split-K) vs cuBLAS only
+        if (!square && v.name != "production" && v.name != "cublas_fp32") continue;
         const double ms = median_ms([&] { v.run(M, N, K, dA.p, dB.p, dC.p); });
         here.push_back({v.name, M, N, K, ms, 2.0 * M * N * K / (ms * 1e6), 0});
+      }
+      const int splits = sgemm_splitk_count(M, N, K);
+      if (!square && splits > 1) {
+        DevBuf ws(sgemm_splitk_workspace(M, N, splits));
+        const double ms = median_ms([&] {
+          sgemm_splitk_cuda(Trans::N, Trans::N, M, N, K, 1.f, dA.p, K, dB.p, N, 0.f, dC.p, N,
+                            splits, ws.p, GemmEpilogue{}, 0);
+        });
+        here.push_back({"production_splitk" + std::to_string(splits), M, N, K, ms,
+                        2.0 * M * N * K / (ms * 1e6), 0});
       }
       double cub = 0;
       for (auto& r : here)

@@ -136,7 +136,7 @@ void test_gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
       const int s = 5;
       Dev<float> ws(sgemm_splitk_workspace(M, N, s) + 1);
       sgemm_splitk_cuda(ta, tb, M, N, K, alpha, dA.p + offset, lda, dB.p + offset, ldb, beta,
-                        dC.p + offset, ldc, s, ws.p, 0);
+                        dC.p + offset, ldc, s, ws.p, GemmEpilogue{}, 0);
       c.cmp("C", dC.get(), Cc, 1e-5);
     } else {
       sgemm_cuda(ta, tb, M, N, K, alpha, dA.p + offset, lda, dB.p + offset, ldb, beta,
@@ -238,8 +238,9 @@ void test_linear(int64_t N, int64_t I, int64_t O, bool with_dx) {
                         dw.data(), db.data());
     Dev<float> dX(x), dW(w), dB(b), dDY(dy), dY(N * O), dYr(N * O), dDX(N * I), dDW(O * I),
         dDB(O);
-    linear_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dY.p, 0);
-    linear_relu_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dYr.p, 0);
+    Dev<float> fws(linear_forward_workspace_cuda(N, I, O));
+    linear_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dY.p, fws.p, 0);  // split-K where it pays
+    linear_relu_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dYr.p, nullptr, 0);  // no workspace
     linear_backward_cuda(N, I, O, dX.p, dW.p, dDY.p, with_dx ? dDX.p : nullptr, dDW.p, dDB.p, 0);
     c.cmp("y", dY.get(), y, 1e-5);
     c.cmp("relu(y)", dYr.get(), yr, 1e-5);
@@ -425,6 +426,7 @@ int main() {
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);
   test_linear(64, 784, 129, true);
+  test_linear(64, 784, 256, true);
   test_maxpool(15, 7, 9, 2, 2, false);
   test_maxpool(15, 8, 11, 3, 2, false);
   test_maxpool(3, 10, 7, 3, 3, false);

@@ -118,7 +118,7 @@ void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* 
   HC_CUDA_CHECK_LAUNCH("nchw_to_cn_kernel");
   // dw (M,CKK) = dyt (M,L) * col^T (L,CKK)
   sgemm_splitk_cuda(Trans::N, Trans::T, M, ckk, L, 1.f, dyt, L, col, L, 0.f, dw, ckk,
-                    dw_splits(g, N, M), part, stream);
+                    dw_splits(g, N, M), part, GemmEpilogue{}, stream);
   row_sum_kernel<<<static_cast<unsigned>(M), kOpThreads, 0, stream>>>(L, dyt, db);
   HC_CUDA_CHECK_LAUNCH("row_sum_kernel");
   if (!dx) return;

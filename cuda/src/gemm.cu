@@ -267,8 +267,7 @@ void check_args(const char* fn, Trans ta, Trans tb, int64_t M, int64_t N, int64_
     fail_value(std::string(fn) + ": bad sizes M=" + std::to_string(M) + " N=" +
                std::to_string(N) + " K=" + std::to_string(K));
   const int64_t need_a = ta == Trans::N ? K : M, need_b = tb == Trans::N ? N : K;
-  if (lda < std::max<int64_t>(1, need_a) || ldb < std::max<int64_t>(1, need_b) ||
-      ldc < std::max<int64_t>(1, N))
+  if (lda < need_a || ldb < need_b || ldc < N)
     fail_value(std::string(fn) + ": leading dimension too small (lda=" + std::to_string(lda) +
                ", ldb=" + std::to_string(ldb) + ", ldc=" + std::to_string(ldc) + ")");
 }
@@ -336,9 +335,9 @@ void sgemm_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha
 }
 
 int sgemm_splitk_count(int64_t M, int64_t N, int64_t K) {
-  // Enough slices for ~264 medium tiles (two waves on 132 SMs), each at least 256 deep.
+  // Enough slices for ~264 medium tiles (two waves on 132 SMs), each at least 128 deep.
   const int64_t tiles = std::max<int64_t>(1, ((M + 63) / 64) * ((N + 63) / 64));
-  const int64_t by_fill = (264 + tiles - 1) / tiles, by_depth = std::max<int64_t>(1, K / 256);
+  const int64_t by_fill = (264 + tiles - 1) / tiles, by_depth = std::max<int64_t>(1, K / 128);
   return (int)std::max<int64_t>(1, std::min<int64_t>({by_fill, by_depth, 64}));
 }
 
@@ -348,7 +347,8 @@ size_t sgemm_splitk_workspace(int64_t M, int64_t N, int splits) {
 
 void sgemm_splitk_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                       float* C, int64_t ldc, int splits, float* ws, cudaStream_t stream) {
+                       float* C, int64_t ldc, int splits, float* ws, const GemmEpilogue& ep,
+                       cudaStream_t stream) {
   check_args("sgemm_splitk_cuda", ta, tb, M, N, K, lda, ldb, ldc);
   if (splits < 1 || splits > 65535)
     fail_value("sgemm_splitk_cuda: splits " + std::to_string(splits) + " outside [1, 65535]");
@@ -357,7 +357,7 @@ void sgemm_splitk_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, floa
   int64_t ks = ((K + splits - 1) / splits + 15) / 16 * 16;
   int used = ks > 0 ? (int)((K + ks - 1) / ks) : 1;
   if (splits == 1 || used <= 1) {
-    sgemm_cuda(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, stream);
+    sgemm_epilogue_cuda(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, stream);
     return;
   }
   const int64_t sA = ta == Trans::N ? ks : ks * lda, sB = tb == Trans::N ? ks * ldb : ks;
@@ -365,8 +365,7 @@ void sgemm_splitk_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, floa
                              GemmEpilogue{});
   p.K_last = (int)(K - (used - 1) * ks);
   launch(ta == Trans::T, tb == Trans::T, p, used, stream);
-  GemmParams r = make_params(M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0,
-                             GemmEpilogue{});
+  GemmParams r = make_params(M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, ep);
   const int64_t total = M * N;
   const int blocks = (int)std::min<int64_t>((total + 255) / 256, 4096);
   splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(r, used, ws);

@@ -43,11 +43,13 @@ void sgemm_batched_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, flo
 
 // Split-K for small outputs with deep K (weight gradients): K is cut into `splits` slices whose
 // partial products go to ws (splits * M * N floats) and are then summed in slice order, so the
-// result is deterministic. sgemm_splitk_count picks `splits` from the shape alone.
+// result is deterministic; the epilogue is applied by the final sum. sgemm_splitk_count picks
+// `splits` from the shape alone (1 when splitting does not pay).
 int sgemm_splitk_count(int64_t M, int64_t N, int64_t K);
 size_t sgemm_splitk_workspace(int64_t M, int64_t N, int splits);
 void sgemm_splitk_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                       float* C, int64_t ldc, int splits, float* ws, cudaStream_t stream);
+                       float* C, int64_t ldc, int splits, float* ws, const GemmEpilogue& ep,
+                       cudaStream_t stream);
 
 }  // namespace hc

@@ -19,24 +19,31 @@ __global__ void column_sum_kernel(int64_t N, int64_t O, const float* __restrict_
 }
 
 void forward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, const float* b,
-             float* y, bool relu, cudaStream_t stream) {
+             float* y, float* ws, bool relu, cudaStream_t stream) {
   GemmEpilogue ep;
   ep.bias = b;
   ep.bias_mode = BiasMode::PerCol;
   ep.relu = relu;
-  sgemm_epilogue_cuda(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 0.f, y, O, ep, stream);
+  // A small batch against a wide input leaves few output tiles: split K when given room.
+  const int splits = ws ? sgemm_splitk_count(N, O, I) : 1;
+  sgemm_splitk_cuda(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 0.f, y, O, splits, ws, ep,
+                    stream);
 }
 
 }  // namespace
 
+size_t linear_forward_workspace_cuda(int64_t N, int64_t I, int64_t O) {
+  return sgemm_splitk_workspace(N, O, sgemm_splitk_count(N, O, I));
+}
+
 void linear_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                         const float* b, float* y, cudaStream_t stream) {
-  forward(N, I, O, x, w, b, y, false, stream);
+                         const float* b, float* y, float* ws, cudaStream_t stream) {
+  forward(N, I, O, x, w, b, y, ws, false, stream);
 }
 
 void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                              const float* b, float* y, cudaStream_t stream) {
-  forward(N, I, O, x, w, b, y, true, stream);
+                              const float* b, float* y, float* ws, cudaStream_t stream) {
+  forward(N, I, O, x, w, b, y, ws, true, stream);
 }
 
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,

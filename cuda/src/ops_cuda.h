@@ -40,11 +40,15 @@ void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* 
                           float* ws, cudaStream_t stream);
 
 // ---- linear.cu: x (N,I), w (O,I), b (O,) -> y (N,O); bias fused into the GEMM epilogue.
+// ws (optional, may be null): linear_forward_workspace_cuda floats; with it a small batch
+// against a wide input is computed as a deterministic split-K GEMM (much faster, same result
+// to rounding).
+size_t linear_forward_workspace_cuda(int64_t N, int64_t I, int64_t O);
 void linear_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                         const float* b, float* y, cudaStream_t stream);
+                         const float* b, float* y, float* ws, cudaStream_t stream);
 // y = relu(x w^T + b) in one GEMM.
 void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                              const float* b, float* y, cudaStream_t stream);
+                              const float* b, float* y, float* ws, cudaStream_t stream);
 // dx may be null (first layer). dw and db are overwritten.
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                           const float* dy, float* dx, float* dw, float* db, cudaStream_t stream);
