@@ -394,7 +394,8 @@ int main() {
   std::printf("device: %s (sm_%d%d), CPU sgemm kernel: %s\n", prop.name, prop.major, prop.minor,
               sgemm_kernel_name());
   const int64_t sizes[][3] = {{1, 1, 1}, {17, 33, 65}, {127, 129, 257}, {6, 784, 25},
-                              {64, 256, 784}, {16, 3000, 150}, {300, 260, 70}};
+                              {64, 256, 784}, {16, 3000, 150}, {300, 260, 70},
+                              {32, 1000, 77},  {200, 700, 33}};
   for (auto ta : {Trans::N, Trans::T})
     for (auto tb : {Trans::N, Trans::T})
       for (auto& s : sizes) {
@@ -422,6 +423,8 @@ int main() {
   test_conv(3, 6, 14, 14, 16, 5, 1, 0, true);
   test_conv(5, 32, 14, 14, 64, 3, 1, 1, true);
   test_conv(1, 5, 9, 7, 3, 3, 2, 2, true);
+  test_conv(3, 5, 12, 9, 32, 3, 2, 1, true);
+  test_conv(2, 3, 17, 15, 130, 3, 1, 1, true);
   test_linear(1, 7, 5, true);
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);

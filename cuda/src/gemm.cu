@@ -228,9 +228,9 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
   }
 }
 
-// Tile shapes: large (many output tiles), medium, and thin for M <= 16 (conv layers with few
-// filters), all summing k in the same order.
-enum class TileShape { Large, Medium, Thin };
+// Tile shapes: large (many output tiles), medium, and short ones for M <= 32 and M <= 16 (conv
+// layers with few filters, small batches), all summing k in the same order.
+enum class TileShape { Large, Medium, Short, Thin };
 
 template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB>
 void launch_shape(bool ta, bool tb, const GemmParams& p, int batch, cudaStream_t stream) {
@@ -246,14 +246,16 @@ void launch_shape(bool ta, bool tb, const GemmParams& p, int batch, cudaStream_t
 
 TileShape pick_shape(int64_t M, int64_t N, int64_t batch) {
   if (M <= 16) return TileShape::Thin;
+  if (M <= 32) return TileShape::Short;
   const int64_t large_tiles = ((M + 127) / 128) * ((N + 127) / 128) * batch;
-  return large_tiles >= 132 ? TileShape::Large : TileShape::Medium;
+  return M > 64 && large_tiles >= 132 ? TileShape::Large : TileShape::Medium;
 }
 
 void launch(bool ta, bool tb, const GemmParams& p, int batch, cudaStream_t stream) {
   switch (pick_shape(p.M, p.N, batch)) {
     case TileShape::Large: launch_shape<128, 128, 8, 64, 32, 8, 8, 2>(ta, tb, p, batch, stream); break;
     case TileShape::Medium: launch_shape<64, 64, 16, 32, 32, 8, 4, 4>(ta, tb, p, batch, stream); break;
+    case TileShape::Short: launch_shape<32, 128, 16, 32, 32, 8, 4, 3>(ta, tb, p, batch, stream); break;
     case TileShape::Thin: launch_shape<16, 128, 32, 16, 32, 4, 4, 3>(ta, tb, p, batch, stream); break;
   }
 }
@@ -337,6 +339,7 @@ void sgemm_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha
 int sgemm_splitk_count(int64_t M, int64_t N, int64_t K) {
   // Enough slices for ~264 medium tiles (two waves on 132 SMs), each at least 128 deep.
   const int64_t tiles = std::max<int64_t>(1, ((M + 63) / 64) * ((N + 63) / 64));
+  if (tiles >= 132) return 1;  // the output alone fills the machine
   const int64_t by_fill = (264 + tiles - 1) / tiles, by_depth = std::max<int64_t>(1, K / 128);
   return (int)std::max<int64_t>(1, std::min<int64_t>({by_fill, by_depth, 64}));
 }
