@@ -1,6 +1,7 @@
 // x (N,C,H,W) -> y (N,C,Ho,Wo)
 #include "heterocnn/maxpool2d.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "heterocnn/error.h"
@@ -9,23 +10,35 @@ namespace hc {
 
 namespace {
 
-// Index (within the plane) of the first maximum of the window at output (oh, ow); a NaN wins,
-// as in PyTorch, so it propagates instead of vanishing.
-inline int64_t window_argmax(const float* plane, int64_t W, int64_t K, int64_t stride,
-                             int64_t oh, int64_t ow) {
-  int64_t best = oh * stride * W + ow * stride;
-  float v = plane[best];
+// The larger of v and u, where a NaN wins (as in PyTorch, so it propagates instead of
+// vanishing); written as selects, which random data cannot mispredict.
+// (Bitwise | and &: a short-circuit || compiles to a branch.)
+inline bool replaces(float u, float v) { return (u > v) | ((u != u) & (v == v)); }
+
+// Windows are visited tap by tap: for each (kh, kw), one pass along a row of outputs. The
+// inner loops then run over outputs, which vectorises, and random data cannot mispredict.
+constexpr int64_t kChunk = 64;  // outputs handled together in backward (stack arrays)
+
+// Maximum of each window of output row oh, columns [ow0, ow0 + n), into v; with `arg`, also
+// the offset (kh * W + kw) of each window's first maximum.
+inline void row_max(const float* plane, int64_t W, int64_t K, int64_t stride, int64_t oh,
+                    int64_t ow0, int64_t n, float* v, int32_t* arg) {
+  const float* base = plane + oh * stride * W + ow0 * stride;
+  for (int64_t j = 0; j < n; ++j) v[j] = base[j * stride];
+  if (arg)
+    for (int64_t j = 0; j < n; ++j) arg[j] = 0;
   for (int64_t kh = 0; kh < K; ++kh) {
-    const int64_t row = (oh * stride + kh) * W + ow * stride;
     for (int64_t kw = 0; kw < K; ++kw) {
-      const float u = plane[row + kw];
-      if (u > v || (u != u && v == v)) {
-        v = u;
-        best = row + kw;
+      const float* tap = base + kh * W + kw;
+      const int32_t offset = static_cast<int32_t>(kh * W + kw);
+      for (int64_t j = 0; j < n; ++j) {
+        const float u = tap[j * stride];
+        const bool take = replaces(u, v[j]);
+        v[j] = take ? u : v[j];
+        if (arg) arg[j] = take ? offset : arg[j];
       }
     }
   }
-  return best;
 }
 
 }  // namespace
@@ -34,13 +47,9 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
                            const float* x, float* y) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
-  for (int64_t p = 0; p < P; ++p) {
-    const float* plane = x + p * H * W;
-    float* out = y + p * Ho * Wo;
+  for (int64_t p = 0; p < P; ++p)
     for (int64_t oh = 0; oh < Ho; ++oh)
-      for (int64_t ow = 0; ow < Wo; ++ow)
-        out[oh * Wo + ow] = plane[window_argmax(plane, W, K, stride, oh, ow)];
-  }
+      row_max(x + p * H * W, W, K, stride, oh, 0, Wo, y + (p * Ho + oh) * Wo, nullptr);
 }
 
 void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
@@ -48,12 +57,19 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
   for (int64_t p = 0; p < P; ++p) {
-    const float* plane = x + p * H * W;
     float* dplane = dx + p * H * W;
     std::memset(dplane, 0, H * W * sizeof(float));
-    for (int64_t oh = 0; oh < Ho; ++oh)
-      for (int64_t ow = 0; ow < Wo; ++ow)
-        dplane[window_argmax(plane, W, K, stride, oh, ow)] += dy[p * Ho * Wo + oh * Wo + ow];
+    float v[kChunk];
+    int32_t arg[kChunk];
+    for (int64_t oh = 0; oh < Ho; ++oh) {
+      for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk) {
+        const int64_t n = std::min(kChunk, Wo - ow0);
+        row_max(x + p * H * W, W, K, stride, oh, ow0, n, v, arg);
+        const float* g = dy + (p * Ho + oh) * Wo + ow0;
+        float* d = dplane + oh * stride * W + ow0 * stride;
+        for (int64_t j = 0; j < n; ++j) d[j * stride + arg[j]] += g[j];
+      }
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "heterocnn/net.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -14,6 +15,7 @@ void Net::add(std::unique_ptr<Layer> layer) {
   if (!layers_.empty() && !layers_.back()->params().empty()) earlier_params = true;
   needs_dx_.push_back(earlier_params);
   layers_.push_back(std::move(layer));
+  set_profiling(profiling_);
   in_shape_ = Shape{};  // buffers no longer match
 }
 
@@ -106,6 +108,36 @@ void Net::check_labels(const int64_t* labels, int64_t n) const {
   }
 }
 
+namespace {
+
+// Adds the time from construction to destruction to a layer's forward or backward counters
+// (when `times` is not null).
+class ScopedTimer {
+ public:
+  ScopedTimer(LayerTimes* times, bool forward) : times_(times), forward_(forward) {
+    if (times_) start_ = std::chrono::steady_clock::now();
+  }
+  ~ScopedTimer() {
+    if (!times_) return;
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    (forward_ ? times_->forward_s : times_->backward_s) += s;
+    ++(forward_ ? times_->forward_calls : times_->backward_calls);
+  }
+
+ private:
+  LayerTimes* times_;
+  bool forward_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+void Net::set_profiling(bool on) {
+  profiling_ = on;
+  times_.assign(on ? layers_.size() : 0, LayerTimes{});
+}
+
 void Net::run_forward(const float* x) {
   Tensor in{const_cast<float*>(x), in_shape_};  // layers never write their input
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -114,6 +146,7 @@ void Net::run_forward(const float* x) {
       outs_[i].data = xi.data;
       continue;
     }
+    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, true);
     layers_[i]->forward(xi, outs_[i], workspace_.data());
   }
 }
@@ -136,6 +169,7 @@ void Net::run_backward(const float* x) {
       continue;
     }
     Tensor dx{grad_bufs_[1 - cur].data(), xi.shape};
+    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, false);
     layers_[i]->backward(xi, outs_[i], dy, needs_dx_[i] ? &dx : nullptr, workspace_.data());
     if (!needs_dx_[i]) break;  // nothing before this layer learns
     dy = dx;

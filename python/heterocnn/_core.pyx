@@ -93,7 +93,12 @@ cdef extern from "heterocnn/sgd.h" namespace "hc":
 
 
 cdef extern from "heterocnn/net.h" namespace "hc":
+    cdef cppclass LayerTimes:
+        double forward_s, backward_s
+        int64_t forward_calls, backward_calls
     cdef cppclass Net:
+        void set_profiling(cbool on)
+        vector[LayerTimes] layer_times()
         Net(LossKind loss)
         void add(unique_ptr[Layer] layer) except +raise_py_error
         vector[unique_ptr[Layer]]& layers()
@@ -186,6 +191,14 @@ cdef class CoreNet:
 
     def reset_momentum(self):
         self.net.get().reset_momentum()
+
+    def set_profiling(self, bint on):
+        self.net.get().set_profiling(on)
+
+    def layer_times(self):
+        """[(forward seconds, forward calls, backward seconds, backward calls)] per layer."""
+        return [(t.forward_s, t.forward_calls, t.backward_s, t.backward_calls)
+                for t in self.net.get().layer_times()]
 
     def param_list(self):
         """[(layer index, name, shape), ...] in state_dict order."""

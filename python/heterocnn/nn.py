@@ -196,6 +196,21 @@ class Sequential:
         return self._net.train_step(x, self._labels(y, x.shape[0]), opt.lr, opt.momentum,
                                     opt.weight_decay)
 
+    # -- profiling -------------------------------------------------------------------------
+
+    def profile(self, enable=True):
+        """Start (and zero) or stop per-layer timing of forward and backward."""
+        self._net.set_profiling(bool(enable))
+
+    def layer_times(self):
+        """Mean seconds per call of each layer's forward and backward since profile():
+        [{"layer": "0: Conv2d(...)", "forward_s": ..., "backward_s": ...}, ...]."""
+        out = []
+        for i, (f, nf, b, nb) in enumerate(self._net.layer_times()):
+            out.append({"layer": f"{i}: {self.layers[i]!r}", "forward_s": f / max(nf, 1),
+                        "backward_s": b / max(nb, 1)})
+        return out
+
     # -- parameters ------------------------------------------------------------------------
 
     def _index(self):

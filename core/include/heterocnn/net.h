@@ -2,6 +2,7 @@
 // training step (forward, loss, backward, SGD update); buffers are sized on the first call
 // for a batch shape and reused after, so a steady-state step allocates nothing.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -10,6 +11,12 @@
 #include "heterocnn/sgd.h"
 
 namespace hc {
+
+// Wall time of one layer's forward and backward, summed over the steps run while profiling.
+struct LayerTimes {
+  double forward_s = 0, backward_s = 0;
+  int64_t forward_calls = 0, backward_calls = 0;
+};
 
 class Net {
  public:
@@ -35,6 +42,11 @@ class Net {
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const SgdConfig& cfg);
 
+  // Per-layer timing: on() clears the counters; off by default (it costs a clock read per
+  // layer call).
+  void set_profiling(bool on);
+  const std::vector<LayerTimes>& layer_times() const { return times_; }
+
  private:
   void prepare(const Shape& in);
   void check_input(const float* x, const Shape& in) const;
@@ -54,6 +66,9 @@ class Net {
   std::vector<Buffer> out_bufs_;
   Buffer grad_bufs_[2];  // dL/d(activation), ping-ponged through backward
   Buffer workspace_;
+
+  bool profiling_ = false;
+  std::vector<LayerTimes> times_;
 };
 
 }  // namespace hc
