@@ -177,6 +177,6 @@ def test_unknown_devices(model):
 @pytest.mark.skipif(hc.build_info()["cuda_compiled"] and hc.cuda_available(),
                     reason="a GPU is present: see the CUDA tests")
 def test_cuda_without_a_gpu_is_a_clear_error(model, batch):
-    rejected(model, hc.DeviceError, "cuda", model.to, "cuda")
+    rejected(model, hc.DeviceError, "cuda:0", model.to, "cuda")
     assert model.placement == ("cpu",) * 12
     model(batch[0])  # still usable on the CPU

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <utility>
 
+#include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
 
 namespace hc {
@@ -14,9 +15,14 @@ constexpr size_t kAlign = 64;
 
 float* allocate(size_t count, Place place) {
   if (count == 0) return nullptr;
+  if (place.device == Device::CUDA) {
+#ifdef HC_WITH_CUDA
+    return cuda::alloc(count, place.index);
+#else
+    fail(ErrorKind::Device, "cannot allocate on " + place.str() + ": built without CUDA");
+#endif
+  }
   const size_t bytes = (count * sizeof(float) + kAlign - 1) / kAlign * kAlign;
-  if (place.device != Device::CPU)
-    fail(ErrorKind::Device, "cannot allocate on " + place.str() + ": this build has no CUDA support");
   void* p = std::aligned_alloc(kAlign, bytes);
   if (!p)
     fail(ErrorKind::OutOfMemory,
@@ -25,11 +31,25 @@ float* allocate(size_t count, Place place) {
 }
 
 void deallocate(float* p, Place place) {
+#ifdef HC_WITH_CUDA
+  if (place.device == Device::CUDA) return cuda::release(p, place.index);
+#endif
   (void)place;
   std::free(p);
 }
 
 }  // namespace
+
+void copy_floats(float* dst, Place dst_place, const float* src, Place src_place, size_t count) {
+#ifdef HC_WITH_CUDA
+  if (dst_place.device == Device::CUDA || src_place.device == Device::CUDA)
+    return cuda::copy(dst, dst_place, src, src_place, count);
+#endif
+  (void)dst_place;
+  (void)src_place;
+  if (count) std::memcpy(dst, src, count * sizeof(float));
+}
+
 
 Buffer::Buffer(size_t count, Place place) : place_(place) {
   data_ = allocate(count, place);
@@ -57,32 +77,37 @@ void Buffer::release() {
   size_ = 0;
 }
 
-void Buffer::reserve(size_t count) {
-  if (count <= size_) return;
-  float* fresh = allocate(count, place_);  // throws before anything is released
+bool Buffer::reserve(size_t count, Place place) {
+  if (count <= size_ && place == place_) return false;
+  float* fresh = allocate(count, place);  // throws before anything is released
   release();
   data_ = fresh;
   size_ = count;
+  place_ = place;
+  return true;
 }
 
 void Buffer::zero(size_t count) {
   if (count > size_) count = size_;
+#ifdef HC_WITH_CUDA
+  if (place_.device == Device::CUDA) return cuda::zero(data_, count, place_.index);
+#endif
   if (count) std::memset(data_, 0, count * sizeof(float));
 }
 
 void Buffer::copy_from_host(const float* src, size_t count) {
   if (count > size_) fail_value("copy of " + std::to_string(count) + " floats into a buffer of " + std::to_string(size_));
-  if (count) std::memcpy(data_, src, count * sizeof(float));
+  copy_floats(data_, place_, src, Place{}, count);
 }
 
 void Buffer::copy_to_host(float* dst, size_t count) const {
   if (count > size_) fail_value("copy of " + std::to_string(count) + " floats out of a buffer of " + std::to_string(size_));
-  if (count) std::memcpy(dst, data_, count * sizeof(float));
+  copy_floats(dst, Place{}, data_, place_, count);
 }
 
 Buffer Buffer::copy_to(Place place) const {
   Buffer out(size_, place);
-  if (size_) std::memcpy(out.data_, data_, size_ * sizeof(float));
+  copy_floats(out.data_, place, data_, place_, size_);
   return out;
 }
 

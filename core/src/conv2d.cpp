@@ -123,7 +123,7 @@ Shape Conv2d::output_shape(const Shape& in) const {
   return Shape{in[0], M_, g.Ho, g.Wo};
 }
 
-size_t Conv2d::workspace_size(const Shape& in, int threads) const {
+size_t Conv2d::workspace_size_cpu(const Shape& in, int threads) const {
   const ConvGeom g = geom(in);
   return std::max(conv2d_forward_workspace_cpu(g, M_, threads),
                   conv2d_backward_workspace_cpu(g, M_, threads));

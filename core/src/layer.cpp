@@ -4,6 +4,7 @@
 
 #include "heterocnn/activation.h"
 #include "heterocnn/conv2d.h"
+#include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
 #include "heterocnn/flatten.h"
 #include "heterocnn/linear.h"
@@ -11,7 +12,30 @@
 
 namespace hc {
 
-size_t Layer::workspace_size(const Shape&, int) const { return 0; }
+size_t Layer::workspace_size_cpu(const Shape&, int) const { return 0; }
+#ifdef HC_WITH_CUDA
+size_t Layer::workspace_size_cuda(const Shape&) const { return 0; }
+#endif
+
+namespace {
+[[noreturn]] void no_cuda(const std::string& kind) {
+  fail(ErrorKind::Device, kind + " is placed on a CUDA device, but heterocnn was built without CUDA");
+}
+}  // namespace
+
+size_t Layer::workspace_size(const Shape& in, int threads) const {
+  switch (place_.device) {
+    case Device::CPU:
+      return workspace_size_cpu(in, threads);
+    case Device::CUDA:
+#ifdef HC_WITH_CUDA
+      return workspace_size_cuda(in);
+#else
+      no_cuda(kind());
+#endif
+  }
+  return 0;
+}
 
 void Layer::init_params(Rng& rng) {
   for (Param& p : params_) {
@@ -21,7 +45,7 @@ void Layer::init_params(Rng& rng) {
     }
     // fan_in: every weight dim but the first (out_features / out_channels).
     const double std = std::sqrt(2.0 / static_cast<double>(p.shape.sample_numel()));
-    std::vector<float> host(p.shape.numel());
+    std::vector<float> host(p.shape.numel());  // drawn on the host, then copied to the place
     for (float& v : host) v = static_cast<float>(std * rng.normal());
     p.value.copy_from_host(host.data(), host.size());
   }
@@ -32,7 +56,12 @@ void Layer::forward(const Tensor& x, Tensor& y, float* ws) {
     case Device::CPU:
       return forward_cpu(x, y, ws);
     case Device::CUDA:
-      fail(ErrorKind::Device, kind() + " has no CUDA implementation in this build");
+#ifdef HC_WITH_CUDA
+      cuda::use_device(place_.index);
+      return forward_cuda(x, y, ws, static_cast<cudaStream_t>(cuda::stream(place_.index)));
+#else
+      no_cuda(kind());
+#endif
   }
 }
 
@@ -41,7 +70,13 @@ void Layer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor*
     case Device::CPU:
       return backward_cpu(x, y, dy, dx, ws);
     case Device::CUDA:
-      fail(ErrorKind::Device, kind() + " has no CUDA implementation in this build");
+#ifdef HC_WITH_CUDA
+      cuda::use_device(place_.index);
+      return backward_cuda(x, y, dy, dx, ws,
+                           static_cast<cudaStream_t>(cuda::stream(place_.index)));
+#else
+      no_cuda(kind());
+#endif
   }
 }
 

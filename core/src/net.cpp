@@ -5,10 +5,21 @@
 #include <cmath>
 #include <cstring>
 
+#include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
 #include "heterocnn/parallel.h"
 
 namespace hc {
+
+Buffer& PlaceBuffers::at(Place place) {
+  for (Buffer& b : items_)
+    if (b.place() == place) return b;
+  items_.emplace_back(0, place);
+  return items_.back();
+}
+
+Net::Net(LossKind loss) : loss_(loss) {}
+Net::~Net() = default;
 
 void Net::add(std::unique_ptr<Layer> layer) {
   bool earlier_params = !needs_dx_.empty() && needs_dx_.back();
@@ -16,7 +27,7 @@ void Net::add(std::unique_ptr<Layer> layer) {
   needs_dx_.push_back(earlier_params);
   layers_.push_back(std::move(layer));
   set_profiling(profiling_);
-  in_shape_ = Shape{};  // buffers no longer match
+  invalidate();
 }
 
 void Net::init(uint64_t seed) {
@@ -28,6 +39,33 @@ void Net::init(uint64_t seed) {
 void Net::reset_momentum() {
   for (auto& layer : layers_)
     for (Param& p : layer->params()) p.velocity.zero();
+}
+
+void Net::to(const std::vector<Place>& places) {
+  if (places.size() != layers_.size())
+    fail_value("placement names " + std::to_string(places.size()) + " places for " +
+               std::to_string(layers_.size()) + " layers");
+#ifdef HC_WITH_CUDA
+  for (const Place& p : places)
+    if (p.device == Device::CUDA) cuda::use_device(p.index);  // throws for a missing device
+#endif
+  std::vector<Place> old;
+  for (auto& layer : layers_) old.push_back(layer->place());
+  size_t moved = 0;
+  try {
+    for (; moved < layers_.size(); ++moved) layers_[moved]->to(places[moved]);
+  } catch (...) {
+    for (size_t j = 0; j < moved; ++j) layers_[j]->to(old[j]);  // back where they were
+    throw;
+  }
+  invalidate();
+}
+
+void Net::invalidate() {
+  in_shape_ = Shape{};
+#ifdef HC_WITH_CUDA
+  cuda_.reset();
+#endif
 }
 
 Shape Net::output_shape(const Shape& in) const {
@@ -46,35 +84,91 @@ Shape Net::output_shape(const Shape& in) const {
   return s;
 }
 
+Place Net::act_place(size_t i) const {
+  for (size_t j = i + 1; j-- > 0;)
+    if (!layers_[j]->is_view()) return layers_[j]->place();
+  // Only views so far: they stay with the input, which is uploaded to the first computing
+  // layer's place (so a Flatten before a CUDA layer flattens device memory).
+  for (const auto& layer : layers_)
+    if (!layer->is_view()) return layer->place();
+  return Place{};
+}
+
+int Net::single_cuda_device() const {
+  int device = -1;
+  for (const auto& layer : layers_) {
+    if (layer->is_view()) continue;
+    const Place p = layer->place();
+    if (p.device != Device::CUDA || (device >= 0 && p.index != device)) return -1;
+    device = p.index;
+  }
+  return device;
+}
+
+namespace {
+
+// Raises the entry for `place` in `sizes` to at least n.
+void grow(std::vector<std::pair<Place, size_t>>& sizes, Place place, size_t n) {
+  for (auto& [p, size] : sizes) {
+    if (p == place) {
+      size = std::max(size, n);
+      return;
+    }
+  }
+  sizes.emplace_back(place, n);
+}
+
+}  // namespace
+
 void Net::prepare(const Shape& in) {
   if (in == in_shape_ && threads_ == max_threads()) return;
   if (in.ndim < 2 || in[0] <= 0)
     fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
   output_shape(in);  // validates the chain before anything is allocated
   const int threads = max_threads();
+  const size_t L = layers_.size();
   std::vector<Shape> shapes;
-  size_t ws = 0, largest = 0;
   Shape s = in;
-  for (auto& layer : layers_) {
-    ws = std::max(ws, layer->workspace_size(s, threads));
-    s = layer->output_shape(s);
-    shapes.push_back(s);
-    largest = std::max(largest, static_cast<size_t>(s.numel()));
-  }
+  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
+
   // Until every buffer is in place the cached shape is invalid: if an allocation throws,
   // the next call prepares again (parameters are never touched here).
   in_shape_ = Shape{};
-  out_bufs_.resize(layers_.size());
-  for (size_t i = 0; i < layers_.size(); ++i)
-    if (!layers_[i]->is_view()) out_bufs_[i].reserve(shapes[i].numel());
-  grad_bufs_[0].reserve(largest);
-  grad_bufs_[1].reserve(largest);
-  workspace_.reserve(ws);
-  outs_.assign(layers_.size(), Tensor{});
-  for (size_t i = 0; i < layers_.size(); ++i) {
+  bool moved = false;  // any buffer reallocated: captured graphs point at old memory
+  out_bufs_.resize(L);
+  in_stage_.resize(L);
+  ins_.assign(L, Tensor{});
+  outs_.assign(L, Tensor{});
+  const Place input_at = act_place(0);
+  if (input_at.device != Device::CPU) moved |= in_stage_[0].reserve(in.numel(), input_at);
+  // Per place: the largest activation (for the gradient buffers) and workspace, in floats.
+  std::vector<std::pair<Place, size_t>> acts, ws;
+  grow(acts, input_at, in.numel());
+  for (size_t i = 0; i < L; ++i) {
+    const Shape& xs = i == 0 ? in : shapes[i - 1];
+    ins_[i].shape = xs;
     outs_[i].shape = shapes[i];
-    if (!layers_[i]->is_view()) outs_[i].data = out_bufs_[i].data();
+    if (layers_[i]->is_view()) continue;
+    const Place p = layers_[i]->place();
+    moved |= out_bufs_[i].reserve(shapes[i].numel(), p);
+    outs_[i].data = out_bufs_[i].data();
+    if (i > 0 && act_place(i - 1) != p) {  // the input crosses from another place
+      moved |= in_stage_[i].reserve(xs.numel(), p);
+      ins_[i].data = in_stage_[i].data();
+    }
+    grow(acts, p, std::max(xs.numel(), shapes[i].numel()));
+    grow(ws, p, layers_[i]->workspace_size(xs, threads));
   }
+  for (auto& [p, n] : acts) {
+    moved |= grad_a_.at(p).reserve(n, p);
+    moved |= grad_b_.at(p).reserve(n, p);
+  }
+  for (auto& [p, n] : ws) moved |= workspace_.at(p).reserve(n, p);
+  dlogits_ = Tensor{grad_a_.at(act_place(L - 1)).data(), shapes.back()};
+#ifdef HC_WITH_CUDA
+  if (moved) cuda_.reset();  // captured graphs hold the old addresses
+#endif
+  (void)moved;
   in_shape_ = in;
   threads_ = threads;
 }
@@ -95,7 +189,6 @@ void Net::check_input(const float* x, const Shape& in) const {
                ") at index (" + at + ")");
   }
 }
-
 void Net::check_labels(const int64_t* labels, int64_t n) const {
   const int64_t classes = outs_.back().shape[1];
   for (int64_t i = 0; i < n; ++i) {
@@ -108,17 +201,36 @@ void Net::check_labels(const int64_t* labels, int64_t n) const {
   }
 }
 
+void Net::stage_input(const float* x) {
+  const Place at = act_place(0);
+  float* data = const_cast<float*>(x);  // layers never write their input
+  if (at.device != Device::CPU) {
+    copy_floats(in_stage_[0].data(), at, x, Place{}, in_shape_.numel());
+    data = in_stage_[0].data();
+  }
+  ins_[0].data = data;
+}
+
 namespace {
 
 // Adds the time from construction to destruction to a layer's forward or backward counters
-// (when `times` is not null).
+// (when `times` is not null), waiting for the layer's device so GPU time is counted too.
 class ScopedTimer {
  public:
-  ScopedTimer(LayerTimes* times, bool forward) : times_(times), forward_(forward) {
+  ScopedTimer(LayerTimes* times, bool forward, Place place)
+      : times_(times), forward_(forward), place_(place) {
     if (times_) start_ = std::chrono::steady_clock::now();
   }
   ~ScopedTimer() {
     if (!times_) return;
+#ifdef HC_WITH_CUDA
+    if (place_.device == Device::CUDA) {
+      try {
+        cuda::synchronize(place_.index);
+      } catch (...) {  // the next CUDA call reports it
+      }
+    }
+#endif
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     (forward_ ? times_->forward_s : times_->backward_s) += s;
@@ -128,6 +240,7 @@ class ScopedTimer {
  private:
   LayerTimes* times_;
   bool forward_;
+  Place place_;
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -138,69 +251,118 @@ void Net::set_profiling(bool on) {
   times_.assign(on ? layers_.size() : 0, LayerTimes{});
 }
 
-void Net::run_forward(const float* x) {
-  Tensor in{const_cast<float*>(x), in_shape_};  // layers never write their input
+void Net::run_forward() {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const Tensor& xi = i == 0 ? in : outs_[i - 1];
-    if (layers_[i]->is_view()) {
-      outs_[i].data = xi.data;
+    Layer& layer = *layers_[i];
+    if (i > 0) {
+      const Tensor& prev = outs_[i - 1];
+      if (layer.is_view() || act_place(i - 1) == layer.place())
+        ins_[i].data = prev.data;
+      else
+        copy_floats(ins_[i].data, layer.place(), prev.data, act_place(i - 1), prev.numel());
+    }
+    if (layer.is_view()) {
+      outs_[i].data = ins_[i].data;
       continue;
     }
-    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, true);
-    layers_[i]->forward(xi, outs_[i], workspace_.data());
+    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, true, layer.place());
+    layer.forward(ins_[i], outs_[i], workspace_.at(layer.place()).data());
   }
 }
 
-LossResult Net::run_loss(const int64_t* labels, float* dlogits) {
-  const Tensor& z = outs_.back();
-  return loss_ == LossKind::BCE
-             ? sigmoid_bce_cpu(z.shape[0], z.data, labels, dlogits)
-             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, dlogits);
-}
-
-void Net::run_backward(const float* x) {
-  Tensor in{const_cast<float*>(x), in_shape_};
-  int cur = 0;
-  Tensor dy{grad_bufs_[cur].data(), outs_.back().shape};
+void Net::run_backward() {
+  Tensor dy = dlogits_;
+  Place dy_at = act_place(layers_.size() - 1);
+  bool dy_in_a = true;  // which of the place's two gradient buffers holds dy
   for (size_t i = layers_.size(); i-- > 0;) {
-    const Tensor& xi = i == 0 ? in : outs_[i - 1];
-    if (layers_[i]->is_view()) {
-      dy.shape = xi.shape;
+    Layer& layer = *layers_[i];
+    if (layer.is_view()) {
+      dy.shape = ins_[i].shape;
       continue;
     }
-    Tensor dx{grad_bufs_[1 - cur].data(), xi.shape};
-    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, false);
-    layers_[i]->backward(xi, outs_[i], dy, needs_dx_[i] ? &dx : nullptr, workspace_.data());
+    const Place p = layer.place();
+    if (dy_at != p) {  // the gradient crosses back to this layer's place
+      copy_floats(grad_a_.at(p).data(), p, dy.data, dy_at, dy.numel());
+      dy.data = grad_a_.at(p).data();
+      dy_at = p;
+      dy_in_a = true;
+    }
+    Tensor dx{(dy_in_a ? grad_b_ : grad_a_).at(p).data(), ins_[i].shape};
+    {
+      ScopedTimer timer(profiling_ ? &times_[i] : nullptr, false, p);
+      layer.backward(ins_[i], outs_[i], dy, needs_dx_[i] ? &dx : nullptr,
+                     workspace_.at(p).data());
+    }
     if (!needs_dx_[i]) break;  // nothing before this layer learns
     dy = dx;
-    cur = 1 - cur;
+    dy_in_a = !dy_in_a;
   }
+}
+
+LossResult Net::run_loss(const int64_t* labels, bool with_grad) {
+  const Place at = act_place(layers_.size() - 1);
+#ifdef HC_WITH_CUDA
+  if (at.device == Device::CUDA) return loss_cuda(labels, with_grad);
+#endif
+  (void)at;
+  const Tensor& z = outs_.back();
+  float* d = with_grad ? dlogits_.data : nullptr;
+  return loss_ == LossKind::BCE
+             ? sigmoid_bce_cpu(z.shape[0], z.data, labels, d)
+             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, d);
+}
+
+void Net::run_sgd(const SgdConfig& cfg) {
+  std::vector<int> devices;
+  for (auto& layer : layers_) {
+    const Place p = layer->place();
+    if (p.device == Device::CUDA) {
+      if (std::find(devices.begin(), devices.end(), p.index) == devices.end())
+        devices.push_back(p.index);
+      continue;
+    }
+    for (Param& q : layer->params())
+      sgd_update_cpu(q.shape.numel(), q.value.data(), q.grad.data(), q.velocity.data(), cfg);
+  }
+#ifdef HC_WITH_CUDA
+  for (int d : devices) sgd_cuda(d, cfg);  // every parameter of the device in one launch
+#endif
 }
 
 void Net::forward(const float* x, const Shape& in, float* out) {
   prepare(in);
   check_input(x, in);
-  run_forward(x);
-  std::memcpy(out, outs_.back().data, outs_.back().numel() * sizeof(float));
+  stage_input(x);
+  run_forward();
+  copy_floats(out, Place{}, outs_.back().data, act_place(layers_.size() - 1),
+              outs_.back().numel());
 }
 
 LossResult Net::loss_and_grads(const float* x, const Shape& in, const int64_t* labels) {
   prepare(in);
   check_input(x, in);
   check_labels(labels, in[0]);
-  run_forward(x);
-  const LossResult r = run_loss(labels, grad_bufs_[0].data());
-  run_backward(x);
+  stage_input(x);
+  run_forward();
+  const LossResult r = run_loss(labels, true);
+  run_backward();
   return r;
 }
 
 LossResult Net::train_step(const float* x, const Shape& in, const int64_t* labels,
                            const SgdConfig& cfg) {
   validate(cfg);
+  prepare(in);
+  check_input(x, in);
+  check_labels(labels, in[0]);
+#ifdef HC_WITH_CUDA
+  if (single_cuda_device() >= 0 && !profiling_) {
+    stage_input(x);
+    return graph_step(labels, cfg);
+  }
+#endif
   const LossResult r = loss_and_grads(x, in, labels);
-  for (auto& layer : layers_)
-    for (Param& p : layer->params())
-      sgd_update_cpu(p.shape.numel(), p.value.data(), p.grad.data(), p.velocity.data(), cfg);
+  run_sgd(cfg);
   return r;
 }
 

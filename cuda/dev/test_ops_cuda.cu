@@ -350,10 +350,11 @@ void test_sgd(float mu, float wd) {
       desc.push_back({dp[i]->p, dg[i]->p, dv[i]->p, sizes[i]});
     }
     Dev<SgdTensorCuda> dd(desc);
+    Dev<SgdConfig> dcfg(std::vector<SgdConfig>{cfg});
     for (int step = 0; step < 3; ++step) {
       for (size_t i = 0; i < sizes.size(); ++i)
         sgd_update_cpu(sizes[i], p[i].data(), g[i].data(), v[i].data(), cfg);
-      sgd_update_cuda((int)sizes.size(), dd.p, 30001, cfg, 0);
+      sgd_update_cuda((int)sizes.size(), dd.p, 30001, dcfg.p, 0);
     }
     for (size_t i = 0; i < sizes.size(); ++i) {
       c.cmp("p", dp[i]->get(), p[i], 1e-5);

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "heterocnn/activation.h"
 
 namespace hc {
 
@@ -62,6 +63,26 @@ void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx
   if (n <= 0) return;
   sigmoid_backward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, y, dy, dx);
   HC_CUDA_CHECK_LAUNCH("sigmoid_backward_kernel");
+}
+
+// The layers on their CUDA device (the CPU side is in core/src/activation.cpp).
+
+void ReLU::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stream) {
+  relu_forward_cuda(x.numel(), x.data, y.data, stream);
+}
+
+void ReLU::backward_cuda(const Tensor&, const Tensor& y, const Tensor& dy, Tensor* dx, float*,
+                         cudaStream_t stream) {
+  if (dx) relu_backward_cuda(y.numel(), y.data, dy.data, dx->data, stream);
+}
+
+void Sigmoid::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stream) {
+  sigmoid_forward_cuda(x.numel(), x.data, y.data, stream);
+}
+
+void Sigmoid::backward_cuda(const Tensor&, const Tensor& y, const Tensor& dy, Tensor* dx, float*,
+                            cudaStream_t stream) {
+  if (dx) sigmoid_backward_cuda(y.numel(), y.data, dy.data, dx->data, stream);
 }
 
 }  // namespace hc

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "heterocnn/conv2d.h"
 
 namespace hc {
 
@@ -131,6 +132,25 @@ void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* 
   sgemm_batched_cuda(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, 0, dy, hw, M * hw, 0.f, col,
                      L, hw, N, GemmEpilogue{}, stream);
   col2im_cuda(g, N, col, dx, stream);
+}
+
+// The layer on its CUDA device (the CPU side is in core/src/conv2d.cpp).
+
+size_t Conv2d::workspace_size_cuda(const Shape& in) const {
+  const ConvGeom g = geom(in);
+  return std::max(conv2d_forward_workspace_cuda(g, in[0], M_),
+                  conv2d_backward_workspace_cuda(g, in[0], M_));
+}
+
+void Conv2d::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
+  conv2d_forward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), bias(), y.data, ws, stream);
+}
+
+void Conv2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
+                           float* ws, cudaStream_t stream) {
+  conv2d_backward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
+                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
+                       ws, stream);
 }
 
 }  // namespace hc

@@ -1,6 +1,7 @@
 // CUDA device discovery for hc.cuda_available() and hc.build_info().
 #include <cuda_runtime.h>
 
+#include "heterocnn/cuda_api.h"
 #include "heterocnn/device.h"
 #include "heterocnn/error.h"
 
@@ -16,10 +17,9 @@ int cuda_device_count() {
 }
 
 DeviceInfo cuda_device_info(int index) {
-  const int n = cuda_device_count();
-  if (index < 0 || index >= n)
-    fail(ErrorKind::Index, "CUDA device " + std::to_string(index) + " does not exist (" +
-                               std::to_string(n) + " device(s) found)");
+  int previous = 0;
+  cudaGetDevice(&previous);
+  cuda::use_device(index);  // throws for a missing device
   cudaDeviceProp prop;
   cudaError_t err = cudaGetDeviceProperties(&prop, index);
   if (err != cudaSuccess)
@@ -32,10 +32,7 @@ DeviceInfo cuda_device_info(int index) {
   info.major = prop.major;
   info.minor = prop.minor;
   info.multiprocessors = prop.multiProcessorCount;
-  int previous = 0;
-  cudaGetDevice(&previous);
-  if (cudaSetDevice(index) == cudaSuccess && cudaMemGetInfo(&info.free_bytes, &info.total_bytes) != cudaSuccess)
-    cudaGetLastError();
+  if (cudaMemGetInfo(&info.free_bytes, &info.total_bytes) != cudaSuccess) cudaGetLastError();
   cudaSetDevice(previous);
   return info;
 }

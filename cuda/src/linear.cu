@@ -2,6 +2,7 @@
 #include "check.h"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "heterocnn/linear.h"
 
 namespace hc {
 
@@ -56,6 +57,24 @@ void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const
   }
   // dx (N,I) = dy (N,O) * w (O,I)
   if (dx) sgemm_cuda(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I, stream);
+}
+
+// The layer on its CUDA device (the CPU side is in core/src/linear.cpp).
+
+size_t Linear::workspace_size_cuda(const Shape& in) const {
+  return linear_forward_workspace_cuda(in[0], I_, O_);
+}
+
+void Linear::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
+  linear_forward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(),
+                      params_[1].value.data(), y.data, ws, stream);
+}
+
+void Linear::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
+                           cudaStream_t stream) {
+  linear_backward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
+                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
+                       stream);
 }
 
 }  // namespace hc

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "heterocnn/maxpool2d.h"
 
 namespace hc {
 
@@ -88,6 +89,20 @@ void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t
   maxpool_backward_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(P, H, W, K, stride, Ho,
                                                                          Wo, x, dy, dx);
   HC_CUDA_CHECK_LAUNCH("maxpool_backward_kernel");
+}
+
+// The layer on its CUDA device (the CPU side is in core/src/maxpool2d.cpp).
+
+void MaxPool2d::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stream) {
+  maxpool2d_forward_cuda(x.shape[0] * x.shape[1], x.shape[2], x.shape[3], K_, stride_, x.data,
+                         y.data, stream);
+}
+
+void MaxPool2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
+                              float*, cudaStream_t stream) {
+  if (dx)
+    maxpool2d_backward_cuda(x.shape[0] * x.shape[1], x.shape[2], x.shape[3], K_, stride_,
+                            x.data, dy.data, dx->data, stream);
 }
 
 }  // namespace hc

@@ -82,7 +82,9 @@ void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, flo
                       LossResult* result, cudaStream_t stream);
 
 // ---- sgd.cu: every parameter tensor updated by one launch. `tensors` is a device array of
-// `count` descriptors; max_n is the largest n among them (it sizes the grid).
+// `count` descriptors; max_n is the largest n among them (it sizes the grid). The
+// hyper-parameters are read from device memory (`cfg`, checked by the caller with validate()),
+// so a captured step picks up a changed learning rate.
 struct SgdTensorCuda {
   float* p;        // parameter (n)
   const float* g;  // gradient (n), left as it was
@@ -90,6 +92,6 @@ struct SgdTensorCuda {
   int64_t n;
 };
 void sgd_update_cuda(int count, const SgdTensorCuda* tensors, int64_t max_n,
-                     const SgdConfig& cfg, cudaStream_t stream);
+                     const SgdConfig* cfg, cudaStream_t stream);
 
 }  // namespace hc

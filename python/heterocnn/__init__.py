@@ -2,7 +2,7 @@
 API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
-from ._core import build_info as _core_build_info, set_threads
+from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
                      HeteroCNNError, InvalidValueError, ShapeError, StateDictError)
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
@@ -14,20 +14,22 @@ __version__ = _core_build_info()["version"]
 
 def build_info():
     """What this build contains: version, OpenMP (and its thread count), the CPU GEMM kernel,
-    whether CUDA was compiled in and whether a GPU is available."""
+    whether CUDA was compiled in and is available, and each GPU's name, compute capability
+    and memory."""
     info = _core_build_info()
     info["cuda_available"] = cuda_available()
+    info["gpus"] = [cuda_device(i) for i in range(cuda_device_count())]
     return info
 
 
 def cuda_available():
-    """True when this build has CUDA and a usable GPU is present."""
-    return False
+    """True when this build has CUDA and at least one usable GPU is present."""
+    return cuda_device_count() > 0
 
 
 __all__ = [
     "Conv2d", "DataFormatError", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
     "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
     "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info",
-    "cuda_available", "datasets", "evaluate", "fit", "models", "predict", "set_threads",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "evaluate", "fit", "models", "predict", "set_threads",
 ]

@@ -108,6 +108,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
         LossResult loss_and_grads(const float* x, const Shape& s, const int64_t* y) except +raise_py_error
         LossResult train_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg) except +raise_py_error
+        void to(const vector[Place]& places) except +raise_py_error
 
 
 cdef extern from "heterocnn/build_info.h" namespace "hc":
@@ -122,6 +123,20 @@ cdef extern from "heterocnn/build_info.h" namespace "hc":
 
 cdef extern from "heterocnn/parallel.h" namespace "hc":
     void c_set_threads "hc::set_threads"(int n)
+
+
+cdef extern from "heterocnn/device.h" namespace "hc":
+    cdef cppclass DeviceInfo:
+        int index
+        string name
+        int major, minor
+        size_t total_bytes, free_bytes
+        int multiprocessors
+    int c_cuda_device_count "hc::cuda_device_count"() except +raise_py_error
+
+
+cdef extern from "device_info.h" namespace "hc_py":
+    DeviceInfo device_info(int index) except +raise_py_error
 
 
 cdef extern from "heterocnn/gemm.h" namespace "hc":
@@ -228,13 +243,14 @@ cdef class CoreNet:
         b.copy_from_host(<const float*>cnp.PyArray_DATA(src), p.shape.numel())
 
     def to(self, list places):
-        """places: one (device, index) per layer, device 0 = CPU, 1 = CUDA."""
+        """places: one (device, index) per layer, device 0 = CPU, 1 = CUDA. All or nothing."""
+        cdef vector[Place] v
         cdef Place pl
-        cdef size_t i
-        for i in range(self.net.get().layers().size()):
-            pl.device = Device.CUDA if places[i][0] == 1 else Device.CPU
-            pl.index = places[i][1]
-            self.net.get().layers()[i].get().to(pl)
+        for device, index in places:
+            pl.device = Device.CUDA if device == 1 else Device.CPU
+            pl.index = index
+            v.push_back(pl)
+        self.net.get().to(v)
 
 
 cdef Tensor as_tensor(cnp.ndarray a) except *:
@@ -335,6 +351,19 @@ def build_info():
     b = c_build_info()
     return {"version": b.version.decode(), "openmp": b.openmp, "threads": b.threads,
             "cuda_compiled": b.cuda_compiled, "gemm_kernel": b.gemm_kernel.decode()}
+
+
+def cuda_device_count():
+    """Usable CUDA devices (0 without CUDA in the build, a driver or a GPU)."""
+    return c_cuda_device_count()
+
+
+def cuda_device(int index):
+    """Name, compute capability and memory of CUDA device ``index``."""
+    d = device_info(index)
+    return {"index": d.index, "name": d.name.decode(), "compute_capability": (d.major, d.minor),
+            "total_bytes": d.total_bytes, "free_bytes": d.free_bytes,
+            "multiprocessors": d.multiprocessors}
 
 
 def set_threads(int n):

@@ -8,6 +8,9 @@
 
 namespace hc {
 
+// Copies `count` floats between any two places (host and/or devices); returns when done.
+void copy_floats(float* dst, Place dst_place, const float* src, Place src_place, size_t count);
+
 class Buffer {
  public:
   Buffer() = default;
@@ -23,8 +26,10 @@ class Buffer {
   size_t size() const { return size_; }
   Place place() const { return place_; }
 
-  // Makes room for at least `count` floats; the contents are lost when it reallocates.
-  void reserve(size_t count);
+  // Makes room for at least `count` floats on `place`; the contents are lost when it
+  // reallocates, which it reports by returning true.
+  bool reserve(size_t count, Place place);
+  bool reserve(size_t count) { return reserve(count, place_); }
   // Zero-fills the first `count` floats (all of them by default).
   void zero(size_t count = static_cast<size_t>(-1));
   // Copies between this buffer (on any place) and host memory.

@@ -24,15 +24,23 @@ class Conv2d : public Layer {
          int64_t padding);
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
-  size_t workspace_size(const Shape& in, int threads) const override;
 
  protected:
+  size_t workspace_size_cpu(const Shape& in, int threads) const override;
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
   void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
                     float* ws) override;
+#ifdef HC_WITH_CUDA
+  size_t workspace_size_cuda(const Shape& in) const override;
+  void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) override;
+  void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     cudaStream_t stream) override;
+#endif
 
  private:
   ConvGeom geom(const Shape& in) const;
+  float* weight() { return params_[0].value.data(); }
+  float* bias() { return params_[1].value.data(); }
   int64_t C_, M_, K_, stride_, pad_;
 };
 

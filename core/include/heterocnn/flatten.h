@@ -14,6 +14,11 @@ class Flatten : public Layer {
  protected:
   void forward_cpu(const Tensor&, Tensor&, float*) override {}
   void backward_cpu(const Tensor&, const Tensor&, const Tensor&, Tensor*, float*) override {}
+#ifdef HC_WITH_CUDA
+  void forward_cuda(const Tensor&, Tensor&, float*, cudaStream_t) override {}
+  void backward_cuda(const Tensor&, const Tensor&, const Tensor&, Tensor*, float*,
+                     cudaStream_t) override {}
+#endif
 };
 
 }  // namespace hc

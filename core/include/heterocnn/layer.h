@@ -11,6 +11,8 @@
 #include "heterocnn/rng.h"
 #include "heterocnn/tensor.h"
 
+typedef struct CUstream_st* cudaStream_t;  // as CUDA declares it; no CUDA headers needed here
+
 namespace hc {
 
 // One learnable array: its value, the gradient of the last backward, and the SGD momentum.
@@ -27,18 +29,20 @@ class Layer {
   virtual std::string kind() const = 0;  // "Conv2d", "ReLU", ...
   // Output shape for input shape `in` (batch first); throws a Shape error that names the layer.
   virtual Shape output_shape(const Shape& in) const = 0;
-  // Floats of scratch memory forward and backward need for input `in` with `threads` threads.
-  virtual size_t workspace_size(const Shape& in, int threads) const;
+  // Floats of scratch memory forward and backward need for input `in` on this layer's place
+  // (with `threads` CPU threads).
+  size_t workspace_size(const Shape& in, int threads) const;
   // True when the output is the input reinterpreted (Flatten): no data moves either way.
   virtual bool is_view() const { return false; }
   // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
   virtual void init_params(Rng& rng);
 
-  // y = layer(x). `ws` holds workspace_size(x.shape) floats.
+  // y = layer(x), all on this layer's place. `ws` holds workspace_size(x.shape) floats.
   void forward(const Tensor& x, Tensor& y, float* ws);
   // Given dL/dy, writes dL/dx into dx (when dx is not null) and dL/dparams into each
   // Param::grad (overwritten, not accumulated). x and y are the forward's input and output.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws);
+  // These three are the one place where the CPU or the CUDA implementation is chosen.
 
   std::vector<Param>& params() { return params_; }
   Place place() const { return place_; }
@@ -46,9 +50,17 @@ class Layer {
   void to(Place place);
 
  protected:
+  virtual size_t workspace_size_cpu(const Shape& in, int threads) const;
   virtual void forward_cpu(const Tensor& x, Tensor& y, float* ws) = 0;
   virtual void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
                             float* ws) = 0;
+#ifdef HC_WITH_CUDA
+  // The same on the layer's CUDA device, enqueued on `stream` (cuda/src/<layer>.cu).
+  virtual size_t workspace_size_cuda(const Shape& in) const;
+  virtual void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) = 0;
+  virtual void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                             float* ws, cudaStream_t stream) = 0;
+#endif
 
   Param& add_param(const std::string& name, Shape shape);
   std::vector<Param> params_;

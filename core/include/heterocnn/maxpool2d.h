@@ -24,6 +24,11 @@ class MaxPool2d : public Layer {
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
   void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
                     float* ws) override;
+#ifdef HC_WITH_CUDA
+  void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) override;
+  void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     cudaStream_t stream) override;
+#endif
 
  private:
   int64_t K_, stride_;

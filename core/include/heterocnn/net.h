@@ -1,8 +1,11 @@
-// The net: a chain of layers, each on its own place, and a loss. One call runs a whole
-// training step (forward, loss, backward, SGD update); buffers are sized on the first call
-// for a batch shape and reused after, so a steady-state step allocates nothing.
+// The net: a chain of layers, each on its own place (CPU or a CUDA device), and a loss. One
+// call runs a whole training step (forward, loss, backward, SGD update). Activations cross
+// between places where neighbouring layers differ. Buffers are sized on the first call for a
+// batch shape and reused after, so a steady-state step allocates nothing; on one CUDA device
+// the step is captured once as a CUDA graph and replayed.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -18,9 +21,24 @@ struct LayerTimes {
   int64_t forward_calls = 0, backward_calls = 0;
 };
 
+// One growable buffer per place, made on first use (references stay valid).
+class PlaceBuffers {
+ public:
+  Buffer& at(Place place);
+
+ private:
+  std::deque<Buffer> items_;
+};
+
+struct CudaStepState;  // net.cu: device-side labels, loss result, SGD tables, graphs
+struct CudaStepStateDeleter {
+  void operator()(CudaStepState* s) const;
+};
+
 class Net {
  public:
-  explicit Net(LossKind loss = LossKind::CrossEntropy) : loss_(loss) {}
+  explicit Net(LossKind loss = LossKind::CrossEntropy);
+  ~Net();
 
   void add(std::unique_ptr<Layer> layer);
   std::vector<std::unique_ptr<Layer>>& layers() { return layers_; }
@@ -29,6 +47,9 @@ class Net {
   // He-normal weights and zero biases from `seed`; momentum buffers zeroed.
   void init(uint64_t seed);
   void reset_momentum();
+  // Puts layer i on places[i]. All or nothing: if a move fails (out of device memory, no such
+  // device) every layer stays where it was.
+  void to(const std::vector<Place>& places);
 
   // Output shape for input shape `in`; throws a Shape error naming the first layer that does
   // not accept what it is given.
@@ -42,18 +63,25 @@ class Net {
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const SgdConfig& cfg);
 
-  // Per-layer timing: on() clears the counters; off by default (it costs a clock read per
-  // layer call).
+  // Per-layer timing: on() clears the counters; off by default (it costs a clock read and,
+  // on a GPU, a synchronisation per layer call).
   void set_profiling(bool on);
   const std::vector<LayerTimes>& layer_times() const { return times_; }
 
  private:
+  // Where the output of layer i lives (a view stays with its input; the input is host memory).
+  Place act_place(size_t i) const;
+  // The single CUDA device of a net whose every computing layer is on it, else -1.
+  int single_cuda_device() const;
   void prepare(const Shape& in);
   void check_input(const float* x, const Shape& in) const;
   void check_labels(const int64_t* labels, int64_t n) const;
-  void run_forward(const float* x);
-  LossResult run_loss(const int64_t* labels, float* dlogits);
-  void run_backward(const float* x);
+  void stage_input(const float* x);
+  void run_forward();
+  LossResult run_loss(const int64_t* labels, bool with_grad);
+  void run_backward();
+  void run_sgd(const SgdConfig& cfg);
+  void invalidate();  // buffers or parameters moved: forget shapes and captured graphs
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> needs_dx_;  // some earlier layer has parameters
@@ -62,13 +90,26 @@ class Net {
   // Sized by prepare() for in_shape_ and threads_.
   Shape in_shape_;
   int threads_ = 0;
-  std::vector<Tensor> outs_;  // output of each layer (a view of the one before for Flatten)
-  std::vector<Buffer> out_bufs_;
-  Buffer grad_bufs_[2];  // dL/d(activation), ping-ponged through backward
-  Buffer workspace_;
+  std::vector<Tensor> ins_;    // input of each layer, on its place (staged where places differ)
+  std::vector<Tensor> outs_;   // output of each layer (a view of its input for Flatten)
+  std::vector<Buffer> out_bufs_, in_stage_;
+  PlaceBuffers grad_a_, grad_b_;  // dL/d(activation), ping-ponged through backward, per place
+  PlaceBuffers workspace_;
+  Tensor dlogits_;
 
   bool profiling_ = false;
   std::vector<LayerTimes> times_;
+
+#ifdef HC_WITH_CUDA
+  friend struct CudaStepState;
+  // net.cu: the loss and the update on a CUDA device, and the captured step.
+  LossResult loss_cuda(const int64_t* labels, bool with_grad);
+  void enqueue_loss_cuda(int device, bool with_grad);  // labels already on the device
+  void sgd_cuda(int device, const SgdConfig& cfg);
+  // Runs forward, loss, backward and SGD as one replayed graph; the labels are on the host.
+  LossResult graph_step(const int64_t* labels, const SgdConfig& cfg);
+  std::unique_ptr<CudaStepState, CudaStepStateDeleter> cuda_;
+#endif
 };
 
 }  // namespace hc

@@ -1,0 +1,26 @@
+// The CUDA runtime services the core uses, behind plain C++ so that .cpp files need no CUDA
+// headers: device memory, copies between places, and one compute stream per device. Every
+// failure is an hc::Error (OutOfMemory with the bytes asked for and free, or Device with the
+// CUDA error's name). Implemented in cuda/src/memory.cu; absent from builds without CUDA.
+#pragma once
+#ifdef HC_WITH_CUDA
+#include <cstddef>
+
+#include "heterocnn/place.h"
+
+namespace hc::cuda {
+
+// Makes `device` current for this thread; throws an Index error when it does not exist.
+void use_device(int device);
+float* alloc(size_t count, int device);
+void release(float* p, int device) noexcept;
+// count floats from src to dst (either side may be host or device); returns when done.
+void copy(float* dst, Place dst_place, const float* src, Place src_place, size_t count);
+void zero(float* p, size_t count, int device);
+// The stream every op of `device` is enqueued on (a cudaStream_t).
+void* stream(int device);
+// Waits for the device's stream; throws if any kernel on it failed.
+void synchronize(int device);
+
+}  // namespace hc::cuda
+#endif
