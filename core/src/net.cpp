@@ -120,20 +120,8 @@ void grow(std::vector<std::pair<Place, size_t>>& sizes, Place place, size_t n) {
 
 }  // namespace
 
-void Net::prepare(const Shape& in) {
-  if (in == in_shape_ && threads_ == max_threads()) return;
-  if (in.ndim < 2 || in[0] <= 0)
-    fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
-  output_shape(in);  // validates the chain before anything is allocated
-  const int threads = max_threads();
+void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
   const size_t L = layers_.size();
-  std::vector<Shape> shapes;
-  Shape s = in;
-  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
-
-  // Until every buffer is in place the cached shape is invalid: if an allocation throws,
-  // the next call prepares again (parameters are never touched here).
-  in_shape_ = Shape{};
   bool moved = false;  // any buffer reallocated: captured graphs point at old memory
   out_bufs_.resize(L);
   in_stage_.resize(L);
@@ -169,6 +157,36 @@ void Net::prepare(const Shape& in) {
   if (moved) cuda_.reset();  // captured graphs hold the old addresses
 #endif
   (void)moved;
+}
+
+void Net::prepare(const Shape& in) {
+  if (in == in_shape_ && threads_ == max_threads()) return;
+  if (in.ndim < 2 || in[0] <= 0)
+    fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
+  output_shape(in);  // validates the chain before anything is allocated
+  const int threads = max_threads();
+  const size_t L = layers_.size();
+  std::vector<Shape> shapes;
+  Shape s = in;
+  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
+
+  // Until every buffer is in place the cached shape is invalid. If an allocation fails, every
+  // activation buffer is released (they are caches) and the error goes up: parameters are never
+  // touched here, so the model stays as it was and usable with a batch that fits.
+  in_shape_ = Shape{};
+  try {
+    allocate_step_buffers(in, shapes, threads);
+  } catch (...) {
+    out_bufs_.clear();
+    in_stage_.clear();
+    grad_a_ = PlaceBuffers{};
+    grad_b_ = PlaceBuffers{};
+    workspace_ = PlaceBuffers{};
+#ifdef HC_WITH_CUDA
+    cuda_.reset();
+#endif
+    throw;
+  }
   in_shape_ = in;
   threads_ = threads;
 }

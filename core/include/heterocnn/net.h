@@ -74,6 +74,7 @@ class Net {
   // The single CUDA device of a net whose every computing layer is on it, else -1.
   int single_cuda_device() const;
   void prepare(const Shape& in);
+  void allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads);
   void check_input(const float* x, const Shape& in) const;
   void check_labels(const int64_t* labels, int64_t n) const;
   void stage_input(const float* x);

@@ -1,0 +1,146 @@
+"""The CUDA path against the CPU path: same weights, random odd shapes; forward within 1e-5
+relative, gradients within 1e-4 (float32 on both; the GPU sums in other orders). Skipped where
+no GPU is present (the CUDA kernels are compiled, not run, on such machines)."""
+
+import numpy as np
+import pytest
+
+import heterocnn as hc
+from conftest import rel_err
+from test_model import small_convnet
+
+pytestmark = pytest.mark.skipif(not hc.cuda_available(), reason="no CUDA GPU available")
+
+F32 = np.float32
+
+
+def pair(make):
+    """The same model twice, one on the CPU and one on the GPU."""
+    cpu, gpu = make(), make()
+    gpu.load_state_dict(cpu.state_dict())
+    return cpu, gpu.to("cuda")
+
+
+NETS = {
+    "small_convnet": (small_convnet, (3, 11, 7), 5),
+    "lenet5": (hc.models.lenet5, (1, 28, 28), 10),
+    "mlp": (hc.models.mlp, (1, 28, 28), 10),
+    "convnet": (hc.models.convnet, (1, 28, 28), 10),
+    "bce": (lambda: hc.Sequential(hc.Conv2d(2, 5, 3, stride=2, padding=2), hc.Sigmoid(),
+                                  hc.MaxPool2d(3, 2), hc.Flatten(), hc.Linear(5 * 2 * 2, 1),
+                                  loss="bce", seed=4), (2, 9, 8), 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("N", [1, 5])
+def test_forward_and_gradients_match_cpu(rng, name, N):
+    make, shape, classes = NETS[name]
+    cpu, gpu = pair(make)
+    x = rng.standard_normal((N,) + shape).astype(F32)
+    y = rng.integers(0, classes, N)
+    assert rel_err(gpu(x), cpu(x)) < 1e-5
+    loss_c, grads_c = cpu.loss_and_grads(x, y)
+    loss_g, grads_g = gpu.loss_and_grads(x, y)
+    assert abs(loss_g - loss_c) < 1e-5 * max(1, abs(loss_c))
+    for k in grads_c:
+        assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
+
+
+@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce"])
+def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
+    make, shape, classes = NETS[name]
+    cpu, gpu = pair(make)
+    opt_c = hc.SGD(cpu, lr=0.05, momentum=0.9, weight_decay=1e-4)
+    opt_g = hc.SGD(gpu, lr=0.05, momentum=0.9, weight_decay=1e-4)
+    for step, n in enumerate((8, 8, 3, 8, 8)):  # graph per batch shape, replayed
+        if step == 3:
+            opt_c.lr = opt_g.lr = 0.01  # a replayed graph must see the new rate
+        x = rng.standard_normal((n,) + shape).astype(F32)
+        y = rng.integers(0, classes, n)
+        assert abs(gpu.train_step(x, y, opt_g) - cpu.train_step(x, y, opt_c)) < 1e-4
+    for k, v in cpu.state_dict().items():
+        assert rel_err(gpu.state_dict()[k], v) < 1e-4, k
+
+
+def test_mixed_placement_matches_cpu(rng):
+    cpu, mixed = small_convnet(seed=2), small_convnet(seed=2)
+    n = len(mixed.layers)
+    mixed.to(["cuda"] * 6 + ["cpu"] * (n - 6))  # convolutions on the GPU, the rest on the CPU
+    opt_c, opt_m = hc.SGD(cpu, lr=0.1, momentum=0.9), hc.SGD(mixed, lr=0.1, momentum=0.9)
+    for _ in range(3):
+        x = rng.standard_normal((4, 3, 11, 7)).astype(F32)
+        y = rng.integers(0, 5, 4)
+        assert abs(mixed.train_step(x, y, opt_m) - cpu.train_step(x, y, opt_c)) < 1e-4
+    for k, v in cpu.state_dict().items():
+        assert rel_err(mixed.state_dict()[k], v) < 1e-4, k
+    mixed.to(["cpu"] * 3 + ["cuda"] * (n - 3))
+    x = rng.standard_normal((2, 3, 11, 7)).astype(F32)
+    assert rel_err(mixed(x), cpu(x)) < 1e-5
+
+
+def test_gpu_training_is_reproducible(rng):
+    x = rng.standard_normal((64, 3, 11, 7)).astype(F32)
+    y = rng.integers(0, 5, 64)
+    states = []
+    for _ in range(2):
+        model = small_convnet(seed=9).to("cuda")
+        hc.fit(model, hc.SGD(model, lr=0.05, momentum=0.9), (x, y), epochs=2, batch_size=16,
+               seed=1, progress=False)
+        states.append(model.state_dict())
+    for k in states[0]:
+        np.testing.assert_array_equal(states[0][k], states[1][k])
+
+
+def test_fit_on_the_gpu_learns_the_sample():
+    train = hc.datasets.fashion_mnist("train", sample=True)
+    test = hc.datasets.fashion_mnist("test", sample=True)
+    model = hc.models.lenet5(seed=0).to("cuda")
+    history = hc.fit(model, hc.SGD(model, lr=0.02, momentum=0.9), train, epochs=4,
+                     batch_size=64, val=test, progress=False)
+    assert history["val_accuracy"][-1] >= 0.78  # as on the CPU (test_training.py)
+
+
+def test_moving_back_and_forth_keeps_weights(rng):
+    model = small_convnet(seed=1)
+    before = model.state_dict()
+    model.to("cuda").to("cpu")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_profiling_on_the_gpu(rng):
+    model = hc.models.lenet5().to("cuda")
+    model.profile()
+    opt = hc.SGD(model, lr=0.01)
+    model.train_step(rng.random((8, 1, 28, 28), dtype=F32), rng.integers(0, 10, 8), opt)
+    times = model.layer_times()
+    assert times[0]["forward_s"] > 0 and times[0]["backward_s"] > 0
+
+
+def test_out_of_device_memory_leaves_the_model_usable(rng):
+    model = hc.Sequential(hc.Conv2d(1, 1024, 1), hc.ReLU(), hc.MaxPool2d(8), hc.Flatten(),
+                          hc.Linear(1024, 2), seed=0)
+    cpu = hc.Sequential(*model.layers, seed=0)
+    model.to("cuda")
+    huge = np.ones((1 << 20, 1, 8, 8), dtype=F32)  # 256 MiB here, 256 GiB after the conv
+    with pytest.raises(hc.DeviceOutOfMemoryError, match=r"out of device memory: asked for \d+"):
+        model(huge)
+    x = rng.standard_normal((3, 1, 8, 8)).astype(F32)
+    assert rel_err(model(x), cpu(x)) < 1e-5  # the device and the model still work
+    model.to("cpu")
+    np.testing.assert_array_equal(model(x), cpu(x))
+
+
+def test_missing_device_index():
+    model = small_convnet()
+    with pytest.raises(hc.DeviceError, match=r"cuda:99 does not exist"):
+        model.to("cuda:99")
+    assert model.placement == ("cpu",) * len(model.layers)
+
+
+def test_build_info_names_the_gpu():
+    info = hc.build_info()
+    assert info["cuda_compiled"] and info["cuda_available"]
+    gpu = info["gpus"][0]
+    assert gpu["name"] and gpu["compute_capability"][0] >= 7 and gpu["total_bytes"] > 0
