@@ -14,8 +14,8 @@ B=${BUILD:-/tmp/hc-cuda-dev}
 mode=${1:-all}
 mkdir -p "$B"
 
-NVCC="nvcc -std=c++17 -O3 -gencode=arch=compute_${ARCH},code=sm_${ARCH} --expt-relaxed-constexpr -Icore/include -Xcompiler=-fopenmp"
-OPS="activation conv2d gemm im2col linear loss maxpool2d sgd"
+NVCC="nvcc -std=c++17 -O3 -gencode=arch=compute_${ARCH},code=sm_${ARCH} --expt-relaxed-constexpr -Icore/include -Xcompiler=-fopenmp -DHC_WITH_CUDA=1"
+OPS="activation conv2d device gemm im2col linear loss maxpool2d memory net sgd"
 
 build() {
   local pids=()
@@ -25,7 +25,7 @@ build() {
       *gemm_avx512.cpp) extra="-mavx512f -mavx512vl -mavx512dq -mfma" ;;
       *gemm_avx2.cpp) extra="-mavx2 -mfma" ;;
     esac
-    g++ -std=c++17 -O3 -fopenmp -Icore/include -DHC_VERSION='"dev"' $extra -c "$f" \
+    g++ -std=c++17 -O3 -fopenmp -Icore/include -DHC_VERSION='"dev"' -DHC_WITH_CUDA=1 $extra -c "$f" \
       -o "$B/core_$(basename "$f" .cpp).o" & pids+=($!)
   done
   for op in $OPS; do
@@ -33,7 +33,7 @@ build() {
   done
   for p in "${pids[@]}"; do wait "$p"; done
   $NVCC cuda/dev/test_ops_cuda.cu "$B"/cuda_*.o "$B"/core_*.o -o "$B/test_ops_cuda" -lgomp
-  $NVCC cuda/dev/gemm_lab.cu "$B/cuda_gemm.o" "$B"/core_*.o -o "$B/gemm_lab" -ldl -lgomp
+  $NVCC cuda/dev/gemm_lab.cu "$B"/cuda_*.o "$B"/core_*.o -o "$B/gemm_lab" -ldl -lgomp
   echo "built $B/test_ops_cuda $B/gemm_lab"
 }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (see ../shared/gpu/prepare): install heterocnn from this checkout with
+# CUDA for the card's architecture, then run what is asked:
+#   tools/gpu_run.sh [tests] [bench] [lab]
+# Logs and JSON go to $OUT (default /tmp/hc-out).
+set -uo pipefail
+OUT=${OUT:-/tmp/hc-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu/whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -m pip install -q --no-build-isolation --no-deps --no-index \
+  -C setup-args=-Dgpu_archs="$arch" -C build-dir=/tmp/hc-build . > "$OUT/install.log" 2>&1 \
+  || { tail -40 "$OUT/install.log"; exit 1; }
+for what in "$@"; do
+  case $what in
+    tests) python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
+    bench) python3 apps/bench_gpu.py --data .gpu/data --json "$OUT/bench_gpu.json" 2>&1 \
+             | tee "$OUT/bench_gpu.log" ;;
+    lab) ARCH=$arch bash cuda/dev/build_and_run.sh all "$OUT" 2>&1 | tail -30 ;;
+  esac
+done
