@@ -144,3 +144,54 @@ def test_build_info_names_the_gpu():
     assert info["cuda_compiled"] and info["cuda_available"]
     gpu = info["gpus"][0]
     assert gpu["name"] and gpu["compute_capability"][0] >= 7 and gpu["total_bytes"] > 0
+
+
+def test_device_dataset_steps_equal_host_steps(rng):
+    X = rng.integers(0, 256, (300, 1, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 300)
+    a, b = pair(lambda: hc.models.lenet5(seed=3))
+    b2 = hc.models.lenet5(seed=3).to("cuda")
+    data = hc.DeviceDataset((X, y), "cuda")
+    assert len(data) == 300 and "uint8" in repr(data)
+    opt_b, opt_b2 = hc.SGD(b, lr=0.05, momentum=0.9), hc.SGD(b2, lr=0.05, momentum=0.9)
+    for step in range(4):
+        idx = rng.permutation(300)[: 64 if step != 2 else 17]
+        x = X[idx].astype(F32) * np.float32(1 / 255)
+        assert b2.train_step_on(data, idx, opt_b2) == b.train_step(x, y[idx], opt_b)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(b2.state_dict()[k], v)
+
+
+def test_fit_with_and_without_device_data_agree():
+    train = hc.datasets.fashion_mnist("train", sample=True)
+    X, y = train.as_tuple()
+    histories = []
+    for device_data in (True, False):
+        model = hc.models.mlp(seed=1).to("cuda")
+        histories.append(hc.fit(model, hc.SGD(model, lr=0.05, momentum=0.9), (X[:1000], y[:1000]),
+                                epochs=2, batch_size=64, progress=False,
+                                device_data=device_data)["loss"])
+    assert histories[0] == histories[1]
+
+
+def test_device_dataset_errors(rng):
+    X = rng.random((10, 1, 28, 28), dtype=F32)
+    y = rng.integers(0, 10, 10)
+    data = hc.DeviceDataset((X, y))
+    model = hc.models.lenet5().to("cuda")
+    opt = hc.SGD(model, lr=0.1)
+    before = model.state_dict()
+    with pytest.raises(hc.InvalidValueError, match="index 10 at position 1 is outside the data set of 10"):
+        model.train_step_on(data, np.array([3, 10]), opt)
+    with pytest.raises(hc.InvalidValueError, match="at least one index"):
+        model.train_step_on(data, np.array([], dtype=np.int64), opt)
+    cpu_model = hc.models.lenet5()
+    with pytest.raises(hc.InvalidValueError, match="whole model on cuda:0"):
+        cpu_model.train_step_on(data, np.array([1]), hc.SGD(cpu_model, lr=0.1))
+    with pytest.raises(hc.InvalidValueError, match="labels must lie in"):
+        small = hc.Sequential(hc.Flatten(), hc.Linear(784, 3)).to("cuda")
+        small.train_step_on(data, np.array([1]), hc.SGD(small, lr=0.1))
+    with pytest.raises(hc.InvalidValueError, match="CUDA device"):
+        hc.DeviceDataset((X, y), "cpu")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])

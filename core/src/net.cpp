@@ -374,14 +374,21 @@ LossResult Net::train_step(const float* x, const Shape& in, const int64_t* label
   check_input(x, in);
   check_labels(labels, in[0]);
 #ifdef HC_WITH_CUDA
-  if (single_cuda_device() >= 0 && !profiling_) {
-    stage_input(x);
-    return graph_step(labels, cfg);
-  }
+  if (single_cuda_device() >= 0) return host_step_cuda(x, labels, cfg);
 #endif
   const LossResult r = loss_and_grads(x, in, labels);
   run_sgd(cfg);
   return r;
+}
+
+LossResult Net::train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                              const SgdConfig& cfg) {
+#ifdef HC_WITH_CUDA
+  return gather_step_cuda(data, idx, n, cfg);
+#else
+  (void)data, (void)idx, (void)n, (void)cfg;
+  fail(ErrorKind::Device, "train_step_on needs a CUDA device, and heterocnn was built without CUDA");
+#endif
 }
 
 }  // namespace hc

@@ -94,4 +94,10 @@ struct SgdTensorCuda {
 void sgd_update_cuda(int count, const SgdTensorCuda* tensors, int64_t max_n,
                      const SgdConfig* cfg, cudaStream_t stream);
 
+// ---- dataset.cu: a training batch gathered from a data set held on the device.
+//   images (N, S) uint8 (scaled by 1/255) or float32, labels (N,), idx (n,) on the device
+//   -> x (n, S) float32, y (n,) int64
+void gather_batch_cuda(const void* images, bool uint8, int64_t S, const int64_t* labels,
+                       const int64_t* idx, int64_t n, float* x, int64_t* y, cudaStream_t stream);
+
 }  // namespace hc

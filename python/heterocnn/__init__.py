@@ -3,6 +3,7 @@ API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
+from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
                      HeteroCNNError, InvalidValueError, ShapeError, StateDictError)
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
@@ -28,7 +29,7 @@ def cuda_available():
 
 
 __all__ = [
-    "Conv2d", "DataFormatError", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
+    "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
     "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
     "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info",
     "cuda_available", "cuda_device", "cuda_device_count", "datasets", "evaluate", "fit", "models", "predict", "set_threads",

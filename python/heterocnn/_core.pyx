@@ -92,6 +92,13 @@ cdef extern from "heterocnn/sgd.h" namespace "hc":
     void validate(const SgdConfig& cfg) except +raise_py_error
 
 
+cdef extern from "heterocnn/device_dataset.h" namespace "hc":
+    cdef cppclass DeviceDataset:
+        DeviceDataset(const void* images, cbool uint8, const Shape& shape, const int64_t* labels,
+                      Place place) except +raise_py_error
+        int64_t size()
+
+
 cdef extern from "heterocnn/net.h" namespace "hc":
     cdef cppclass LayerTimes:
         double forward_s, backward_s
@@ -109,6 +116,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         LossResult loss_and_grads(const float* x, const Shape& s, const int64_t* y) except +raise_py_error
         LossResult train_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg) except +raise_py_error
         void to(const vector[Place]& places) except +raise_py_error
+        LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg) except +raise_py_error
 
 
 cdef extern from "heterocnn/build_info.h" namespace "hc":
@@ -204,6 +212,16 @@ cdef class CoreNet:
                                       <const int64_t*>cnp.PyArray_DATA(y), cfg)
         return r.loss, r.correct
 
+    def train_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, float lr, float momentum,
+                      float weight_decay):
+        cdef SgdConfig cfg
+        cfg.lr = lr
+        cfg.momentum = momentum
+        cfg.weight_decay = weight_decay
+        r = self.net.get().train_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
+                                         idx.shape[0], cfg)
+        return r.loss, r.correct
+
     def reset_momentum(self):
         self.net.get().reset_momentum()
 
@@ -258,6 +276,20 @@ cdef Tensor as_tensor(cnp.ndarray a) except *:
     t.data = <float*>cnp.PyArray_DATA(a)
     t.shape = to_shape((<object>a).shape)
     return t
+
+
+cdef class CoreDeviceDataset:
+    """A C++ hc::DeviceDataset: images (uint8 or float32, C-contiguous) and int64 labels
+    copied to CUDA device ``index``."""
+    cdef unique_ptr[DeviceDataset] data
+
+    def __cinit__(self, cnp.ndarray images, cnp.ndarray labels, int index):
+        cdef Place pl
+        pl.device = Device.CUDA
+        pl.index = index
+        self.data.reset(new DeviceDataset(cnp.PyArray_DATA(images), images.dtype == np.uint8,
+                                          to_shape((<object>images).shape),
+                                          <const int64_t*>cnp.PyArray_DATA(labels), pl))
 
 
 cdef class CoreLayer:

@@ -187,6 +187,26 @@ class Sequential:
         """One SGD step on (x, y) in a single call into the core; returns the mean loss."""
         return self._step(x, y, opt)[0]
 
+    def train_step_on(self, data, idx, opt):
+        """One SGD step on the samples ``idx`` (integer array) of ``data``, a DeviceDataset on
+        the GPU the whole model is on: the batch is gathered there. Returns the mean loss."""
+        return self._step_on(data, idx, opt)[0]
+
+    def _step_on(self, data, idx, opt):
+        from .data_checks import check_label_range
+        from .device_data import DeviceDataset
+
+        if opt.model is not self:
+            raise InvalidValueError("the optimizer was made for another model")
+        if not isinstance(data, DeviceDataset):
+            raise DTypeError(f"train_step_on needs a DeviceDataset, got {type(data).__name__}")
+        idx = np.asarray(idx)
+        if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+            raise DTypeError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
+        check_label_range(self, data.sample_shape, *data.label_range, "data")
+        return self._net.train_step_on(data._core, np.ascontiguousarray(idx, dtype=np.int64),
+                                       opt.lr, opt.momentum, opt.weight_decay)
+
     def _step(self, x, y, opt):
         """train_step that also returns how many samples the model got right (before the
         update)."""

@@ -6,44 +6,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from .datasets import Dataset
-from .errors import DTypeError, InvalidValueError, ShapeError
-
-
-def _as_arrays(data, what):
-    """(X, y) from a tuple or a Dataset, checked: X float32 or uint8 (N, ...), y integers (N,)."""
-    if isinstance(data, Dataset):
-        X, y = data.as_tuple()
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        X, y = data
-    else:
-        raise DTypeError(f"{what} must be an (X, y) tuple or a heterocnn Dataset, "
-                         f"got {type(data).__name__}")
-    if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.uint8):
-        raise DTypeError(f"{what} images must be a float32 or uint8 numpy array, got "
-                         f"{getattr(X, 'dtype', type(X).__name__)}")
-    y = np.asarray(y)
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DTypeError(f"{what} labels must be integers, got {y.dtype}")
-    if X.ndim < 2 or y.shape != (X.shape[0],):
-        raise ShapeError(f"{what}: images {X.shape} and labels {y.shape} do not match "
-                         "(need X (N, ...) and y (N,))")
-    if X.shape[0] == 0:
-        raise InvalidValueError(f"{what} holds no samples")
-    if X.dtype == np.float32 and not np.isfinite(X).all():
-        raise InvalidValueError(f"{what} images hold NaN or inf")
-    return X, y.astype(np.int64, copy=False)
-
-
-def _check_labels(model, X, y, what):
-    """Every label valid for the model's loss and number of outputs, before training starts."""
-    outputs = model.output_shape((1,) + X.shape[1:])[1]
-    lo, hi = int(y.min()), int(y.max())
-    top = 1 if model.loss == "bce" else outputs - 1
-    if lo < 0 or hi > top:
-        bad = lo if lo < 0 else hi
-        raise InvalidValueError(f"{what} labels must lie in [0, {top}] for this model "
-                                f"({outputs} outputs, loss {model.loss!r}); found {bad}")
+from .data_checks import as_arrays, check_label_range
+from .device_data import DeviceDataset
+from .errors import InvalidValueError
 
 
 def _batch(X, idx, out):
@@ -61,27 +26,53 @@ def _positive(name, value):
     return int(value)
 
 
+def _device_data(model, X, y, device_data):
+    """A DeviceDataset of (X, y) on the model's GPU when asked for ("auto": when the whole
+    model is on one GPU and the data takes at most half its free memory), else None."""
+    on_one_gpu = len(set(model.placement)) == 1 and model.placement[0].startswith("cuda")
+    if device_data is False or device_data is None:
+        return None
+    if device_data not in (True, "auto"):
+        raise InvalidValueError(f"device_data must be True, False or 'auto', got {device_data!r}")
+    if not on_one_gpu:
+        if device_data is True:
+            raise InvalidValueError("device_data=True needs the whole model on one GPU, but it "
+                                    f"is placed on {sorted(set(model.placement))}")
+        return None
+    from . import cuda_device
+
+    index = int(model.placement[0].split(":")[1])
+    if device_data == "auto" and X.nbytes + y.nbytes > cuda_device(index)["free_bytes"] // 2:
+        return None
+    return DeviceDataset((X, y), model.placement[0])
+
+
 def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
-        on_epoch_end=None):
+        on_epoch_end=None, device_data="auto"):
     """Train ``model`` with ``opt`` for ``epochs`` passes over ``train`` in shuffled
     minibatches of ``batch_size`` (the last one may be smaller).
+
+    On a GPU the training set is copied to the device once (``device_data``: "auto" when it
+    takes at most half the free memory, True to insist, False to send each batch from the
+    host) and each step gathers its batch there.
 
     Returns the history: {"loss", "accuracy", "images_per_s", "val_accuracy"}: one entry per
     epoch (training loss and accuracy are means over the epoch's samples).
     ``on_epoch_end(epoch, history)``, if given, runs after each epoch (e.g. a schedule).
     """
-    X, y = _as_arrays(train, "train")
+    X, y = as_arrays(train, "train")
     epochs = _positive("epochs", epochs)
     batch_size = _positive("batch_size", batch_size)
     if batch_size > len(X):
         raise InvalidValueError(f"batch_size {batch_size} is larger than the {len(X)} "
                                 "training samples")
-    _check_labels(model, X, y, "train")
+    check_label_range(model, X.shape[1:], int(y.min()), int(y.max()), "train")
     if val is not None:
-        val = _as_arrays(val, "val")
-        _check_labels(model, *val, "val")
+        val = as_arrays(val, "val")
+        check_label_range(model, val[0].shape[1:], int(val[1].min()), int(val[1].max()), "val")
+    on_device = _device_data(model, X, y, device_data)
     rng = np.random.default_rng(seed)
-    buf = np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
+    buf = None if on_device else np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
     history = {"loss": [], "accuracy": [], "images_per_s": [], "val_accuracy": []}
     n_batches = -(-len(X) // batch_size)
     for epoch in range(epochs):
@@ -92,7 +83,10 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         start = time.perf_counter()
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            loss, right = model._step(_batch(X, idx, buf), y[idx], opt)
+            if on_device is not None:
+                loss, right = model._step_on(on_device, idx, opt)
+            else:
+                loss, right = model._step(_batch(X, idx, buf), y[idx], opt)
             total_loss += loss * len(idx)
             correct += right
             seen += len(idx)
@@ -125,8 +119,8 @@ def predict(model, X, batch_size=1000):
 def evaluate(model, data, batch_size=1000):
     """Accuracy of ``model`` on ``data`` ((X, y) or a Dataset): argmax of the logits for
     cross-entropy, logit > 0 for bce."""
-    X, y = _as_arrays(data, "data")
-    _check_labels(model, X, y, "data")
+    X, y = as_arrays(data, "data")
+    check_label_range(model, X.shape[1:], int(y.min()), int(y.max()), "data")
     logits = predict(model, X, _positive("batch_size", batch_size))
     pred = (logits[:, 0] > 0).astype(np.int64) if model.loss == "bce" else logits.argmax(axis=1)
     return float((pred == y).mean())

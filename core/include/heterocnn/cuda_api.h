@@ -17,6 +17,12 @@ void release(float* p, int device) noexcept;
 // count floats from src to dst (either side may be host or device); returns when done.
 void copy(float* dst, Place dst_place, const float* src, Place src_place, size_t count);
 void zero(float* p, size_t count, int device);
+// Page-locked host memory, which the device reads and writes without a staging copy.
+void* alloc_pinned(size_t bytes);
+void release_pinned(void* p) noexcept;
+// Enqueues a host-to-device copy on the device's stream and returns at once: `src` must stay
+// unchanged until the stream has passed it (pinned memory makes the copy truly asynchronous).
+void copy_to_device_async(void* dst, const void* src, size_t bytes, int device);
 // The stream every op of `device` is enqueued on (a cudaStream_t).
 void* stream(int device);
 // Waits for the device's stream; throws if any kernel on it failed.

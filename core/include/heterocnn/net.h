@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "heterocnn/device_dataset.h"
 #include "heterocnn/layer.h"
 #include "heterocnn/loss.h"
 #include "heterocnn/sgd.h"
@@ -62,6 +63,10 @@ class Net {
   // loss_and_grads, then one SGD update. Nothing changes when it throws on bad input.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const SgdConfig& cfg);
+  // One training step on the batch idx[0..n) (host memory) of a data set held on the CUDA
+  // device the whole net is on: the batch is gathered there; only the indices cross.
+  LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                           const SgdConfig& cfg);
 
   // Per-layer timing: on() clears the counters; off by default (it costs a clock read and,
   // on a GPU, a synchronisation per layer call).
@@ -107,8 +112,15 @@ class Net {
   LossResult loss_cuda(const int64_t* labels, bool with_grad);
   void enqueue_loss_cuda(int device, bool with_grad);  // labels already on the device
   void sgd_cuda(int device, const SgdConfig& cfg);
-  // Runs forward, loss, backward and SGD as one replayed graph; the labels are on the host.
-  LossResult graph_step(const int64_t* labels, const SgdConfig& cfg);
+  // A step of a net on one device from host data: x, labels and cfg go up through pinned
+  // memory without waiting, then device_step.
+  LossResult host_step_cuda(const float* x, const int64_t* labels, const SgdConfig& cfg);
+  LossResult gather_step_cuda(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                              const SgdConfig& cfg);
+  // Forward, loss, backward and SGD with the input and labels already on `device`: replayed
+  // as a CUDA graph captured on the first step of each batch shape (run op by op while
+  // profiling). Waits for the loss.
+  LossResult device_step(int device);
   std::unique_ptr<CudaStepState, CudaStepStateDeleter> cuda_;
 #endif
 };
