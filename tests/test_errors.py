@@ -180,3 +180,5 @@ def test_cuda_without_a_gpu_is_a_clear_error(model, batch):
     rejected(model, hc.DeviceError, "cuda:0", model.to, "cuda")
     assert model.placement == ("cpu",) * 12
     model(batch[0])  # still usable on the CPU
+    with pytest.raises(hc.DeviceError, match="cuda:0"):
+        hc.DeviceDataset(batch, "cuda")
