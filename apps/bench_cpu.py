@@ -10,8 +10,6 @@ PyTorch (the optional ``bench`` extra) starts from the same weights. Prints a ta
 images/s and the ratio heterocnn / PyTorch, and writes the figures as JSON."""
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import time
@@ -19,6 +17,7 @@ import time
 import numpy as np
 
 import heterocnn as hc
+from _bench_common import cpu_name, write_json
 from heterocnn.interop import to_torch, torch_loss
 
 NETS = ("mlp", "lenet5", "convnet")
@@ -90,8 +89,7 @@ def main():
         torch_version = None
         print("PyTorch is not installed (pip install '.[bench]'): heterocnn figures only")
     data = batches(args.batch_size, 50)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     results = {"machine": {"cpu": cpu, "threads": args.threads, "platform": platform.platform()},
                "versions": {"heterocnn": hc.__version__, "torch": torch_version,
                             "numpy": np.__version__},
@@ -110,9 +108,7 @@ def main():
             line += f" {theirs:>14,.0f} {ours / theirs:>6.2f}x"
         results["nets"][name] = entry
         print(line, flush=True)
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(args.json, results)
     print(f"wrote {args.json}")
 
 
