@@ -59,7 +59,10 @@ Buffer::Buffer(size_t count, Place place) : place_(place) {
 Buffer::~Buffer() { release(); }
 
 Buffer::Buffer(Buffer&& o) noexcept
-    : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), place_(o.place_) {}
+    : data_(std::exchange(o.data_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      place_(o.place_),
+      owns_(std::exchange(o.owns_, true)) {}
 
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
   if (this != &o) {
@@ -67,14 +70,25 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
     place_ = o.place_;
+    owns_ = std::exchange(o.owns_, true);
   }
   return *this;
 }
 
+Buffer Buffer::view(float* data, size_t count, Place place) {
+  Buffer b;
+  b.data_ = data;
+  b.size_ = count;
+  b.place_ = place;
+  b.owns_ = false;
+  return b;
+}
+
 void Buffer::release() {
-  if (data_) deallocate(data_, place_);
+  if (data_ && owns_) deallocate(data_, place_);
   data_ = nullptr;
   size_ = 0;
+  owns_ = true;
 }
 
 bool Buffer::reserve(size_t count, Place place) {

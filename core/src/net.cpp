@@ -18,6 +18,12 @@ Buffer& PlaceBuffers::at(Place place) {
   return items_.back();
 }
 
+std::vector<Place> PlaceBuffers::places() const {
+  std::vector<Place> out;
+  for (const Buffer& b : items_) out.push_back(b.place());
+  return out;
+}
+
 Net::Net(LossKind loss) : loss_(loss) {}
 Net::~Net() = default;
 
@@ -54,8 +60,17 @@ void Net::to(const std::vector<Place>& places) {
   size_t moved = 0;
   try {
     for (; moved < layers_.size(); ++moved) layers_[moved]->to(places[moved]);
+#ifdef HC_WITH_CUDA
+    pack_arenas();  // the parameters of each device into its one allocation
+#endif
   } catch (...) {
     for (size_t j = 0; j < moved; ++j) layers_[j]->to(old[j]);  // back where they were
+#ifdef HC_WITH_CUDA
+    try {
+      pack_arenas();
+    } catch (...) {  // the first error is the one to report
+    }
+#endif
     throw;
   }
   invalidate();
@@ -120,43 +135,58 @@ void grow(std::vector<std::pair<Place, size_t>>& sizes, Place place, size_t n) {
 
 }  // namespace
 
+bool Net::reserve_at(Buffer& b, size_t count, Place place) {
+#ifdef HC_WITH_CUDA
+  if (place.device == Device::CUDA) {
+    arena_requests_.push_back({&b, count, place.index});
+    return false;  // pack_arenas() says whether it moved
+  }
+#endif
+  return b.reserve(count, place);
+}
+
 void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
   const size_t L = layers_.size();
   bool moved = false;  // any buffer reallocated: captured graphs point at old memory
   out_bufs_.resize(L);
   in_stage_.resize(L);
-  ins_.assign(L, Tensor{});
-  outs_.assign(L, Tensor{});
   const Place input_at = act_place(0);
-  if (input_at.device != Device::CPU) moved |= in_stage_[0].reserve(in.numel(), input_at);
+  if (input_at.device != Device::CPU) moved |= reserve_at(in_stage_[0], in.numel(), input_at);
   // Per place: the largest activation (for the gradient buffers) and workspace, in floats.
   std::vector<std::pair<Place, size_t>> acts, ws;
   grow(acts, input_at, in.numel());
   for (size_t i = 0; i < L; ++i) {
-    const Shape& xs = i == 0 ? in : shapes[i - 1];
-    ins_[i].shape = xs;
-    outs_[i].shape = shapes[i];
     if (layers_[i]->is_view()) continue;
+    const Shape& xs = i == 0 ? in : shapes[i - 1];
     const Place p = layers_[i]->place();
-    moved |= out_bufs_[i].reserve(shapes[i].numel(), p);
-    outs_[i].data = out_bufs_[i].data();
-    if (i > 0 && act_place(i - 1) != p) {  // the input crosses from another place
-      moved |= in_stage_[i].reserve(xs.numel(), p);
-      ins_[i].data = in_stage_[i].data();
-    }
+    moved |= reserve_at(out_bufs_[i], shapes[i].numel(), p);
+    if (i > 0 && act_place(i - 1) != p)  // the input crosses from another place
+      moved |= reserve_at(in_stage_[i], xs.numel(), p);
     grow(acts, p, std::max(xs.numel(), shapes[i].numel()));
     grow(ws, p, layers_[i]->workspace_size(xs, threads));
   }
   for (auto& [p, n] : acts) {
-    moved |= grad_a_.at(p).reserve(n, p);
-    moved |= grad_b_.at(p).reserve(n, p);
+    moved |= reserve_at(grad_a_.at(p), n, p);
+    moved |= reserve_at(grad_b_.at(p), n, p);
   }
-  for (auto& [p, n] : ws) moved |= workspace_.at(p).reserve(n, p);
-  dlogits_ = Tensor{grad_a_.at(act_place(L - 1)).data(), shapes.back()};
+  for (auto& [p, n] : ws) moved |= reserve_at(workspace_.at(p), n, p);
 #ifdef HC_WITH_CUDA
+  moved |= pack_arenas();
   if (moved) cuda_.reset();  // captured graphs hold the old addresses
 #endif
   (void)moved;
+
+  // Tensors over the buffers, now that every buffer has its final address.
+  ins_.assign(L, Tensor{});
+  outs_.assign(L, Tensor{});
+  for (size_t i = 0; i < L; ++i) {
+    ins_[i].shape = i == 0 ? in : shapes[i - 1];
+    outs_[i].shape = shapes[i];
+    if (layers_[i]->is_view()) continue;
+    outs_[i].data = out_bufs_[i].data();
+    if (i > 0 && act_place(i - 1) != layers_[i]->place()) ins_[i].data = in_stage_[i].data();
+  }
+  dlogits_ = Tensor{grad_a_.at(act_place(L - 1)).data(), shapes.back()};
 }
 
 void Net::prepare(const Shape& in) {
@@ -177,6 +207,9 @@ void Net::prepare(const Shape& in) {
   try {
     allocate_step_buffers(in, shapes, threads);
   } catch (...) {
+#ifdef HC_WITH_CUDA
+    arena_requests_.clear();
+#endif
     out_bufs_.clear();
     in_stage_.clear();
     grad_a_ = PlaceBuffers{};

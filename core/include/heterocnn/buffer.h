@@ -1,6 +1,7 @@
-// Owning float storage on one device. On the CPU it is 64-byte aligned (one cache line, one
-// AVX-512 vector). Grows on request and never shrinks, so a training step that asks for the
-// same sizes again allocates nothing.
+// Float storage on one place. An owning buffer allocates its memory (on the CPU 64-byte
+// aligned: one cache line, one AVX-512 vector), grows on request and never shrinks, so a
+// training step that asks for the same sizes again allocates nothing. A view is a piece of
+// memory owned by someone else (a net's device arena).
 #pragma once
 #include <cstddef>
 
@@ -20,6 +21,9 @@ class Buffer {
   Buffer& operator=(Buffer&& o) noexcept;
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
+  // `count` floats at `data` on `place`, not freed by this buffer.
+  static Buffer view(float* data, size_t count, Place place);
+  bool is_view() const { return !owns_; }
 
   float* data() { return data_; }
   const float* data() const { return data_; }
@@ -27,7 +31,8 @@ class Buffer {
   Place place() const { return place_; }
 
   // Makes room for at least `count` floats on `place`; the contents are lost when it
-  // reallocates, which it reports by returning true.
+  // reallocates, which it reports by returning true. A view that is too small or elsewhere
+  // becomes an owning buffer.
   bool reserve(size_t count, Place place);
   bool reserve(size_t count) { return reserve(count, place_); }
   // Zero-fills the first `count` floats (all of them by default).
@@ -43,6 +48,7 @@ class Buffer {
   float* data_ = nullptr;
   size_t size_ = 0;
   Place place_{};
+  bool owns_ = true;
 };
 
 }  // namespace hc

@@ -26,6 +26,7 @@ struct LayerTimes {
 class PlaceBuffers {
  public:
   Buffer& at(Place place);
+  std::vector<Place> places() const;
 
  private:
   std::deque<Buffer> items_;
@@ -80,6 +81,9 @@ class Net {
   int single_cuda_device() const;
   void prepare(const Shape& in);
   void allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads);
+  // Sizes a buffer for this step: at once on the CPU; on a CUDA device as a request that
+  // pack_arenas() lays out in that device's arena. True when the buffer moved.
+  bool reserve_at(Buffer& b, size_t count, Place place);
   void check_input(const float* x, const Shape& in) const;
   void check_labels(const int64_t* labels, int64_t n) const;
   void stage_input(const float* x);
@@ -107,6 +111,19 @@ class Net {
   std::vector<LayerTimes> times_;
 
 #ifdef HC_WITH_CUDA
+  // Per CUDA device, one allocation (the arena) holds the parameters, gradients and momenta of
+  // its layers and the activations, gradient buffers and workspaces of the step: made when the
+  // model is placed, grown (once, with the parameters copied over) by the first step of a
+  // larger batch shape, never touched in the steady state.
+  struct ArenaRequest {
+    Buffer* buffer;
+    size_t count;
+    int device;
+  };
+  std::vector<ArenaRequest> arena_requests_;
+  PlaceBuffers arenas_;
+  // Lays out each device's parameters and the pending requests; true when an address changed.
+  bool pack_arenas();
   friend struct CudaStepState;
   // net.cu: the loss and the update on a CUDA device, and the captured step.
   LossResult loss_cuda(const int64_t* labels, bool with_grad);

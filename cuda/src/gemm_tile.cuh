@@ -1,0 +1,195 @@
+// The tiled fp32 GEMM kernel, C (M,N) = op(A) (M,K) * op(B) (K,N) per batch entry z, written
+// once over an operand access policy `Acc`, so that the same kernel multiplies dense matrices
+// (gemm.cu) and convolutions whose operands are gathered from images on the fly (implicit GEMM,
+// conv_gemm.cu). Acc provides:
+//   int M, N;                                   output size
+//   int depth(int z)                            K of batch entry z
+//   float4 load_a<TA>(int z, int m, int k, int K)   op(A)[m][k..k+3] (TA false) or
+//                                                   op(A)[m..m+3][k] (TA true), 0 outside
+//   float4 load_b<TB>(int z, int k, int n, int K)   op(B)[k][n..n+3] (TB false) or
+//                                                   op(B)[k..k+3][n] (TB true), 0 outside
+//   void store(int z, int m, int n, float4 acc)      C[m][n..n+3] (columns >= N dropped)
+//
+// A BM x BN block tile is cut into WM x WN warp tiles; each thread owns a TM x TN register tile
+// made of 4-wide pieces spaced across the warp tile, so its shared-memory reads are float4 and
+// conflict-free. A and B tiles (BK deep) are staged k-major in shared memory, double-buffered:
+// the next tile's global loads are in flight while the current tile is used. Every output is
+// summed over k in ascending order by one thread, whatever the tile shape.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "check.h"
+#include "heterocnn/error.h"
+
+namespace hc {
+
+template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, bool TA, bool TB,
+          class Acc>
+__global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
+    sgemm_tiled_kernel(const Acc acc) {
+  constexpr int kThreads = (BM / WM) * (BN / WN) * 32;
+  constexpr int LR = WM / TM, LC = WN / TN;  // lanes along a warp tile's rows and columns
+  static_assert(LR * LC == 32, "a warp's lanes must cover its tile");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are made of float4 pieces");
+  constexpr int PA = TA ? 0 : 4, PB = TB ? 4 : 0;  // pad the transposed-store side: no conflicts
+  constexpr int A4 = BM * BK / 4 / kThreads, B4 = BN * BK / 4 / kThreads;  // float4 per thread
+  static_assert(A4 * kThreads * 4 == BM * BK && B4 * kThreads * 4 == BN * BK, "tile loads");
+
+  __shared__ __align__(16) float As[2][BK][BM + PA];
+  __shared__ __align__(16) float Bs[2][BK][BN + PB];
+
+  const int z = blockIdx.z;
+  const int K = acc.depth(z);
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm0 = (warp / (BN / WN)) * WM, wn0 = (warp % (BN / WN)) * WN;
+  const int tr = lane / LC, tc = lane % LC;
+
+  float4 ra[A4], rb[B4];
+
+  // Global -> registers for the tile starting at k0.
+  auto load_tiles = [&](int k0) {
+#pragma unroll
+    for (int l = 0; l < A4; ++l) {
+      const int f = tid + l * kThreads;
+      if (!TA) ra[l] = acc.template load_a<TA>(z, m0 + f / (BK / 4), k0 + (f % (BK / 4)) * 4, K);
+      else     ra[l] = acc.template load_a<TA>(z, m0 + (f % (BM / 4)) * 4, k0 + f / (BM / 4), K);
+    }
+#pragma unroll
+    for (int l = 0; l < B4; ++l) {
+      const int f = tid + l * kThreads;
+      if (!TB) rb[l] = acc.template load_b<TB>(z, k0 + f / (BN / 4), n0 + (f % (BN / 4)) * 4, K);
+      else     rb[l] = acc.template load_b<TB>(z, k0 + (f % (BK / 4)) * 4, n0 + f / (BK / 4), K);
+    }
+  };
+
+  // Registers -> shared buffer `buf`, k-major.
+  auto store_tiles = [&](int buf) {
+#pragma unroll
+    for (int l = 0; l < A4; ++l) {
+      const int f = tid + l * kThreads;
+      if (!TA) {
+        const int m = f / (BK / 4), k = (f % (BK / 4)) * 4;
+        As[buf][k + 0][m] = ra[l].x;
+        As[buf][k + 1][m] = ra[l].y;
+        As[buf][k + 2][m] = ra[l].z;
+        As[buf][k + 3][m] = ra[l].w;
+      } else {
+        const int k = f / (BM / 4), m = (f % (BM / 4)) * 4;
+        *reinterpret_cast<float4*>(&As[buf][k][m]) = ra[l];
+      }
+    }
+#pragma unroll
+    for (int l = 0; l < B4; ++l) {
+      const int f = tid + l * kThreads;
+      if (!TB) {
+        const int k = f / (BN / 4), n = (f % (BN / 4)) * 4;
+        *reinterpret_cast<float4*>(&Bs[buf][k][n]) = rb[l];
+      } else {
+        const int n = f / (BK / 4), k = (f % (BK / 4)) * 4;
+        Bs[buf][k + 0][n] = rb[l].x;
+        Bs[buf][k + 1][n] = rb[l].y;
+        Bs[buf][k + 2][n] = rb[l].z;
+        Bs[buf][k + 3][n] = rb[l].w;
+      }
+    }
+  };
+
+  float c[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) c[i][j] = 0.f;
+
+  const int ktiles = (K + BK - 1) / BK;
+  if (ktiles > 0) {
+    load_tiles(0);
+    store_tiles(0);
+    __syncthreads();
+  }
+  for (int kt = 0; kt < ktiles; ++kt) {
+    const int cur = kt & 1;
+    if (kt + 1 < ktiles) load_tiles((kt + 1) * BK);
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM / 4; ++i) {
+        const float4 q = *reinterpret_cast<const float4*>(&As[cur][k][wm0 + i * LR * 4 + tr * 4]);
+        a[i * 4 + 0] = q.x; a[i * 4 + 1] = q.y; a[i * 4 + 2] = q.z; a[i * 4 + 3] = q.w;
+      }
+#pragma unroll
+      for (int j = 0; j < TN / 4; ++j) {
+        const float4 q = *reinterpret_cast<const float4*>(&Bs[cur][k][wn0 + j * LC * 4 + tc * 4]);
+        b[j * 4 + 0] = q.x; b[j * 4 + 1] = q.y; b[j * 4 + 2] = q.z; b[j * 4 + 3] = q.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) c[i][j] = fmaf(a[i], b[j], c[i][j]);
+    }
+    if (kt + 1 < ktiles) store_tiles(cur ^ 1);
+    __syncthreads();
+  }
+
+  // Epilogue: 4-wide column pieces.
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + wm0 + (i / 4) * LR * 4 + tr * 4 + (i % 4);
+    if (m >= acc.M) continue;
+#pragma unroll
+    for (int j4 = 0; j4 < TN / 4; ++j4) {
+      const int n = n0 + wn0 + j4 * LC * 4 + tc * 4;
+      if (n < acc.N)
+        acc.store(z, m, n, make_float4(c[i][j4 * 4 + 0], c[i][j4 * 4 + 1], c[i][j4 * 4 + 2],
+                                       c[i][j4 * 4 + 3]));
+    }
+  }
+}
+
+// Tile shapes: large (many output tiles), medium, and short ones for M <= 32 and M <= 16 (conv
+// layers with few filters, small batches), all summing k in the same order.
+enum class TileShape { Large, Medium, Short, Thin };
+
+inline TileShape pick_tile_shape(int64_t M, int64_t N, int64_t batch) {
+  if (M <= 16) return TileShape::Thin;
+  if (M <= 32) return TileShape::Short;
+  const int64_t large_tiles = ((M + 127) / 128) * ((N + 127) / 128) * batch;
+  return M > 64 && large_tiles >= 132 ? TileShape::Large : TileShape::Medium;
+}
+
+// Output tile (rows, columns) of a shape, for callers that size split-K work by tile count.
+inline void tile_extent(TileShape s, int& bm, int& bn) {
+  switch (s) {
+    case TileShape::Large: bm = 128; bn = 128; return;
+    case TileShape::Medium: bm = 64; bn = 64; return;
+    case TileShape::Short: bm = 32; bn = 128; return;
+    case TileShape::Thin: bm = 16; bn = 128; return;
+  }
+}
+
+template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, bool TA, bool TB,
+          class Acc>
+void launch_tile(const Acc& acc, int batch, cudaStream_t stream) {
+  constexpr int threads = (BM / WM) * (BN / WN) * 32;
+  const dim3 grid((acc.N + BN - 1) / BN, (acc.M + BM - 1) / BM, batch);
+  if (grid.y > 65535u) fail_value("sgemm_cuda: M = " + std::to_string(acc.M) + " is too large");
+  sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, TA, TB><<<grid, threads, 0, stream>>>(acc);
+  HC_CUDA_CHECK_LAUNCH("sgemm_tiled_kernel");
+}
+
+// One launch of `batch` GEMMs through `acc`, with the tile shape picked from (M, N, batch).
+template <bool TA, bool TB, class Acc>
+void launch_tiled(const Acc& acc, int batch, cudaStream_t stream) {
+  if (acc.M == 0 || acc.N == 0 || batch == 0) return;
+  switch (pick_tile_shape(acc.M, acc.N, batch)) {
+    case TileShape::Large: launch_tile<128, 128, 8, 64, 32, 8, 8, 2, TA, TB>(acc, batch, stream); break;
+    case TileShape::Medium: launch_tile<64, 64, 16, 32, 32, 8, 4, 4, TA, TB>(acc, batch, stream); break;
+    case TileShape::Short: launch_tile<32, 128, 16, 32, 32, 8, 4, 3, TA, TB>(acc, batch, stream); break;
+    case TileShape::Thin: launch_tile<16, 128, 32, 16, 32, 4, 4, 3, TA, TB>(acc, batch, stream); break;
+  }
+}
+
+}  // namespace hc
