@@ -195,3 +195,25 @@ def test_device_dataset_errors(rng):
         hc.DeviceDataset((X, y), "cpu")
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_one_arena_per_device_sized_once(rng):
+    model = hc.models.lenet5(seed=0)
+    param_bytes = sum(4 * int(np.prod(s)) for _, s in model.parameters())
+    assert model._net.arena_bytes(0) == 0
+    model.to("cuda")
+    placed = model._net.arena_bytes(0)
+    assert 3 * param_bytes <= placed < 3 * param_bytes + 256 * 3 * 10  # value, grad, momentum
+    opt = hc.SGD(model, lr=0.01, momentum=0.9)
+    x = rng.random((64, 1, 28, 28), dtype=F32)
+    y = rng.integers(0, 10, 64)
+    model.train_step(x, y, opt)
+    grown = model._net.arena_bytes(0)
+    assert grown > placed  # activations, gradients and workspaces joined the parameters
+    free = hc.cuda_device(0)["free_bytes"]
+    for n in (64, 17, 64, 1):  # smaller batches reuse the layout: no allocation
+        model.train_step(x[:n], y[:n], opt)
+    assert model._net.arena_bytes(0) == grown
+    assert hc.cuda_device(0)["free_bytes"] == free
+    model.to("cpu")
+    assert model._net.arena_bytes(0) == 0

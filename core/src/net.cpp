@@ -297,6 +297,15 @@ class ScopedTimer {
 
 }  // namespace
 
+size_t Net::arena_bytes(int device) {
+#ifdef HC_WITH_CUDA
+  for (const Place& p : arenas_.places())
+    if (p.index == device) return arenas_.at(p).size() * sizeof(float);
+#endif
+  (void)device;
+  return 0;
+}
+
 void Net::set_profiling(bool on) {
   profiling_ = on;
   times_.assign(on ? layers_.size() : 0, LayerTimes{});

@@ -105,6 +105,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         int64_t forward_calls, backward_calls
     cdef cppclass Net:
         void set_profiling(cbool on)
+        size_t arena_bytes(int device)
         vector[LayerTimes] layer_times()
         Net(LossKind loss)
         void add(unique_ptr[Layer] layer) except +raise_py_error
@@ -224,6 +225,9 @@ cdef class CoreNet:
 
     def reset_momentum(self):
         self.net.get().reset_momentum()
+
+    def arena_bytes(self, int device):
+        return self.net.get().arena_bytes(device)
 
     def set_profiling(self, bint on):
         self.net.get().set_profiling(on)

@@ -73,6 +73,8 @@ class Net {
   // on a GPU, a synchronisation per layer call).
   void set_profiling(bool on);
   const std::vector<LayerTimes>& layer_times() const { return times_; }
+  // Bytes of the net's arena on CUDA device `device` (0 when it has none there).
+  size_t arena_bytes(int device);
 
  private:
   // Where the output of layer i lives (a view stays with its input; the input is host memory).
