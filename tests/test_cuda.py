@@ -219,3 +219,24 @@ def test_one_arena_per_device_sized_once(rng):
     assert hc.cuda_device(0)["free_bytes"] == free
     model.to("cpu")
     assert model._net.arena_bytes(0) == 0
+
+
+def test_pipelined_steps_report_in_order(rng):
+    """A started step reports on the next start (it runs while the next batch is prepared);
+    the results equal those of steps run one at a time."""
+    a = hc.models.lenet5(seed=5).to("cuda")
+    b = hc.models.lenet5(seed=5).to("cuda")
+    opt_a, opt_b = hc.SGD(a, lr=0.05, momentum=0.9), hc.SGD(b, lr=0.05, momentum=0.9)
+    batches = [(rng.random((n, 1, 28, 28), dtype=F32), rng.integers(0, 10, n))
+               for n in (32, 32, 7, 32)]
+    expected = [b.train_step(x, y, opt_b) for x, y in batches]
+    reported = []
+    for i, (x, y) in enumerate(batches):
+        results = a._start_step(x, y, opt_a)
+        assert len(results) == (0 if i == 0 else 1)
+        reported += [loss for loss, _ in results]
+    reported += [loss for loss, _ in a._finish_steps()]
+    assert a._finish_steps() == []
+    assert reported == expected
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(a.state_dict()[k], v)

@@ -147,11 +147,16 @@ bool Net::reserve_at(Buffer& b, size_t count, Place place) {
 
 void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
   const size_t L = layers_.size();
+#ifdef HC_WITH_CUDA
+  // A step may still be running on a GPU: let it finish before any of its memory moves.
+  for (const Place& p : arenas_.places()) cuda::synchronize(p.index);
+#endif
   bool moved = false;  // any buffer reallocated: captured graphs point at old memory
   out_bufs_.resize(L);
   in_stage_.resize(L);
   const Place input_at = act_place(0);
-  if (input_at.device != Device::CPU) moved |= reserve_at(in_stage_[0], in.numel(), input_at);
+  // On a GPU the input has two slots: one step's batch goes up while the previous one runs.
+  if (input_at.device != Device::CPU) moved |= reserve_at(in_stage_[0], 2 * in.numel(), input_at);
   // Per place: the largest activation (for the gradient buffers) and workspace, in floats.
   std::vector<std::pair<Place, size_t>> acts, ws;
   grow(acts, input_at, in.numel());
@@ -195,7 +200,6 @@ void Net::prepare(const Shape& in) {
     fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
   output_shape(in);  // validates the chain before anything is allocated
   const int threads = max_threads();
-  const size_t L = layers_.size();
   std::vector<Shape> shapes;
   Shape s = in;
   for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
@@ -409,28 +413,63 @@ LossResult Net::loss_and_grads(const float* x, const Shape& in, const int64_t* l
   return r;
 }
 
-LossResult Net::train_step(const float* x, const Shape& in, const int64_t* labels,
-                           const SgdConfig& cfg) {
+int Net::start_step(const float* x, const Shape& in, const int64_t* labels,
+                    const SgdConfig& cfg, LossResult* out) {
   validate(cfg);
   prepare(in);
   check_input(x, in);
   check_labels(labels, in[0]);
 #ifdef HC_WITH_CUDA
-  if (single_cuda_device() >= 0) return host_step_cuda(x, labels, cfg);
+  if (single_cuda_device() >= 0) return start_host_step_cuda(x, labels, cfg, out);
 #endif
-  const LossResult r = loss_and_grads(x, in, labels);
+  out[0] = loss_and_grads(x, in, labels);
   run_sgd(cfg);
-  return r;
+  return 1;
+}
+
+int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                       const SgdConfig& cfg, LossResult* out) {
+  validate(cfg);
+  const int device = single_cuda_device();
+  if (device < 0 || device != data.place().index)
+    fail_value("training on a data set held on " + data.place().str() +
+               " needs the whole model there");
+  if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
+  data.check_indices(idx, n);
+  Shape in = data.shape();
+  in[0] = n;
+  prepare(in);
+#ifdef HC_WITH_CUDA
+  return start_gather_step_cuda(data, idx, n, cfg, out);
+#else
+  (void)out;
+  fail(ErrorKind::Device, "heterocnn was built without CUDA");
+#endif
+}
+
+int Net::finish_steps(LossResult* out) {
+#ifdef HC_WITH_CUDA
+  return finish_steps_cuda(out);
+#else
+  (void)out;
+  return 0;
+#endif
+}
+
+LossResult Net::train_step(const float* x, const Shape& in, const int64_t* labels,
+                           const SgdConfig& cfg) {
+  LossResult r[3];
+  int n = start_step(x, in, labels, cfg, r);
+  n += finish_steps(r + n);
+  return r[n - 1];
 }
 
 LossResult Net::train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
                               const SgdConfig& cfg) {
-#ifdef HC_WITH_CUDA
-  return gather_step_cuda(data, idx, n, cfg);
-#else
-  (void)data, (void)idx, (void)n, (void)cfg;
-  fail(ErrorKind::Device, "train_step_on needs a CUDA device, and heterocnn was built without CUDA");
-#endif
+  LossResult r[3];
+  int k = start_step_on(data, idx, n, cfg, r);
+  k += finish_steps(r + k);
+  return r[k - 1];
 }
 
 }  // namespace hc

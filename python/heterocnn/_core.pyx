@@ -118,6 +118,9 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         LossResult train_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg) except +raise_py_error
         void to(const vector[Place]& places) except +raise_py_error
         LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg) except +raise_py_error
+        int start_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg, LossResult* out) except +raise_py_error
+        int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg, LossResult* out) except +raise_py_error
+        int finish_steps(LossResult* out) except +raise_py_error
 
 
 cdef extern from "heterocnn/build_info.h" namespace "hc":
@@ -222,6 +225,35 @@ cdef class CoreNet:
         r = self.net.get().train_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
                                          idx.shape[0], cfg)
         return r.loss, r.correct
+
+    def start_step(self, cnp.ndarray x, cnp.ndarray y, float lr, float momentum,
+                   float weight_decay):
+        """Starts a step; returns [(loss, correct)] of the steps finished since the last
+        report (on a GPU the previous step, on the CPU this one)."""
+        cdef SgdConfig cfg
+        cfg.lr = lr
+        cfg.momentum = momentum
+        cfg.weight_decay = weight_decay
+        cdef LossResult out[2]
+        n = self.net.get().start_step(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
+                                      <const int64_t*>cnp.PyArray_DATA(y), cfg, out)
+        return [(out[i].loss, out[i].correct) for i in range(n)]
+
+    def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, float lr, float momentum,
+                      float weight_decay):
+        cdef SgdConfig cfg
+        cfg.lr = lr
+        cfg.momentum = momentum
+        cfg.weight_decay = weight_decay
+        cdef LossResult out[2]
+        n = self.net.get().start_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
+                                         idx.shape[0], cfg, out)
+        return [(out[i].loss, out[i].correct) for i in range(n)]
+
+    def finish_steps(self):
+        cdef LossResult out[1]
+        n = self.net.get().finish_steps(out)
+        return [(out[i].loss, out[i].correct) for i in range(n)]
 
     def reset_momentum(self):
         self.net.get().reset_momentum()

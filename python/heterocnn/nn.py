@@ -185,36 +185,44 @@ class Sequential:
 
     def train_step(self, x, y, opt):
         """One SGD step on (x, y) in a single call into the core; returns the mean loss."""
-        return self._step(x, y, opt)[0]
+        return (self._start_step(x, y, opt) + self._finish_steps())[-1][0]
 
     def train_step_on(self, data, idx, opt):
         """One SGD step on the samples ``idx`` (integer array) of ``data``, a DeviceDataset on
         the GPU the whole model is on: the batch is gathered there. Returns the mean loss."""
-        return self._step_on(data, idx, opt)[0]
+        return (self._start_step_on(data, idx, opt) + self._finish_steps())[-1][0]
 
-    def _step_on(self, data, idx, opt):
+    def _start_step(self, x, y, opt):
+        """Starts a step on (x, y) and returns [(loss, correct)] of the steps finished since
+        the last report: this one on the CPU, the one before on a GPU (so the caller prepares
+        the next batch while this one runs). _finish_steps() reports the last one."""
+        self._check_optimizer(opt)
+        x = self._input(x)
+        return self._net.start_step(x, self._labels(y, x.shape[0]), opt.lr, opt.momentum,
+                                    opt.weight_decay)
+
+    def _start_step_on(self, data, idx, opt):
+        """_start_step on the samples ``idx`` of a DeviceDataset."""
         from .data_checks import check_label_range
         from .device_data import DeviceDataset
 
-        if opt.model is not self:
-            raise InvalidValueError("the optimizer was made for another model")
+        self._check_optimizer(opt)
         if not isinstance(data, DeviceDataset):
             raise DTypeError(f"train_step_on needs a DeviceDataset, got {type(data).__name__}")
         idx = np.asarray(idx)
         if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
             raise DTypeError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
         check_label_range(self, data.sample_shape, *data.label_range, "data")
-        return self._net.train_step_on(data._core, np.ascontiguousarray(idx, dtype=np.int64),
+        return self._net.start_step_on(data._core, np.ascontiguousarray(idx, dtype=np.int64),
                                        opt.lr, opt.momentum, opt.weight_decay)
 
-    def _step(self, x, y, opt):
-        """train_step that also returns how many samples the model got right (before the
-        update)."""
-        if opt.model is not self:
+    def _finish_steps(self):
+        """[(loss, correct)] of the step still running, if any, after waiting for it."""
+        return self._net.finish_steps()
+
+    def _check_optimizer(self, opt):
+        if getattr(opt, "model", None) is not self:
             raise InvalidValueError("the optimizer was made for another model")
-        x = self._input(x)
-        return self._net.train_step(x, self._labels(y, x.shape[0]), opt.lr, opt.momentum,
-                                    opt.weight_decay)
 
     # -- profiling -------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 call into the core (Sequential._step)."""
 
 import time
+from collections import deque
 
 import numpy as np
 from tqdm import tqdm
@@ -18,6 +19,25 @@ def _batch(X, idx, out):
     else:
         np.take(X, idx, axis=0, out=out[: len(idx)])
     return out[: len(idx)]
+
+
+class _EpochStats:
+    """Sums over an epoch of the loss (weighted by batch size) and of the right answers, fed
+    with the results of finished steps, which come back in the order the steps started."""
+
+    def __init__(self):
+        self.loss, self.correct, self.seen = 0.0, 0, 0
+        self._sizes = deque()  # batch sizes of steps started and not reported yet
+
+    def started(self, batch_size):
+        self._sizes.append(batch_size)
+
+    def finished(self, results):
+        for loss, right in results:
+            n = self._sizes.popleft()
+            self.loss += loss * n
+            self.correct += right
+            self.seen += n
 
 
 def _positive(name, value):
@@ -77,29 +97,31 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     n_batches = -(-len(X) // batch_size)
     for epoch in range(epochs):
         order = rng.permutation(len(X))
-        total_loss, correct, seen = 0.0, 0, 0
+        stats = _EpochStats()
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    unit="batch", leave=True)
         start = time.perf_counter()
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
+            stats.started(len(idx))
+            # On a GPU this reports the previous step while this one runs.
             if on_device is not None:
-                loss, right = model._step_on(on_device, idx, opt)
+                stats.finished(model._start_step_on(on_device, idx, opt))
             else:
-                loss, right = model._step(_batch(X, idx, buf), y[idx], opt)
-            total_loss += loss * len(idx)
-            correct += right
-            seen += len(idx)
+                stats.finished(model._start_step(_batch(X, idx, buf), y[idx], opt))
+            if b == n_batches - 1:
+                stats.finished(model._finish_steps())
             bar.update(1)
-            if progress and (b % 20 == 0 or b == n_batches - 1):
+            if progress and stats.seen and (b % 20 == 0 or b == n_batches - 1):
                 elapsed = time.perf_counter() - start
-                bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
-                                img_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=False)
+                bar.set_postfix(loss=f"{stats.loss / stats.seen:.4f}",
+                                acc=f"{stats.correct / stats.seen:.4f}",
+                                img_s=f"{stats.seen / max(elapsed, 1e-9):,.0f}", refresh=False)
         elapsed = time.perf_counter() - start
         bar.close()
-        history["loss"].append(total_loss / seen)
-        history["accuracy"].append(correct / seen)
-        history["images_per_s"].append(seen / elapsed)
+        history["loss"].append(stats.loss / stats.seen)
+        history["accuracy"].append(stats.correct / stats.seen)
+        history["images_per_s"].append(stats.seen / elapsed)
         history["val_accuracy"].append(None if val is None else evaluate(model, val))
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)

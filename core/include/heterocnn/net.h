@@ -61,13 +61,26 @@ class Net {
   void forward(const float* x, const Shape& in, float* out);
   // Loss of (x, labels), leaving dL/dparam in every Param::grad.
   LossResult loss_and_grads(const float* x, const Shape& in, const int64_t* labels);
-  // loss_and_grads, then one SGD update. Nothing changes when it throws on bad input.
+  // loss_and_grads, then one SGD update, waiting for the result. Nothing changes when it
+  // throws on bad input.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const SgdConfig& cfg);
   // One training step on the batch idx[0..n) (host memory) of a data set held on the CUDA
   // device the whole net is on: the batch is gathered there; only the indices cross.
   LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
                            const SgdConfig& cfg);
+
+  // The same two, started without waiting where the whole net is on one GPU: the step runs
+  // while the caller prepares the next one, whose upload (pinned memory, copy stream)
+  // overlaps it. Each call writes the results of the steps finished since the last report
+  // into out (at most 2), oldest first, and returns how many: on a GPU the step before this
+  // one, on the CPU this step.
+  int start_step(const float* x, const Shape& in, const int64_t* labels, const SgdConfig& cfg,
+                 LossResult* out);
+  int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                    const SgdConfig& cfg, LossResult* out);
+  // Waits for the step still running, if any: writes its result to *out and returns 1, else 0.
+  int finish_steps(LossResult* out);
 
   // Per-layer timing: on() clears the counters; off by default (it costs a clock read and,
   // on a GPU, a synchronisation per layer call).
@@ -129,17 +142,16 @@ class Net {
   friend struct CudaStepState;
   // net.cu: the loss and the update on a CUDA device, and the captured step.
   LossResult loss_cuda(const int64_t* labels, bool with_grad);
-  void enqueue_loss_cuda(int device, bool with_grad);  // labels already on the device
+  void enqueue_loss_cuda(int device, const int64_t* labels, LossResult* result, bool with_grad);
   void sgd_cuda(int device, const SgdConfig& cfg);
-  // A step of a net on one device from host data: x, labels and cfg go up through pinned
-  // memory without waiting, then device_step.
-  LossResult host_step_cuda(const float* x, const int64_t* labels, const SgdConfig& cfg);
-  LossResult gather_step_cuda(const DeviceDataset& data, const int64_t* idx, int64_t n,
-                              const SgdConfig& cfg);
-  // Forward, loss, backward and SGD with the input and labels already on `device`: replayed
-  // as a CUDA graph captured on the first step of each batch shape (run op by op while
-  // profiling). Waits for the loss.
-  LossResult device_step(int device);
+  // The two-slot pipeline of a net on one GPU (see net.cu): start a step from host data or
+  // from a device data set, reporting the step before it; finish the one still running.
+  int start_host_step_cuda(const float* x, const int64_t* labels, const SgdConfig& cfg,
+                           LossResult* out);
+  int start_gather_step_cuda(const DeviceDataset& data, const int64_t* idx, int64_t n,
+                             const SgdConfig& cfg, LossResult* out);
+  int launch_step_cuda(int device, int slot, LossResult* out);
+  int finish_steps_cuda(LossResult* out);
   std::unique_ptr<CudaStepState, CudaStepStateDeleter> cuda_;
 #endif
 };
