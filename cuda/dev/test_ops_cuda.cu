@@ -426,6 +426,10 @@ int main() {
   test_conv(1, 5, 9, 7, 3, 3, 2, 2, true);
   test_conv(3, 5, 12, 9, 32, 3, 2, 1, true);
   test_conv(2, 3, 17, 15, 130, 3, 1, 1, true);
+  test_conv(4, 32, 28, 28, 32, 3, 1, 1, true);   // convnet's second layer
+  test_conv(6, 5, 7, 9, 8, 3, 1, 1, true);       // Ho*Wo odd: GEMM columns cross images
+  test_conv(64, 8, 14, 14, 16, 3, 1, 1, true);   // many dw slices
+  test_conv(2, 3, 5, 6, 4, 3, 1, 3, true);       // pad >= K: dx through col2im
   test_linear(1, 7, 5, true);
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);
