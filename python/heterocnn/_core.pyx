@@ -115,9 +115,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         Shape output_shape(const Shape& s) except +raise_py_error
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
         LossResult loss_and_grads(const float* x, const Shape& s, const int64_t* y) except +raise_py_error
-        LossResult train_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg) except +raise_py_error
         void to(const vector[Place]& places) except +raise_py_error
-        LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg) except +raise_py_error
         int start_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg, LossResult* out) except +raise_py_error
         int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg, LossResult* out) except +raise_py_error
         int finish_steps(LossResult* out) except +raise_py_error
@@ -182,6 +180,14 @@ cdef tuple from_shape(Shape s):
     return tuple([s.d[i] for i in range(s.ndim)])
 
 
+cdef SgdConfig sgd_config(float lr, float momentum, float weight_decay):
+    cdef SgdConfig cfg
+    cfg.lr = lr
+    cfg.momentum = momentum
+    cfg.weight_decay = weight_decay
+    return cfg
+
+
 cdef class CoreNet:
     """A C++ hc::Net. Built from layer specs [(kind, [ints]), ...]."""
     cdef unique_ptr[Net] net
@@ -206,34 +212,11 @@ cdef class CoreNet:
                                           <const int64_t*>cnp.PyArray_DATA(y))
         return r.loss, r.correct
 
-    def train_step(self, cnp.ndarray x, cnp.ndarray y, float lr, float momentum,
-                   float weight_decay):
-        cdef SgdConfig cfg
-        cfg.lr = lr
-        cfg.momentum = momentum
-        cfg.weight_decay = weight_decay
-        r = self.net.get().train_step(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
-                                      <const int64_t*>cnp.PyArray_DATA(y), cfg)
-        return r.loss, r.correct
-
-    def train_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, float lr, float momentum,
-                      float weight_decay):
-        cdef SgdConfig cfg
-        cfg.lr = lr
-        cfg.momentum = momentum
-        cfg.weight_decay = weight_decay
-        r = self.net.get().train_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
-                                         idx.shape[0], cfg)
-        return r.loss, r.correct
-
     def start_step(self, cnp.ndarray x, cnp.ndarray y, float lr, float momentum,
                    float weight_decay):
         """Starts a step; returns [(loss, correct)] of the steps finished since the last
         report (on a GPU the previous step, on the CPU this one)."""
-        cdef SgdConfig cfg
-        cfg.lr = lr
-        cfg.momentum = momentum
-        cfg.weight_decay = weight_decay
+        cdef SgdConfig cfg = sgd_config(lr, momentum, weight_decay)
         cdef LossResult out[2]
         n = self.net.get().start_step(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
                                       <const int64_t*>cnp.PyArray_DATA(y), cfg, out)
@@ -241,10 +224,8 @@ cdef class CoreNet:
 
     def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, float lr, float momentum,
                       float weight_decay):
-        cdef SgdConfig cfg
-        cfg.lr = lr
-        cfg.momentum = momentum
-        cfg.weight_decay = weight_decay
+        """start_step on the samples idx (int64) of a data set held on the net's GPU."""
+        cdef SgdConfig cfg = sgd_config(lr, momentum, weight_decay)
         cdef LossResult out[2]
         n = self.net.get().start_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
                                          idx.shape[0], cfg, out)
@@ -408,11 +389,7 @@ def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels):
 
 
 def validate_sgd(float lr, float momentum, float weight_decay):
-    cdef SgdConfig cfg
-    cfg.lr = lr
-    cfg.momentum = momentum
-    cfg.weight_decay = weight_decay
-    validate(cfg)
+    validate(sgd_config(lr, momentum, weight_decay))
 
 
 def build_info():
