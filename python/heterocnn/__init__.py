@@ -2,6 +2,7 @@
 API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
+from .checkpoint import load, save
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
 from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
@@ -32,5 +33,6 @@ __all__ = [
     "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
     "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
     "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info",
-    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "evaluate", "fit", "models", "predict", "set_threads",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "evaluate", "fit", "load",
+    "models", "predict", "save", "set_threads",
 ]

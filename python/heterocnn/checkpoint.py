@@ -1,0 +1,254 @@
+"""Checkpoints: a model, its optimizer and the training loop's state in one safetensors file.
+
+File layout (safetensors: an 8-byte little-endian header length, a JSON header, the raw data):
+
+- tensors ``"0.weight"``, ``"0.bias"``, ...: the model's ``state_dict``, float32, the layouts of
+  ``torch.nn.Sequential``;
+- tensors ``"optimizer.momentum.<key>"``: SGD's momentum buffer of each parameter (only when
+  saved with an optimizer);
+- metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
+  layer kinds and arguments, loss, seed), ``"optimizer"`` (JSON: SGD's hyperparameters) and
+  ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras).
+
+A file holding only model keys (``hc.save(model, path)``, or one written by
+``safetensors.torch.save_file(torch_model.state_dict(), path)``) loads into torch with
+``load_state_dict(strict=True)``; from a training checkpoint, drop the ``"optimizer."`` keys
+first. Nothing is pickled; loading validates the header before reading the data.
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+
+from . import nn
+from .errors import DataFormatError, HeteroCNNError, InvalidValueError
+
+FORMAT = "heterocnn-checkpoint-1"
+MOMENTUM = "optimizer.momentum."
+MAX_HEADER_BYTES = 100 * 2**20  # the safetensors reference reader's cap
+_LAYERS = {cls.__name__: cls for cls in (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.Flatten,
+                                         nn.ReLU, nn.Sigmoid)}
+
+
+# -- writing --------------------------------------------------------------------------------
+
+def architecture(model):
+    """The JSON-able description hc.load rebuilds ``model`` from."""
+    return {"layers": [list(layer._spec()) for layer in model.layers], "loss": model.loss,
+            "seed": model.seed}
+
+
+def save(model, path, opt=None, **meta):
+    """Write ``model`` (and ``opt``'s hyperparameters and momentum buffers) to ``path`` as
+    safetensors, with ``meta`` (JSON-able values: e.g. epoch, step) in the metadata.
+
+    Atomic: the bytes go to a temporary file in the same folder, which is flushed, fsynced and
+    renamed over ``path`` (and the folder fsynced), so a reader sees the old file or the new
+    one, never a mix, even if the writer is killed. Returns ``path``."""
+    from safetensors.numpy import save as st_save
+
+    tensors = dict(model.state_dict())
+    metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model))}
+    if opt is not None:
+        model._check_optimizer(opt)
+        for key, (i, j) in zip(model._keys, model._index()):
+            tensors[MOMENTUM + key] = model._net.get(i, j, "velocity")
+        metadata["optimizer"] = json.dumps({"type": "SGD", "lr": opt.lr,
+                                            "momentum": opt.momentum,
+                                            "weight_decay": opt.weight_decay})
+    try:
+        metadata["meta"] = json.dumps(meta)
+    except (TypeError, ValueError) as e:
+        raise InvalidValueError(f"checkpoint meta must be JSON-serializable: {e}") from None
+    _write_atomic(os.fspath(path), st_save(tensors, metadata=metadata))
+    return path
+
+
+def _write_atomic(path, data):
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- reading --------------------------------------------------------------------------------
+
+def read_safetensors(path):
+    """({name: float32 array}, {metadata}) of a safetensors file, validated before anything
+    the file does not justify is allocated: the header length is capped and checked against
+    the file size, every tensor must be F32 with a shape whose bytes match its offsets, and
+    the offsets must tile the data exactly. Raises DataFormatError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise DataFormatError(f"{path}: {size} bytes, too short for a safetensors header")
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > min(MAX_HEADER_BYTES, size - 8):
+            raise DataFormatError(f"{path}: header length {n} exceeds the file ({size} bytes) "
+                                  f"or the {MAX_HEADER_BYTES}-byte cap")
+        header = _parse_header(path, f.read(n), size - 8 - n)
+        f.seek(0)
+        blob = f.read()
+    if len(blob) != size:
+        raise DataFormatError(f"{path}: changed while being read")
+    metadata = header.pop("__metadata__", {})
+    try:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, TypeError) as e:
+        raise DataFormatError(f"{path}: not a valid safetensors file: {e}") from None
+    return tensors, metadata
+
+
+def _parse_header(path, raw, data_bytes):
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise DataFormatError(f"{path}: header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise DataFormatError(f"{path}: header is {type(header).__name__}, not an object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise DataFormatError(f"{path}: __metadata__ must map strings to strings")
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or info.get("dtype") != "F32":
+            raise DataFormatError(f"{path}: tensor {name!r} is not float32 (F32): {info!r:.200}")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(type(d) is int and 0 <= d <= data_bytes for d in shape)):
+            raise DataFormatError(f"{path}: tensor {name!r} has a bad shape {shape!r:.200}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            raise DataFormatError(f"{path}: tensor {name!r} has offsets {offsets!r:.200} outside "
+                                  f"the {data_bytes} data bytes")
+        if offsets[1] - offsets[0] != 4 * int(np.prod(shape, dtype=object)):
+            raise DataFormatError(f"{path}: tensor {name!r} of shape {shape} does not fill its "
+                                  f"{offsets[1] - offsets[0]} bytes")
+        spans.append(offsets)
+    end = 0
+    for begin, stop in sorted(spans):
+        if begin != end:
+            raise DataFormatError(f"{path}: tensor data has a gap or overlap at byte {begin}")
+        end = stop
+    if end != data_bytes:
+        raise DataFormatError(f"{path}: tensors cover {end} of the {data_bytes} data bytes")
+    return header
+
+
+def _json(path, metadata, key):
+    try:
+        return json.loads(metadata[key])
+    except (ValueError, RecursionError) as e:
+        raise DataFormatError(f"{path}: metadata {key!r} is not JSON: {e}") from None
+
+
+def _param_shapes(layer):
+    """The parameter shapes a layer spec implies, in state_dict order."""
+    if isinstance(layer, nn.Linear):
+        return [(layer.out_features, layer.in_features), (layer.out_features,)]
+    if isinstance(layer, nn.Conv2d):
+        k = layer.kernel_size
+        return [(layer.out_channels, layer.in_channels, k, k), (layer.out_channels,)]
+    return []
+
+
+def _rebuild(path, arch, tensors):
+    """The Sequential an architecture describes. Its parameter shapes are checked against the
+    file's tensors first, so a tampered architecture cannot make the core allocate what the
+    file does not hold."""
+    bad = (KeyError, TypeError, ValueError, OverflowError, HeteroCNNError)
+    try:
+        layers = [_LAYERS[kind](*args) for kind, args in arch["layers"]]
+    except bad as e:
+        raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
+    for i, layer in enumerate(layers):
+        for name, shape in zip(("weight", "bias"), _param_shapes(layer)):
+            key = f"{i}.{name}"
+            if key not in tensors or tensors[key].shape != shape:
+                got = tensors[key].shape if key in tensors else "nothing"
+                raise DataFormatError(f"{path}: the architecture needs {key} of shape {shape}, "
+                                      f"the file holds {got}")
+    try:
+        return nn.Sequential(*layers, loss=arch["loss"], seed=arch["seed"])
+    except bad as e:
+        raise DataFormatError(f"{path}: architecture is not a valid heterocnn model: "
+                              f"{e!r:.300}") from None
+
+
+def load(path, model=None):
+    """(model, optimizer or None, meta) from a checkpoint written by hc.save.
+
+    Without ``model`` the architecture in the file rebuilds the model; with it (e.g. for a
+    file written from a torch state_dict, which has no architecture) the weights go into
+    ``model``. The optimizer is an SGD with the saved hyperparameters and momentum buffers
+    when the file has them. Any malformed, truncated or inconsistent file raises
+    DataFormatError naming the file and the problem; a missing file FileNotFoundError."""
+    from .optim import SGD
+
+    path = os.fspath(path)
+    tensors, metadata = read_safetensors(path)
+    if model is None:
+        if metadata.get("format") != FORMAT or "architecture" not in metadata:
+            raise DataFormatError(f"{path}: no heterocnn architecture in the metadata (format "
+                                  f"{metadata.get('format')!r}); pass model= to load weights "
+                                  "into a model you build")
+        arch = _json(path, metadata, "architecture")
+        if not isinstance(arch, dict):
+            raise DataFormatError(f"{path}: architecture is not an object")
+        model = _rebuild(path, arch, tensors)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(MOMENTUM)}
+    momenta = {k[len(MOMENTUM):]: v for k, v in tensors.items() if k.startswith(MOMENTUM)}
+    try:
+        model.load_state_dict(weights)
+    except HeteroCNNError as e:
+        raise DataFormatError(f"{path}: weights do not fit the model: {e}") from None
+    opt = None
+    if "optimizer" in metadata:
+        opt = _optimizer(path, model, _json(path, metadata, "optimizer"), momenta, SGD)
+    elif momenta:
+        raise DataFormatError(f"{path}: momentum buffers without optimizer metadata")
+    meta = _json(path, metadata, "meta") if "meta" in metadata else {}
+    if not isinstance(meta, dict):
+        raise DataFormatError(f"{path}: meta is {type(meta).__name__}, not an object")
+    return model, opt, meta
+
+
+def _optimizer(path, model, cfg, momenta, SGD):
+    if not isinstance(cfg, dict) or cfg.get("type") != "SGD":
+        raise DataFormatError(f"{path}: unknown optimizer {cfg!r:.200}")
+    if sorted(momenta) != sorted(model._keys):
+        raise DataFormatError(f"{path}: momentum buffers {sorted(momenta)} do not match the "
+                              f"parameters {model._keys}")
+    try:
+        opt = SGD(model, lr=cfg["lr"], momentum=cfg["momentum"],
+                  weight_decay=cfg["weight_decay"])
+    except (KeyError, HeteroCNNError) as e:
+        raise DataFormatError(f"{path}: bad optimizer settings {cfg!r:.200}: {e}") from None
+    for key, (i, j), (_, _, shape) in zip(model._keys, model._index(), model._params):
+        v = np.ascontiguousarray(momenta[key], dtype=np.float32)
+        if v.shape != tuple(shape) or not np.isfinite(v).all():
+            raise DataFormatError(f"{path}: momentum of {key} has shape {v.shape} (expected "
+                                  f"{tuple(shape)}) or holds NaN/inf")
+        model._net.set(i, j, v, "velocity")
+    return opt
