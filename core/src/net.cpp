@@ -135,6 +135,17 @@ void grow(std::vector<std::pair<Place, size_t>>& sizes, Place place, size_t n) {
 
 }  // namespace
 
+void Net::plan_fusion() {
+  fused_.assign(layers_.size(), false);
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    Layer& a = *layers_[i];
+    const bool fuse = a.can_fuse_relu() && layers_[i + 1]->kind() == "ReLU" &&
+                      layers_[i + 1]->place() == a.place();
+    a.set_fused_relu(fuse);
+    fused_[i + 1] = fuse;
+  }
+}
+
 bool Net::reserve_at(Buffer& b, size_t count, Place place) {
 #ifdef HC_WITH_CUDA
   if (place.device == Device::CUDA) {
@@ -164,7 +175,7 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
     if (layers_[i]->is_view()) continue;
     const Shape& xs = i == 0 ? in : shapes[i - 1];
     const Place p = layers_[i]->place();
-    moved |= reserve_at(out_bufs_[i], shapes[i].numel(), p);
+    if (!fused_[i]) moved |= reserve_at(out_bufs_[i], shapes[i].numel(), p);
     if (i > 0 && act_place(i - 1) != p)  // the input crosses from another place
       moved |= reserve_at(in_stage_[i], xs.numel(), p);
     grow(acts, p, std::max(xs.numel(), shapes[i].numel()));
@@ -187,7 +198,7 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
   for (size_t i = 0; i < L; ++i) {
     ins_[i].shape = i == 0 ? in : shapes[i - 1];
     outs_[i].shape = shapes[i];
-    if (layers_[i]->is_view()) continue;
+    if (layers_[i]->is_view() || fused_[i]) continue;  // set by run_forward
     outs_[i].data = out_bufs_[i].data();
     if (i > 0 && act_place(i - 1) != layers_[i]->place()) ins_[i].data = in_stage_[i].data();
   }
@@ -199,6 +210,7 @@ void Net::prepare(const Shape& in) {
   if (in.ndim < 2 || in[0] <= 0)
     fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
   output_shape(in);  // validates the chain before anything is allocated
+  plan_fusion();
   const int threads = max_threads();
   std::vector<Shape> shapes;
   Shape s = in;
@@ -325,7 +337,7 @@ void Net::run_forward() {
       else
         copy_floats(ins_[i].data, layer.place(), prev.data, act_place(i - 1), prev.numel());
     }
-    if (layer.is_view()) {
+    if (layer.is_view() || fused_[i]) {  // the data is already there
       outs_[i].data = ins_[i].data;
       continue;
     }
@@ -433,7 +445,7 @@ int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
   const int device = single_cuda_device();
   if (device < 0 || device != data.place().index)
     fail_value("training on a data set held on " + data.place().str() +
-               " needs the whole model there");
+               " needs the whole model on " + data.place().str());
   if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
   data.check_indices(idx, n);
   Shape in = data.shape();

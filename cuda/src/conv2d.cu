@@ -90,7 +90,8 @@ size_t Conv2d::workspace_size_cuda(const Shape& in) const {
 }
 
 void Conv2d::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
-  conv2d_forward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), bias(), y.data, ws, stream);
+  (fused_relu_ ? conv2d_relu_forward_cuda : conv2d_forward_cuda)(
+      geom(x.shape), x.shape[0], M_, x.data, weight(), bias(), y.data, ws, stream);
 }
 
 void Conv2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,

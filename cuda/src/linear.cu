@@ -66,8 +66,9 @@ size_t Linear::workspace_size_cuda(const Shape& in) const {
 }
 
 void Linear::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
-  linear_forward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(),
-                      params_[1].value.data(), y.data, ws, stream);
+  (fused_relu_ ? linear_relu_forward_cuda : linear_forward_cuda)(
+      x.shape[0], I_, O_, x.data, params_[0].value.data(), params_[1].value.data(), y.data, ws,
+      stream);
 }
 
 void Linear::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,

@@ -10,84 +10,97 @@ namespace hc {
 
 namespace {
 
+// Index arithmetic runs in I: 32-bit integers whenever the tensor allows (64-bit division is
+// many instructions on a GPU), 64-bit otherwise.
+
 // Index in the plane of the window's first maximum; a NaN wins (maxpool2d.cpp's rule).
-__device__ __forceinline__ int64_t window_argmax(const float* plane, int64_t W, int64_t K,
-                                                 int64_t stride, int64_t oh, int64_t ow) {
-  int64_t best = oh * stride * W + ow * stride;
+template <typename I>
+__device__ __forceinline__ I window_argmax(const float* plane, I W, I K, I stride, I oh, I ow) {
+  I best = oh * stride * W + ow * stride;
   float v = plane[best];
-  for (int64_t kh = 0; kh < K; ++kh) {
-    const int64_t row = (oh * stride + kh) * W + ow * stride;
-    for (int64_t kw = 0; kw < K; ++kw) {
+  for (I kh = 0; kh < K; ++kh) {
+    const I row = (oh * stride + kh) * W + ow * stride;
+    for (I kw = 0; kw < K; ++kw) {
       const float u = plane[row + kw];
-      if (u > v || (u != u && v == v)) {
-        v = u;
-        best = row + kw;
-      }
+      const bool take = (u > v) | ((u != u) & (v == v));
+      best = take ? row + kw : best;
+      v = take ? u : v;
     }
   }
   return best;
 }
 
-__global__ void maxpool_forward_kernel(int64_t P, int64_t H, int64_t W, int64_t K,
-                                       int64_t stride, int64_t Ho, int64_t Wo,
+template <typename I>
+__global__ void maxpool_forward_kernel(I P, I H, I W, I K, I stride, I Ho, I Wo,
                                        const float* __restrict__ x, float* __restrict__ y) {
-  const int64_t total = P * Ho * Wo;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t ow = idx % Wo, oh = (idx / Wo) % Ho, p = idx / (Wo * Ho);
-    const float* plane = x + p * H * W;
-    y[idx] = plane[window_argmax(plane, W, K, stride, oh, ow)];
+  const I total = P * Ho * Wo;
+  for (I idx = blockIdx.x * (I)blockDim.x + threadIdx.x; idx < total;
+       idx += (I)gridDim.x * blockDim.x) {
+    const I ow = idx % Wo, oh = (idx / Wo) % Ho, p = idx / (Wo * Ho);
+    const float* plane = x + static_cast<int64_t>(p) * H * W;
+    y[idx] = plane[window_argmax<I>(plane, W, K, stride, oh, ow)];
   }
 }
 
 // One thread per input pixel: the sum, over the windows that hold it in (oh, ow) order, of the
 // gradients of those whose first maximum it is.
-__global__ void maxpool_backward_kernel(int64_t P, int64_t H, int64_t W, int64_t K,
-                                        int64_t stride, int64_t Ho, int64_t Wo,
+template <typename I>
+__global__ void maxpool_backward_kernel(I P, I H, I W, I K, I stride, I Ho, I Wo,
                                         const float* __restrict__ x,
                                         const float* __restrict__ dy, float* __restrict__ dx) {
-  const int64_t total = P * H * W;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t iw = idx % W, ih = (idx / W) % H, p = idx / (W * H);
-    const float* plane = x + p * H * W;
-    const int64_t me = ih * W + iw;
+  const I total = P * H * W;
+  for (I idx = blockIdx.x * (I)blockDim.x + threadIdx.x; idx < total;
+       idx += (I)gridDim.x * blockDim.x) {
+    const I iw = idx % W, ih = (idx / W) % H, p = idx / (W * H);
+    const float* plane = x + static_cast<int64_t>(p) * H * W;
+    const I me = ih * W + iw;
     // windows oh with oh*stride <= ih < oh*stride + K
-    const int64_t oh_lo = ih >= K ? (ih - K) / stride + 1 : 0, oh_hi = min(Ho - 1, ih / stride);
-    const int64_t ow_lo = iw >= K ? (iw - K) / stride + 1 : 0, ow_hi = min(Wo - 1, iw / stride);
+    const I oh_lo = ih >= K ? (ih - K) / stride + 1 : 0, oh_hi = min(Ho - 1, ih / stride);
+    const I ow_lo = iw >= K ? (iw - K) / stride + 1 : 0, ow_hi = min(Wo - 1, iw / stride);
     float s = 0.f;
-    for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
-      for (int64_t ow = ow_lo; ow <= ow_hi; ++ow)
-        if (window_argmax(plane, W, K, stride, oh, ow) == me) s += dy[(p * Ho + oh) * Wo + ow];
+    for (I oh = oh_lo; oh <= oh_hi; ++oh)
+      for (I ow = ow_lo; ow <= ow_hi; ++ow)
+        if (window_argmax<I>(plane, W, K, stride, oh, ow) == me) s += dy[(p * Ho + oh) * Wo + ow];
     dx[idx] = s;
   }
 }
+
+void check_window(const char* fn, int64_t H, int64_t W, int64_t K, int64_t stride) {
+  if (K <= 0 || stride <= 0 || H < K || W < K)
+    fail_value(std::string(fn) + ": window " + std::to_string(K) + " stride " +
+               std::to_string(stride) + " does not fit " + std::to_string(H) + "x" +
+               std::to_string(W));
+}
+
+bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
 
 }  // namespace
 
 void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                             const float* x, float* y, cudaStream_t stream) {
-  if (K <= 0 || stride <= 0 || H < K || W < K)
-    fail_value("maxpool2d_forward_cuda: window " + std::to_string(K) + " stride " +
-               std::to_string(stride) + " does not fit " + std::to_string(H) + "x" +
-               std::to_string(W));
+  check_window("maxpool2d_forward_cuda", H, W, K, stride);
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1, total = P * Ho * Wo;
   if (total <= 0) return;
-  maxpool_forward_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(P, H, W, K, stride, Ho,
-                                                                        Wo, x, y);
+  if (fits_int32(P * H * W))
+    maxpool_forward_kernel<int><<<op_blocks(total), kOpThreads, 0, stream>>>(
+        int(P), int(H), int(W), int(K), int(stride), int(Ho), int(Wo), x, y);
+  else
+    maxpool_forward_kernel<int64_t><<<op_blocks(total), kOpThreads, 0, stream>>>(
+        P, H, W, K, stride, Ho, Wo, x, y);
   HC_CUDA_CHECK_LAUNCH("maxpool_forward_kernel");
 }
 
 void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                              const float* x, const float* dy, float* dx, cudaStream_t stream) {
-  if (K <= 0 || stride <= 0 || H < K || W < K)
-    fail_value("maxpool2d_backward_cuda: window " + std::to_string(K) + " stride " +
-               std::to_string(stride) + " does not fit " + std::to_string(H) + "x" +
-               std::to_string(W));
+  check_window("maxpool2d_backward_cuda", H, W, K, stride);
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1, total = P * H * W;
   if (total <= 0) return;
-  maxpool_backward_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(P, H, W, K, stride, Ho,
-                                                                         Wo, x, dy, dx);
+  if (fits_int32(total))
+    maxpool_backward_kernel<int><<<op_blocks(total), kOpThreads, 0, stream>>>(
+        int(P), int(H), int(W), int(K), int(stride), int(Ho), int(Wo), x, dy, dx);
+  else
+    maxpool_backward_kernel<int64_t><<<op_blocks(total), kOpThreads, 0, stream>>>(
+        P, H, W, K, stride, Ho, Wo, x, dy, dx);
   HC_CUDA_CHECK_LAUNCH("maxpool_backward_kernel");
 }
 

@@ -24,6 +24,7 @@ class Conv2d : public Layer {
          int64_t padding);
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
+  bool can_fuse_relu() const override { return place_.device == Device::CUDA; }
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;

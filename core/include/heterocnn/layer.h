@@ -34,6 +34,11 @@ class Layer {
   size_t workspace_size(const Shape& in, int threads) const;
   // True when the output is the input reinterpreted (Flatten): no data moves either way.
   virtual bool is_view() const { return false; }
+  // True when forward can apply a ReLU that follows it (in its GEMM epilogue) on its place.
+  virtual bool can_fuse_relu() const { return false; }
+  // Set by the net: forward then writes relu(layer(x)), and the ReLU layer after it moves no
+  // data (its backward still runs: it needs only its output, which is this one's).
+  void set_fused_relu(bool on) { fused_relu_ = on; }
   // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
   virtual void init_params(Rng& rng);
 
@@ -65,6 +70,7 @@ class Layer {
   Param& add_param(const std::string& name, Shape shape);
   std::vector<Param> params_;
   Place place_{};
+  bool fused_relu_ = false;
 };
 
 // Builds a layer from the spec the Python side sends: kind and integer arguments

@@ -16,6 +16,7 @@ class Linear : public Layer {
   Linear(int64_t in_features, int64_t out_features);
   std::string kind() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
+  bool can_fuse_relu() const override { return place_.device == Device::CUDA; }
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;

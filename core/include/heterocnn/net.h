@@ -95,6 +95,8 @@ class Net {
   // The single CUDA device of a net whose every computing layer is on it, else -1.
   int single_cuda_device() const;
   void prepare(const Shape& in);
+  // Marks each ReLU that the layer before it on the same place can compute in its epilogue.
+  void plan_fusion();
   void allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads);
   // Sizes a buffer for this step: at once on the CPU; on a CUDA device as a request that
   // pack_arenas() lays out in that device's arena. True when the buffer moved.
@@ -110,6 +112,7 @@ class Net {
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> needs_dx_;  // some earlier layer has parameters
+  std::vector<bool> fused_;     // a ReLU computed by the layer before it (see Layer)
   LossKind loss_;
 
   // Sized by prepare() for in_shape_ and threads_.
