@@ -23,6 +23,8 @@ CONV_CASES = [  # N, C, H, W, M, K, stride, pad
     (2, 4, 10, 7, 7, 4, 2, 0),
     (1, 3, 5, 4, 2, 5, 1, 2),
     (16, 1, 28, 28, 6, 5, 1, 2),
+    (4, 6, 14, 14, 16, 5, 1, 0),   # lenet5 conv2
+    (2, 32, 14, 14, 64, 3, 1, 1),  # convnet conv3: dw through im2row with many channels
 ]
 
 
@@ -82,6 +84,7 @@ POOL_CASES = [  # N, C, H, W, K, stride
     (2, 2, 8, 8, 2, 1),
     (1, 1, 4, 4, 4, 4),
     (3, 4, 11, 6, 3, 3),
+    (2, 2, 5, 141, 2, 2),  # 2x2 fast path: a row longer than one chunk, odd H and W
 ]
 
 

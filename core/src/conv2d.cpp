@@ -63,16 +63,19 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       const float* dyn = dy + n * M * hw;
-      const float* xcol = x + n * in_n;
-      if (!col_is_input(g)) {
-        im2col_cpu(g, x + n * in_n, col);
-        xcol = col;
+      // dw += dy_n (M,HoWo) * col^T (HoWo,CKK). The windows are unrolled as rows (im2row), so
+      // that col^T is read in place, k-major, instead of being transposed into packed panels.
+      if (col_is_input(g)) {
+        sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, x + n * in_n, hw, 1.f, dw_t, ckk);
+      } else {
+        im2row_cpu(g, x + n * in_n, col);
+        sgemm(Trans::N, Trans::N, M, ckk, hw, 1.f, dyn, hw, col, ckk, 1.f, dw_t, ckk);
       }
-      // dw += dy_n (M,HoWo) * col^T (HoWo,CKK)
-      sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, xcol, hw, 1.f, dw_t, ckk);
       for (int64_t m = 0; m < M; ++m) {
+        const float* d = dyn + m * hw;
         float s = 0.f;
-        for (int64_t i = 0; i < hw; ++i) s += dyn[m * hw + i];
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < hw; ++i) s += d[i];
         db_t[m] += s;
       }
       if (dx) {

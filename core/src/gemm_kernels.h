@@ -74,10 +74,15 @@ void pack_panels(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, fl
     const float* src = x.p + (r0 + q) * x.ld + k0;
     const int64_t w = std::min<int64_t>(W, rows - q);
     int64_t k = 0;
-    if (w == W)
+    if (w == W) {
       for (; k + 8 <= kc; k += 8)
         for (int i = 0; i < W; ++i)
           for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * W + i] = src[i * x.ld + k + kk];
+    } else {  // the last, narrower panel: the same 8-k blocks over its w rows
+      for (; k + 8 <= kc; k += 8)
+        for (int64_t i = 0; i < w; ++i)
+          for (int kk = 0; kk < 8; ++kk) dst[(k + kk) * W + i] = src[i * x.ld + k + kk];
+    }
     for (int64_t i = 0; i < w; ++i)
       for (int64_t kk = k; kk < kc; ++kk) dst[kk * W + i] = src[i * x.ld + kk];
   }

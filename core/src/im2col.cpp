@@ -1,4 +1,4 @@
-// x (C,H,W) <-> col (C*K*K, Ho*Wo)
+// x (C,H,W) <-> col (C*K*K, Ho*Wo); x (C,H,W) -> row (Ho*Wo, C*K*K)
 #include "heterocnn/im2col.h"
 
 #include <algorithm>
@@ -77,6 +77,49 @@ void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
         }
       }
     }
+  }
+}
+
+namespace {
+
+// im2row with the kernel width as a template argument when it is small (KW > 0), so that each
+// window row is a run of straight moves; KW = 0 reads it from g.
+template <int KW>
+void im2row_rows(const ConvGeom& g, const float* x, float* row) {
+  const int64_t K = KW > 0 ? KW : g.K, s = g.stride, p = g.pad, ckk = g.col_rows();
+  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      float* out = row + (oh * g.Wo + ow) * ckk;
+      const int64_t iw0 = ow * s - p;
+      // Taps kw in [lo, hi) land inside the row: the window minus what hangs over the padding.
+      const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(K, g.W - iw0);
+      const bool inside = lo == 0 && hi == K;
+      for (int64_t c = 0; c < g.C; ++c) {
+        for (int64_t kh = 0; kh < K; ++kh, out += K) {
+          const int64_t ih = oh * s - p + kh;
+          if (ih < 0 || ih >= g.H || hi <= lo) {
+            for (int64_t kw = 0; kw < K; ++kw) out[kw] = 0.f;
+            continue;
+          }
+          const float* in = x + (c * g.H + ih) * g.W + iw0;
+          if (inside) {
+            for (int64_t kw = 0; kw < K; ++kw) out[kw] = in[kw];
+            continue;
+          }
+          for (int64_t kw = 0; kw < K; ++kw) out[kw] = kw >= lo && kw < hi ? in[kw] : 0.f;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void im2row_cpu(const ConvGeom& g, const float* x, float* row) {
+  switch (g.K) {
+    case 3: return im2row_rows<3>(g, x, row);
+    case 5: return im2row_rows<5>(g, x, row);
+    default: return im2row_rows<0>(g, x, row);
   }
 }
 

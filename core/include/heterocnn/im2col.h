@@ -2,6 +2,9 @@
 //   im2col: x (C,H,W) -> col (C*K*K, Ho*Wo), zero where the window hangs over the padding.
 //   col2im: col (C*K*K, Ho*Wo) -> x (C,H,W), the adjoint of im2col: x is overwritten with the
 //           sum of every col entry that im2col would have read from it.
+//   im2row: x (C,H,W) -> row (Ho*Wo, C*K*K), the transpose of im2col's matrix: each output
+//           position's window contiguous (the layout a GEMM reducing over positions reads
+//           without repacking).
 #pragma once
 #include <cstdint>
 
@@ -20,5 +23,6 @@ ConvGeom make_conv_geom(int64_t C, int64_t H, int64_t W, int64_t K, int64_t stri
 
 void im2col_cpu(const ConvGeom& g, const float* x, float* col);
 void col2im_cpu(const ConvGeom& g, const float* col, float* x);
+void im2row_cpu(const ConvGeom& g, const float* x, float* row);
 
 }  // namespace hc

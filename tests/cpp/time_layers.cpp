@@ -1,0 +1,130 @@
+// Times the CPU ops of the benchmark nets' layers (not a test): forward and backward of each
+// Conv2d, MaxPool2d and Linear of lenet5 and convnet at one batch size, best of repeated calls
+// (the minimum is what a shared machine's noise least disturbs), with GFLOP/s for the GEMM
+// layers. Usage: time_layers [batch=64] [min_seconds_per_op=0.2]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "heterocnn/conv2d.h"
+#include "heterocnn/linear.h"
+#include "heterocnn/maxpool2d.h"
+#include "heterocnn/parallel.h"
+
+namespace {
+
+std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::vector<float> v(n);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// Best seconds per call of f over repeated calls, running for at least min_s in all.
+double best_time(const std::function<void()>& f, double min_s) {
+  using clock = std::chrono::steady_clock;
+  f();  // warm-up: first-touch and pack buffers
+  double best = 1e30, total = 0;
+  int reps = 1;
+  while (total < min_s) {
+    const auto t0 = clock::now();
+    for (int r = 0; r < reps; ++r) f();
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    best = std::min(best, dt / reps);
+    total += dt;
+    if (dt < 0.002) reps *= 2;
+  }
+  return best;
+}
+
+void report(const std::string& what, double fwd_s, double bwd_s, double fwd_flops,
+            double bwd_flops) {
+  std::printf("%-28s fwd %8.1f us", what.c_str(), fwd_s * 1e6);
+  if (fwd_flops > 0) std::printf(" (%5.1f GF/s)", fwd_flops / fwd_s / 1e9);
+  else std::printf("              ");
+  std::printf("   bwd %8.1f us", bwd_s * 1e6);
+  if (bwd_flops > 0) std::printf(" (%5.1f GF/s)", bwd_flops / bwd_s / 1e9);
+  std::printf("\n");
+}
+
+void time_conv(const char* name, int64_t N, int64_t C, int64_t H, int64_t M, int64_t K,
+               int64_t pad, bool first, double min_s) {
+  const hc::ConvGeom g = hc::make_conv_geom(C, H, H, K, 1, pad);
+  const int threads = hc::max_threads();
+  auto x = random_floats(N * C * H * H, 1), w = random_floats(M * C * K * K, 2),
+       b = random_floats(M, 3), dy = random_floats(N * M * g.Ho * g.Wo, 4);
+  std::vector<float> y(dy.size()), dx(x.size()), dw(w.size()), db(M);
+  std::vector<float> ws(std::max(hc::conv2d_forward_workspace_cpu(g, M, threads),
+                                 hc::conv2d_backward_workspace_cpu(g, M, threads)) + 1);
+  const double f = best_time([&] {
+    hc::conv2d_forward_cpu(g, N, M, x.data(), w.data(), b.data(), y.data(), ws.data());
+  }, min_s);
+  const double bw = best_time([&] {
+    hc::conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), first ? nullptr : dx.data(),
+                            dw.data(), db.data(), ws.data());
+  }, min_s);
+  const double gemm = 2.0 * N * M * g.col_rows() * g.col_cols();
+  report(std::string(name) + (first ? " (no dx)" : ""), f, bw, gemm, gemm * (first ? 1 : 2));
+}
+
+void time_pool(const char* name, int64_t N, int64_t C, int64_t H, double min_s) {
+  auto x = random_floats(N * C * H * H, 1), dy = random_floats(N * C * (H / 2) * (H / 2), 2);
+  std::vector<float> y(dy.size()), dx(x.size());
+  const double f = best_time([&] {
+    hc::maxpool2d_forward_cpu(N * C, H, H, 2, 2, x.data(), y.data());
+  }, min_s);
+  const double bw = best_time([&] {
+    hc::maxpool2d_backward_cpu(N * C, H, H, 2, 2, x.data(), dy.data(), dx.data());
+  }, min_s);
+  report(name, f, bw, 0, 0);
+}
+
+void time_linear(const char* name, int64_t N, int64_t I, int64_t O, bool first, double min_s) {
+  auto x = random_floats(N * I, 1), w = random_floats(O * I, 2), b = random_floats(O, 3),
+       dy = random_floats(N * O, 4);
+  std::vector<float> y(N * O), dx(x.size()), dw(w.size()), db(O);
+  const double f = best_time([&] {
+    hc::linear_forward_cpu(N, I, O, x.data(), w.data(), b.data(), y.data());
+  }, min_s);
+  const double bw = best_time([&] {
+    hc::linear_backward_cpu(N, I, O, x.data(), w.data(), dy.data(), first ? nullptr : dx.data(),
+                            dw.data(), db.data());
+  }, min_s);
+  const double gemm = 2.0 * N * I * O;
+  report(std::string(name) + (first ? " (no dx)" : ""), f, bw, gemm, gemm * (first ? 1 : 2));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t N = argc > 1 ? std::atoll(argv[1]) : 64;
+  const double min_s = argc > 2 ? std::atof(argv[2]) : 0.2;
+  std::printf("batch %lld, %d threads, best of repeated calls\n", (long long)N, hc::max_threads());
+  std::printf("lenet5\n");
+  time_conv("conv1 1->6 k5 p2 28x28", N, 1, 28, 6, 5, 2, true, min_s);
+  time_pool("pool1 6x28x28", N, 6, 28, min_s);
+  time_conv("conv2 6->16 k5 14x14", N, 6, 14, 16, 5, 0, false, min_s);
+  time_pool("pool2 16x10x10", N, 16, 10, min_s);
+  time_linear("fc1 400->120", N, 400, 120, false, min_s);
+  time_linear("fc2 120->84", N, 120, 84, false, min_s);
+  time_linear("fc3 84->10", N, 84, 10, false, min_s);
+  std::printf("convnet\n");
+  time_conv("conv1 1->32 k3 p1 28x28", N, 1, 28, 32, 3, 1, true, min_s);
+  time_conv("conv2 32->32 k3 p1 28x28", N, 32, 28, 32, 3, 1, false, min_s);
+  time_pool("pool1 32x28x28", N, 32, 28, min_s);
+  time_conv("conv3 32->64 k3 p1 14x14", N, 32, 14, 64, 3, 1, false, min_s);
+  time_conv("conv4 64->64 k3 p1 14x14", N, 64, 14, 64, 3, 1, false, min_s);
+  time_pool("pool2 64x14x14", N, 64, 14, min_s);
+  time_linear("fc1 3136->256", N, 3136, 256, false, min_s);
+  time_linear("fc2 256->10", N, 256, 10, false, min_s);
+  std::printf("mlp\n");
+  time_linear("fc1 784->256 (first)", N, 784, 256, true, min_s);
+  time_linear("fc2 256->128", N, 256, 128, false, min_s);
+  time_linear("fc3 128->10", N, 128, 10, false, min_s);
+}
