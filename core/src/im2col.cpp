@@ -25,10 +25,12 @@ inline void valid_range(int64_t kw, int64_t pad, int64_t stride, int64_t W, int6
   lo = std::min(lo, hi);
 }
 
-}  // namespace
-
-void im2col_cpu(const ConvGeom& g, const float* x, float* col) {
-  const int64_t K = g.K, s = g.stride, p = g.pad;
+// im2col and col2im with the stride as a template argument when it is 1 (S = 1), so that the
+// row copies and sums are plain unit-stride loops the compiler vectorises (short rows: no call
+// to memcpy); S = 0 reads the stride from g.
+template <int S>
+void im2col_rows(const ConvGeom& g, const float* x, float* col) {
+  const int64_t K = g.K, s = S > 0 ? S : g.stride, p = g.pad;
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < K; ++kh) {
@@ -37,20 +39,16 @@ void im2col_cpu(const ConvGeom& g, const float* x, float* col) {
         int64_t lo, hi;
         valid_range(kw, p, s, g.W, g.Wo, lo, hi);
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          float* out = row + oh * g.Wo;
+          float* __restrict out = row + oh * g.Wo;
           const int64_t ih = oh * s - p + kh;
           if (ih < 0 || ih >= g.H) {
-            std::memset(out, 0, g.Wo * sizeof(float));
+            for (int64_t ow = 0; ow < g.Wo; ++ow) out[ow] = 0.f;
             continue;
           }
           // Row ih shifted by kw - pad: in[ow*s] is x[c, ih, ow*s - pad + kw] for ow in [lo, hi).
-          const float* in = xc + ih * g.W + (kw - p);
+          const float* __restrict in = xc + ih * g.W + (kw - p);
           for (int64_t ow = 0; ow < lo; ++ow) out[ow] = 0.f;
-          if (s == 1) {
-            if (hi > lo) std::memcpy(out + lo, in + lo, (hi - lo) * sizeof(float));
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * s];
-          }
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * s];
           for (int64_t ow = hi; ow < g.Wo; ++ow) out[ow] = 0.f;
         }
       }
@@ -58,8 +56,9 @@ void im2col_cpu(const ConvGeom& g, const float* x, float* col) {
   }
 }
 
-void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
-  const int64_t K = g.K, s = g.stride, p = g.pad;
+template <int S>
+void col2im_rows(const ConvGeom& g, const float* col, float* x) {
+  const int64_t K = g.K, s = S > 0 ? S : g.stride, p = g.pad;
   std::memset(x, 0, g.C * g.H * g.W * sizeof(float));
   for (int64_t c = 0; c < g.C; ++c) {
     float* xc = x + c * g.H * g.W;
@@ -71,13 +70,23 @@ void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
           const int64_t ih = oh * s - p + kh;
           if (ih < 0 || ih >= g.H) continue;
-          const float* in = row + oh * g.Wo;
-          float* out = xc + ih * g.W + kw - p;
+          const float* __restrict in = row + oh * g.Wo;
+          float* __restrict out = xc + ih * g.W + kw - p;
           for (int64_t ow = lo; ow < hi; ++ow) out[ow * s] += in[ow];
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void im2col_cpu(const ConvGeom& g, const float* x, float* col) {
+  g.stride == 1 ? im2col_rows<1>(g, x, col) : im2col_rows<0>(g, x, col);
+}
+
+void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
+  g.stride == 1 ? col2im_rows<1>(g, col, x) : col2im_rows<0>(g, col, x);
 }
 
 namespace {
