@@ -188,7 +188,7 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
   for (auto& [p, n] : ws) moved |= reserve_at(workspace_.at(p), n, p);
 #ifdef HC_WITH_CUDA
   moved |= pack_arenas();
-  if (moved) cuda_.reset();  // captured graphs hold the old addresses
+  if (moved) forget_addresses();
 #endif
   (void)moved;
 

@@ -179,6 +179,7 @@ float* input_slot(Buffer& stage, int slot) { return stage.data() + slot * (stage
 void ensure_sgd_table(DeviceStep& ds, std::vector<std::unique_ptr<Layer>>& layers) {
   if (ds.table_count >= 0) return;
   std::vector<SgdTensorCuda> table;
+  ds.max_n = 0;
   for (auto& layer : layers) {
     if (layer->place() != Place{Device::CUDA, ds.device}) continue;
     for (Param& p : layer->params()) {
@@ -335,6 +336,12 @@ int Net::launch_step_cuda(int device, int slot, LossResult* out) {
   ds.running = slot;
   ds.next = (slot + 1) % kSlots;
   return reported;
+}
+
+void Net::forget_addresses() {
+  if (!cuda_) return;
+  cuda_->drop_graphs();
+  for (DeviceStep& ds : cuda_->devices) ds.table_count = -1;
 }
 
 int Net::finish_steps_cuda(LossResult* out) {

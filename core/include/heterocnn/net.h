@@ -155,6 +155,9 @@ class Net {
                              const SgdConfig& cfg, LossResult* out);
   int launch_step_cuda(int device, int slot, LossResult* out);
   int finish_steps_cuda(LossResult* out);
+  // Buffers moved: drop the captured graphs and SGD tables that hold their old addresses
+  // (a step still running keeps its result for the next report).
+  void forget_addresses();
   std::unique_ptr<CudaStepState, CudaStepStateDeleter> cuda_;
 #endif
 };
