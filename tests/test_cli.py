@@ -3,27 +3,24 @@
 import subprocess
 import sys
 
-import numpy as np
-
 import heterocnn as hc
 from heterocnn.cli import main
 
 
 def test_train_and_save(tmp_path, capsys):
-    out = tmp_path / "weights.npz"
+    out = tmp_path / "ckpt.safetensors"
     rc = main(["--model", "mlp", "--epochs", "1", "--sample", "--threads", "2",
                "--save", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "embedded Fashion-MNIST sample" in text
     assert "epoch 1: loss" in text and "test accuracy: 0." in text
-    saved = np.load(out)
-    model = hc.models.mlp()
-    model.load_state_dict(dict(saved))
+    model, _, meta = hc.load(out)
+    assert meta["epoch"] == 1
     acc = float(text.split("test accuracy: ")[1].split()[0])
     test = hc.datasets.fashion_mnist("test", sample=True)
     assert abs(hc.evaluate(model, test) - acc) < 1e-4
-    assert [p.name for p in tmp_path.iterdir()] == ["weights.npz"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]  # no temporary file left
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):
@@ -38,5 +35,5 @@ def test_module_entry_point_help():
                        text=True, timeout=60)
     assert r.returncode == 0
     for flag in ("--model", "--epochs", "--batch-size", "--lr", "--momentum", "--seed", "--data",
-                 "--device", "--threads", "--save"):
+                 "--device", "--threads", "--save", "--resume", "--on-nan"):
         assert flag in r.stdout

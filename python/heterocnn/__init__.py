@@ -9,7 +9,7 @@ from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DType
                      HeteroCNNError, InvalidValueError, ShapeError, StateDictError)
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .optim import SGD
-from .training import evaluate, fit, predict
+from .training import NonFiniteError, check_memory, estimate_memory, evaluate, fit, predict
 
 __version__ = _core_build_info()["version"]
 
@@ -31,8 +31,8 @@ def cuda_available():
 
 __all__ = [
     "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
-    "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
-    "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info",
-    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "evaluate", "fit", "load",
+    "Flatten", "HeteroCNNError", "NonFiniteError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
+    "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info", "check_memory",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "estimate_memory", "evaluate", "fit", "load",
     "models", "predict", "save", "set_threads",
 ]

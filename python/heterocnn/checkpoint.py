@@ -24,6 +24,7 @@ import numpy as np
 
 from . import nn
 from .errors import DataFormatError, HeteroCNNError, InvalidValueError
+from .training import _param_shapes
 
 FORMAT = "heterocnn-checkpoint-1"
 MOMENTUM = "optimizer.momentum."
@@ -161,16 +162,6 @@ def _json(path, metadata, key):
         return json.loads(metadata[key])
     except (ValueError, RecursionError) as e:
         raise DataFormatError(f"{path}: metadata {key!r} is not JSON: {e}") from None
-
-
-def _param_shapes(layer):
-    """The parameter shapes a layer spec implies, in state_dict order."""
-    if isinstance(layer, nn.Linear):
-        return [(layer.out_features, layer.in_features), (layer.out_features,)]
-    if isinstance(layer, nn.Conv2d):
-        k = layer.kernel_size
-        return [(layer.out_channels, layer.in_channels, k, k), (layer.out_channels,)]
-    return []
 
 
 def _rebuild(path, arch, tensors):

@@ -1,6 +1,8 @@
 """The main job: train a network on Fashion-MNIST and print its test accuracy.
 
     heterocnn-train --model lenet5 --epochs 5        (also: python -m heterocnn, apps/train_mnist.py)
+    heterocnn-train --epochs 10 --save ckpt.safetensors --resume ckpt.safetensors
+        (a checkpoint after every epoch; rerun the same line to continue an interrupted run)
 """
 
 import argparse
@@ -12,6 +14,7 @@ import numpy as np
 
 from . import datasets
 from ._core import set_threads
+from .checkpoint import load
 from .errors import HeteroCNNError
 from .models import MODELS
 from .optim import SGD
@@ -36,28 +39,30 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--save", metavar="PATH", default=None,
-                   help="write the trained weights (state_dict) to PATH as .npz")
+                   help="write a checkpoint (safetensors: weights, momentum, epoch, RNG state) "
+                        "to PATH after every epoch")
+    p.add_argument("--resume", metavar="PATH", default=None,
+                   help="continue the run checkpointed in PATH (if it exists) up to --epochs; "
+                        "model and optimizer settings come from the checkpoint")
+    p.add_argument("--on-nan", choices=("raise", "skip"), default="raise",
+                   help="on a NaN/inf loss or gradient: stop with an error (default) or skip "
+                        "the step")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
-def save_weights(model, path):
-    """state_dict as an .npz (no pickle), written to a temporary file and renamed over
-    ``path``, so an interrupted save never leaves a half-written file."""
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        path += ".npz"
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **model.state_dict())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+def build(args):
+    """(model, optimizer, resume meta or None): from the --resume checkpoint when it exists,
+    else fresh from the arguments."""
+    if args.resume and os.path.exists(args.resume):
+        model, opt, meta = load(args.resume)
+        if opt is None:
+            raise SystemExit(f"--resume {args.resume}: the checkpoint has no optimizer state")
+        print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
+        return model.to(args.device), opt, meta
+    model = MODELS[args.model](seed=args.seed).to(args.device)
+    opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    return model, opt, None
 
 
 def main(argv=None):
@@ -70,11 +75,10 @@ def main(argv=None):
         print(datasets.fashion_mnist_source(args.data, sample=args.sample))
         train = datasets.fashion_mnist("train", path=args.data, sample=args.sample)
         test = datasets.fashion_mnist("test", path=args.data, sample=args.sample)
-        model = MODELS[args.model](seed=args.seed).to(args.device)
-        opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-        print(f"model {args.model} on {args.device}: {sum(np.prod(s) for _, s in model.parameters()):,} "
-              f"parameters; {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
-              f"momentum {args.momentum}")
+        model, opt, resume = build(args)
+        print(f"model {args.model if resume is None else 'from checkpoint'} on "
+              f"{args.device}: {sum(np.prod(s) for _, s in model.parameters()):,} parameters; "
+              f"{args.epochs} epochs, batch {args.batch_size}, {opt}")
 
         def report(epoch, history):
             print(f"epoch {epoch + 1}: loss {history['loss'][-1]:.4f}  train acc "
@@ -82,12 +86,15 @@ def main(argv=None):
                   f"{history['images_per_s'][-1]:,.0f} images/s", flush=True)
 
         start = time.perf_counter()
-        fit(model, opt, train, args.epochs, args.batch_size, val=test, seed=args.seed,
-            progress=not args.no_progress, on_epoch_end=report)
+        history = fit(model, opt, train, args.epochs, args.batch_size, val=test,
+                      seed=args.seed, progress=not args.no_progress, on_epoch_end=report,
+                      checkpoint=args.save, resume=resume, on_nan=args.on_nan)
         print(f"trained in {time.perf_counter() - start:.1f} s")
+        if sum(history["skipped_steps"]):
+            print(f"skipped steps (NaN/inf): {history['skipped_steps']}")
         print(f"test accuracy: {evaluate(model, test):.4f}")
         if args.save:
-            print(f"weights saved to {save_weights(model, args.save)}")
+            print(f"checkpoint saved to {args.save}")
     except (HeteroCNNError, FileNotFoundError) as e:
         print(f"heterocnn-train: error: {e}", file=sys.stderr)
         return 2
