@@ -99,14 +99,19 @@ def test_bad_inputs_to_save(tmp_path):
         hc.load(tmp_path / "missing.safetensors")
 
 
-@pytest.fixture(scope="module")
-def good_bytes():
+def checkpoint_bytes():
+    """A valid training checkpoint of small_model, as bytes."""
     model, opt = trained()
     with tempfile.TemporaryDirectory() as d:
         hc.save(model, os.path.join(d, "c"), opt, epoch=1, step=3,
                 rng=np.random.default_rng(0).bit_generator.state)
         with open(os.path.join(d, "c"), "rb") as f:
             return f.read()
+
+
+@pytest.fixture(scope="module")
+def good_bytes():
+    return checkpoint_bytes()
 
 
 def split(blob):

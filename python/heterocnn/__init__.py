@@ -7,6 +7,7 @@ from ._core import build_info as _core_build_info, cuda_device, cuda_device_coun
 from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
                      HeteroCNNError, InvalidValueError, ShapeError, StateDictError)
+from .onnx_export import export_onnx
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .optim import SGD
 from .training import NonFiniteError, check_memory, estimate_memory, evaluate, fit, predict
@@ -33,6 +34,6 @@ __all__ = [
     "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError", "DTypeError",
     "Flatten", "HeteroCNNError", "NonFiniteError", "InvalidValueError", "Linear", "MaxPool2d", "Module", "ReLU",
     "SGD", "Sequential", "ShapeError", "Sigmoid", "StateDictError", "build_info", "check_memory",
-    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "estimate_memory", "evaluate", "fit", "load",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "estimate_memory", "evaluate", "export_onnx", "fit", "load",
     "models", "predict", "save", "set_threads",
 ]

@@ -1,6 +1,15 @@
 """Moving models to and from PyTorch. torch is imported only when these are called (the
-``bench`` extra installs it); heterocnn itself never needs it."""
+``test`` and ``bench`` extras install it); heterocnn itself never needs it.
 
+Through files: ``hc.save(model, path)`` writes safetensors that
+``torch_model.load_state_dict(safetensors.torch.load_file(path))`` takes as they are; a
+training checkpoint (saved with an optimizer) also holds ``"optimizer.momentum.*"`` tensors,
+which ``torch_state_dict(path)`` leaves out. The other way, a file from
+``safetensors.torch.save_file(torch_model.state_dict(), path)`` loads with
+``hc.load(path, model=the_equivalent_heterocnn_model)``.
+"""
+
+from .checkpoint import MOMENTUM
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
 
 
@@ -37,3 +46,15 @@ def torch_loss(model):
     import torch
 
     return torch.nn.BCEWithLogitsLoss() if model.loss == "bce" else torch.nn.CrossEntropyLoss()
+
+
+def torch_state_dict(path):
+    """The model tensors of a heterocnn checkpoint as torch tensors, for
+    ``load_state_dict(strict=True)`` of the equivalent torch.nn.Sequential (the optimizer's
+    tensors left out). The file is validated as hc.load does."""
+    import torch
+
+    from .checkpoint import read_safetensors
+
+    tensors, _ = read_safetensors(path)
+    return {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(MOMENTUM)}

@@ -1,0 +1,61 @@
+"""ONNX export: the model's inference graph (logits, no loss) built with onnx.helper from
+Conv, Relu, Sigmoid, MaxPool, Flatten and Gemm, weights as initializers, batch dim dynamic."""
+
+import numpy as np
+
+from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
+
+OPSET = 17
+
+
+def _node(layer, i, x):
+    """(ONNX nodes, output name) of layer i applied to tensor ``x``; its parameters are the
+    initializers "i.weight" and "i.bias"."""
+    from onnx import helper
+
+    y = f"layer{i}"
+    if isinstance(layer, Conv2d):
+        k, p = layer.kernel_size, layer.padding
+        return [helper.make_node("Conv", [x, f"{i}.weight", f"{i}.bias"], [y],
+                                 kernel_shape=[k, k], strides=[layer.stride] * 2,
+                                 pads=[p, p, p, p])], y
+    if isinstance(layer, Linear):  # x @ W.T + b
+        return [helper.make_node("Gemm", [x, f"{i}.weight", f"{i}.bias"], [y], transB=1)], y
+    if isinstance(layer, MaxPool2d):
+        k = layer.kernel_size
+        return [helper.make_node("MaxPool", [x], [y], kernel_shape=[k, k],
+                                 strides=[layer.stride] * 2)], y
+    if isinstance(layer, Flatten):
+        return [helper.make_node("Flatten", [x], [y], axis=1)], y
+    if isinstance(layer, ReLU):
+        return [helper.make_node("Relu", [x], [y])], y
+    if isinstance(layer, Sigmoid):
+        return [helper.make_node("Sigmoid", [x], [y])], y
+    raise TypeError(f"no ONNX export for {layer!r}")
+
+
+def export_onnx(model, path, input_shape=(1, 28, 28)):
+    """Write ``model`` as an ONNX file at ``path``: input "input" (batch, *input_shape) float32,
+    output "logits" (batch, outputs). ``input_shape`` is one sample's shape (C, H, W) or
+    (features,). Checked with onnx.checker; returns ``path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    out_dim = model.output_shape((1,) + tuple(input_shape))[1]
+    weights = model.state_dict()
+    nodes, x = [], "input"
+    for i, layer in enumerate(model.layers):
+        new, x = _node(layer, i, x)
+        nodes += new
+    nodes.append(helper.make_node("Identity", [x], ["logits"]))
+    graph = helper.make_graph(
+        nodes, "heterocnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       ["batch", *map(int, input_shape)])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", out_dim])],
+        [numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in weights.items()])
+    proto = helper.make_model(graph, producer_name="heterocnn",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+    return path
