@@ -20,8 +20,11 @@ size_t col_size(const ConvGeom& g) {
 
 }  // namespace
 
-size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t, int threads) {
-  return col_is_input(g) ? 0 : col_size(g) * threads;
+size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
+  // [w | b], and per thread the unrolled sample with a row of ones below it.
+  return col_is_input(g) ? 0
+                         : static_cast<size_t>(M * (g.col_rows() + 1)) +
+                               (col_size(g) + static_cast<size_t>(g.col_cols())) * threads;
 }
 
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
@@ -32,17 +35,30 @@ size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) 
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
                         const float* b, float* y, float* ws) {
   const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W;
+  if (col_is_input(g)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      float* yn = y + n * M * hw;
+      for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
+      sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, x + n * in_n, hw, 1.f, yn, hw);
+    }
+    return;
+  }
+  // y_n = [w | b] (M,CKK+1) * [col(x_n); 1] (CKK+1,HoWo): the bias is one more step of the
+  // GEMM's reduction, so y is written once (no bias fill, no read-back of C).
+  const int64_t kb = ckk + 1;
+  float* wb = ws;
+  for (int64_t m = 0; m < M; ++m) {
+    std::copy(w + m * ckk, w + (m + 1) * ckk, wb + m * kb);
+    wb[m * kb + ckk] = b[m];
+  }
+  float* cols = ws + M * kb;
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
-    const float* col = x + n * in_n;
-    if (!col_is_input(g)) {
-      float* mine = ws + thread_id() * col_size(g);
-      im2col_cpu(g, x + n * in_n, mine);
-      col = mine;
-    }
-    float* yn = y + n * M * hw;
-    for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
-    sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, col, hw, 1.f, yn, hw);
+    float* col = cols + thread_id() * (col_size(g) + hw);
+    im2col_cpu(g, x + n * in_n, col);
+    std::fill(col + ckk * hw, col + kb * hw, 1.f);
+    sgemm(Trans::N, Trans::N, M, hw, kb, 1.f, wb, kb, col, hw, 0.f, y + n * M * hw, hw);
   }
 }
 
