@@ -163,3 +163,17 @@ def test_reference_im2col_and_col2im_are_adjoint(rng):
     col = im = ref.im2col(x, 3, 2, 1)
     c = rng.standard_normal(col.shape)
     assert abs((im * c).sum() - (x * ref.col2im(c, x.shape, 3, 2, 1)).sum()) < 1e-9
+
+
+@pytest.mark.parametrize("K,stride", [(2, 2), (3, 2)])
+def test_maxpool2d_nan_wins_and_takes_the_gradient(K, stride):
+    # As in PyTorch, a NaN in a window is its maximum; the first NaN gets the gradient.
+    layer = core.CoreLayer("MaxPool2d", [K, stride])
+    x = np.zeros((1, 1, 4, 4), dtype=F32)
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 1, 0] = np.nan
+    x[0, 0, 1, 1] = 5
+    y = layer.forward(x)
+    assert np.isnan(y[0, 0, 0, 0])
+    dx, _ = layer.backward(x, y, np.full(y.shape, 2.0, dtype=F32))
+    assert dx[0, 0, 0, 1] == 2 and dx[0, 0, 1, 0] == 0 and dx[0, 0, 1, 1] == 0

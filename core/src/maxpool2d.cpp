@@ -41,25 +41,46 @@ inline void row_max(const float* plane, int64_t W, int64_t K, int64_t stride, in
   }
 }
 
-// The common 2x2, stride-2 window, with the taps in the same order as row_max (so the same
-// maximum wins): the two input rows of output row `oh` are read once, contiguously.
-// Returns in v the maxima and, with `arg`, the tap (0..3, kh * 2 + kw) of each first maximum.
-inline void row_max_2x2(const float* plane, int64_t W, int64_t oh, int64_t Wo, float* v,
+// The common 2x2, stride-2 window. The first maximum of taps (a, b, c, d) in row_max's order is
+// the first maximum of the top pair's and the bottom pair's first maxima (NaN included: the
+// first NaN wins either way), so each input row is reduced by pairs on its own: loops of one
+// stride-2 stream that the compiler vectorises (one loop over both rows is not vectorised, and
+// its branches mispredict on real activations).
+inline void pair_max(const float* __restrict r, int64_t n, float* __restrict v,
+                     int32_t* __restrict second) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float a = r[2 * j], b = r[2 * j + 1];
+    const bool take = replaces(b, a);
+    v[j] = take ? b : a;
+    second[j] = take;
+  }
+}
+
+// Maxima of the windows of output row oh, columns [0, n) with n <= kChunk, into v; with `arg`,
+// the tap (kh * 2 + kw) of each first maximum.
+inline void row_max_2x2(const float* plane, int64_t W, int64_t oh, int64_t n, float* v,
                         int32_t* arg) {
-  const float* r0 = plane + 2 * oh * W;
-  const float* r1 = r0 + W;
-  for (int64_t j = 0; j < Wo; ++j) {
-    const float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-    float m = a;
-    int32_t t = 0;
-    bool take = replaces(b, m);
-    m = take ? b : m, t = take ? 1 : t;
-    take = replaces(c, m);
-    m = take ? c : m, t = take ? 2 : t;
-    take = replaces(d, m);
-    m = take ? d : m, t = take ? 3 : t;
-    v[j] = m;
-    if (arg) arg[j] = t;
+  float top[kChunk], bottom[kChunk];
+  int32_t kt[kChunk], kb[kChunk];
+  pair_max(plane + 2 * oh * W, n, top, kt);
+  pair_max(plane + (2 * oh + 1) * W, n, bottom, kb);
+  for (int64_t j = 0; j < n; ++j) {
+    const bool take = replaces(bottom[j], top[j]);
+    v[j] = take ? bottom[j] : top[j];
+  }
+  if (arg)
+    for (int64_t j = 0; j < n; ++j)
+      arg[j] = replaces(bottom[j], top[j]) ? 2 + kb[j] : kt[j];
+}
+
+// Backward of one dx row of 2x2 windows: e[2j + kw] = g[j] where window j's maximum is tap
+// row_tap + kw, else 0 (one dx row per call: a loop the compiler vectorises).
+inline void spread_row(const float* __restrict g, const int32_t* __restrict arg, int32_t row_tap,
+                       int64_t n, float* __restrict e) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float gj = g[j];  // loaded unconditionally, so the selects need no branch
+    e[2 * j] = arg[j] == row_tap ? gj : 0.f;
+    e[2 * j + 1] = arg[j] == row_tap + 1 ? gj : 0.f;
   }
 }
 
@@ -73,7 +94,9 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
     for (int64_t oh = 0; oh < Ho; ++oh) {
       float* out = y + (p * Ho + oh) * Wo;
       if (K == 2 && stride == 2)
-        row_max_2x2(x + p * H * W, W, oh, Wo, out, nullptr);
+        for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk)
+          row_max_2x2(x + p * H * W + 2 * ow0, W, oh, std::min(kChunk, Wo - ow0), out + ow0,
+                      nullptr);
       else
         row_max(x + p * H * W, W, K, stride, oh, 0, Wo, out, nullptr);
     }
@@ -97,16 +120,8 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
           const int64_t n = std::min(kChunk, Wo - ow0);
           row_max_2x2(x + p * H * W + 2 * ow0, W, oh, n, v, arg);
           const float* g = dy + (p * Ho + oh) * Wo + ow0;
-          float* e0 = d0 + 2 * ow0;
-          float* e1 = d1 + 2 * ow0;
-          for (int64_t j = 0; j < n; ++j) {
-            const float gj = g[j];
-            const int32_t t = arg[j];
-            e0[2 * j] = t == 0 ? gj : 0.f;
-            e0[2 * j + 1] = t == 1 ? gj : 0.f;
-            e1[2 * j] = t == 2 ? gj : 0.f;
-            e1[2 * j + 1] = t == 3 ? gj : 0.f;
-          }
+          spread_row(g, arg, 0, n, d0 + 2 * ow0);
+          spread_row(g, arg, 2, n, d1 + 2 * ow0);
         }
         for (int64_t w = 2 * Wo; w < W; ++w) d0[w] = d1[w] = 0.f;
       }
