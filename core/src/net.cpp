@@ -156,18 +156,15 @@ bool Net::reserve_at(Buffer& b, size_t count, Place place) {
   return b.reserve(count, place);
 }
 
-void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
+std::vector<Net::BufferRequest> Net::plan_buffers(const Shape& in,
+                                                const std::vector<Shape>& shapes, int threads) {
   const size_t L = layers_.size();
-#ifdef HC_WITH_CUDA
-  // A step may still be running on a GPU: let it finish before any of its memory moves.
-  for (const Place& p : arenas_.places()) cuda::synchronize(p.index);
-#endif
-  bool moved = false;  // any buffer reallocated: captured graphs point at old memory
   out_bufs_.resize(L);
   in_stage_.resize(L);
+  std::vector<BufferRequest> plan;
   const Place input_at = act_place(0);
   // On a GPU the input has two slots: one step's batch goes up while the previous one runs.
-  if (input_at.device != Device::CPU) moved |= reserve_at(in_stage_[0], 2 * in.numel(), input_at);
+  if (input_at.device != Device::CPU) plan.push_back({&in_stage_[0], static_cast<size_t>(2 * in.numel()), input_at});
   // Per place: the largest activation (for the gradient buffers) and workspace, in floats.
   std::vector<std::pair<Place, size_t>> acts, ws;
   grow(acts, input_at, in.numel());
@@ -175,17 +172,55 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
     if (layers_[i]->is_view()) continue;
     const Shape& xs = i == 0 ? in : shapes[i - 1];
     const Place p = layers_[i]->place();
-    if (!fused_[i]) moved |= reserve_at(out_bufs_[i], shapes[i].numel(), p);
+    if (!fused_[i]) plan.push_back({&out_bufs_[i], static_cast<size_t>(shapes[i].numel()), p});
     if (i > 0 && act_place(i - 1) != p)  // the input crosses from another place
-      moved |= reserve_at(in_stage_[i], xs.numel(), p);
+      plan.push_back({&in_stage_[i], static_cast<size_t>(xs.numel()), p});
     grow(acts, p, std::max(xs.numel(), shapes[i].numel()));
     grow(ws, p, layers_[i]->workspace_size(xs, threads));
   }
   for (auto& [p, n] : acts) {
-    moved |= reserve_at(grad_a_.at(p), n, p);
-    moved |= reserve_at(grad_b_.at(p), n, p);
+    plan.push_back({&grad_a_.at(p), n, p});
+    plan.push_back({&grad_b_.at(p), n, p});
   }
-  for (auto& [p, n] : ws) moved |= reserve_at(workspace_.at(p), n, p);
+  for (auto& [p, n] : ws) plan.push_back({&workspace_.at(p), n, p});
+  return plan;
+}
+
+std::vector<Net::PlaceBytes> Net::step_bytes(const Shape& in) {
+  if (in.ndim < 2 || in[0] <= 0)
+    fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
+  output_shape(in);
+  plan_fusion();
+  std::vector<Shape> shapes;
+  Shape s = in;
+  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
+  std::vector<PlaceBytes> out;
+  auto at = [&](Place p) -> PlaceBytes& {
+    for (PlaceBytes& b : out)
+      if (b.place == p) return b;
+    out.push_back(PlaceBytes{p, 0, 0, 0});
+    return out.back();
+  };
+  for (auto& layer : layers_)
+    for (Param& p : layer->params()) at(layer->place()).parameters += 3 * p.shape.numel() * 4;
+  for (const BufferRequest& r : plan_buffers(in, shapes, max_threads())) {
+    PlaceBytes& b = at(r.place);
+    b.buffers += r.count * 4;
+    const bool fits = r.buffer->place() == r.place && r.buffer->size() >= r.count;
+    if (!fits) b.missing += r.count * 4;
+  }
+  return out;
+}
+
+void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
+  const size_t L = layers_.size();
+#ifdef HC_WITH_CUDA
+  // A step may still be running on a GPU: let it finish before any of its memory moves.
+  for (const Place& p : arenas_.places()) cuda::synchronize(p.index);
+#endif
+  bool moved = false;  // any buffer reallocated: captured graphs point at old memory
+  for (const BufferRequest& r : plan_buffers(in, shapes, threads))
+    moved |= reserve_at(*r.buffer, r.count, r.place);
 #ifdef HC_WITH_CUDA
   moved |= pack_arenas();
   if (moved) forget_addresses();

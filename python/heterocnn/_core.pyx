@@ -106,6 +106,11 @@ cdef extern from "heterocnn/net.h" namespace "hc":
     cdef cppclass Net:
         void set_profiling(cbool on)
         size_t arena_bytes(int device)
+        cppclass PlaceBytes:
+            PlaceBytes()
+            Place place
+            size_t parameters, buffers, missing
+        vector[PlaceBytes] step_bytes(const Shape& s) except +raise_py_error
         vector[LayerTimes] layer_times()
         Net(LossKind loss)
         void add(unique_ptr[Layer] layer) except +raise_py_error
@@ -238,6 +243,15 @@ cdef class CoreNet:
 
     def reset_momentum(self):
         self.net.get().reset_momentum()
+
+    def step_bytes(self, tuple in_shape):
+        """{place: (parameter bytes, step buffer bytes, bytes not allocated yet)} of a step
+        on input ``in_shape``, from the plan the step allocates by."""
+        out = {}
+        for b in self.net.get().step_bytes(to_shape(in_shape)):
+            place = "cpu" if b.place.device == Device.CPU else f"cuda:{b.place.index}"
+            out[place] = (b.parameters, b.buffers, b.missing)
+        return out
 
     def arena_bytes(self, int device):
         return self.net.get().arena_bytes(device)

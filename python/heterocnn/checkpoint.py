@@ -24,7 +24,6 @@ import numpy as np
 
 from . import nn
 from .errors import DataFormatError, HeteroCNNError, InvalidValueError
-from .training import _param_shapes
 
 FORMAT = "heterocnn-checkpoint-1"
 MOMENTUM = "optimizer.momentum."
@@ -174,7 +173,7 @@ def _rebuild(path, arch, tensors):
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):
-        for name, shape in zip(("weight", "bias"), _param_shapes(layer)):
+        for name, shape in zip(("weight", "bias"), layer.param_shapes()):
             key = f"{i}.{name}"
             if key not in tensors or tensors[key].shape != shape:
                 got = tensors[key].shape if key in tensors else "nothing"

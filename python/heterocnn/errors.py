@@ -38,3 +38,12 @@ class DeviceError(HeteroCNNError, RuntimeError):
 
 class DeviceOutOfMemoryError(HeteroCNNError, MemoryError):
     """An allocation on the host or a device failed; the message states the bytes."""
+
+
+class NonFiniteError(HeteroCNNError, FloatingPointError):
+    """Training met a NaN or inf. ``step`` (1-based, counted over the whole run) and ``layer``
+    (index, or None when it was the loss or the step could not be replayed) say where."""
+
+    def __init__(self, message, step, layer):
+        super().__init__(message)
+        self.step, self.layer = step, layer

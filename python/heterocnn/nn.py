@@ -27,6 +27,10 @@ class Module:
         """(kind, integer arguments) for the core's make_layer."""
         return type(self).__name__, []
 
+    def param_shapes(self):
+        """Shapes of the layer's parameters, in state_dict order (weight, bias)."""
+        return []
+
     def __repr__(self):
         kind, args = self._spec()
         return f"{kind}({', '.join(map(str, args))})"
@@ -42,6 +46,9 @@ class Linear(Module):
     def _spec(self):
         return "Linear", [self.in_features, self.out_features]
 
+    def param_shapes(self):
+        return [(self.out_features, self.in_features), (self.out_features,)]
+
 
 class Conv2d(Module):
     """Cross-correlation, NCHW, square kernel; x (N, in, H, W) -> (N, out, Ho, Wo)."""
@@ -56,6 +63,10 @@ class Conv2d(Module):
     def _spec(self):
         return "Conv2d", [self.in_channels, self.out_channels, self.kernel_size, self.stride,
                           self.padding]
+
+    def param_shapes(self):
+        k = self.kernel_size
+        return [(self.out_channels, self.in_channels, k, k), (self.out_channels,)]
 
 
 class MaxPool2d(Module):

@@ -89,6 +89,16 @@ class Net {
   // Bytes of the net's arena on CUDA device `device` (0 when it has none there).
   size_t arena_bytes(int device);
 
+  // What a step on input `in` needs on each place, in bytes: the parameters (value, gradient,
+  // momentum), the step's buffers (activations, gradient buffers, staging, workspaces) and
+  // how much of those is not allocated yet. Computed by the same plan the step allocates by;
+  // nothing is allocated.
+  struct PlaceBytes {
+    Place place;
+    size_t parameters, buffers, missing;
+  };
+  std::vector<PlaceBytes> step_bytes(const Shape& in);
+
  private:
   // Where the output of layer i lives (a view stays with its input; the input is host memory).
   Place act_place(size_t i) const;
@@ -97,6 +107,14 @@ class Net {
   void prepare(const Shape& in);
   // Marks each ReLU that the layer before it on the same place can compute in its epilogue.
   void plan_fusion();
+  // Every buffer a step on `in` needs (with the layer output shapes) and where.
+  struct BufferRequest {
+    Buffer* buffer;
+    size_t count;
+    Place place;
+  };
+  std::vector<BufferRequest> plan_buffers(const Shape& in, const std::vector<Shape>& shapes,
+                                          int threads);
   void allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads);
   // Sizes a buffer for this step: at once on the CPU; on a CUDA device as a request that
   // pack_arenas() lays out in that device's arena. True when the buffer moved.

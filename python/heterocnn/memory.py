@@ -1,0 +1,51 @@
+"""How much memory a training step needs, checked before training starts."""
+
+from . import _core
+from .errors import DeviceOutOfMemoryError
+
+
+def estimate_memory(model, batch_size, sample_shape):
+    """Bytes a training step on ``batch_size`` samples of ``sample_shape`` (e.g. (1, 28, 28))
+    needs on each place the model uses:
+    {"cpu": {"parameters", "buffers", "missing"}, "cuda:0": {...}}.
+
+    parameters: value, gradient and momentum of every weight and bias (3 x 4 bytes each);
+    buffers: every activation, the two gradient buffers, the input's staging (two upload slots
+    on a GPU) and the workspaces, exactly as the core's step plans them; missing: the part of
+    those not allocated yet. Nothing is allocated to find out."""
+    shape = (int(batch_size),) + tuple(int(d) for d in sample_shape)
+    return {place: dict(zip(("parameters", "buffers", "missing"), sizes))
+            for place, sizes in model._net.step_bytes(shape).items()}
+
+
+def host_available():
+    """MemAvailable of /proc/meminfo in bytes, or None where there is none."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(model, batch_size, sample_shape):
+    """Raise DeviceOutOfMemoryError, before anything is allocated, when a step on
+    ``batch_size`` samples does not fit: on the host, the buffers not allocated yet against
+    MemAvailable; on a GPU, where anything is missing, the whole arena (parameters and
+    buffers, which move together) against the device's free memory."""
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    for place, e in estimate_memory(model, batch_size, sample_shape).items():
+        if place == "cpu":
+            need, available = e["missing"], host_available()
+        else:
+            need = e["parameters"] + e["buffers"] if e["missing"] else 0
+            available = _core.cuda_device(int(place.split(":")[1]))["free_bytes"]
+        if available is not None and need > available:
+            raise DeviceOutOfMemoryError(
+                f"training with batch_size {batch_size} on {place} needs an estimated "
+                f"{gib(e['parameters'] + e['buffers'])} (parameters x3 "
+                f"{gib(e['parameters'])}, activations, gradients and workspaces "
+                f"{gib(e['buffers'])}), {gib(need)} of it not allocated yet, but only "
+                f"{gib(available)} is available there")
