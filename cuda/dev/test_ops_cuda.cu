@@ -1,3 +1,4 @@
+#include <algorithm>
 // Every CUDA op against the core's CPU op on fresh random inputs and odd shapes.
 // Forward outputs must match to ||gpu-cpu||/||cpu|| <= 1e-5, gradients to <= 1e-4. GPU outputs
 // are poisoned with NaN before each run, so an unwritten element fails. Build and run with
@@ -16,6 +17,7 @@
 #include "../src/ops_cuda.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/conv2d.h"
+#include "../src/conv_gemm_cuda.h"
 #include "heterocnn/gemm.h"
 #include "heterocnn/linear.h"
 #include "heterocnn/loss.h"
@@ -387,7 +389,68 @@ void test_errors() {
 
 }  // namespace
 
-int main() {
+// --time: convnet's conv layers at batch 256, each pass (fwd+ReLU, dw+db, dx) timed alone with
+// CUDA events (median of 5 runs of 20 launches), for every conv_gemm variant in one process.
+void time_convs() {
+  struct L { int C, M, H; bool dx; } layers[] = {{1, 32, 28, false}, {32, 32, 28, true},
+                                                   {32, 64, 14, true}, {64, 64, 14, true}};
+  const int64_t N = 256;
+  cudaEvent_t e0, e1;
+  HC_CUDA_CHECK(cudaEventCreate(&e0));
+  HC_CUDA_CHECK(cudaEventCreate(&e1));
+  auto time_us = [&](const std::function<void()>& f) {
+    for (int i = 0; i < 5; ++i) f();
+    std::vector<float> t;
+    for (int r = 0; r < 5; ++r) {
+      HC_CUDA_CHECK(cudaEventRecord(e0));
+      for (int i = 0; i < 20; ++i) f();
+      HC_CUDA_CHECK(cudaEventRecord(e1));
+      HC_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      HC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(1e3f * ms / 20);
+    }
+    std::sort(t.begin(), t.end());
+    return t[2];
+  };
+  std::printf("%-22s %7s %8s %8s %8s %8s\n", "layer (batch 256)", "variant", "fwd us",
+              "dw us", "dx us", "total");
+  for (const L& l : layers) {
+    const ConvGeom g = make_conv_geom(l.C, l.H, l.H, 3, 1, 1);
+    const int64_t in = l.C * l.H * l.H, out = l.M * l.H * l.H, wn = l.M * l.C * 9;
+    Dev<float> dX(randv(N * in)), dW(randv(wn)), dB(randv(l.M)), dDY(randv(N * out)),
+        dY(N * out), dDX(N * in), dDW(wn), dDB(l.M);
+    size_t wsn = 0;
+    for (int v = 0; v <= 3; ++v) {
+      conv_gemm_set_variant(v);
+      wsn = std::max({wsn, conv2d_implicit_wgrad_workspace(g, N, l.M),
+                      conv2d_implicit_dgrad_workspace(g, l.M)});
+    }
+    Dev<float> ws(wsn);
+    for (int v = 0; v <= 3; ++v) {
+      conv_gemm_set_variant(v);
+      const float f = time_us([&] {
+        conv2d_relu_forward_cuda(g, N, l.M, dX.p, dW.p, dB.p, dY.p, nullptr, 0);
+      });
+      const float w = time_us([&] {
+        conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
+      });
+      const float x = l.dx ? time_us([&] {
+        conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, dDX.p, ws.p, 0);
+      }) : 0.f;
+      char name[40];
+      std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
+      std::printf("%-22s %7d %8.1f %8.1f %8.1f %8.1f\n", name, v, f, w, x, f + w + x);
+    }
+  }
+  conv_gemm_set_variant(3);
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--time") {
+    time_convs();
+    return 0;
+  }
   int dev = 0;
   cudaDeviceProp prop;
   HC_CUDA_CHECK(cudaGetDevice(&dev));
@@ -430,6 +493,18 @@ int main() {
   test_conv(6, 5, 7, 9, 8, 3, 1, 1, true);       // Ho*Wo odd: GEMM columns cross images
   test_conv(64, 8, 14, 14, 16, 3, 1, 1, true);   // many dw slices
   test_conv(2, 3, 5, 6, 4, 3, 1, 3, true);       // pad >= K: dx through col2im
+  test_conv(9, 1, 28, 28, 32, 3, 1, 1, false);  // convnet's first layer: the narrow dw tile
+  test_conv(5, 2, 9, 7, 20, 2, 1, 1, false);    // narrow dw tile, M < 32, Ho*Wo odd
+  test_conv(3, 16, 9, 7, 48, 3, 1, 1, true);    // 64-row 8x8 forward tile, M < 64, odd Ho*Wo
+  test_conv(7, 64, 14, 14, 64, 3, 1, 1, true);  // convnet's last conv layer
+  for (int v = 0; v <= 2; ++v) {                // the older variants stay correct too
+    conv_gemm_set_variant(v);
+    test_conv(4, 32, 28, 28, 32, 3, 1, 1, true);
+    test_conv(5, 32, 14, 14, 64, 3, 1, 1, true);
+    test_conv(9, 1, 28, 28, 32, 3, 1, 1, false);
+    test_conv(6, 5, 7, 9, 8, 3, 1, 1, true);
+  }
+  conv_gemm_set_variant(3);
   test_linear(1, 7, 5, true);
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);

@@ -6,6 +6,7 @@
 #include "conv_gemm_cuda.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "check.h"
@@ -120,6 +121,51 @@ struct ConvForwardAccess {
   }
 };
 
+// The forward policy with a per-thread column cursor: each thread's 4 GEMM columns are decoded
+// once into (pointer to the window's top-left input, ih0, iw0); a B load then decodes only its
+// row r = (c, kh, kw) (warp-uniform) and per column adds, bounds-checks and loads.
+struct ConvForwardCursorAccess : ConvForwardAccess {
+  struct ColCursor {
+    const float* p[4];
+    int ih[4], iw[4];
+  };
+
+  __device__ ColCursor col_cursor(int, int n) const {
+    ColCursor cc;
+    const int n0 = min(n, N - 1);
+    int img = (int)s.dHW.div(n0), p = n0 - img * s.HW;
+    int oh = (int)s.dWo.div(p), ow = p - oh * s.Wo;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int ih = oh * s.stride - s.pad, iw = ow * s.stride - s.pad;
+      const bool in = n + i < N;
+      cc.ih[i] = in ? ih : -(1 << 29);  // a column past N never passes the bounds check
+      cc.iw[i] = iw;
+      cc.p[i] = x + (img * s.CHW + (int64_t)ih * s.W + iw);
+      if (++ow == s.Wo) {
+        ow = 0;
+        if (++oh == s.Ho) { oh = 0; ++img; }
+      }
+    }
+    return cc;
+  }
+
+  __device__ float4 load_b_cursor(const ColCursor& cc, int k, int K) const {
+    if (k >= K) return make_float4(0.f, 0.f, 0.f, 0.f);
+    const int c = (int)s.dKK.div(k), rem = k - c * s.KK;
+    const int kh = (int)s.dK.div(rem), kw = rem - kh * s.K;
+    const int off = (c * s.H + kh) * s.W + kw;
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int ih = cc.ih[i] + kh, iw = cc.iw[i] + kw;
+      v[i] = ((unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W) ? __ldg(cc.p[i] + off)
+                                                                            : 0.f;
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+};
+
 struct ConvWgradAccess {
   ConvShape s;
   int M, N;   // N = CKK + 1: the last column is db (a row of ones in place of col)
@@ -169,6 +215,70 @@ struct ConvWgradAccess {
   }
 };
 
+// The weight-gradient policy with cursors for [col ; ones]: a thread's rows r (c, kh, kw) are
+// decoded once; its 4 columns j = z*ks + k.. advance by a k-tile at a time without divisions.
+struct ConvWgradCursorAccess : ConvWgradAccess {
+  struct RowCursor {
+    int off, dh, dw, kind;  // kind: 0 an im2col row, 1 the ones row, 2 past the end
+  };
+  struct KCursor {
+    const float* xi;  // image img's first plane
+    int oh, ow;
+  };
+
+  __device__ RowCursor row_cursor(int, int n) const {
+    RowCursor r;
+    r.kind = n < s.CKK ? 0 : (n == s.CKK ? 1 : 2);
+    const int nn = min(n, s.CKK - 1);
+    const int c = (int)s.dKK.div(nn), rem = nn - c * s.KK;
+    const int kh = (int)s.dK.div(rem), kw = rem - kh * s.K;
+    r.off = c * s.H * s.W;
+    r.dh = kh - s.pad;
+    r.dw = kw - s.pad;
+    return r;
+  }
+
+  __device__ KCursor k_cursor(int z, int k) const {
+    const int j = min(z * ks + k, L - 1);
+    const int img = (int)s.dHW.div(j), p = j - img * s.HW;
+    KCursor c;
+    c.oh = (int)s.dWo.div(p);
+    c.ow = p - c.oh * s.Wo;
+    c.xi = x + img * s.CHW;
+    return c;
+  }
+
+  __device__ void k_advance(KCursor& c, int by) const {
+    c.ow += by;
+    while (c.ow >= s.Wo) {
+      c.ow -= s.Wo;
+      if (++c.oh == s.Ho) { c.oh = 0; c.xi += s.CHW; }
+    }
+  }
+
+  __device__ float4 load_b_rows(const RowCursor& r, const KCursor& kc, int k, int K) const {
+    if (k >= K || r.kind == 2) return make_float4(0.f, 0.f, 0.f, 0.f);
+    const int count = min(4, K - k);
+    if (r.kind == 1)
+      return make_float4(1.f, count > 1 ? 1.f : 0.f, count > 2 ? 1.f : 0.f, count > 3 ? 1.f : 0.f);
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    int oh = kc.oh, ow = kc.ow;
+    const float* xc = kc.xi + r.off;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if (i < count) {
+        const int ih = oh * s.stride + r.dh, iw = ow * s.stride + r.dw;
+        if ((unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W) v[i] = __ldg(xc + ih * s.W + iw);
+        if (++ow == s.Wo) {
+          ow = 0;
+          if (++oh == s.Ho) { oh = 0; xc += s.CHW; }
+        }
+      }
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+};
+
 // part (S, M, CKK+1) summed over S in order -> dw (M, CKK), db (M,)
 __global__ void wgrad_reduce_kernel(int M, int CKK, int slices, const float* __restrict__ part,
                                     float* __restrict__ dw, float* __restrict__ db) {
@@ -176,6 +286,7 @@ __global__ void wgrad_reduce_kernel(int M, int CKK, int slices, const float* __r
   for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
        idx += (int64_t)gridDim.x * blockDim.x) {
     float s = 0.f;
+#pragma unroll 8
     for (int z = 0; z < slices; ++z) s += part[z * total + idx];
     const int64_t m = idx / (CKK + 1), r = idx % (CKK + 1);
     if (r == CKK) db[m] = s;
@@ -203,16 +314,46 @@ void check_extent(const char* fn, const ConvGeom& g, int64_t N, int64_t M) {
                " images is too large for 32-bit GEMM columns");
 }
 
-// Slices of the N*HoWo sum: enough GEMM blocks for ~4 per SM, each slice >= 256 deep and a
-// multiple of 32 (whole k-tiles, 16-byte aligned dy rows).
+// Which kernel shapes the passes use (conv_gemm_set_variant): 0 = gather per element and the
+// generic tile shapes (v1), 1 = column cursor + narrow dw tile, 2 = 1 + a 64 x 128 tile of 8x8
+// register tiles for 32 < M <= 64 in the forward (and so dx), 3 = 2 + cursors in the dw gather.
+// HC_CONV_VARIANT in the environment sets it at load (for timing the engine with older kernels).
+int initial_variant() {
+  const char* v = std::getenv("HC_CONV_VARIANT");
+  return v && *v >= '0' && *v <= '3' && !v[1] ? *v - '0' : 3;
+}
+int g_variant = initial_variant();  // default 3
+
+// dw of a layer with few filters and a short CKK (a first layer: M <= 32, CKK + 1 <= 16) fits a
+// 32 x 16 tile of one warp instead of the 32 x 128 Short tile, 92% of which would be zeros.
+bool wgrad_narrow(const ConvGeom& g, int64_t M) {
+  return g_variant >= 1 && M <= 32 && g.col_rows() + 1 <= 16;
+}
+
+// Slices of the N*HoWo sum: enough GEMM blocks for ~4 per SM (~8 one-warp blocks for the narrow
+// tile), each slice >= 256 deep and a multiple of 32 (whole k-tiles, 16-byte aligned dy rows).
 void wgrad_slices(const ConvGeom& g, int64_t N, int64_t M, int& slices, int64_t& ks) {
   const int64_t L = N * g.Ho * g.Wo, cols = g.col_rows() + 1;
   int bm, bn;
-  tile_extent(pick_tile_shape(M, cols, 1), bm, bn);
+  int64_t blocks = 528;
+  if (wgrad_narrow(g, M)) {
+    bm = 32; bn = 16; blocks = 1056;
+  } else {
+    tile_extent(pick_tile_shape(M, cols, 1), bm, bn);
+  }
   const int64_t tiles = ((M + bm - 1) / bm) * ((cols + bn - 1) / bn);
-  const int64_t want = std::max<int64_t>(1, std::min<int64_t>((528 + tiles - 1) / tiles, L / 256));
+  const int64_t want = std::max<int64_t>(1, std::min<int64_t>((blocks + tiles - 1) / tiles, L / 256));
   ks = std::max<int64_t>(32, ((L + want - 1) / want + 31) / 32 * 32);
   slices = (int)std::max<int64_t>(1, (L + ks - 1) / ks);
+}
+
+template <class Acc>
+void launch_forward(const Acc& a, cudaStream_t stream) {
+  if (g_variant >= 2 && a.M > 32 && a.M <= 64) {
+    launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
+  } else {
+    launch_tiled<false, false>(a, 1, stream);
+  }
 }
 
 }  // namespace
@@ -229,8 +370,17 @@ void conv2d_implicit_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const
   a.relu = relu ? 1 : 0;
   a.vecW = aligned16(w) && a.s.CKK % 4 == 0;
   a.vecY = aligned16(y) && a.s.HW % 4 == 0;
-  launch_tiled<false, false>(a, 1, stream);
+  if (g_variant == 0) {
+    launch_tiled<false, false>(a, 1, stream);
+    return;
+  }
+  ConvForwardCursorAccess c;
+  static_cast<ConvForwardAccess&>(c) = a;
+  launch_forward(c, stream);
 }
+
+void conv_gemm_set_variant(int v) { g_variant = v; }
+int conv_gemm_variant() { return g_variant; }
 
 size_t conv2d_implicit_wgrad_workspace(const ConvGeom& g, int64_t N, int64_t M) {
   int slices;
@@ -255,7 +405,16 @@ void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const f
   a.L = (int)(N * g.Ho * g.Wo);
   a.x = x; a.dy = dy; a.part = ws;
   a.vecDy = aligned16(dy) && a.s.HW % 4 == 0;
-  launch_tiled<false, true>(a, slices, stream);
+  if (g_variant >= 3) {
+    ConvWgradCursorAccess c;
+    static_cast<ConvWgradAccess&>(c) = a;
+    if (wgrad_narrow(g, M)) launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(c, slices, stream);
+    else launch_tiled<false, true>(c, slices, stream);
+  } else if (wgrad_narrow(g, M)) {
+    launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(a, slices, stream);
+  } else {
+    launch_tiled<false, true>(a, slices, stream);
+  }
   const int64_t total = M * (g.col_rows() + 1);
   wgrad_reduce_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(a.M, a.s.CKK, slices, ws, dw,
                                                                    db);

@@ -9,6 +9,11 @@
 //   float4 load_b<TB>(int z, int k, int n, int K)   op(B)[k][n..n+3] (TB false) or
 //                                                   op(B)[k..k+3][n] (TB true), 0 outside
 //   void store(int z, int m, int n, float4 acc)      C[m][n..n+3] (columns >= N dropped)
+// and optionally, for TB false, a column cursor (the Acc names a type ColCursor):
+//   ColCursor col_cursor(int z, int n)                  per-thread state for columns n..n+3
+//   float4 load_b_cursor(const ColCursor&, int k, int K) op(B)[k][n..n+3] through it
+// Each thread loads the same 4 columns of B at every k-tile (the thread count is a multiple of
+// BN/4), so a policy that gathers B (implicit GEMM) decodes its columns once per thread.
 //
 // A BM x BN block tile is cut into WM x WN warp tiles; each thread owns a TM x TN register tile
 // made of 4-wide pieces spaced across the warp tile, so its shared-memory reads are float4 and
@@ -19,11 +24,41 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "check.h"
 #include "heterocnn/error.h"
 
 namespace hc {
+
+struct NoColCursor {};
+template <class Acc, class = void>
+struct ColCursorOf {
+  using type = NoColCursor;
+  static constexpr bool value = false;
+};
+template <class Acc>
+struct ColCursorOf<Acc, std::void_t<typename Acc::ColCursor>> {
+  using type = typename Acc::ColCursor;
+  static constexpr bool value = true;
+};
+
+// For TB true, a policy may name RowCursor and KCursor instead: each thread loads the same
+// rows n of op(B)'s transpose at every k-tile and the same k offset, moving by BK per tile:
+//   RowCursor row_cursor(int z, int n); KCursor k_cursor(int z, int k); void k_advance(KCursor&, int)
+//   float4 load_b_rows(const RowCursor&, const KCursor&, int k, int K)   op(B)[k..k+3][n]
+template <class Acc, class = void>
+struct RowCursorOf {
+  using row = NoColCursor;
+  using kc = NoColCursor;
+  static constexpr bool value = false;
+};
+template <class Acc>
+struct RowCursorOf<Acc, std::void_t<typename Acc::RowCursor>> {
+  using row = typename Acc::RowCursor;
+  using kc = typename Acc::KCursor;
+  static constexpr bool value = true;
+};
 
 template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, bool TA, bool TB,
           class Acc>
@@ -49,6 +84,20 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
 
   float4 ra[A4], rb[B4];
 
+  constexpr bool kCursor = !TB && ColCursorOf<Acc>::value;
+  static_assert(!kCursor || kThreads % (BN / 4) == 0, "a cursor needs fixed columns per thread");
+  typename ColCursorOf<Acc>::type bcur;
+  if constexpr (kCursor) bcur = acc.col_cursor(z, n0 + (tid % (BN / 4)) * 4);
+  constexpr bool kRows = TB && RowCursorOf<Acc>::value;
+  static_assert(!kRows || kThreads % (BK / 4) == 0, "a row cursor needs a fixed k offset");
+  typename RowCursorOf<Acc>::row brow[kRows ? B4 : 1];
+  typename RowCursorOf<Acc>::kc bk;
+  if constexpr (kRows) {
+#pragma unroll
+    for (int l = 0; l < B4; ++l) brow[l] = acc.row_cursor(z, n0 + (tid + l * kThreads) / (BK / 4));
+    bk = acc.k_cursor(z, (tid % (BK / 4)) * 4);
+  }
+
   // Global -> registers for the tile starting at k0.
   auto load_tiles = [&](int k0) {
 #pragma unroll
@@ -60,9 +109,12 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
 #pragma unroll
     for (int l = 0; l < B4; ++l) {
       const int f = tid + l * kThreads;
-      if (!TB) rb[l] = acc.template load_b<TB>(z, k0 + f / (BN / 4), n0 + (f % (BN / 4)) * 4, K);
+      if constexpr (kCursor) rb[l] = acc.load_b_cursor(bcur, k0 + f / (BN / 4), K);
+      else if constexpr (kRows) rb[l] = acc.load_b_rows(brow[l], bk, k0 + (f % (BK / 4)) * 4, K);
+      else if (!TB) rb[l] = acc.template load_b<TB>(z, k0 + f / (BN / 4), n0 + (f % (BN / 4)) * 4, K);
       else     rb[l] = acc.template load_b<TB>(z, k0 + (f % (BK / 4)) * 4, n0 + f / (BK / 4), K);
     }
+    if constexpr (kRows) acc.k_advance(bk, BK);
   };
 
   // Registers -> shared buffer `buf`, k-major.
