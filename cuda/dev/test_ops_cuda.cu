@@ -389,8 +389,8 @@ void test_errors() {
 
 }  // namespace
 
-// --time: convnet's conv layers at batch 256, each pass (fwd+ReLU, dw+db, dx) timed alone with
-// CUDA events (median of 5 runs of 20 launches), for every conv_gemm variant in one process.
+// --time: convnet's conv layers at batch 256, each pass (fwd+ReLU, dw+db, dx) of the shipped
+// kernels timed alone with CUDA events (median of 5 runs of 20 launches).
 void time_convs() {
   struct L { int C, M, H; bool dx; } layers[] = {{1, 32, 28, false}, {32, 32, 28, true},
                                                    {32, 64, 14, true}, {64, 64, 14, true}};
@@ -413,37 +413,28 @@ void time_convs() {
     std::sort(t.begin(), t.end());
     return t[2];
   };
-  std::printf("%-22s %7s %8s %8s %8s %8s\n", "layer (batch 256)", "variant", "fwd us",
-              "dw us", "dx us", "total");
+  std::printf("%-22s %8s %8s %8s %8s\n", "layer (batch 256)", "fwd us", "dw us", "dx us",
+              "total");
   for (const L& l : layers) {
     const ConvGeom g = make_conv_geom(l.C, l.H, l.H, 3, 1, 1);
     const int64_t in = l.C * l.H * l.H, out = l.M * l.H * l.H, wn = l.M * l.C * 9;
     Dev<float> dX(randv(N * in)), dW(randv(wn)), dB(randv(l.M)), dDY(randv(N * out)),
         dY(N * out), dDX(N * in), dDW(wn), dDB(l.M);
-    size_t wsn = 0;
-    for (int v = 0; v <= 3; ++v) {
-      conv_gemm_set_variant(v);
-      wsn = std::max({wsn, conv2d_implicit_wgrad_workspace(g, N, l.M),
-                      conv2d_implicit_dgrad_workspace(g, l.M)});
-    }
-    Dev<float> ws(wsn);
-    for (int v = 0; v <= 3; ++v) {
-      conv_gemm_set_variant(v);
-      const float f = time_us([&] {
-        conv2d_relu_forward_cuda(g, N, l.M, dX.p, dW.p, dB.p, dY.p, nullptr, 0);
-      });
-      const float w = time_us([&] {
-        conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
-      });
-      const float x = l.dx ? time_us([&] {
-        conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, dDX.p, ws.p, 0);
-      }) : 0.f;
-      char name[40];
-      std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
-      std::printf("%-22s %7d %8.1f %8.1f %8.1f %8.1f\n", name, v, f, w, x, f + w + x);
-    }
+    Dev<float> ws(std::max(conv2d_implicit_wgrad_workspace(g, N, l.M),
+                           conv2d_implicit_dgrad_workspace(g, l.M)));
+    const float f = time_us([&] {
+      conv2d_relu_forward_cuda(g, N, l.M, dX.p, dW.p, dB.p, dY.p, nullptr, 0);
+    });
+    const float w = time_us([&] {
+      conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
+    });
+    const float x = l.dx ? time_us([&] {
+      conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, dDX.p, ws.p, 0);
+    }) : 0.f;
+    char name[40];
+    std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
+    std::printf("%-22s %8.1f %8.1f %8.1f %8.1f\n", name, f, w, x, f + w + x);
   }
-  conv_gemm_set_variant(3);
 }
 
 int main(int argc, char** argv) {
@@ -497,14 +488,6 @@ int main(int argc, char** argv) {
   test_conv(5, 2, 9, 7, 20, 2, 1, 1, false);    // narrow dw tile, M < 32, Ho*Wo odd
   test_conv(3, 16, 9, 7, 48, 3, 1, 1, true);    // 64-row 8x8 forward tile, M < 64, odd Ho*Wo
   test_conv(7, 64, 14, 14, 64, 3, 1, 1, true);  // convnet's last conv layer
-  for (int v = 0; v <= 2; ++v) {                // the older variants stay correct too
-    conv_gemm_set_variant(v);
-    test_conv(4, 32, 28, 28, 32, 3, 1, 1, true);
-    test_conv(5, 32, 14, 14, 64, 3, 1, 1, true);
-    test_conv(9, 1, 28, 28, 32, 3, 1, 1, false);
-    test_conv(6, 5, 7, 9, 8, 3, 1, 1, true);
-  }
-  conv_gemm_set_variant(3);
   test_linear(1, 7, 5, true);
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);

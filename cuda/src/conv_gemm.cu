@@ -6,7 +6,6 @@
 #include "conv_gemm_cuda.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "check.h"
@@ -45,30 +44,10 @@ ConvShape make_shape(const ConvGeom& g) {
   return s;
 }
 
-// col[r][j..j+count-1] (count <= 4, the rest 0): im2col entries of row r (< CKK) at batch
-// columns j = n*HoWo + p, read from x.
-__device__ __forceinline__ float4 gather_col4(const ConvShape& s, const float* __restrict__ x,
-                                              int r, int j, int count) {
-  float v[4] = {0.f, 0.f, 0.f, 0.f};
-  const int c = (int)s.dKK.div(r), rem = r - c * s.KK;
-  const int kh = (int)s.dK.div(rem), kw = rem - kh * s.K;
-  const int n = (int)s.dHW.div(j), p = j - n * s.HW;
-  int oh = (int)s.dWo.div(p), ow = p - oh * s.Wo;
-  const float* xc = x + n * s.CHW + (int64_t)c * s.H * s.W;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    if (i < count) {
-      const int ih = oh * s.stride - s.pad + kh, iw = ow * s.stride - s.pad + kw;
-      if ((unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W) v[i] = __ldg(xc + ih * s.W + iw);
-      if (++ow == s.Wo) {
-        ow = 0;
-        if (++oh == s.Ho) { oh = 0; xc += s.CHW; }
-      }
-    }
-  }
-  return make_float4(v[0], v[1], v[2], v[3]);
-}
-
+// The forward policy. B = col is read through a per-thread column cursor: each thread's 4 GEMM
+// columns are decoded once into (pointer to the window's top-left input, ih0, iw0); a B load
+// then decodes only its row r = (c, kh, kw) (warp-uniform) and per column adds, bounds-checks
+// and loads.
 struct ConvForwardAccess {
   ConvShape s;
   int M, N;  // N = images * HoWo
@@ -88,12 +67,6 @@ struct ConvForwardAccess {
 #pragma unroll
     for (int i = 0; i < 4; ++i) v[i] = (m < M && k + i < K) ? __ldg(w + (int64_t)m * K + k + i) : 0.f;
     return make_float4(v[0], v[1], v[2], v[3]);
-  }
-
-  template <bool TB>
-  __device__ float4 load_b(int, int k, int n, int K) const {
-    if (k >= K) return make_float4(0.f, 0.f, 0.f, 0.f);
-    return gather_col4(s, x, k, n, min(4, N - n));
   }
 
   __device__ float finish(float v, int m) const {
@@ -119,12 +92,7 @@ struct ConvForwardAccess {
       if (++p == s.HW) { p = 0; yp += (int64_t)(M - 1) * s.HW; }
     }
   }
-};
 
-// The forward policy with a per-thread column cursor: each thread's 4 GEMM columns are decoded
-// once into (pointer to the window's top-left input, ih0, iw0); a B load then decodes only its
-// row r = (c, kh, kw) (warp-uniform) and per column adds, bounds-checks and loads.
-struct ConvForwardCursorAccess : ConvForwardAccess {
   struct ColCursor {
     const float* p[4];
     int ih[4], iw[4];
@@ -166,6 +134,9 @@ struct ConvForwardCursorAccess : ConvForwardAccess {
   }
 };
 
+// The weight-gradient policy. B = [col ; ones] is read through cursors: a thread's rows r
+// (c, kh, kw) are decoded once; its 4 columns j = z*ks + k.. advance by a k-tile at a time
+// without divisions.
 struct ConvWgradAccess {
   ConvShape s;
   int M, N;   // N = CKK + 1: the last column is db (a row of ones in place of col)
@@ -197,15 +168,6 @@ struct ConvWgradAccess {
     return make_float4(v[0], v[1], v[2], v[3]);
   }
 
-  template <bool TB>
-  __device__ float4 load_b(int z, int k, int n, int K) const {  // [col ; ones] as (CKK+1, L)
-    if (k >= K || n >= N) return make_float4(0.f, 0.f, 0.f, 0.f);
-    const int count = min(4, K - k);
-    if (n == s.CKK)
-      return make_float4(1.f, count > 1 ? 1.f : 0.f, count > 2 ? 1.f : 0.f, count > 3 ? 1.f : 0.f);
-    return gather_col4(s, x, n, z * ks + k, count);
-  }
-
   __device__ void store(int z, int m, int n, float4 acc) const {
     float* o = part + ((int64_t)z * M + m) * N + n;
     const float v[4] = {acc.x, acc.y, acc.z, acc.w};
@@ -213,11 +175,7 @@ struct ConvWgradAccess {
     for (int i = 0; i < 4; ++i)
       if (n + i < N) o[i] = v[i];
   }
-};
 
-// The weight-gradient policy with cursors for [col ; ones]: a thread's rows r (c, kh, kw) are
-// decoded once; its 4 columns j = z*ks + k.. advance by a k-tile at a time without divisions.
-struct ConvWgradCursorAccess : ConvWgradAccess {
   struct RowCursor {
     int off, dh, dw, kind;  // kind: 0 an im2col row, 1 the ones row, 2 past the end
   };
@@ -314,21 +272,9 @@ void check_extent(const char* fn, const ConvGeom& g, int64_t N, int64_t M) {
                " images is too large for 32-bit GEMM columns");
 }
 
-// Which kernel shapes the passes use (conv_gemm_set_variant): 0 = gather per element and the
-// generic tile shapes (v1), 1 = column cursor + narrow dw tile, 2 = 1 + a 64 x 128 tile of 8x8
-// register tiles for 32 < M <= 64 in the forward (and so dx), 3 = 2 + cursors in the dw gather.
-// HC_CONV_VARIANT in the environment sets it at load (for timing the engine with older kernels).
-int initial_variant() {
-  const char* v = std::getenv("HC_CONV_VARIANT");
-  return v && *v >= '0' && *v <= '3' && !v[1] ? *v - '0' : 3;
-}
-int g_variant = initial_variant();  // default 3
-
 // dw of a layer with few filters and a short CKK (a first layer: M <= 32, CKK + 1 <= 16) fits a
 // 32 x 16 tile of one warp instead of the 32 x 128 Short tile, 92% of which would be zeros.
-bool wgrad_narrow(const ConvGeom& g, int64_t M) {
-  return g_variant >= 1 && M <= 32 && g.col_rows() + 1 <= 16;
-}
+bool wgrad_narrow(const ConvGeom& g, int64_t M) { return M <= 32 && g.col_rows() + 1 <= 16; }
 
 // Slices of the N*HoWo sum: enough GEMM blocks for ~4 per SM (~8 one-warp blocks for the narrow
 // tile), each slice >= 256 deep and a multiple of 32 (whole k-tiles, 16-byte aligned dy rows).
@@ -347,15 +293,6 @@ void wgrad_slices(const ConvGeom& g, int64_t N, int64_t M, int& slices, int64_t&
   slices = (int)std::max<int64_t>(1, (L + ks - 1) / ks);
 }
 
-template <class Acc>
-void launch_forward(const Acc& a, cudaStream_t stream) {
-  if (g_variant >= 2 && a.M > 32 && a.M <= 64) {
-    launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
-  } else {
-    launch_tiled<false, false>(a, 1, stream);
-  }
-}
-
 }  // namespace
 
 void conv2d_implicit_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
@@ -370,17 +307,11 @@ void conv2d_implicit_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const
   a.relu = relu ? 1 : 0;
   a.vecW = aligned16(w) && a.s.CKK % 4 == 0;
   a.vecY = aligned16(y) && a.s.HW % 4 == 0;
-  if (g_variant == 0) {
+  if (a.M > 32 && a.M <= 64)  // 32 < M <= 64: a 64 x 128 tile of 8x8 register tiles
+    launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
+  else
     launch_tiled<false, false>(a, 1, stream);
-    return;
-  }
-  ConvForwardCursorAccess c;
-  static_cast<ConvForwardAccess&>(c) = a;
-  launch_forward(c, stream);
 }
-
-void conv_gemm_set_variant(int v) { g_variant = v; }
-int conv_gemm_variant() { return g_variant; }
 
 size_t conv2d_implicit_wgrad_workspace(const ConvGeom& g, int64_t N, int64_t M) {
   int slices;
@@ -405,16 +336,8 @@ void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const f
   a.L = (int)(N * g.Ho * g.Wo);
   a.x = x; a.dy = dy; a.part = ws;
   a.vecDy = aligned16(dy) && a.s.HW % 4 == 0;
-  if (g_variant >= 3) {
-    ConvWgradCursorAccess c;
-    static_cast<ConvWgradAccess&>(c) = a;
-    if (wgrad_narrow(g, M)) launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(c, slices, stream);
-    else launch_tiled<false, true>(c, slices, stream);
-  } else if (wgrad_narrow(g, M)) {
-    launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(a, slices, stream);
-  } else {
-    launch_tiled<false, true>(a, slices, stream);
-  }
+  if (wgrad_narrow(g, M)) launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(a, slices, stream);
+  else launch_tiled<false, true>(a, slices, stream);
   const int64_t total = M * (g.col_rows() + 1);
   wgrad_reduce_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(a.M, a.s.CKK, slices, ws, dw,
                                                                    db);

@@ -33,11 +33,4 @@ size_t conv2d_implicit_dgrad_workspace(const ConvGeom& g, int64_t M);
 void conv2d_implicit_dgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* w,
                                 const float* dy, float* dx, float* ws, cudaStream_t stream);
 
-// Kernel lab switch (process-wide, not thread-safe; set it before sizing workspaces):
-// 0 = v1 kernels (per-element gather, generic tiles), 1 = column cursor + narrow first-layer dw
-// tile, 2 = 1 + 64 x 128 tiles of 8x8 in the forward/dx for 32 < M <= 64, 3 = 2 + cursors in
-// the dw gather (the default). HC_CONV_VARIANT in the environment sets it at load.
-void conv_gemm_set_variant(int v);
-int conv_gemm_variant();
-
 }  // namespace hc

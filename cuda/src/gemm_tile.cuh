@@ -8,6 +8,7 @@
 //                                                   op(A)[m..m+3][k] (TA true), 0 outside
 //   float4 load_b<TB>(int z, int k, int n, int K)   op(B)[k][n..n+3] (TB false) or
 //                                                   op(B)[k..k+3][n] (TB true), 0 outside
+//                                                   (not needed with a cursor, below)
 //   void store(int z, int m, int n, float4 acc)      C[m][n..n+3] (columns >= N dropped)
 // and optionally, for TB false, a column cursor (the Acc names a type ColCursor):
 //   ColCursor col_cursor(int z, int n)                  per-thread state for columns n..n+3
