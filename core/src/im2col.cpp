@@ -92,31 +92,36 @@ void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
 namespace {
 
 // im2row with the kernel width as a template argument when it is small (KW > 0), so that each
-// window row is a run of straight moves; KW = 0 reads it from g.
+// window row is a run of straight moves; KW = 0 reads it from g. Walks the input row by row:
+// for each (c, kh, oh) the input row is checked once, and the output columns whose window
+// hangs over the left or right padding are split off, so the interior needs no checks.
 template <int KW>
 void im2row_rows(const ConvGeom& g, const float* x, float* row) {
   const int64_t K = KW > 0 ? KW : g.K, s = g.stride, p = g.pad, ckk = g.col_rows();
-  for (int64_t oh = 0; oh < g.Ho; ++oh) {
-    for (int64_t ow = 0; ow < g.Wo; ++ow) {
-      float* out = row + (oh * g.Wo + ow) * ckk;
-      const int64_t iw0 = ow * s - p;
-      // Taps kw in [lo, hi) land inside the row: the window minus what hangs over the padding.
-      const int64_t lo = std::max<int64_t>(0, -iw0), hi = std::min<int64_t>(K, g.W - iw0);
-      const bool inside = lo == 0 && hi == K;
-      for (int64_t c = 0; c < g.C; ++c) {
-        for (int64_t kh = 0; kh < K; ++kh, out += K) {
-          const int64_t ih = oh * s - p + kh;
-          if (ih < 0 || ih >= g.H || hi <= lo) {
-            for (int64_t kw = 0; kw < K; ++kw) out[kw] = 0.f;
-            continue;
-          }
-          const float* in = x + (c * g.H + ih) * g.W + iw0;
-          if (inside) {
-            for (int64_t kw = 0; kw < K; ++kw) out[kw] = in[kw];
-            continue;
-          }
-          for (int64_t kw = 0; kw < K; ++kw) out[kw] = kw >= lo && kw < hi ? in[kw] : 0.f;
+  // Interior columns [lo, hi): ow * s - p >= 0 and ow * s - p + K <= W.
+  const int64_t lo = std::min(g.Wo, (p + s - 1) / s);
+  const int64_t hi = std::max(lo, std::min(g.Wo, g.W + p - K < 0 ? 0 : (g.W + p - K) / s + 1));
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t kh = 0; kh < K; ++kh) {
+      for (int64_t oh = 0; oh < g.Ho; ++oh) {
+        float* out = row + oh * g.Wo * ckk + (c * K + kh) * K;
+        const int64_t ih = oh * s - p + kh;
+        if (ih < 0 || ih >= g.H) {
+          for (int64_t ow = 0; ow < g.Wo; ++ow)
+            for (int64_t kw = 0; kw < K; ++kw) out[ow * ckk + kw] = 0.f;
+          continue;
         }
+        const float* in = x + (c * g.H + ih) * g.W;
+        auto edge = [&](int64_t ow) {  // a window that hangs over the padding
+          for (int64_t kw = 0; kw < K; ++kw) {
+            const int64_t iw = ow * s - p + kw;
+            out[ow * ckk + kw] = iw >= 0 && iw < g.W ? in[iw] : 0.f;
+          }
+        };
+        for (int64_t ow = 0; ow < lo; ++ow) edge(ow);
+        for (int64_t ow = lo; ow < hi; ++ow)
+          for (int64_t kw = 0; kw < K; ++kw) out[ow * ckk + kw] = in[ow * s - p + kw];
+        for (int64_t ow = hi; ow < g.Wo; ++ow) edge(ow);
       }
     }
   }
