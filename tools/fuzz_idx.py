@@ -7,7 +7,8 @@ same checks at length, with either engine:
     python tools/fuzz_idx.py --examples 200000           # hypothesis: generated and mutated
                                                          # files of each kind, raw and gzipped
     python tools/fuzz_idx.py --atheris --seconds 600     # atheris (pip install atheris):
-                                                         # coverage-guided, raw bytes as files
+                                                         # coverage-guided mutation of raw and
+                                                         # gzipped seed files
 
 Each case must give an array the reference parser agrees with, or DataFormatError naming the
 file, allocating no more than its data justifies; anything else stops the run with the case.
@@ -52,14 +53,19 @@ def run_hypothesis(checks, examples, path, seed):
     return outcomes
 
 
-def run_atheris(checks, seconds, path, extra):
+def run_atheris(seconds, path, corpus, extra):
     import atheris
+    import numpy as np
 
-    with atheris.instrument_imports():
-        import heterocnn.datasets  # noqa: F401  (instrumented for coverage)
-    outcomes = collections.defaultdict(collections.Counter)
-
-    counts = outcomes["atheris"]
+    with atheris.instrument_imports(include=["heterocnn.datasets", "gzip"]):
+        from heterocnn.datasets import save_idx
+    checks = load_checks()
+    # Seeds: small valid files of every type code, raw and gzipped; libFuzzer mutates from there.
+    for i, code in enumerate(checks.CODES.values()):
+        array = np.arange(24).reshape(2, 3, 4).astype(np.dtype(code).newbyteorder("="))
+        save_idx(corpus / f"seed{i}.idx", array)
+        save_idx(corpus / f"seed{i}.idx.gz", array[0])
+    counts = collections.Counter()
 
     def one_input(data):
         counts[checks.check_file(path, data)] += 1
@@ -67,7 +73,7 @@ def run_atheris(checks, seconds, path, extra):
         if n & (n - 1) == 0 or n % 100_000 == 0:  # libFuzzer ends the process itself
             print(f"atheris: {n} cases: {dict(counts)}", flush=True)
 
-    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", *extra], one_input)
+    atheris.Setup([sys.argv[0], f"-max_total_time={seconds}", *extra, str(corpus)], one_input)
     atheris.Fuzz()
 
 
@@ -79,14 +85,14 @@ def main():
     p.add_argument("--atheris", action="store_true", help="coverage-guided fuzzing with atheris")
     p.add_argument("--seconds", type=int, default=300, help="atheris run time (default 300)")
     args, extra = p.parse_known_args()
-    checks = load_checks()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case.idx"
         start = time.perf_counter()
-        if args.atheris:
-            run_atheris(checks, args.seconds, path, extra)
+        if args.atheris:  # extra arguments go to libFuzzer, e.g. -seed=1
+            (Path(tmp) / "corpus").mkdir()
+            run_atheris(args.seconds, path, Path(tmp) / "corpus", extra)
         else:
-            outcomes = run_hypothesis(checks, args.examples, path, args.seed)
+            outcomes = run_hypothesis(load_checks(), args.examples, path, args.seed)
             total = sum(sum(c.values()) for c in outcomes.values())
             print(f"all: {total} cases in {time.perf_counter() - start:.0f} s, no failure")
 
