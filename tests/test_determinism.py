@@ -20,7 +20,7 @@ hc.set_threads(threads)
 X, y = hc.datasets.fashion_mnist("train", sample=True).as_tuple()
 model = hc.models.lenet5(seed=seed)
 opt = hc.SGD(model, lr=0.02, momentum=0.9, weight_decay=1e-4)
-history = hc.fit(model, opt, (X[:1000], y[:1000]), epochs=2, batch_size=64, seed=seed,
+history = hc.fit(model, opt, (X[:640], y[:640]), epochs=2, batch_size=64, seed=seed,
                  progress=False)
 np.savez(out, loss=np.array(history["loss"]), **model.state_dict())
 """
