@@ -177,8 +177,9 @@ def test_unknown_devices(model):
 @pytest.mark.skipif(hc.build_info()["cuda_compiled"] and hc.cuda_available(),
                     reason="a GPU is present: see the CUDA tests")
 def test_cuda_without_a_gpu_is_a_clear_error(model, batch):
-    rejected(model, hc.DeviceError, "cuda:0", model.to, "cuda")
+    # "device cuda:0 does not exist" with CUDA built in, "built without CUDA" otherwise
+    rejected(model, hc.DeviceError, "(?i)cuda", model.to, "cuda")
     assert model.placement == ("cpu",) * 12
     model(batch[0])  # still usable on the CPU
-    with pytest.raises(hc.DeviceError, match="cuda:0"):
+    with pytest.raises(hc.DeviceError, match="(?i)cuda"):
         hc.DeviceDataset(batch, "cuda")
