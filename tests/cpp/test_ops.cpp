@@ -1,5 +1,6 @@
 // Unit tests of the core's CPU ops: im2col/col2im adjointness, and small cases worked out by
 // hand for each layer, the losses, SGD, and the net's one-call training step.
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -68,7 +69,8 @@ TEST(conv2d_by_hand) {
   // One 3x3 image, a 2x2 kernel of ones, bias 0.5: each output is its window's sum + 0.5.
   const ConvGeom g = make_conv_geom(1, 3, 3, 2, 1, 0);
   const float x[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w[] = {1, 1, 1, 1}, b[] = {0.5f};
-  std::vector<float> y(4), ws(conv2d_backward_workspace_cpu(g, 1, max_threads()));
+  std::vector<float> y(4), ws(std::max(conv2d_forward_workspace_cpu(g, 1, max_threads()),
+                                       conv2d_backward_workspace_cpu(g, 1, max_threads())));
   conv2d_forward_cpu(g, 1, 1, x, w, b, y.data(), ws.data());
   const float want[] = {12.5f, 16.5f, 24.5f, 28.5f};
   for (int i = 0; i < 4; ++i) CHECK_NEAR(y[i], want[i], 1e-6);
