@@ -6,6 +6,7 @@ import numpy as np
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
 
 OPSET = 17
+IR_VERSION = 8  # ONNX 1.10 and later: every runtime of the last years reads it
 
 
 def _node(layer, i, x):
@@ -54,7 +55,9 @@ def export_onnx(model, path, input_shape=(1, 28, 28)):
                                        ["batch", *map(int, input_shape)])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", out_dim])],
         [numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in weights.items()])
-    proto = helper.make_model(graph, producer_name="heterocnn",
+    # A fixed IR version rather than the onnx package's newest, so that older runtimes load
+    # the file too (onnxruntime 1.30 stops at IR 13 while onnx 1.23 writes 14 by default).
+    proto = helper.make_model(graph, producer_name="heterocnn", ir_version=IR_VERSION,
                               opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
