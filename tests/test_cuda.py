@@ -240,3 +240,34 @@ def test_pipelined_steps_report_in_order(rng):
     assert reported == expected
     for k, v in b.state_dict().items():
         np.testing.assert_array_equal(a.state_dict()[k], v)
+
+
+def test_nan_guard_on_the_gpu():
+    X, y = hc.datasets.fashion_mnist("train", sample=True).as_tuple()
+    data = (X[:512], y[:512])
+    model = hc.models.mlp(seed=0).to("cuda")
+    opt = hc.SGD(model, lr=0.05, momentum=0.9)
+
+    def explode(epoch, history):
+        opt.lr = 1e12  # from epoch 2 on
+
+    with pytest.raises(hc.NonFiniteError, match=r"step \d+ \(batch \d+ of the epoch\)") as info:
+        hc.fit(model, opt, data, 3, 64, progress=False, on_epoch_end=explode)
+    assert 8 < info.value.step <= 16  # in epoch 2 (8 batches an epoch)
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())  # epoch 2's start
+    model = hc.models.mlp(seed=0).to("cuda")
+    opt = hc.SGD(model, lr=1e12, momentum=0.9)
+    history = hc.fit(model, opt, data, 1, 64, progress=False, on_nan="skip")
+    assert history["skipped_steps"][0] > 0
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_a_step_that_cannot_fit_on_the_gpu_is_rejected_before_training():
+    model = hc.Sequential(hc.Conv2d(1, 1024, 1), hc.ReLU(), hc.MaxPool2d(8), hc.Flatten(),
+                          hc.Linear(1024, 10)).to("cuda")
+    n = 1 << 20  # 256 MiB of uint8 here, about 512 GiB of activations on the device
+    X, y = np.zeros((n, 1, 8, 8), np.uint8), np.zeros(n, np.int64)
+    arena = model._net.arena_bytes(0)
+    with pytest.raises(hc.DeviceOutOfMemoryError, match=r"on cuda:0 needs an estimated .* only"):
+        hc.fit(model, hc.SGD(model, lr=0.1), (X, y), 1, n, progress=False)
+    assert model._net.arena_bytes(0) == arena  # nothing was allocated for it
