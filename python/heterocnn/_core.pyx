@@ -339,16 +339,22 @@ cdef class CoreLayer:
     def output_shape(self, tuple in_shape):
         return from_shape(self.layer.get().output_shape(to_shape(in_shape)))
 
-    def params(self):
-        """{name: host copy of the value}"""
+    def _copies(self, bint grads):
+        """{name: host copy of each parameter's value (or gradient)}"""
         cdef size_t j
+        cdef Buffer* b
         out = {}
         cdef vector[Param]* ps = &self.layer.get().params()
         for j in range(ps.size()):
             a = np.empty(from_shape(ps[0][j].shape), dtype=np.float32)
-            ps[0][j].value.copy_to_host(<float*>cnp.PyArray_DATA(a), a.size)
+            b = &ps[0][j].grad if grads else &ps[0][j].value
+            b.copy_to_host(<float*>cnp.PyArray_DATA(a), a.size)
             out[ps[0][j].name.decode()] = a
         return out
+
+    def params(self):
+        """{name: host copy of the value}"""
+        return self._copies(False)
 
     def set_param(self, str name, cnp.ndarray a):
         cdef size_t j
@@ -377,14 +383,7 @@ cdef class CoreLayer:
         cdef Tensor tx = as_tensor(x), ty = as_tensor(y), tdy = as_tensor(dy), tdx = as_tensor(dx)
         self.layer.get().backward(tx, ty, tdy, &tdx if need_dx else NULL,
                                   <float*>cnp.PyArray_DATA(ws))
-        cdef size_t j
-        grads = {}
-        cdef vector[Param]* ps = &self.layer.get().params()
-        for j in range(ps.size()):
-            g = np.empty(from_shape(ps[0][j].shape), dtype=np.float32)
-            ps[0][j].grad.copy_to_host(<float*>cnp.PyArray_DATA(g), g.size)
-            grads[ps[0][j].name.decode()] = g
-        return (dx if need_dx else None), grads
+        return (dx if need_dx else None), self._copies(True)
 
 
 def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels):
