@@ -2,6 +2,7 @@
 API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
+from .augment import Augment
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
 from .checkpoint import load, save
 from .device_data import DeviceDataset
@@ -12,6 +13,7 @@ from .memory import check_memory, estimate_memory
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .onnx_export import export_onnx
 from .optim import SGD
+from .recipe import Recipe, WarmupCosine, default_recipe
 from .training import evaluate, fit, predict
 
 __version__ = _core_build_info()["version"]
@@ -33,10 +35,10 @@ def cuda_available():
 
 
 __all__ = [
-    "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
+    "Augment", "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
     "DTypeError", "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d",
-    "Module", "NonFiniteError", "ReLU", "SGD", "Sequential", "ShapeError", "Sigmoid",
+    "Module", "NonFiniteError", "ReLU", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
     "StateDictError", "build_info", "check_memory", "cuda_available", "cuda_device",
-    "cuda_device_count", "datasets", "estimate_memory", "evaluate", "export_onnx", "fit", "load",
-    "models", "predict", "save", "set_threads",
+    "cuda_device_count", "datasets", "default_recipe", "estimate_memory", "evaluate", "export_onnx", "fit", "load",
+    "models", "predict", "save", "set_threads", "WarmupCosine",
 ]

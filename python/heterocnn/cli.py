@@ -1,6 +1,8 @@
 """The main job: train a network on Fashion-MNIST and print its test accuracy.
 
     heterocnn-train --model lenet5 --epochs 5        (also: python -m heterocnn, apps/train_mnist.py)
+    heterocnn-train --model convnet                  (the default recipe: 15 epochs, warm-up +
+        cosine lr, momentum, weight decay, random crop and flip; see hc.Recipe)
     heterocnn-train --epochs 10 --save ckpt.safetensors --resume ckpt.safetensors
         (a checkpoint after every epoch; rerun the same line to continue an interrupted run)
 """
@@ -18,19 +20,35 @@ from .checkpoint import load
 from .errors import HeteroCNNError
 from .models import MODELS
 from .optim import SGD
+from .recipe import default_recipe
 from .training import evaluate, fit
 
-DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momentum": 0.9}
+DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momentum": 0.9,
+            "weight_decay": 0.0}
+# The recipe a model gets when --recipe is not given: convnet trains with the default recipe;
+# mlp and lenet5 keep their plain 5-epoch defaults above (constant lr, no augmentation).
+DEFAULT_RECIPE = {"convnet": "default"}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="heterocnn-train", description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default=DEFAULTS["model"])
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--recipe", choices=("none", "default"), default=None,
+                   help="training recipe: 'default' = warm-up + cosine lr schedule, momentum "
+                        "0.9, weight decay 5e-4, random 2-pixel crop and horizontal flip, 15 "
+                        "epochs (hc.Recipe); 'none' = constant lr, no augmentation. Default: "
+                        "'default' for convnet, 'none' for mlp and lenet5. Options given "
+                        "explicitly override the recipe's values (--lr is then the peak lr)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"default: {DEFAULTS['epochs']}, or the recipe's")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"default: {DEFAULTS['batch_size']}, or the recipe's")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"default: {DEFAULTS['lr']}, or the recipe's peak")
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"default: {DEFAULTS['momentum']}, or the recipe's")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"default: {DEFAULTS['weight_decay']}, or the recipe's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", metavar="DIR", default=None,
                    help="directory with the Fashion-MNIST IDX files (default: the Debian "
@@ -48,7 +66,29 @@ def parse_args(argv=None):
                    help="on a NaN/inf loss or gradient: stop with an error (default) or skip "
                         "the step")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    return _apply_recipe(args)
+
+
+def _apply_recipe(args):
+    """Fill the options not given from the recipe (args.recipe_obj, None for 'none') or from
+    DEFAULTS."""
+    if args.recipe is None:
+        args.recipe = DEFAULT_RECIPE.get(args.model, "none")
+    if args.recipe == "none":
+        args.recipe_obj = None
+        base = DEFAULTS
+    else:
+        args.recipe_obj = default_recipe(args.model).with_(
+            lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+            batch_size=args.batch_size, epochs=args.epochs)
+        r = args.recipe_obj
+        base = {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr,
+                "momentum": r.momentum, "weight_decay": r.weight_decay}
+    for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay"):
+        if getattr(args, key) is None:
+            setattr(args, key, base[key])
+    return args
 
 
 def build(args):
@@ -79,6 +119,12 @@ def main(argv=None):
         print(f"model {args.model if resume is None else 'from checkpoint'} on "
               f"{args.device}: {sum(np.prod(s) for _, s in model.parameters()):,} parameters; "
               f"{args.epochs} epochs, batch {args.batch_size}, {opt}")
+        schedule = transform = None
+        if args.recipe_obj is not None:
+            steps = -(-len(train) // args.batch_size)
+            schedule = args.recipe_obj.schedule(args.epochs * steps, steps)
+            transform = args.recipe_obj.transform()
+            print(f"recipe {args.recipe}: lr {schedule}, augmentation {transform}")
 
         def report(epoch, history):
             print(f"epoch {epoch + 1}: loss {history['loss'][-1]:.4f}  train acc "
@@ -88,7 +134,8 @@ def main(argv=None):
         start = time.perf_counter()
         history = fit(model, opt, train, args.epochs, args.batch_size, val=test,
                       seed=args.seed, progress=not args.no_progress, on_epoch_end=report,
-                      checkpoint=args.save, resume=resume, on_nan=args.on_nan)
+                      checkpoint=args.save, resume=resume, on_nan=args.on_nan,
+                      schedule=schedule, transform=transform)
         print(f"trained in {time.perf_counter() - start:.1f} s")
         if sum(history["skipped_steps"]):
             print(f"skipped steps (NaN/inf): {history['skipped_steps']}")

@@ -75,7 +75,8 @@ def _device_data(model, X, y, device_data):
 
 
 def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
-        on_epoch_end=None, device_data="auto", checkpoint=None, resume=None, on_nan="raise"):
+        on_epoch_end=None, device_data="auto", checkpoint=None, resume=None, on_nan="raise",
+        schedule=None, transform=None):
     """Train ``model`` with ``opt`` until epoch ``epochs`` in shuffled minibatches of
     ``batch_size`` (the last one may be smaller) from ``train``; the batch order comes from
     ``np.random.default_rng(seed)``.
@@ -99,6 +100,14 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     Returns the history: {"loss", "accuracy", "images_per_s", "val_accuracy", "skipped_steps"}:
     one entry per epoch (training loss and accuracy are means over the epoch's samples).
     ``on_epoch_end(epoch, history)``, if given, runs after each epoch (e.g. a schedule).
+
+    ``schedule(step) -> lr``, if given, sets ``opt.lr`` before every step (``step`` counts
+    steps from the start of training, resumed runs included; see hc.WarmupCosine).
+    ``transform(x, rng) -> x``, if given, changes each float32 host batch (N, C, H, W) before
+    the step (augmentation, see hc.Augment); ``rng`` is ``np.random.default_rng((seed, epoch,
+    batch))``, so a batch's transform is reproducible (resume, NaN guard). A transform needs
+    host batches: on a GPU the training set then stays on the host (device_data "auto" means
+    False; True is an error) and every batch is gathered, transformed and copied to the device.
     """
     X, y = as_arrays(train, "train")
     epochs = _positive("epochs", epochs)
@@ -118,14 +127,21 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     if resume is not None:
         first_epoch, step = _resume(resume, rng, history)
     guard = NanGuard(model, opt, on_nan)
-    on_device = _device_data(model, X, y, device_data)
+    if transform is not None and device_data is True:
+        raise InvalidValueError("device_data=True cannot be combined with a transform, which "
+                                "works on host batches")
+    on_device = None if transform is not None else _device_data(model, X, y, device_data)
     buf = None if on_device else np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
     n_batches = -(-len(X) // batch_size)
+
+    def host_batch(b, idx, out):
+        x = _batch(X, idx, out)
+        return x if transform is None else transform(x, np.random.default_rng((seed, epoch, b)))
 
     def batch_at(b):
         """(x, y) of batch b of the current epoch, in fresh arrays (for the NaN guard)."""
         idx = order[b * batch_size:(b + 1) * batch_size]
-        return _batch(X, idx, np.empty((len(idx),) + X.shape[1:], np.float32)), y[idx]
+        return host_batch(b, idx, np.empty((len(idx),) + X.shape[1:], np.float32)), y[idx]
 
     for epoch in range(first_epoch, epochs):
         order = rng.permutation(len(X))
@@ -137,11 +153,13 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         for b in range(n_batches):
             idx = order[b * batch_size:(b + 1) * batch_size]
             stats.started(b, len(idx))
+            if schedule is not None:
+                opt.lr = schedule(step)
             # On a GPU this reports the previous step while this one runs.
             if on_device is not None:
                 stats.finished(model._start_step_on(on_device, idx, opt))
             else:
-                stats.finished(model._start_step(_batch(X, idx, buf), y[idx], opt))
+                stats.finished(model._start_step(host_batch(b, idx, buf), y[idx], opt))
             if b == n_batches - 1 or guard.synchronous:
                 stats.finished(model._finish_steps())
             step += 1
