@@ -7,8 +7,9 @@ uses (the CLI's default for convnet) and what apps/time_to_accuracy.py measures.
     model = hc.models.convnet()
     history = recipe.fit(model, train, epochs=15, val=test)   # makes the SGD, schedule, transform
 
-or by hand: opt = recipe.optimizer(model); fit(model, opt, train, epochs, recipe.batch_size,
-schedule=recipe.schedule(epochs * steps_per_epoch), transform=recipe.transform()).
+or by hand (steps = ceil(len(train) / recipe.batch_size)): opt = recipe.optimizer(model);
+fit(model, opt, train, epochs, recipe.batch_size, schedule=recipe.schedule(epochs * steps,
+steps), transform=recipe.transform()).
 """
 
 import math

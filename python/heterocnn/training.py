@@ -136,7 +136,9 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
 
     def host_batch(b, idx, out):
         x = _batch(X, idx, out)
-        return x if transform is None else transform(x, np.random.default_rng((seed, epoch, b)))
+        if transform is None:
+            return x
+        return transform(x, np.random.default_rng(None if seed is None else (seed, epoch, b)))
 
     def batch_at(b):
         """(x, y) of batch b of the current epoch, in fresh arrays (for the NaN guard)."""
