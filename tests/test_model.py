@@ -175,3 +175,31 @@ def test_placement_names():
     assert model.placement == ("cpu",) * len(model.layers)
     model.to(["cpu"] * len(model.layers))
     assert "Conv2d(3, 5, 3, 2, 2)" in repr(model)
+
+
+@pytest.mark.parametrize("N", [1, 4])
+def test_relu_fused_into_conv_and_linear_matches_reference(rng, N):
+    """ReLUs after Conv2d (im2col and 1x1 paths) and Linear are computed in the layer's output
+    pass on the CPU: logits, gradients and an SGD step still match the reference, also with a
+    ReLU that ends the net, one after another ReLU, and one after a pool (not fused)."""
+    model = hc.Sequential(
+        hc.Conv2d(2, 4, 3, padding=1), hc.ReLU(), hc.Conv2d(4, 3, 1), hc.ReLU(), hc.ReLU(),
+        hc.MaxPool2d(2), hc.ReLU(), hc.Flatten(), hc.Linear(27, 8), hc.ReLU(),
+        hc.Linear(8, 5), hc.ReLU(), seed=11)
+    x = rng.standard_normal((N, 2, 6, 7)).astype(F32)
+    y = rng.integers(0, 5, N)
+    state = model.state_dict()
+    logits_ref, loss_ref, grads_ref = ref_forward_backward(model, state, x, y)
+    out = model(x)
+    assert out.min() >= 0
+    assert rel_err(out, logits_ref) < 1e-5
+    loss, grads = model.loss_and_grads(x, y)
+    assert abs(loss - loss_ref) < 1e-5 * max(1, abs(loss_ref))
+    for key in state:
+        assert rel_err(grads[key], grads_ref[key]) < 1e-4, key
+    opt = hc.SGD(model, lr=0.1, momentum=0.9)
+    model.train_step(x, y, opt)
+    for k, a in model.state_dict().items():
+        p, _ = ref.sgd_step(state[k].astype(np.float64), grads_ref[k], np.zeros(a.shape), 0.1,
+                            0.9, 0.0)
+        assert rel_err(a, p) < 1e-5, k

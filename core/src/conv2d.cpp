@@ -18,6 +18,13 @@ size_t col_size(const ConvGeom& g) {
   return static_cast<size_t>(g.col_rows() * g.col_cols());
 }
 
+// The fused ReLU over one sample's output, still in cache after its GEMM: the same select as
+// relu_forward_cpu (NaN passes through), on the calling thread.
+void relu_in_place(int64_t n, float* y) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : (y[i] != y[i] ? y[i] : 0.f);
+}
+
 }  // namespace
 
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
@@ -33,7 +40,7 @@ size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) 
 }
 
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
-                        const float* b, float* y, float* ws) {
+                        const float* b, float* y, float* ws, bool relu) {
   const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W;
   if (col_is_input(g)) {
 #pragma omp parallel for schedule(static)
@@ -41,6 +48,7 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
       float* yn = y + n * M * hw;
       for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
       sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, x + n * in_n, hw, 1.f, yn, hw);
+      if (relu) relu_in_place(M * hw, yn);
     }
     return;
   }
@@ -58,7 +66,9 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     float* col = cols + thread_id() * (col_size(g) + hw);
     im2col_cpu(g, x + n * in_n, col);
     std::fill(col + ckk * hw, col + kb * hw, 1.f);
-    sgemm(Trans::N, Trans::N, M, hw, kb, 1.f, wb, kb, col, hw, 0.f, y + n * M * hw, hw);
+    float* yn = y + n * M * hw;
+    sgemm(Trans::N, Trans::N, M, hw, kb, 1.f, wb, kb, col, hw, 0.f, yn, hw);
+    if (relu) relu_in_place(M * hw, yn);
   }
 }
 
@@ -150,7 +160,7 @@ size_t Conv2d::workspace_size_cpu(const Shape& in, int threads) const {
 
 void Conv2d::forward_cpu(const Tensor& x, Tensor& y, float* ws) {
   conv2d_forward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
-                     params_[1].value.data(), y.data, ws);
+                     params_[1].value.data(), y.data, ws, fused_relu_);
 }
 
 void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,

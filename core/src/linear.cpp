@@ -9,18 +9,28 @@
 namespace hc {
 
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                        const float* b, float* y) {
+                        const float* b, float* y, bool relu) {
   for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
   sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 1.f, y, O);
+  if (!relu) return;
+  // The fused ReLU, while y is still in cache: the same select as relu_forward_cpu (NaN kept).
+  const int64_t n = N * O;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : (y[i] != y[i] ? y[i] : 0.f);
 }
 
 void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                          const float* dy, float* dx, float* dw, float* db) {
   // dw (O,I) = dy^T (O,N) * x (N,I)
   sgemm(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I);
+  // db (O,) = column sums of dy, row by row (the same order for every build and thread count).
   std::fill(db, db + O, 0.f);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o) db[o] += dy[n * O + o];
+  for (int64_t n = 0; n < N; ++n) {
+    const float* __restrict__ d = dy + n * O;
+    float* __restrict__ s = db;
+#pragma omp simd
+    for (int64_t o = 0; o < O; ++o) s[o] += d[o];
+  }
   // dx (N,I) = dy (N,O) * w (O,I)
   if (dx) sgemm(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I);
 }
@@ -43,7 +53,7 @@ Shape Linear::output_shape(const Shape& in) const {
 
 void Linear::forward_cpu(const Tensor& x, Tensor& y, float*) {
   linear_forward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), params_[1].value.data(),
-                     y.data);
+                     y.data, fused_relu_);
 }
 
 void Linear::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {

@@ -425,6 +425,7 @@ LossResult Net::run_loss(const int64_t* labels, bool with_grad) {
 
 void Net::run_sgd(const SgdConfig& cfg) {
   std::vector<int> devices;
+  sgd_slices_.clear();  // every CPU parameter, updated in one parallel loop
   for (auto& layer : layers_) {
     const Place p = layer->place();
     if (p.device == Device::CUDA) {
@@ -433,8 +434,9 @@ void Net::run_sgd(const SgdConfig& cfg) {
       continue;
     }
     for (Param& q : layer->params())
-      sgd_update_cpu(q.shape.numel(), q.value.data(), q.grad.data(), q.velocity.data(), cfg);
+      sgd_slices_.push_back({q.shape.numel(), q.value.data(), q.grad.data(), q.velocity.data()});
   }
+  sgd_update_all_cpu(sgd_slices_.data(), sgd_slices_.size(), cfg);
 #ifdef HC_WITH_CUDA
   for (int d : devices) sgd_cuda(d, cfg);  // every parameter of the device in one launch
 #endif

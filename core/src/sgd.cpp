@@ -1,10 +1,12 @@
 // p (n,), g (n,), v (n,) -> p, v updated in place
 #include "heterocnn/sgd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "heterocnn/error.h"
+#include "heterocnn/parallel.h"
 
 namespace hc {
 
@@ -29,6 +31,29 @@ void sgd_update_cpu(int64_t n, float* p, const float* g, float* v, const SgdConf
   for (int64_t i = 0; i < n; ++i) {
     v[i] = mu * v[i] + (g[i] + wd * p[i]);
     p[i] -= lr * v[i];
+  }
+}
+
+void sgd_update_all_cpu(const SgdSlice* slices, size_t count, const SgdConfig& cfg) {
+  int64_t total = 0;
+  for (size_t s = 0; s < count; ++s) total += slices[s].n;
+  // Below this many floats the update (3 arrays, ~12 bytes a float) is cheaper on one thread
+  // than waking the team.
+  constexpr int64_t kParallelElems = 1 << 14;
+#pragma omp parallel if (total > kParallelElems)
+  {
+    // This thread's range of the concatenation, cut at multiples of 16 floats (one cache line).
+    const int t = thread_id(), team = team_size();
+    auto cut = [&](int k) { return std::min(total, (total * k / team + 15) / 16 * 16); };
+    const int64_t begin = t == 0 ? 0 : cut(t), end = t + 1 == team ? total : cut(t + 1);
+    int64_t offset = 0;  // where slice s starts in the concatenation
+    for (size_t s = 0; s < count && offset < end; offset += slices[s].n, ++s) {
+      const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + slices[s].n);
+      if (hi <= lo) continue;
+      const SgdSlice& q = slices[s];
+      const int64_t i = lo - offset;
+      sgd_update_cpu(hi - lo, q.p + i, q.g + i, q.v + i, cfg);
+    }
   }
 }
 

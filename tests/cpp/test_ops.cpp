@@ -2,6 +2,7 @@
 // hand for each layer, the losses, SGD, and the net's one-call training step.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -101,6 +102,71 @@ TEST(linear_by_hand) {
   }
   CHECK_NEAR(db[0], 4, 1e-6);
   CHECK_NEAR(db[1], 6, 1e-6);
+}
+
+TEST(fused_relu_equals_relu_after_the_op) {
+  // Linear and Conv2d with the ReLU fused into their output pass give exactly relu(op(x)),
+  // NaN included (it passes through, as relu_forward_cpu lets it).
+  std::vector<float> x = randn(5 * 37, 1), w = randn(19 * 37, 2), b = randn(19, 3);
+  x[7] = NAN;
+  std::vector<float> y(5 * 19), yr(5 * 19), want(5 * 19);
+  linear_forward_cpu(5, 37, 19, x.data(), w.data(), b.data(), y.data());
+  relu_forward_cpu(5 * 19, y.data(), want.data());
+  linear_forward_cpu(5, 37, 19, x.data(), w.data(), b.data(), yr.data(), true);
+  int same = 0;
+  for (size_t i = 0; i < yr.size(); ++i)
+    same += std::memcmp(&yr[i], &want[i], sizeof(float)) == 0;
+  CHECK(same == (int)yr.size());
+  CHECK(std::isnan(yr[0]));  // sample 0 saw the NaN
+  for (int pad : {0, 1}) {
+    for (int k : {1, 3}) {
+      const ConvGeom g = make_conv_geom(3, 9, 8, k, 1, k == 1 ? 0 : pad);
+      const int64_t N = 4, M = 5, in_n = 3 * 9 * 8, out_n = M * g.Ho * g.Wo;
+      std::vector<float> cx = randn(N * in_n, 4), cw = randn(M * 3 * k * k, 5), cb = randn(M, 6);
+      cx[in_n + 10] = NAN;
+      std::vector<float> ws(conv2d_forward_workspace_cpu(g, M, max_threads()));
+      std::vector<float> cy(N * out_n), cyr(N * out_n), cwant(N * out_n);
+      conv2d_forward_cpu(g, N, M, cx.data(), cw.data(), cb.data(), cy.data(), ws.data());
+      relu_forward_cpu(N * out_n, cy.data(), cwant.data());
+      conv2d_forward_cpu(g, N, M, cx.data(), cw.data(), cb.data(), cyr.data(), ws.data(), true);
+      CHECK(std::memcmp(cyr.data(), cwant.data(), cyr.size() * sizeof(float)) == 0);
+      CHECK(std::any_of(cyr.begin(), cyr.end(), [](float v) { return std::isnan(v); }));
+      CHECK(std::any_of(cyr.begin(), cyr.end(), [](float v) { return v == 0.f; }));
+    }
+  }
+}
+
+TEST(sgd_all_equals_sgd_per_parameter) {
+  // One parallel loop over several arrays gives bit for bit what one call per array gives,
+  // whatever the team size, with and without momentum.
+  const int64_t sizes[] = {3, 40000, 17, 1, 25000, 64};
+  for (float mu : {0.f, 0.9f}) {
+    for (int threads : {1, 2, 3, 7}) {
+      std::vector<std::vector<float>> p1, v1, g, p2, v2;
+      for (size_t s = 0; s < 6; ++s) {
+        g.push_back(randn(sizes[s], 10 + s));
+        p1.push_back(randn(sizes[s], 20 + s));
+        v1.push_back(randn(sizes[s], 30 + s));
+      }
+      p2 = p1;
+      v2 = v1;
+      const SgdConfig cfg{0.05f, mu, 1e-3f};
+      std::vector<SgdSlice> slices;
+      for (size_t s = 0; s < 6; ++s) {
+        sgd_update_cpu(sizes[s], p1[s].data(), g[s].data(), v1[s].data(), cfg);
+        slices.push_back({sizes[s], p2[s].data(), g[s].data(), v2[s].data()});
+      }
+      const int before = max_threads();
+      set_threads(threads);
+      sgd_update_all_cpu(slices.data(), slices.size(), cfg);
+      set_threads(before);
+      for (size_t s = 0; s < 6; ++s) {
+        CHECK(std::memcmp(p1[s].data(), p2[s].data(), sizes[s] * sizeof(float)) == 0);
+        CHECK(std::memcmp(v1[s].data(), v2[s].data(), sizes[s] * sizeof(float)) == 0);
+      }
+    }
+  }
+  sgd_update_all_cpu(nullptr, 0, SgdConfig{});  // nothing to update
 }
 
 TEST(maxpool_by_hand) {

@@ -11,8 +11,9 @@ namespace hc {
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 
+// relu: y = max(conv(x) + b, 0), applied to each sample's output right after its GEMM.
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
-                        const float* b, float* y, float* ws);
+                        const float* b, float* y, float* ws, bool relu = false);
 // dx may be null (first layer). dw and db are overwritten.
 void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                          const float* w, const float* dy, float* dx, float* dw, float* db,
@@ -24,7 +25,7 @@ class Conv2d : public Layer {
          int64_t padding);
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
-  bool can_fuse_relu() const override { return place_.device == Device::CUDA; }
+  bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;

@@ -5,8 +5,9 @@
 
 namespace hc {
 
+// relu: y = max(x w^T + b, 0) (a ReLU fused into the GEMM's output pass; NaN passes through).
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                        const float* b, float* y);
+                        const float* b, float* y, bool relu = false);
 // dx may be null (first layer). dw and db are overwritten.
 void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                          const float* dy, float* dx, float* dw, float* db);
@@ -16,7 +17,7 @@ class Linear : public Layer {
   Linear(int64_t in_features, int64_t out_features);
   std::string kind() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
-  bool can_fuse_relu() const override { return place_.device == Device::CUDA; }
+  bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;

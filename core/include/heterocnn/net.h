@@ -145,6 +145,7 @@ class Net {
 
   bool profiling_ = false;
   std::vector<LayerTimes> times_;
+  std::vector<SgdSlice> sgd_slices_;  // run_sgd's list of CPU parameters (kept: no allocation)
 
 #ifdef HC_WITH_CUDA
   // Per CUDA device, one allocation (the arena) holds the parameters, gradients and momenta of

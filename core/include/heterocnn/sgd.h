@@ -1,6 +1,7 @@
 // SGD with momentum and weight decay, the update rule of torch.optim.SGD (dampening 0,
 // no Nesterov):  g += wd * p;  v = mu * v + g;  p -= lr * v   (with mu == 0: p -= lr * g).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace hc {
@@ -16,5 +17,18 @@ void validate(const SgdConfig& cfg);
 
 // p, g, v: n floats each; g is left as it was.
 void sgd_update_cpu(int64_t n, float* p, const float* g, float* v, const SgdConfig& cfg);
+
+// One parameter array for sgd_update_all_cpu.
+struct SgdSlice {
+  int64_t n;
+  float* p;
+  const float* g;
+  float* v;
+};
+
+// sgd_update_cpu over every slice, as one OpenMP loop over their concatenation split statically
+// over the team (serial when small). The update is element-wise, so the result does not depend
+// on the split: bit-identical to calling sgd_update_cpu on each slice.
+void sgd_update_all_cpu(const SgdSlice* slices, size_t count, const SgdConfig& cfg);
 
 }  // namespace hc
