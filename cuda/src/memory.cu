@@ -75,13 +75,6 @@ void release_pinned(void* p) noexcept {
   cudaGetLastError();
 }
 
-void copy_to_device_async(void* dst, const void* src, size_t bytes, int device) {
-  if (bytes == 0) return;
-  use_device(device);
-  HC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice,
-                                static_cast<cudaStream_t>(stream(device))));
-}
-
 void* stream(int device) {
   std::lock_guard<std::mutex> lock(streams_mutex);
   if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1, nullptr);

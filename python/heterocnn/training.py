@@ -2,19 +2,17 @@
 resume, the NaN/inf guard, and the memory check before training. Each step is one call into
 the core (Sequential._start_step)."""
 
-import os
 import time
 from collections import deque
 
 import numpy as np
 from tqdm import tqdm
 
-from . import _core
 from .data_checks import as_arrays, check_label_range
 from .device_data import DeviceDataset
+from .errors import InvalidValueError
 from .memory import check_memory
 from .nan_guard import NanGuard
-from .errors import DeviceOutOfMemoryError, HeteroCNNError, InvalidValueError
 
 
 def _batch(X, idx, out):

@@ -20,9 +20,6 @@ void zero(float* p, size_t count, int device);
 // Page-locked host memory, which the device reads and writes without a staging copy.
 void* alloc_pinned(size_t bytes);
 void release_pinned(void* p) noexcept;
-// Enqueues a host-to-device copy on the device's stream and returns at once: `src` must stay
-// unchanged until the stream has passed it (pinned memory makes the copy truly asynchronous).
-void copy_to_device_async(void* dst, const void* src, size_t bytes, int device);
 // The stream every op of `device` is enqueued on (a cudaStream_t).
 void* stream(int device);
 // Waits for the device's stream; throws if any kernel on it failed.
