@@ -513,12 +513,4 @@ LossResult Net::train_step(const float* x, const Shape& in, const int64_t* label
   return r[n - 1];
 }
 
-LossResult Net::train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
-                              const SgdConfig& cfg) {
-  LossResult r[3];
-  int k = start_step_on(data, idx, n, cfg, r);
-  k += finish_steps(r + k);
-  return r[k - 1];
-}
-
 }  // namespace hc

@@ -65,16 +65,13 @@ class Net {
   // throws on bad input.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const SgdConfig& cfg);
-  // One training step on the batch idx[0..n) (host memory) of a data set held on the CUDA
-  // device the whole net is on: the batch is gathered there; only the indices cross.
-  LossResult train_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
-                           const SgdConfig& cfg);
-
-  // The same two, started without waiting where the whole net is on one GPU: the step runs
+  // train_step started without waiting where the whole net is on one GPU: the step runs
   // while the caller prepares the next one, whose upload (pinned memory, copy stream)
   // overlaps it. Each call writes the results of the steps finished since the last report
   // into out (at most 2), oldest first, and returns how many: on a GPU the step before this
-  // one, on the CPU this step.
+  // one, on the CPU this step. start_step_on does the same on the batch idx[0..n) (host
+  // memory) of a data set held on the CUDA device the whole net is on: the batch is gathered
+  // there; only the indices cross.
   int start_step(const float* x, const Shape& in, const int64_t* labels, const SgdConfig& cfg,
                  LossResult* out);
   int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
