@@ -2,6 +2,8 @@
 # On a lent GPU machine (see ../shared/gpu/prepare): install heterocnn from this checkout with
 # CUDA for the card's architecture, then run what is asked:
 #   tools/gpu_run.sh [tests] [bench] [lab]
+# bench runs apps/bench.py --suite ${BENCH_SUITES:-all} ${BENCH_ARGS} (its JSON lands in $OUT
+# under its default name: copy it into benchmarks/ and run python apps/bench.py --report).
 # Logs and JSON go to $OUT (default /tmp/hc-out).
 set -uo pipefail
 OUT=${OUT:-/tmp/hc-out}
@@ -17,8 +19,8 @@ python3 -m pip install -q --no-build-isolation --no-deps --no-index \
 for what in "$@"; do
   case $what in
     tests) python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -25 ;;
-    bench) python3 apps/bench_gpu.py --data .gpu/data --json "$OUT/bench_gpu.json" 2>&1 \
-             | tee "$OUT/bench_gpu.log" ;;
+    bench) python3 apps/bench.py --suite "${BENCH_SUITES:-all}" --data .gpu/data --json "$OUT/" \
+             --no-report ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" ;;
     lab) ARCH=$arch bash cuda/dev/build_and_run.sh all "$OUT" 2>&1 | tail -30 ;;
   esac
 done

@@ -1,0 +1,36 @@
+"""Suite tta: time to accuracy with the default recipe (hc.default_recipe()), through
+time_to_accuracy.run: test accuracy after every epoch, training time (fit's own timing of the
+steps, evaluations excluded) until the target is first reached."""
+
+from dataclasses import asdict
+
+import time_to_accuracy
+
+
+def run(ctx):
+    hc, args = ctx.hc, ctx.args
+    devices = args.tta_devices or (["cuda"] if ctx.gpu else ["cpu"])
+    if "cuda" in devices and not ctx.gpu:
+        return {"status": "skipped: --tta-devices asks for cuda but there is no usable GPU"}
+    recipe = hc.default_recipe()
+    train = hc.datasets.fashion_mnist("train", path=args.data, sample=args.sample)
+    test = hc.datasets.fashion_mnist("test", path=args.data, sample=args.sample)
+    X, y = train.as_tuple()
+    if args.quick:  # a smoke run: one epoch on a slice
+        recipe = recipe.with_(epochs=1)
+        X, y = X[:1024], y[:1024]
+    runs = []
+    for device in devices:
+        for name in args.tta_nets:
+            ctx.log(f"tta: {name} on {device}, {recipe.epochs} epochs of {len(X)} images")
+            rec = time_to_accuracy.run(name, (X, y), test.as_tuple(), device, recipe,
+                                       recipe.epochs, seed=0, stop_at_target=False,
+                                       progress=False)
+            rec["device"] = device
+            runs.append(rec)
+    return {"recipe": asdict(recipe), "seed": 0, "train_images": len(X),
+            "data": train.source, "targets": time_to_accuracy.TARGETS,
+            "timing": "training time: the sum of fit's per-epoch step time (test evaluations "
+                      "excluded); wall: with them. One run per net and device (seed 0): no "
+                      "spread over repeats",
+            "runs": runs}
