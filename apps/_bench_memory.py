@@ -1,14 +1,15 @@
 """Suite memory: peak memory of training, heterocnn against PyTorch, each net, batch size and
 device in a fresh process (python apps/bench.py --memory-child ...) so that peaks never mix.
 
-The child imports its framework, notes its resident set (RSS) and, on a GPU, the device's free
-memory (cudaMemGetInfo, after the CUDA context exists), trains a fixed number of SGD steps on
-host batches, then reports: the process's peak RSS (VmHWM, the import included) and that peak
-above the RSS after import; on a GPU what the framework says it allocated (PyTorch:
-torch.cuda.max_memory_allocated / max_memory_reserved; heterocnn: its arena, which holds every
-buffer of the step, and hc.estimate_memory's plan) and the device memory the process took
-(free before the model minus free after training, which leaves the CUDA context out), plus
-nvidia-smi's per-process figure where it can see the process (context included)."""
+The child imports its framework (on a GPU also makes the CUDA context, which takes host memory
+too), notes its resident set (RSS) and, on a GPU, the device's free memory (cudaMemGetInfo),
+trains a fixed number of SGD steps on host batches, then reports: the process's peak RSS
+(VmHWM, the import included) and that peak above the RSS noted before the model; on a GPU
+what the framework says it allocated (PyTorch: torch.cuda.max_memory_allocated /
+max_memory_reserved; heterocnn: its arena, which holds every buffer of the step, and
+hc.estimate_memory's plan) and the device memory the process took (free before the model minus
+free after training, which leaves the CUDA context out), plus nvidia-smi's per-process figure
+where it can see the process (context included)."""
 
 import json
 import os
@@ -70,9 +71,9 @@ def child(spec):
         import heterocnn as hc
 
         hc.set_threads(threads)
-        out["rss_after_import"] = status_kib("VmRSS")
         free = (lambda: hc.cuda_device(0)["free_bytes"]) if device == "cuda" else None
-        free_before = free() if free else None
+        free_before = free() if free else None  # the CUDA context exists from here on
+        out["rss_after_import"] = status_kib("VmRSS")
         model = hc.models.MODELS[net](seed=0).to(device)
         opt = hc.SGD(model, lr=0.01, momentum=0.9)
         for i in range(steps):

@@ -185,7 +185,7 @@ def memory_tables(result):
                             for k in ("peak_rss", "peak_rss_above_import")]
             for (device, net, batch), f in by.items() if device == "cpu"]
     out = ("Host, training on the CPU, MiB (peak RSS of the whole process, and that peak above "
-           "the RSS right after importing the framework):\n\n"
+           "the RSS before the model, right after the framework's import):\n\n"
            + table(["net", "batch", "heterocnn peak RSS", "above import", "PyTorch peak RSS",
                     "above import"], host))
     dev = [[net, batch, mib(f.get("heterocnn", {}), "framework_allocated"),
@@ -285,6 +285,15 @@ def plot_layers(plt, result, title):
     return fig
 
 
+def square_axes(ax, title):
+    """Axes of GFLOP/s against the size of a square GEMM."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("M = N = K")
+    ax.set_ylabel("GFLOP/s")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def plot_gemm(plt, result, title):
     lab = result.get("cuda_lab")
     has_lab = isinstance(lab, dict) and "rows" in lab
@@ -297,11 +306,7 @@ def plot_gemm(plt, result, title):
                     yerr=[[r[key]["median"] - r[key]["min"] for r in square],
                           [r[key]["max"] - r[key]["median"] for r in square]],
                     marker="o", label=name, capsize=3)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("M = N = K")
-    ax.set_ylabel("GFLOP/s")
-    ax.set_title(f"{title}: CPU, {result['cpu']['threads']} threads", fontsize=9)
-    ax.legend(fontsize=8)
+    square_axes(ax, f"{title}: CPU, {result['cpu']['threads']} threads")
     if has_lab:
         ax = axes[0, 1]
         by = {}
@@ -310,11 +315,8 @@ def plot_gemm(plt, result, title):
                 by.setdefault(r["version"], []).append((r["M"], r["gflops"]))
         for version, pts in by.items():
             ax.plot(*zip(*sorted(pts)), marker="o", label=version)
-        ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("M = N = K")
-        ax.set_title(f"CUDA GEMM lab, {lab.get('device')}", fontsize=9)
-        ax.legend(fontsize=7)
+        square_axes(ax, f"CUDA GEMM lab, {lab.get('device')}")
     fig.tight_layout()
     return fig
 

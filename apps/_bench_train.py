@@ -153,6 +153,8 @@ def gemm_lab(ctx):
     import tempfile
     import time
 
+    if ctx.args.no_lab:
+        return "skipped: --no-lab"
     if ctx.gemm_lab is not None:
         return ctx.gemm_lab
     major, minor = ctx.hc.build_info()["gpus"][0]["compute_capability"]

@@ -99,6 +99,9 @@ def parse_args(argv):
     p.add_argument("--tta-nets", default="lenet5,convnet", help="nets of the tta suite")
     p.add_argument("--memory-steps", type=positive_int, default=None,
                    help="training steps of each memory measurement (default 20, --quick 3)")
+    p.add_argument("--no-lab", action="store_true",
+                   help="skip the CUDA GEMM lab of the gpu and gemm suites (it needs nvcc and "
+                        "about a minute to build)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
