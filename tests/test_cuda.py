@@ -26,6 +26,13 @@ NETS = {
     "lenet5": (hc.models.lenet5, (1, 28, 28), 10),
     "mlp": (hc.models.mlp, (1, 28, 28), 10),
     "convnet": (hc.models.convnet, (1, 28, 28), 10),
+    # Every layer after a ReLU applies that ReLU's backward in its own dx on the GPU: a strided
+    # conv (dx through col2im), overlapping and tiled pools (with pixels past the last window),
+    # a 1x1 conv and a Linear.
+    "relu_before": (lambda: hc.Sequential(
+        hc.Conv2d(2, 6, 3, padding=1), hc.ReLU(), hc.Conv2d(6, 5, 3, stride=2, padding=1),
+        hc.ReLU(), hc.MaxPool2d(3, stride=2), hc.Conv2d(5, 7, 1), hc.ReLU(), hc.MaxPool2d(2),
+        hc.Flatten(), hc.Linear(7, 6), hc.ReLU(), hc.Linear(6, 4), seed=3), (2, 13, 11), 4),
     "bce": (lambda: hc.Sequential(hc.Conv2d(2, 5, 3, stride=2, padding=2), hc.Sigmoid(),
                                   hc.MaxPool2d(3, 2), hc.Flatten(), hc.Linear(5 * 2 * 2, 1),
                                   loss="bce", seed=4), (2, 9, 8), 2),
@@ -47,7 +54,7 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
         assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
 
 
-@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce"])
+@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before"])
 def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
     make, shape, classes = NETS[name]
     cpu, gpu = pair(make)

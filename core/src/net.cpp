@@ -144,6 +144,14 @@ void Net::plan_fusion() {
     a.set_fused_relu(fuse);
     fused_[i + 1] = fuse;
   }
+  masked_.assign(layers_.size(), false);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& b = *layers_[i];
+    const bool mask = i > 0 && layers_[i - 1]->kind() == "ReLU" && b.can_mask_dx() &&
+                      layers_[i - 1]->place() == b.place();
+    b.set_masked_dx(mask);
+    if (mask) masked_[i - 1] = true;
+  }
 }
 
 bool Net::reserve_at(Buffer& b, size_t count, Place place) {
@@ -389,6 +397,10 @@ void Net::run_backward() {
     Layer& layer = *layers_[i];
     if (layer.is_view()) {
       dy.shape = ins_[i].shape;
+      continue;
+    }
+    if (masked_[i]) {  // the layer after it wrote this ReLU's dx
+      if (!needs_dx_[i]) break;
       continue;
     }
     const Place p = layer.place();

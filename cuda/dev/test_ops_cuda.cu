@@ -76,6 +76,14 @@ double rel_err(const Vec& a, const Vec& b) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// The backward of a ReLU whose output x is, applied to dx: x > 0 ? dx : 0 (what the
+// *_backward_masked_cuda ops fold into their dx).
+Vec masked(const Vec& dx, const Vec& x) {
+  Vec out(dx.size());
+  for (size_t i = 0; i < dx.size(); ++i) out[i] = x[i] > 0.f ? dx[i] : 0.f;
+  return out;
+}
+
 // One named check: every (gpu, cpu, tol) pair must pass.
 struct Check {
   std::string name;
@@ -224,6 +232,10 @@ void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t K,
     if (with_dx) c.cmp("dx", dDX.get(), dx, 1e-4);
     c.cmp("dw", dDW.get(), dw, 1e-4);
     c.cmp("db", dDB.get(), db, 1e-4);
+    if (!with_dx) return;
+    dDX.poison();
+    conv2d_backward_masked_cuda(g, N, M, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, bws.p, 0);
+    c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-4);
   });
 }
 
@@ -249,6 +261,10 @@ void test_linear(int64_t N, int64_t I, int64_t O, bool with_dx) {
     if (with_dx) c.cmp("dx", dDX.get(), dx, 1e-4);
     c.cmp("dw", dDW.get(), dw, 1e-4);
     c.cmp("db", dDB.get(), db, 1e-4);
+    if (!with_dx) return;
+    dDX.poison();
+    linear_backward_masked_cuda(N, I, O, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, 0);
+    c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-4);
   });
 }
 
@@ -268,6 +284,9 @@ void test_maxpool(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s, bool ti
     maxpool2d_backward_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, 0);
     c.cmp("y", dY.get(), y, 0.0);
     c.cmp("dx", dDX.get(), dx, 1e-6);
+    dDX.poison();
+    maxpool2d_backward_masked_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, 0);
+    c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-6);
   });
 }
 
@@ -328,9 +347,9 @@ void test_bce(int64_t N) {
   });
 }
 
-void test_sgd(float mu, float wd) {
+void test_sgd(float mu, float wd, int offset = 0) {
   char name[160];
-  std::snprintf(name, sizeof name, "sgd_update 4 tensors mu=%.2f wd=%.3f", mu, wd);
+  std::snprintf(name, sizeof name, "sgd_update 4 tensors mu=%.2f wd=%.3f off=%d", mu, wd, offset);
   run_case(name, [&](Check& c) {
     const std::vector<int64_t> sizes{1, 150, 7, 30001};
     SgdConfig cfg;
@@ -349,13 +368,15 @@ void test_sgd(float mu, float wd) {
       dp.emplace_back(new Dev<float>(p[i]));
       dg.emplace_back(new Dev<float>(g[i]));
       dv.emplace_back(new Dev<float>(v[i]));
-      desc.push_back({dp[i]->p, dg[i]->p, dv[i]->p, sizes[i]});
+      desc.push_back({dp[i]->p + offset, dg[i]->p + offset, dv[i]->p + offset,
+                      sizes[i] - offset});
     }
     Dev<SgdTensorCuda> dd(desc);
     Dev<SgdConfig> dcfg(std::vector<SgdConfig>{cfg});
     for (int step = 0; step < 3; ++step) {
       for (size_t i = 0; i < sizes.size(); ++i)
-        sgd_update_cpu(sizes[i], p[i].data(), g[i].data(), v[i].data(), cfg);
+        sgd_update_cpu(sizes[i] - offset, p[i].data() + offset, g[i].data() + offset,
+                       v[i].data() + offset, cfg);
       sgd_update_cuda((int)sizes.size(), dd.p, 30001, dcfg.p, 0);
     }
     for (size_t i = 0; i < sizes.size(); ++i) {
@@ -429,7 +450,7 @@ void time_convs() {
       conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
     });
     const float x = l.dx ? time_us([&] {
-      conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, dDX.p, ws.p, 0);
+      conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, nullptr, dDX.p, ws.p, 0);
     }) : 0.f;
     char name[40];
     std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
@@ -484,30 +505,47 @@ int main(int argc, char** argv) {
   test_conv(6, 5, 7, 9, 8, 3, 1, 1, true);       // Ho*Wo odd: GEMM columns cross images
   test_conv(64, 8, 14, 14, 16, 3, 1, 1, true);   // many dw slices
   test_conv(2, 3, 5, 6, 4, 3, 1, 3, true);       // pad >= K: dx through col2im
-  test_conv(9, 1, 28, 28, 32, 3, 1, 1, false);  // convnet's first layer: the narrow dw tile
-  test_conv(5, 2, 9, 7, 20, 2, 1, 1, false);    // narrow dw tile, M < 32, Ho*Wo odd
+  test_conv(9, 1, 28, 28, 32, 3, 1, 1, false);  // convnet's first layer: the small dw kernel
+  test_conv(5, 2, 9, 7, 20, 2, 1, 1, false);    // small dw kernel, M < 32, Ho*Wo odd
+  test_conv(1, 1, 13, 12, 5, 3, 2, 0, false);   // small dw kernel: batch 1, stride 2, pad 0
+  test_conv(3, 15, 6, 5, 7, 1, 1, 0, true);     // small dw kernel: CKK + 1 = 16 exactly
+  test_conv(70, 1, 28, 28, 32, 3, 1, 1, false); // small dw kernel: many slices
   test_conv(3, 16, 9, 7, 48, 3, 1, 1, true);    // 64-row 8x8 forward tile, M < 64, odd Ho*Wo
   test_conv(7, 64, 14, 14, 64, 3, 1, 1, true);  // convnet's last conv layer
+  // Enough columns (>= 2 * 132 tiles of 128) for the wide forward/dx tiles on a 132-SM GPU;
+  // the cases above, with fewer, take the 64-column tiles.
+  test_conv(176, 32, 14, 14, 64, 3, 1, 1, true);  // 64 x 128 of 8x8 (fwd), 32 x 128 (dx)
+  test_conv(44, 16, 28, 28, 32, 3, 1, 1, true);   // 32 x 128 (fwd), 16 x 128 (dx, 16 rows)
+  test_conv(2, 7, 9, 11, 27, 3, 1, 1, true);      // M and C not multiples of 4, few columns
+  test_conv(120, 64, 14, 14, 64, 3, 1, 1, true);  // dw's 64 x 96 tile (>= 528 blocks)
   test_linear(1, 7, 5, true);
   test_linear(3, 33, 10, true);
   test_linear(3, 400, 120, false);
   test_linear(64, 784, 129, true);
   test_linear(64, 784, 256, true);
+  test_linear(1000, 37, 70, true);  // db: many rows per column-sum thread, a partial block
   test_maxpool(15, 7, 9, 2, 2, false);
   test_maxpool(15, 8, 11, 3, 2, false);
   test_maxpool(3, 10, 7, 3, 3, false);
   test_maxpool(5, 9, 9, 2, 1, true);
+  test_maxpool(6, 28, 28, 2, 2, true);   // convnet's pools (tiled windows, K = 2)
+  test_maxpool(7, 11, 13, 2, 2, false);  // tiled, a last row and column past the windows
+  test_maxpool(4, 11, 10, 3, 3, true);   // tiled, K = 3 at run time, uncovered pixels
+  test_maxpool(1, 3, 3, 3, 3, false);    // one window
   test_activations(1);
   test_activations(100003);
   test_softmax_ce(1, 10, true);
   test_softmax_ce(3, 37, true);
   test_softmax_ce(257, 10, true);
   test_softmax_ce(1000, 100, false);
+  test_softmax_ce(2049, 32, true);   // one thread per sample, more samples than threads
+  test_softmax_ce(5, 1, true);
   test_bce(1);
   test_bce(3);
   test_bce(1001);
   test_sgd(0.f, 0.f);
   test_sgd(0.9f, 0.001f);
+  test_sgd(0.9f, 0.f, 1);  // unaligned tensors: the scalar loop alone
   test_errors();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

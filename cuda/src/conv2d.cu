@@ -39,6 +39,29 @@ void forward(const ConvGeom& g, int64_t N, int64_t M, const float* x, const floa
   conv2d_implicit_forward_cuda(g, N, M, x, w, b, relu, y, stream);
 }
 
+// mask: null, or x itself when dx is to be masked by x > 0.
+void backward(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
+              const float* dy, const float* mask, float* dx, float* dw, float* db, float* ws,
+              cudaStream_t stream) {
+  check_geom("conv2d_backward_cuda", g, N, M);
+  const int64_t ckk = g.col_rows(), hw = g.col_cols();
+  if (N == 0) {  // no samples: zero gradients
+    HC_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * M * ckk, stream));
+    HC_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * M, stream));
+    return;
+  }
+  conv2d_implicit_wgrad_cuda(g, N, M, x, dy, dw, db, ws, stream);
+  if (!dx) return;
+  if (conv2d_implicit_dgrad_fits(g)) {
+    conv2d_implicit_dgrad_cuda(g, N, M, w, dy, mask, dx, ws, stream);
+    return;
+  }
+  // dcol_n (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), into col (N*HoWo columns), then col2im.
+  sgemm_batched_cuda(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, 0, dy, hw, M * hw, 0.f, ws,
+                     N * hw, hw, N, GemmEpilogue{}, stream);
+  col2im_masked_cuda(g, N, ws, mask, dx, stream);
+}
+
 }  // namespace
 
 size_t conv2d_forward_workspace_cuda(const ConvGeom&, int64_t, int64_t) { return 0; }
@@ -62,23 +85,13 @@ void conv2d_relu_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const flo
 void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                           const float* w, const float* dy, float* dx, float* dw, float* db,
                           float* ws, cudaStream_t stream) {
-  check_geom("conv2d_backward_cuda", g, N, M);
-  const int64_t ckk = g.col_rows(), hw = g.col_cols();
-  if (N == 0) {  // no samples: zero gradients
-    HC_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * M * ckk, stream));
-    HC_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * M, stream));
-    return;
-  }
-  conv2d_implicit_wgrad_cuda(g, N, M, x, dy, dw, db, ws, stream);
-  if (!dx) return;
-  if (conv2d_implicit_dgrad_fits(g)) {
-    conv2d_implicit_dgrad_cuda(g, N, M, w, dy, dx, ws, stream);
-    return;
-  }
-  // dcol_n (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), into col (N*HoWo columns), then col2im.
-  sgemm_batched_cuda(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, 0, dy, hw, M * hw, 0.f, ws,
-                     N * hw, hw, N, GemmEpilogue{}, stream);
-  col2im_cuda(g, N, ws, dx, stream);
+  backward(g, N, M, x, w, dy, nullptr, dx, dw, db, ws, stream);
+}
+
+void conv2d_backward_masked_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                                 const float* w, const float* dy, float* dx, float* dw,
+                                 float* db, float* ws, cudaStream_t stream) {
+  backward(g, N, M, x, w, dy, x, dx, dw, db, ws, stream);
 }
 
 // The layer on its CUDA device (the CPU side is in core/src/conv2d.cpp).
@@ -96,9 +109,9 @@ void Conv2d::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t st
 
 void Conv2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                            float* ws, cudaStream_t stream) {
-  conv2d_backward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
-                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
-                       ws, stream);
+  (masked_dx_ ? conv2d_backward_masked_cuda : conv2d_backward_cuda)(
+      geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data, dx ? dx->data : nullptr,
+      params_[0].grad.data(), params_[1].grad.data(), ws, stream);
 }
 
 }  // namespace hc

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "check.h"
+#include "column_sum.cuh"
 #include "gemm_tile.cuh"
 #include "heterocnn/error.h"
 #include "launch.h"
@@ -55,6 +56,7 @@ struct ConvForwardAccess {
   const float* x;
   float* y;
   const float* bias;
+  const float* mask;  // null, or laid out as y: y = mask > 0 ? y : 0 (a ReLU's backward)
   int relu, vecW, vecY;
 
   __device__ int depth(int) const { return s.CKK; }
@@ -77,19 +79,34 @@ struct ConvForwardAccess {
 
   __device__ void store(int, int m, int n, float4 acc) const {
     int img = (int)s.dHW.div(n), p = n - img * s.HW;
-    float* yp = y + ((int64_t)img * M + m) * s.HW + p;
+    const int64_t at = ((int64_t)img * M + m) * s.HW + p;
+    float* yp = y + at;
     if (vecY && n + 3 < N) {  // HoWo % 4 == 0: the 4 columns are in one image, 16-byte aligned
-      *reinterpret_cast<float4*>(yp) =
-          make_float4(finish(acc.x, m), finish(acc.y, m), finish(acc.z, m), finish(acc.w, m));
+      float4 o = make_float4(finish(acc.x, m), finish(acc.y, m), finish(acc.z, m), finish(acc.w, m));
+      if (mask) {
+        const float4 q = __ldg(reinterpret_cast<const float4*>(mask + at));
+        o.x = q.x > 0.f ? o.x : 0.f;
+        o.y = q.y > 0.f ? o.y : 0.f;
+        o.z = q.z > 0.f ? o.z : 0.f;
+        o.w = q.w > 0.f ? o.w : 0.f;
+      }
+      *reinterpret_cast<float4*>(yp) = o;
       return;
     }
     const float v[4] = {acc.x, acc.y, acc.z, acc.w};
+    const float* mp = mask ? mask + at : nullptr;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       if (n + i >= N) break;
-      *yp = finish(v[i], m);
+      const float o = finish(v[i], m);
+      *yp = (!mp || __ldg(mp) > 0.f) ? o : 0.f;
       ++yp;
-      if (++p == s.HW) { p = 0; yp += (int64_t)(M - 1) * s.HW; }
+      if (mp) ++mp;
+      if (++p == s.HW) {
+        p = 0;
+        yp += (int64_t)(M - 1) * s.HW;
+        if (mp) mp += (int64_t)(M - 1) * s.HW;
+      }
     }
   }
 
@@ -134,16 +151,18 @@ struct ConvForwardAccess {
   }
 };
 
-// The weight-gradient policy. B = [col ; ones] is read through cursors: a thread's rows r
-// (c, kh, kw) are decoded once; its 4 columns j = z*ks + k.. advance by a k-tile at a time
-// without divisions.
+// The weight-gradient policy: dw (M, CKK) = dy (M, N*HoWo) * col^T per slice, with db as the
+// row sums of dy (kRowSums). B = col^T is read through cursors: a thread's rows r (c, kh, kw)
+// are decoded once; its 4 columns j = z*ks + k.. advance by a k-tile at a time without
+// divisions. Partials go to part (slices, M, CKK + 1), db in the last column.
 struct ConvWgradAccess {
+  static constexpr bool kRowSums = true;
   ConvShape s;
-  int M, N;   // N = CKK + 1: the last column is db (a row of ones in place of col)
+  int M, N;   // N = CKK
   int ks, L;  // slice depth, total depth N*HoWo
   const float* x;
   const float* dy;
-  float* part;  // (slices, M, N)
+  float* part;  // (slices, M, N + 1)
   int vecDy;
 
   __device__ int depth(int z) const { return z == (int)gridDim.z - 1 ? L - z * ks : ks; }
@@ -169,15 +188,19 @@ struct ConvWgradAccess {
   }
 
   __device__ void store(int z, int m, int n, float4 acc) const {
-    float* o = part + ((int64_t)z * M + m) * N + n;
+    float* o = part + ((int64_t)z * M + m) * (N + 1) + n;
     const float v[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       if (n + i < N) o[i] = v[i];
   }
 
+  __device__ void store_row_sum(int z, int m, float sum) const {
+    part[((int64_t)z * M + m) * (N + 1) + N] = sum;
+  }
+
   struct RowCursor {
-    int off, dh, dw, kind;  // kind: 0 an im2col row, 1 the ones row, 2 past the end
+    int off, dh, dw, in;  // in: 0 past the end of col's rows
   };
   struct KCursor {
     const float* xi;  // image img's first plane
@@ -186,7 +209,7 @@ struct ConvWgradAccess {
 
   __device__ RowCursor row_cursor(int, int n) const {
     RowCursor r;
-    r.kind = n < s.CKK ? 0 : (n == s.CKK ? 1 : 2);
+    r.in = n < s.CKK;
     const int nn = min(n, s.CKK - 1);
     const int c = (int)s.dKK.div(nn), rem = nn - c * s.KK;
     const int kh = (int)s.dK.div(rem), kw = rem - kh * s.K;
@@ -215,10 +238,8 @@ struct ConvWgradAccess {
   }
 
   __device__ float4 load_b_rows(const RowCursor& r, const KCursor& kc, int k, int K) const {
-    if (k >= K || r.kind == 2) return make_float4(0.f, 0.f, 0.f, 0.f);
+    if (k >= K || !r.in) return make_float4(0.f, 0.f, 0.f, 0.f);
     const int count = min(4, K - k);
-    if (r.kind == 1)
-      return make_float4(1.f, count > 1 ? 1.f : 0.f, count > 2 ? 1.f : 0.f, count > 3 ? 1.f : 0.f);
     float v[4] = {0.f, 0.f, 0.f, 0.f};
     int oh = kc.oh, ow = kc.ow;
     const float* xc = kc.xi + r.off;
@@ -237,19 +258,14 @@ struct ConvWgradAccess {
   }
 };
 
-// part (S, M, CKK+1) summed over S in order -> dw (M, CKK), db (M,)
+// part (S, M, CKK+1) summed over S (column_sum.cuh's fixed order) -> dw (M, CKK), db (M,)
 __global__ void wgrad_reduce_kernel(int M, int CKK, int slices, const float* __restrict__ part,
                                     float* __restrict__ dw, float* __restrict__ db) {
-  const int64_t total = (int64_t)M * (CKK + 1);
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    float s = 0.f;
-#pragma unroll 8
-    for (int z = 0; z < slices; ++z) s += part[z * total + idx];
-    const int64_t m = idx / (CKK + 1), r = idx % (CKK + 1);
+  column_sums(slices, (int64_t)M * (CKK + 1), part, [&](int64_t idx, float s) {
+    const int64_t m = idx / (CKK + 1), r = idx - m * (CKK + 1);
     if (r == CKK) db[m] = s;
     else dw[m * CKK + r] = s;
-  }
+  });
 }
 
 // wf (C, M, K, K): wf[c][m][kh][kw] = w[m][c][K-1-kh][K-1-kw]
@@ -265,6 +281,14 @@ __global__ void flip_kernel(int M, int C, int K, const float* __restrict__ w,
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// Multiprocessors of the current device (read when a launch is enqueued, not in a replay).
+int multiprocessors() {
+  int device = 0, sms = 0;
+  HC_CUDA_CHECK(cudaGetDevice(&device));
+  HC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
 void check_extent(const char* fn, const ConvGeom& g, int64_t N, int64_t M) {
   const int64_t lim = int64_t(1) << 31;
   if (N * g.Ho * g.Wo >= lim || N * g.H * g.W >= lim || g.col_rows() + 1 >= lim || M >= lim)
@@ -272,25 +296,124 @@ void check_extent(const char* fn, const ConvGeom& g, int64_t N, int64_t M) {
                " images is too large for 32-bit GEMM columns");
 }
 
-// dw of a layer with few filters and a short CKK (a first layer: M <= 32, CKK + 1 <= 16) fits a
-// 32 x 16 tile of one warp instead of the 32 x 128 Short tile, 92% of which would be zeros.
-bool wgrad_narrow(const ConvGeom& g, int64_t M) { return M <= 32 && g.col_rows() + 1 <= 16; }
+// dw of a layer with few filters and a short CKK (a first layer: M <= 32, CKK + 1 <= 16) is no
+// GEMM worth tiling: wgrad_small_kernel instead.
+constexpr int kSmallCols = 16;  // CKK + 1 at most
+bool wgrad_small(const ConvGeom& g, int64_t M) {
+  return M <= 32 && g.col_rows() + 1 <= kSmallCols;
+}
 
-// Slices of the N*HoWo sum: enough GEMM blocks for ~4 per SM (~8 one-warp blocks for the narrow
-// tile), each slice >= 256 deep and a multiple of 32 (whole k-tiles, 16-byte aligned dy rows).
+// The dw GEMM's tile: for 32 < M <= 64, 64 x 96 (4x12 register tiles) when slices >= 256
+// deep still give 528 blocks (CKK = 9C for 3x3 kernels: no partial column tile for C % 32 ==
+// 0, where 64 x 64 tiles waste 10%); otherwise (few blocks: 64 x 96 was slower) launch_tiled's.
+bool wgrad_wide64(const ConvGeom& g, int64_t N, int64_t M) {
+  const int64_t L = N * g.Ho * g.Wo;
+  return M > 32 && M <= 64 && (g.col_rows() + 95) / 96 * (L / 256) >= 528;
+}
+
+// Slices of the N*HoWo sum, each a multiple of 32 deep (whole k-tiles, 16-byte aligned dy
+// rows): for the GEMM, enough blocks for ~4 per SM, each slice >= 256 deep; for the small
+// kernel, 2 blocks per SM (its occupancy) on 132 SMs, each slice >= 128 deep (4 pixels a lane).
 void wgrad_slices(const ConvGeom& g, int64_t N, int64_t M, int& slices, int64_t& ks) {
-  const int64_t L = N * g.Ho * g.Wo, cols = g.col_rows() + 1;
-  int bm, bn;
-  int64_t blocks = 528;
-  if (wgrad_narrow(g, M)) {
-    bm = 32; bn = 16; blocks = 1056;
+  const int64_t L = N * g.Ho * g.Wo;
+  int64_t want;
+  if (wgrad_small(g, M)) {
+    want = std::max<int64_t>(1, std::min<int64_t>(264, L / 128));
   } else {
-    tile_extent(pick_tile_shape(M, cols, 1), bm, bn);
+    int bm = 64, bn = 96;
+    if (!wgrad_wide64(g, N, M)) tile_extent(pick_tile_shape(M, g.col_rows(), 1), bm, bn);
+    const int64_t tiles = ((M + bm - 1) / bm) * ((g.col_rows() + bn - 1) / bn);
+    want = std::max<int64_t>(1, std::min<int64_t>((528 + tiles - 1) / tiles, L / 256));
   }
-  const int64_t tiles = ((M + bm - 1) / bm) * ((cols + bn - 1) / bn);
-  const int64_t want = std::max<int64_t>(1, std::min<int64_t>((blocks + tiles - 1) / tiles, L / 256));
   ks = std::max<int64_t>(32, ((L + want - 1) / want + 31) / 32 * 32);
   slices = (int)std::max<int64_t>(1, (L + ks - 1) / ks);
+}
+
+// [dw | db] partials of slice z = blockIdx.x for a short CKK (wgrad_small): warp w sums the
+// rows of filters 4w..4w+3 over the slice, a lane per pixel (pixels lane, lane + 32, ... in
+// ascending order), each pixel's im2col column (at most kSmallCols entries, the ones row for db
+// last) gathered once for the 4 filters; then the 32 lanes' sums are added by a fixed butterfly.
+// COLS: CKK + 1 rounded up to 10 (a 3x3 kernel on one channel) or kSmallCols.
+template <int COLS>
+__global__ void __launch_bounds__(256, 2)
+    wgrad_small_kernel(const ConvShape s, int M, int L, int ks, const float* __restrict__ x,
+                       const float* __restrict__ dy, float* __restrict__ part) {
+  __shared__ int4 rows[COLS];  // (offset of plane c, kh - pad, kw - pad, kind)
+  const int z = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int cols = s.CKK + 1;
+  if (threadIdx.x < COLS) {
+    const int r = threadIdx.x, rr = min(r, s.CKK - 1);
+    const int c = rr / s.KK, kh = (rr % s.KK) / s.K, kw = rr % s.K;
+    rows[r] = make_int4(c * s.H * s.W, kh - s.pad, kw - s.pad, r < s.CKK ? 0 : r == s.CKK ? 1 : 2);
+  }
+  __syncthreads();
+  const int m0 = warp * 4;
+  if (m0 >= M) return;
+  float acc[4][COLS];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int r = 0; r < COLS; ++r) acc[i][r] = 0.f;
+  const int j1 = min(L, (z + 1) * ks);
+#pragma unroll(COLS <= 10 ? 2 : 1)
+  for (int j = z * ks + lane; j < j1; j += 32) {
+    const int img = (int)s.dHW.div(j), p = j - img * s.HW;
+    const int oh = (int)s.dWo.div(p), ow = p - oh * s.Wo;
+    const float* xi = x + (int64_t)img * s.CHW;
+    float cv[COLS];
+#pragma unroll
+    for (int r = 0; r < COLS; ++r) {
+      const int4 t = rows[r];
+      const int ih = oh * s.stride + t.y, iw = ow * s.stride + t.z;
+      const bool in = t.w == 0 && (unsigned)ih < (unsigned)s.H && (unsigned)iw < (unsigned)s.W;
+      cv[r] = in ? __ldg(xi + t.x + ih * s.W + iw) : (t.w == 1 ? 1.f : 0.f);
+    }
+    const float* d = dy + ((int64_t)img * M + m0) * s.HW + p;
+    float dv[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dv[i] = m0 + i < M ? __ldg(d + i * s.HW) : 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int r = 0; r < COLS; ++r) acc[i][r] = fmaf(dv[i], cv[r], acc[i][r]);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int r = 0; r < COLS; ++r)
+#pragma unroll
+      for (int off = 16; off > 0; off /= 2) acc[i][r] += __shfl_xor_sync(0xffffffffu, acc[i][r], off);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if (m0 + i >= M) break;
+    float* o = part + ((int64_t)z * M + m0 + i) * cols;
+#pragma unroll
+    for (int r = 0; r < COLS; ++r)
+      if (lane == r && r < cols) o[r] = acc[i][r];
+  }
+}
+
+void forward_masked(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
+                    const float* b, bool relu, const float* mask, float* y, cudaStream_t stream) {
+  check_extent("conv2d_implicit_forward_cuda", g, N, M);
+  ConvForwardAccess a;
+  a.s = make_shape(g);
+  a.M = (int)M;
+  a.N = (int)(N * g.Ho * g.Wo);
+  a.w = w; a.x = x; a.y = y; a.bias = b; a.mask = mask;
+  a.relu = relu ? 1 : 0;
+  a.vecW = aligned16(w) && a.s.CKK % 4 == 0;
+  a.vecY = aligned16(y) && (!mask || aligned16(mask)) && a.s.HW % 4 == 0;
+  if (a.M > 32 && a.M <= 64) {  // 32 < M <= 64: 64-row tiles of 8x8 register tiles, or, with
+    // too few 128-column tiles to fill the device twice over (a small batch of small images),
+    // 64 x 64 tiles of 8x4: twice the blocks, the same gather per row.
+    if ((a.N + 127) / 128 < 2 * multiprocessors())
+      launch_tile<64, 64, 16, 32, 32, 8, 4, 4, false, false>(a, 1, stream);
+    else
+      launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
+  } else {
+    launch_tiled<false, false>(a, 1, stream);
+  }
 }
 
 }  // namespace
@@ -298,19 +421,7 @@ void wgrad_slices(const ConvGeom& g, int64_t N, int64_t M, int& slices, int64_t&
 void conv2d_implicit_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                                   const float* w, const float* b, bool relu, float* y,
                                   cudaStream_t stream) {
-  check_extent("conv2d_implicit_forward_cuda", g, N, M);
-  ConvForwardAccess a;
-  a.s = make_shape(g);
-  a.M = (int)M;
-  a.N = (int)(N * g.Ho * g.Wo);
-  a.w = w; a.x = x; a.y = y; a.bias = b;
-  a.relu = relu ? 1 : 0;
-  a.vecW = aligned16(w) && a.s.CKK % 4 == 0;
-  a.vecY = aligned16(y) && a.s.HW % 4 == 0;
-  if (a.M > 32 && a.M <= 64)  // 32 < M <= 64: a 64 x 128 tile of 8x8 register tiles
-    launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
-  else
-    launch_tiled<false, false>(a, 1, stream);
+  forward_masked(g, N, M, x, w, b, relu, nullptr, y, stream);
 }
 
 size_t conv2d_implicit_wgrad_workspace(const ConvGeom& g, int64_t N, int64_t M) {
@@ -331,16 +442,29 @@ void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const f
   ConvWgradAccess a;
   a.s = make_shape(g);
   a.M = (int)M;
-  a.N = a.s.CKK + 1;
+  a.N = a.s.CKK;
   a.ks = (int)ks;
   a.L = (int)(N * g.Ho * g.Wo);
   a.x = x; a.dy = dy; a.part = ws;
   a.vecDy = aligned16(dy) && a.s.HW % 4 == 0;
-  if (wgrad_narrow(g, M)) launch_tile<32, 16, 32, 32, 16, 4, 4, 8, false, true>(a, slices, stream);
-  else launch_tiled<false, true>(a, slices, stream);
+  if (wgrad_small(g, M)) {
+    if (a.N + 1 <= 10)
+      wgrad_small_kernel<10><<<slices, 256, 0, stream>>>(a.s, a.M, a.L, a.ks, x, dy, ws);
+    else
+      wgrad_small_kernel<kSmallCols><<<slices, 256, 0, stream>>>(a.s, a.M, a.L, a.ks, x, dy, ws);
+    HC_CUDA_CHECK_LAUNCH("wgrad_small_kernel");
+  } else if (wgrad_wide64(g, N, M)) {
+    launch_tile<64, 96, 16, 32, 48, 4, 12, 4, false, true>(a, slices, stream);
+  } else if (pick_tile_shape(M, a.N, 1) == TileShape::Short) {
+    // launch_tiled's Short tile with a register cap for 4 blocks per SM: the row sums took it
+    // from 128 to 139 registers (3 blocks per SM), and its ~528 blocks then ran in two waves.
+    launch_tile<32, 128, 16, 32, 32, 8, 4, 4, false, true>(a, slices, stream);
+  } else {
+    launch_tiled<false, true>(a, slices, stream);
+  }
   const int64_t total = M * (g.col_rows() + 1);
-  wgrad_reduce_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(a.M, a.s.CKK, slices, ws, dw,
-                                                                   db);
+  wgrad_reduce_kernel<<<column_sum_blocks(total), dim3(32, kColSumRows), 0, stream>>>(
+      a.M, a.s.CKK, slices, ws, dw, db);
   HC_CUDA_CHECK_LAUNCH("wgrad_reduce_kernel");
 }
 
@@ -351,14 +475,15 @@ size_t conv2d_implicit_dgrad_workspace(const ConvGeom& g, int64_t M) {
 }
 
 void conv2d_implicit_dgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* w,
-                                const float* dy, float* dx, float* ws, cudaStream_t stream) {
+                                const float* dy, const float* mask, float* dx, float* ws,
+                                cudaStream_t stream) {
   if (!conv2d_implicit_dgrad_fits(g))
     fail_value("conv2d_implicit_dgrad_cuda: needs stride 1 and pad < K");
   const ConvGeom gt = make_conv_geom(M, g.Ho, g.Wo, g.K, 1, g.K - 1 - g.pad);  // over dy
   const int64_t total = M * g.col_rows();
   flip_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>((int)M, (int)g.C, (int)g.K, w, ws);
   HC_CUDA_CHECK_LAUNCH("flip_kernel");
-  conv2d_implicit_forward_cuda(gt, N, g.C, dy, ws, nullptr, false, dx, stream);
+  forward_masked(gt, N, g.C, dy, ws, nullptr, false, mask, dx, stream);
 }
 
 }  // namespace hc

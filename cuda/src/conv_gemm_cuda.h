@@ -27,10 +27,12 @@ void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const f
 
 // dy (N,M,Ho,Wo), w (M,C,K,K) -> dx (N,C,H,W), overwritten: a stride-1 convolution of dy with
 // the flipped, transposed kernel (held in ws) and padding K-1-pad. Only for geometries where
-// conv2d_implicit_dgrad_fits (stride 1, pad < K).
+// conv2d_implicit_dgrad_fits (stride 1, pad < K). With mask (N,C,H,W) not null,
+// dx = mask > 0 ? dx : 0: the backward of a ReLU whose output (this layer's x) mask is.
 bool conv2d_implicit_dgrad_fits(const ConvGeom& g);
 size_t conv2d_implicit_dgrad_workspace(const ConvGeom& g, int64_t M);
 void conv2d_implicit_dgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* w,
-                                const float* dy, float* dx, float* ws, cudaStream_t stream);
+                                const float* dy, const float* mask, float* dx, float* ws,
+                                cudaStream_t stream);
 
 }  // namespace hc

@@ -27,16 +27,19 @@ struct GemmParams {
   const float* bias;
   int bias_mode;             // 0 none, 1 per row, 2 per column
   int relu;
+  const float* mask;         // laid out as C (ldc, sC), or null
   int vecA, vecB, vecC;      // 16-byte accesses are legal for this operand
 };
 
+// `at`: the offset of C[z][m][n] (the mask's too).
 __device__ __forceinline__ float apply_epilogue(const GemmParams& p, float acc, float c, int m,
-                                                int n) {
+                                                int n, int64_t at) {
   float v = p.alpha * acc;
   if (p.beta != 0.f) v += p.beta * c;
   if (p.bias_mode == 1) v += p.bias[m];
   else if (p.bias_mode == 2) v += p.bias[n];
   if (p.relu) v = v > 0.f ? v : (v != v ? v : 0.f);
+  if (p.mask && !(p.mask[at] > 0.f)) v = 0.f;
   return v;
 }
 
@@ -85,15 +88,16 @@ struct DenseAccess {
   }
 
   __device__ void store(int z, int m, int n, float4 acc) const {
-    float* crow = p.C + z * p.sC + (int64_t)m * p.ldc;
+    const int64_t row = z * p.sC + (int64_t)m * p.ldc;
+    float* crow = p.C + row;
     if (p.vecC && n + 3 < N) {
       float4 c = make_float4(0.f, 0.f, 0.f, 0.f);
       if (p.beta != 0.f) c = *reinterpret_cast<const float4*>(crow + n);
       float4 o;
-      o.x = apply_epilogue(p, acc.x, c.x, m, n + 0);
-      o.y = apply_epilogue(p, acc.y, c.y, m, n + 1);
-      o.z = apply_epilogue(p, acc.z, c.z, m, n + 2);
-      o.w = apply_epilogue(p, acc.w, c.w, m, n + 3);
+      o.x = apply_epilogue(p, acc.x, c.x, m, n + 0, row + n + 0);
+      o.y = apply_epilogue(p, acc.y, c.y, m, n + 1, row + n + 1);
+      o.z = apply_epilogue(p, acc.z, c.z, m, n + 2, row + n + 2);
+      o.w = apply_epilogue(p, acc.w, c.w, m, n + 3, row + n + 3);
       *reinterpret_cast<float4*>(crow + n) = o;
       return;
     }
@@ -102,7 +106,7 @@ struct DenseAccess {
     for (int j = 0; j < 4; ++j) {
       if (n + j >= N) break;
       const float c = p.beta != 0.f ? crow[n + j] : 0.f;
-      crow[n + j] = apply_epilogue(p, v[j], c, m, n + j);
+      crow[n + j] = apply_epilogue(p, v[j], c, m, n + j, row + n + j);
     }
   }
 };
@@ -142,6 +146,7 @@ GemmParams make_params(int64_t M, int64_t N, int64_t K, float alpha, const float
   p.bias_mode = ep.bias == nullptr ? 0 : ep.bias_mode == BiasMode::PerRow ? 1
               : ep.bias_mode == BiasMode::PerCol ? 2 : 0;
   p.relu = ep.relu ? 1 : 0;
+  p.mask = ep.mask;
   p.vecA = aligned16(A) && lda % 4 == 0 && sA % 4 == 0;
   p.vecB = aligned16(B) && ldb % 4 == 0 && sB % 4 == 0;
   p.vecC = aligned16(C) && ldc % 4 == 0 && sC % 4 == 0;
@@ -156,8 +161,9 @@ __global__ void splitk_reduce_kernel(const GemmParams p, int splits, const float
     float s = 0.f;
     for (int z = 0; z < splits; ++z) s += ws[z * total + idx];
     const int m = (int)(idx / p.N), n = (int)(idx % p.N);
-    float* c = p.C + (int64_t)m * p.ldc + n;
-    *c = apply_epilogue(p, s, p.beta != 0.f ? *c : 0.f, m, n);
+    const int64_t at = (int64_t)m * p.ldc + n;
+    float* c = p.C + at;
+    *c = apply_epilogue(p, s, p.beta != 0.f ? *c : 0.f, m, n, at);
   }
 }
 

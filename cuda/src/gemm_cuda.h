@@ -22,6 +22,7 @@ struct GemmEpilogue {
   const float* bias = nullptr;           // device: M floats (PerRow) or N floats (PerCol)
   BiasMode bias_mode = BiasMode::None;
   bool relu = false;                     // max(v, 0); NaN stays NaN, like relu_forward_cpu
+  const float* mask = nullptr;           // device, laid out as C: C = mask > 0 ? C : 0, last
 };
 
 void sgemm_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

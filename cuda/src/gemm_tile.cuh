@@ -61,6 +61,18 @@ struct RowCursorOf<Acc, std::void_t<typename Acc::RowCursor>> {
   static constexpr bool value = true;
 };
 
+// Optionally (for TA false) a policy that names `static constexpr bool kRowSums = true` also
+// gets the sums over k of its rows of op(A), from the blocks of the first column tile, each
+// summed in ascending k: void store_row_sum(int z, int m, float sum) (a bias gradient).
+template <class Acc, class = void>
+struct RowSumsOf {
+  static constexpr bool value = false;
+};
+template <class Acc>
+struct RowSumsOf<Acc, std::void_t<decltype(Acc::kRowSums)>> {
+  static constexpr bool value = Acc::kRowSums;
+};
+
 template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, bool TA, bool TB,
           class Acc>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
@@ -150,6 +162,11 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
     }
   };
 
+  constexpr bool kRowSums = RowSumsOf<Acc>::value;
+  static_assert(!kRowSums || (!TA && BM <= kThreads), "row sums: one thread per row of A");
+  const bool row_summer = kRowSums && blockIdx.x == 0 && tid < BM;
+  float row_sum = 0.f;
+
   float c[TM][TN];
 #pragma unroll
   for (int i = 0; i < TM; ++i)
@@ -165,6 +182,12 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
   for (int kt = 0; kt < ktiles; ++kt) {
     const int cur = kt & 1;
     if (kt + 1 < ktiles) load_tiles((kt + 1) * BK);
+    if constexpr (kRowSums) {
+      if (row_summer) {
+#pragma unroll
+        for (int k = 0; k < BK; ++k) row_sum += As[cur][k][tid];
+      }
+    }
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
       float a[TM], b[TN];
@@ -185,6 +208,10 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32, MINB)
     }
     if (kt + 1 < ktiles) store_tiles(cur ^ 1);
     __syncthreads();
+  }
+
+  if constexpr (kRowSums) {
+    if (row_summer && m0 + tid < acc.M) acc.store_row_sum(z, m0 + tid, row_sum);
   }
 
   // Epilogue: 4-wide column pieces.

@@ -24,9 +24,9 @@ __global__ void im2col_kernel(ConvGeom g, int64_t N, const float* __restrict__ x
 }
 
 // One thread per input pixel: the sum, in (kh, kw) order, of every col entry that im2col read
-// from it (the order col2im_cpu adds them in).
+// from it (the order col2im_cpu adds them in); 0 where mask (when given) is not > 0.
 __global__ void col2im_kernel(ConvGeom g, int64_t N, const float* __restrict__ col,
-                              float* __restrict__ x) {
+                              const float* __restrict__ mask, float* __restrict__ x) {
   const int64_t hw = g.Ho * g.Wo, cols = N * hw, total = N * g.C * g.H * g.W;
   for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
        idx += (int64_t)gridDim.x * blockDim.x) {
@@ -44,7 +44,7 @@ __global__ void col2im_kernel(ConvGeom g, int64_t N, const float* __restrict__ c
         s += col[r * cols + n * hw + oh * g.Wo + tw / g.stride];
       }
     }
-    x[idx] = s;
+    x[idx] = (!mask || mask[idx] > 0.f) ? s : 0.f;
   }
 }
 
@@ -57,11 +57,16 @@ void im2col_cuda(const ConvGeom& g, int64_t N, const float* x, float* col, cudaS
   HC_CUDA_CHECK_LAUNCH("im2col_kernel");
 }
 
-void col2im_cuda(const ConvGeom& g, int64_t N, const float* col, float* x, cudaStream_t stream) {
+void col2im_masked_cuda(const ConvGeom& g, int64_t N, const float* col, const float* mask,
+                        float* x, cudaStream_t stream) {
   const int64_t total = N * g.C * g.H * g.W;
   if (total <= 0) return;
-  col2im_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(g, N, col, x);
+  col2im_kernel<<<op_blocks(total), kOpThreads, 0, stream>>>(g, N, col, mask, x);
   HC_CUDA_CHECK_LAUNCH("col2im_kernel");
+}
+
+void col2im_cuda(const ConvGeom& g, int64_t N, const float* col, float* x, cudaStream_t stream) {
+  col2im_masked_cuda(g, N, col, nullptr, x, stream);
 }
 
 }  // namespace hc

@@ -1,5 +1,6 @@
 // x (N,I), w (O,I), b (O,) -> y (N,O)
 #include "check.h"
+#include "column_sum.cuh"
 #include "launch.h"
 #include "ops_cuda.h"
 #include "heterocnn/linear.h"
@@ -8,15 +9,10 @@ namespace hc {
 
 namespace {
 
-// db[o] = sum over n of dy[n,o], n ascending: one thread per column (coalesced rows).
+// db[o] = sum over n of dy[n,o] (column_sum.cuh's fixed order).
 __global__ void column_sum_kernel(int64_t N, int64_t O, const float* __restrict__ dy,
                                   float* __restrict__ db) {
-  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < O;
-       o += (int64_t)gridDim.x * blockDim.x) {
-    float s = 0.f;
-    for (int64_t n = 0; n < N; ++n) s += dy[n * O + o];
-    db[o] = s;
-  }
+  column_sums(N, O, dy, [&](int64_t o, float s) { db[o] = s; });
 }
 
 void forward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, const float* b,
@@ -29,6 +25,23 @@ void forward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, co
   const int splits = ws ? sgemm_splitk_count(N, O, I) : 1;
   sgemm_splitk_cuda(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 0.f, y, O, splits, ws, ep,
                     stream);
+}
+
+// mask: null, or x itself when dx is to be masked by x > 0.
+void backward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, const float* dy,
+              const float* mask, float* dx, float* dw, float* db, cudaStream_t stream) {
+  // dw (O,I) = dy^T (O,N) * x (N,I)
+  sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, stream);
+  if (O > 0) {
+    column_sum_kernel<<<column_sum_blocks(O), dim3(32, kColSumRows), 0, stream>>>(N, O, dy, db);
+    HC_CUDA_CHECK_LAUNCH("column_sum_kernel");
+  }
+  // dx (N,I) = dy (N,O) * w (O,I)
+  if (dx) {
+    GemmEpilogue ep;
+    ep.mask = mask;
+    sgemm_epilogue_cuda(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I, ep, stream);
+  }
 }
 
 }  // namespace
@@ -49,14 +62,13 @@ void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, c
 
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                           const float* dy, float* dx, float* dw, float* db, cudaStream_t stream) {
-  // dw (O,I) = dy^T (O,N) * x (N,I)
-  sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, stream);
-  if (O > 0) {
-    column_sum_kernel<<<op_blocks(O), kOpThreads, 0, stream>>>(N, O, dy, db);
-    HC_CUDA_CHECK_LAUNCH("column_sum_kernel");
-  }
-  // dx (N,I) = dy (N,O) * w (O,I)
-  if (dx) sgemm_cuda(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I, stream);
+  backward(N, I, O, x, w, dy, nullptr, dx, dw, db, stream);
+}
+
+void linear_backward_masked_cuda(int64_t N, int64_t I, int64_t O, const float* x,
+                                 const float* w, const float* dy, float* dx, float* dw,
+                                 float* db, cudaStream_t stream) {
+  backward(N, I, O, x, w, dy, x, dx, dw, db, stream);
 }
 
 // The layer on its CUDA device (the CPU side is in core/src/linear.cpp).
@@ -73,9 +85,9 @@ void Linear::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t st
 
 void Linear::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
                            cudaStream_t stream) {
-  linear_backward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
-                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
-                       stream);
+  (masked_dx_ ? linear_backward_masked_cuda : linear_backward_cuda)(
+      x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data, dx ? dx->data : nullptr,
+      params_[0].grad.data(), params_[1].grad.data(), stream);
 }
 
 }  // namespace hc

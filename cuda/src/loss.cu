@@ -1,5 +1,6 @@
 // logits (N,K), labels (N,) -> loss (mean), dlogits (N,K); one block per launch, so the loss is
-// summed in a fixed order (per warp in sample order, then warp by warp) without atomics.
+// summed in a fixed order (per thread or warp in sample order, then across the block in a fixed
+// tree) without atomics.
 #include <string>
 
 #include "check.h"
@@ -83,6 +84,41 @@ __global__ void __launch_bounds__(kLossThreads)
   write_result(loss, correct, N, result);
 }
 
+// Few classes (K <= 32): one thread per sample (samples thread, thread + 1024, ...), the same
+// arithmetic as softmax_ce_kernel, whose lanes would mostly idle and whose warps would walk
+// the batch 32 samples at a time.
+__global__ void __launch_bounds__(kLossThreads)
+    softmax_ce_few_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
+                          const int64_t* __restrict__ labels, float* __restrict__ dlogits,
+                          LossResult* result) {
+  const float inv_n = 1.f / static_cast<float>(N);
+  double loss = 0.0;
+  long long correct = 0;
+  for (int64_t n = threadIdx.x; n < N; n += kLossThreads) {
+    const float* z = logits + n * K;
+    float zmax = z[0];
+    int64_t arg = 0;
+    for (int64_t k = 1; k < K; ++k)
+      if (z[k] > zmax) { zmax = z[k]; arg = k; }
+    double sum = 0.0;
+    for (int64_t k = 0; k < K; ++k) sum += exp(static_cast<double>(z[k] - zmax));
+    const double log_sum = log(sum);
+    const int64_t label = labels[n];
+    const bool valid = label >= 0 && label < K;
+    loss += valid ? log_sum - (z[label] - zmax) : static_cast<double>(NAN);
+    correct += arg == label;
+    if (dlogits) {
+      float* d = dlogits + n * K;
+      for (int64_t k = 0; k < K; ++k) {
+        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n;
+        if (k == label) v -= inv_n;
+        d[k] = v;
+      }
+    }
+  }
+  write_result(loss, correct, N, result);
+}
+
 // One thread per sample (strided).
 __global__ void __launch_bounds__(kLossThreads)
     sigmoid_bce_kernel(int64_t N, const float* __restrict__ logits,
@@ -115,6 +151,11 @@ void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
   if (N < 0 || K <= 0)
     fail_value("softmax_cross_entropy_cuda: bad shape N=" + std::to_string(N) + " K=" +
                std::to_string(K));
+  if (K <= 32) {
+    softmax_ce_few_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result);
+    HC_CUDA_CHECK_LAUNCH("softmax_ce_few_kernel");
+    return;
+  }
   softmax_ce_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result);
   HC_CUDA_CHECK_LAUNCH("softmax_ce_kernel");
 }

@@ -23,6 +23,9 @@ namespace hc {
 //           gathers its contributions in (kh, kw) order, so it is deterministic (no atomics).
 void im2col_cuda(const ConvGeom& g, int64_t N, const float* x, float* col, cudaStream_t stream);
 void col2im_cuda(const ConvGeom& g, int64_t N, const float* col, float* x, cudaStream_t stream);
+//   the same, x = mask > 0 ? x : 0 with mask (N,C,H,W) (null: no mask).
+void col2im_masked_cuda(const ConvGeom& g, int64_t N, const float* col, const float* mask,
+                        float* x, cudaStream_t stream);
 
 // ---- conv2d.cu: x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo); ws holds the workspace
 // floats that the matching *_workspace_cuda function returns (may be null when it returns 0).
@@ -38,6 +41,12 @@ void conv2d_relu_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const flo
 void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                           const float* w, const float* dy, float* dx, float* dw, float* db,
                           float* ws, cudaStream_t stream);
+// The same with dx = x > 0 ? dx : 0: also the backward of a ReLU whose output x is (the ReLU's
+// own backward is then skipped; see Layer::set_masked_dx). The same holds for every
+// *_backward_masked_cuda below.
+void conv2d_backward_masked_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
+                                 const float* w, const float* dy, float* dx, float* dw,
+                                 float* db, float* ws, cudaStream_t stream);
 
 // ---- linear.cu: x (N,I), w (O,I), b (O,) -> y (N,O); bias fused into the GEMM epilogue.
 // ws (optional, may be null): linear_forward_workspace_cuda floats; with it a small batch
@@ -52,6 +61,9 @@ void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, c
 // dx may be null (first layer). dw and db are overwritten.
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                           const float* dy, float* dx, float* dw, float* db, cudaStream_t stream);
+void linear_backward_masked_cuda(int64_t N, int64_t I, int64_t O, const float* x,
+                                 const float* w, const float* dy, float* dx, float* dw,
+                                 float* db, cudaStream_t stream);
 
 // ---- maxpool2d.cu: x (P=N*C planes, H, W) -> y (P, Ho, Wo), first maximum wins, NaN wins.
 void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
@@ -59,6 +71,9 @@ void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
 // dx is overwritten; one thread per input pixel gathers (deterministic, no atomics).
 void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                              const float* x, const float* dy, float* dx, cudaStream_t stream);
+void maxpool2d_backward_masked_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                                    const float* x, const float* dy, float* dx,
+                                    cudaStream_t stream);
 
 // ---- activation.cu: x (n) -> y (n); backward from the forward's output y.
 void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);

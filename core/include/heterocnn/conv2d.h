@@ -26,6 +26,7 @@ class Conv2d : public Layer {
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
+  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;

@@ -39,6 +39,12 @@ class Layer {
   // Set by the net: forward then writes relu(layer(x)), and the ReLU layer after it moves no
   // data (its backward still runs: it needs only its output, which is this one's).
   void set_fused_relu(bool on) { fused_relu_ = on; }
+  // True when backward can also apply the backward of a ReLU just before it, on its place:
+  // dx = x > 0 ? dx : 0 (x, this layer's input, is that ReLU's output).
+  virtual bool can_mask_dx() const { return false; }
+  // Set by the net: backward then writes the gradient of that ReLU's input, and the ReLU's
+  // backward moves no data.
+  void set_masked_dx(bool on) { masked_dx_ = on; }
   // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
   virtual void init_params(Rng& rng);
 
@@ -71,6 +77,7 @@ class Layer {
   std::vector<Param> params_;
   Place place_{};
   bool fused_relu_ = false;
+  bool masked_dx_ = false;
 };
 
 // Builds a layer from the spec the Python side sends: kind and integer arguments

@@ -18,6 +18,7 @@ class Linear : public Layer {
   std::string kind() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
+  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;

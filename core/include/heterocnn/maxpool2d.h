@@ -19,6 +19,7 @@ class MaxPool2d : public Layer {
   MaxPool2d(int64_t kernel, int64_t stride);
   std::string kind() const override { return "MaxPool2d"; }
   Shape output_shape(const Shape& in) const override;
+  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
