@@ -15,15 +15,15 @@ mode=${1:-all}
 mkdir -p "$B"
 
 NVCC="nvcc -std=c++17 -O3 -gencode=arch=compute_${ARCH},code=sm_${ARCH} --expt-relaxed-constexpr -Icore/include -Xcompiler=-fopenmp -DHC_WITH_CUDA=1"
-OPS="activation arena conv2d conv_gemm dataset device gemm im2col linear loss maxpool2d memory net sgd"
+OPS="activation arena conv2d conv_gemm dataset device gemm im2col linear loss maxpool2d memory net sgd side_branch"
 
 build() {
   local pids=()
   for f in core/src/*.cpp; do
     local extra=""
     case "$f" in
-      *gemm_avx512.cpp) extra="-mavx512f -mavx512vl -mavx512dq -mfma" ;;
-      *gemm_avx2.cpp) extra="-mavx2 -mfma" ;;
+      *_avx512.cpp) extra="-mavx512f -mavx512vl -mavx512dq -mfma" ;;
+      *_avx2.cpp) extra="-mavx2 -mfma" ;;
     esac
     g++ -std=c++17 -O3 -fopenmp -Icore/include -DHC_VERSION='"dev"' -DHC_WITH_CUDA=1 $extra -c "$f" \
       -o "$B/core_$(basename "$f" .cpp).o" & pids+=($!)

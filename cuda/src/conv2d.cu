@@ -10,6 +10,7 @@
 #include "check.h"
 #include "conv_gemm_cuda.h"
 #include "ops_cuda.h"
+#include "side_branch.h"
 #include "heterocnn/conv2d.h"
 
 namespace hc {
@@ -18,6 +19,11 @@ namespace {
 
 size_t col_size(const ConvGeom& g, int64_t N) {
   return static_cast<size_t>(g.col_rows() * N * g.col_cols());
+}
+
+// dw's slice partials, rounded up to whole 256-byte lines so that dx's part stays aligned.
+size_t wgrad_workspace(const ConvGeom& g, int64_t N, int64_t M) {
+  return (conv2d_implicit_wgrad_workspace(g, N, M) + 63) / 64 * 64;
 }
 
 size_t dgrad_workspace(const ConvGeom& g, int64_t N, int64_t M) {
@@ -50,16 +56,24 @@ void backward(const ConvGeom& g, int64_t N, int64_t M, const float* x, const flo
     HC_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * M, stream));
     return;
   }
-  conv2d_implicit_wgrad_cuda(g, N, M, x, dy, dw, db, ws, stream);
-  if (!dx) return;
-  if (conv2d_implicit_dgrad_fits(g)) {
-    conv2d_implicit_dgrad_cuda(g, N, M, w, dy, mask, dx, ws, stream);
+  if (!dx) {
+    conv2d_implicit_wgrad_cuda(g, N, M, x, dy, dw, db, ws, stream);
     return;
   }
-  // dcol_n (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), into col (N*HoWo columns), then col2im.
-  sgemm_batched_cuda(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, 0, dy, hw, M * hw, 0.f, ws,
-                     N * hw, hw, N, GemmEpilogue{}, stream);
-  col2im_masked_cuda(g, N, ws, mask, dx, stream);
+  // dw and db on a side branch, beside dx (side_branch.h): both only read dy, and each has its
+  // own part of the workspace.
+  SideBranch side(stream);
+  conv2d_implicit_wgrad_cuda(g, N, M, x, dy, dw, db, ws, side.stream());
+  float* dx_ws = ws + wgrad_workspace(g, N, M);
+  if (conv2d_implicit_dgrad_fits(g)) {
+    conv2d_implicit_dgrad_cuda(g, N, M, w, dy, mask, dx, dx_ws, stream);
+  } else {
+    // dcol_n (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), into col (N*HoWo columns), then col2im.
+    sgemm_batched_cuda(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, 0, dy, hw, M * hw, 0.f,
+                       dx_ws, N * hw, hw, N, GemmEpilogue{}, stream);
+    col2im_masked_cuda(g, N, dx_ws, mask, dx, stream);
+  }
+  side.join();
 }
 
 }  // namespace
@@ -67,8 +81,8 @@ void backward(const ConvGeom& g, int64_t N, int64_t M, const float* x, const flo
 size_t conv2d_forward_workspace_cuda(const ConvGeom&, int64_t, int64_t) { return 0; }
 
 size_t conv2d_backward_workspace_cuda(const ConvGeom& g, int64_t N, int64_t M) {
-  // dw's slice partials, then (the same floats, later in the stream) dx's flipped kernel or col.
-  return std::max(conv2d_implicit_wgrad_workspace(g, N, M), dgrad_workspace(g, N, M));
+  // dw's slice partials, then dx's flipped kernel or col: side by side, as they run at once.
+  return wgrad_workspace(g, N, M) + dgrad_workspace(g, N, M);
 }
 
 void conv2d_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,

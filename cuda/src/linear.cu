@@ -1,8 +1,11 @@
 // x (N,I), w (O,I), b (O,) -> y (N,O)
+#include <optional>
+
 #include "check.h"
 #include "column_sum.cuh"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "side_branch.h"
 #include "heterocnn/linear.h"
 
 namespace hc {
@@ -30,10 +33,14 @@ void forward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, co
 // mask: null, or x itself when dx is to be masked by x > 0.
 void backward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, const float* dy,
               const float* mask, float* dx, float* dw, float* db, cudaStream_t stream) {
+  // dw and db on a side branch beside dx (side_branch.h) when there is a dx.
+  std::optional<SideBranch> side;
+  if (dx) side.emplace(stream);
+  const cudaStream_t wstream = side ? side->stream() : stream;
   // dw (O,I) = dy^T (O,N) * x (N,I)
-  sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, stream);
+  sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, wstream);
   if (O > 0) {
-    column_sum_kernel<<<column_sum_blocks(O), dim3(32, kColSumRows), 0, stream>>>(N, O, dy, db);
+    column_sum_kernel<<<column_sum_blocks(O), dim3(32, kColSumRows), 0, wstream>>>(N, O, dy, db);
     HC_CUDA_CHECK_LAUNCH("column_sum_kernel");
   }
   // dx (N,I) = dy (N,O) * w (O,I)
@@ -41,6 +48,7 @@ void backward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, c
     GemmEpilogue ep;
     ep.mask = mask;
     sgemm_epilogue_cuda(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I, ep, stream);
+    side->join();
   }
 }
 

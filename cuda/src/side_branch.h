@@ -1,0 +1,35 @@
+// A branch of work beside a device's compute stream: kernels that need not wait for the ones
+// enqueued after them (a layer's weight gradient, which only SGD reads, beside its input
+// gradient, which the layer before needs next). At batch 64 neither pass fills the GPU, so the
+// two run side by side.
+//
+//   SideBranch side(stream);           // the side stream waits for all of `stream` so far
+//   wgrad_kernel<<<..., side.stream()>>>(...);
+//   dgrad_kernel<<<..., stream>>>(...);  // disjoint outputs and workspace
+//   side.join();                       // `stream` waits for the branch (also on unwinding)
+//
+// Inside a graph capture of `stream` the fork and the join become edges of the graph, so a
+// replayed step runs both branches at once. One side stream (and its two events) per device,
+// like the compute stream: steps on one device are enqueued from one thread at a time.
+#pragma once
+#include <cuda_runtime.h>
+
+namespace hc {
+
+class SideBranch {
+ public:
+  explicit SideBranch(cudaStream_t main);
+  ~SideBranch();  // joins if join() was not called (an exception unwinding the step)
+  SideBranch(const SideBranch&) = delete;
+  SideBranch& operator=(const SideBranch&) = delete;
+
+  cudaStream_t stream() const { return side_; }
+  void join();
+
+ private:
+  cudaStream_t main_, side_;
+  cudaEvent_t joined_;
+  bool open_ = true;
+};
+
+}  // namespace hc
