@@ -80,7 +80,8 @@ def heading(run, md_dir):
              else "PyTorch not installed")
     quick = " **A --quick smoke run: not figures to quote.**" if run["settings"].get("quick") \
         else ""
-    return (f"*{m['cpu']}, {m['cores']} cores, {m['threads']} threads{gpu}; heterocnn "
+    threads = f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
+    return (f"*{m['cpu']}, {m['cores']} cores, {threads}{gpu}; heterocnn "
             f"{v['heterocnn']['version']} (CPU GEMM kernel {v['heterocnn']['gemm_kernel']}), "
             f"{torch}, numpy {v['numpy']} ({v.get('numpy_blas')}). {run['started'][:16]} UTC, "
             f"load average (1, 5, 15 min) {m['load_average_start']} at the start and "
@@ -306,7 +307,7 @@ def plot_gemm(plt, result, title):
                     yerr=[[r[key]["median"] - r[key]["min"] for r in square],
                           [r[key]["max"] - r[key]["median"] for r in square]],
                     marker="o", label=name, capsize=3)
-    square_axes(ax, f"{title}: CPU, {result['cpu']['threads']} threads")
+    square_axes(ax, f"{title}: CPU, threads: {result['cpu']['threads']}")
     if has_lab:
         ax = axes[0, 1]
         by = {}

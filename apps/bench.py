@@ -216,7 +216,7 @@ def main(argv=None):
                         "batches": args.batches},
            "results": {}}
     gpu = machine["gpu"]["name"] if machine["gpu"] else "no GPU"
-    ctx.log(f"{machine['cpu']} ({machine['cores']} cores, {args.threads} threads), {gpu}; "
+    ctx.log(f"{machine['cpu']} ({machine['cores']} cores, {args.threads} thread{'s' if args.threads > 1 else ''}), {gpu}; "
             f"load average {machine['load_average_start']}; suites {', '.join(args.suite)}")
     for name in args.suite:
         ctx.log(f"== suite {name}")

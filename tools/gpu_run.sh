@@ -4,6 +4,8 @@
 #   tools/gpu_run.sh [tests] [bench] [lab]
 # bench runs apps/bench.py --suite ${BENCH_SUITES:-all} ${BENCH_ARGS} (its JSON lands in $OUT
 # under its default name: copy it into benchmarks/ and run python apps/bench.py --report).
+# All suites take longer than one 10-minute device call: split them, e.g.
+# BENCH_SUITES=gpu,layers,gemm,tta in one call, memory in a second, cpu in a third.
 # Logs and JSON go to $OUT (default /tmp/hc-out).
 set -uo pipefail
 OUT=${OUT:-/tmp/hc-out}
