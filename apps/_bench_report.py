@@ -71,7 +71,7 @@ def table(header, rows, align=None):
     return "\n".join(lines)
 
 
-def heading(run, md_dir):
+def heading(run, md_dir, suite):
     """Where and how a run was measured, in one paragraph."""
     m, v = run["machine"], run["versions"]
     gpu = (f"; {m['gpu']['name']}, driver {m['gpu'].get('driver')}" if m.get("gpu") else "")
@@ -85,8 +85,10 @@ def heading(run, md_dir):
             f"{v['heterocnn']['version']} (CPU GEMM kernel {v['heterocnn']['gemm_kernel']}), "
             f"{torch}, numpy {v['numpy']} ({v.get('numpy_blas')}). {run['started'][:16]} UTC, "
             f"load average (1, 5, 15 min) {m['load_average_start']} at the start and "
-            f"{m['load_average_end']} at the end. Median of {run['settings']['repeats']} "
-            f"repeats, ± half their range. `{run['command']}`, "
+            f"{m['load_average_end']} at the end. "
+            + ("" if suite == "tta" else f"Median of {run['settings']['repeats']} repeats, "
+                                         "± half their range. ")
+            + f"`{run['command']}`, "
             f"[{os.path.basename(run['_file'])}]"
             f"({os.path.relpath(run['_file'], md_dir)}).*{quick}")
 
@@ -381,7 +383,7 @@ def block(suite, runs, bench_dir, md_dir, plt):
         parts.append(f"Not measured yet: run `python apps/bench.py --suite {suite}`.")
     for run in runs:
         result = run["results"][suite]
-        parts.append(heading(run, md_dir))
+        parts.append(heading(run, md_dir, suite))
         if result.get("status") != "ok":
             parts.append(f"Suite {suite} on {run['tag']}: {result.get('status')}.")
             continue
