@@ -171,7 +171,7 @@ def measure_net(ctx, device, name, batch, x, y):
 def run(ctx):
     hc, np, args = ctx.hc, ctx.np, ctx.args
     nets = [n for n in args.nets if n in NETS] or list(NETS)
-    devices = ["cpu"] + (["cuda"] if ctx.gpu else [])
+    devices = ctx.devices
     train = hc.datasets.fashion_mnist("train", path=args.data, sample=args.sample)
     X, Y = train.as_tuple()
     runs = []

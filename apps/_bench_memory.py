@@ -135,7 +135,7 @@ def measure_child(ctx, framework, net, batch, device):
 
 def run(ctx):
     args = ctx.args
-    devices = ["cpu"] + (["cuda"] if ctx.gpu else [])
+    devices = ctx.devices
     frameworks = ["heterocnn"] + (["torch"] if ctx.torch else [])
     rows = []
     for device in devices:

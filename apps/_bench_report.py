@@ -47,6 +47,16 @@ def pick(runs, suite):
     return [run for _, run in sorted(best.values(), key=lambda kv: kv[1]["tag"])]
 
 
+def repeats_note(suite, run):
+    """How the suite's spread was taken, for the header of its tables."""
+    if suite == "tta":
+        return ""  # one run per net: no spread
+    if suite == "memory":  # each figure from fresh processes, not from --repeats
+        n = 1 if run["settings"].get("quick") else 2
+        return f"Median of {n} fresh process{'es' if n > 1 else ''}, ± half their range. "
+    return f"Median of {run['settings']['repeats']} repeats, ± half their range. "
+
+
 # -- formatting ---------------------------------------------------------------------------------
 
 def spread(fig, fmt="{:,.0f}"):
@@ -86,8 +96,7 @@ def heading(run, md_dir, suite):
             f"{torch}, numpy {v['numpy']} ({v.get('numpy_blas')}). {run['started'][:16]} UTC, "
             f"load average (1, 5, 15 min) {m['load_average_start']} at the start and "
             f"{m['load_average_end']} at the end. "
-            + ("" if suite == "tta" else f"Median of {run['settings']['repeats']} repeats, "
-                                         "± half their range. ")
+            + repeats_note(suite, run)
             + f"`{run['command']}`, "
             f"[{os.path.basename(run['_file'])}]"
             f"({os.path.relpath(run['_file'], md_dir)}).*{quick}")
@@ -184,13 +193,21 @@ def memory_tables(result):
     by = {}
     for r in result["rows"]:
         by.setdefault((r["device"], r["net"], r["batch"]), {})[r["framework"]] = r
-    host = [[net, batch] + [mib(f.get(w, {}), k) for w in ("heterocnn", "torch")
-                            for k in ("peak_rss", "peak_rss_above_import")]
-            for (device, net, batch), f in by.items() if device == "cpu"]
-    out = ("Host, training on the CPU, MiB (peak RSS of the whole process, and that peak above "
-           "the RSS before the model, right after the framework's import):\n\n"
-           + table(["net", "batch", "heterocnn peak RSS", "above import", "PyTorch peak RSS",
-                    "above import"], host))
+    def host_rows(on):
+        return [[net, batch] + [mib(f.get(w, {}), k) for w in ("heterocnn", "torch")
+                                for k in ("peak_rss", "peak_rss_above_import")]
+                for (device, net, batch), f in by.items() if device == on]
+
+    host_columns = ["net", "batch", "heterocnn peak RSS", "above import", "PyTorch peak RSS",
+                    "above import"]
+    parts = []
+    for on, what in (("cpu", "training on the CPU"), ("cuda", "training on the GPU")):
+        rows = host_rows(on)
+        if rows:
+            parts.append(f"Host, {what}, MiB (peak RSS of the whole process, and that peak "
+                         "above the RSS before the model, right after the framework's import"
+                         + (" and the CUDA context's start" if on == "cuda" else "") + "):\n\n"
+                         + table(host_columns, rows))
     dev = [[net, batch, mib(f.get("heterocnn", {}), "framework_allocated"),
             mib(f.get("heterocnn", {}), "device_used_by_process"),
             mib(f.get("torch", {}), "framework_allocated"),
@@ -198,12 +215,15 @@ def memory_tables(result):
             mib(f.get("torch", {}), "device_used_by_process")]
            for (device, net, batch), f in by.items() if device == "cuda"]
     if dev:
-        out += ("\n\nDevice, training on the GPU, MiB: allocated by the framework (heterocnn: "
-                "its arena; PyTorch: max_memory_allocated, and max_memory_reserved by its "
-                "caching allocator) and taken from the device by the process (cudaMemGetInfo "
-                "before the model and after training; the CUDA context not included):\n\n"
-                + table(["net", "batch", "heterocnn arena", "heterocnn device used",
-                         "PyTorch allocated", "PyTorch reserved", "PyTorch device used"], dev))
+        parts.append("Device, training on the GPU, MiB: allocated by the framework (heterocnn: "
+                     "its arena; PyTorch: max_memory_allocated, and max_memory_reserved by its "
+                     "caching allocator) and taken from the device by the process "
+                     "(cudaMemGetInfo before the model and after training; the CUDA context "
+                     "not included):\n\n"
+                     + table(["net", "batch", "heterocnn arena", "heterocnn device used",
+                              "PyTorch allocated", "PyTorch reserved", "PyTorch device used"],
+                             dev))
+    out = "\n\n".join(parts)
     errors = [r for r in result["rows"] if "error" in r]
     if errors:
         out += f"\n\n{len(errors)} measurement(s) failed; the JSON has their output."

@@ -93,6 +93,9 @@ def parse_args(argv):
     p.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the "
                                                 "installed set, else the embedded sample)")
     p.add_argument("--sample", action="store_true", help="use the embedded sample data")
+    p.add_argument("--devices", default="cpu,cuda",
+                   help="devices of the layers and memory suites, comma-separated (default "
+                        "cpu,cuda; cuda only where there is a GPU)")
     p.add_argument("--tta-devices", default=None,
                    help="devices of the tta suite, comma-separated (default: cuda where "
                         "there is a GPU, else cpu)")
@@ -117,6 +120,9 @@ def parse_args(argv):
         p.error(f"unknown net {bad[0]!r}: choose from mlp, lenet5, convnet")
     args.nets = nets
     args.tta_nets = args.tta_nets.split(",")
+    args.devices = args.devices.split(",")
+    if not args.devices or any(d not in ("cpu", "cuda") for d in args.devices):
+        p.error(f"--devices takes cpu and/or cuda, got {','.join(args.devices)!r}")
     if args.tta_devices is not None:
         args.tta_devices = args.tta_devices.split(",")
         if any(d not in ("cpu", "cuda") for d in args.tta_devices):
@@ -145,6 +151,8 @@ class Context:
         self.gpu = hc.cuda_available()
         self.torch_gpu = bool(torch) and torch.cuda.is_available()
         self.gemm_lab = None  # the CUDA GEMM lab's result, run once for gpu and gemm
+        # the layers and memory suites' devices: those asked for that this machine has
+        self.devices = [d for d in args.devices if d == "cpu" or self.gpu]
 
     def log(self, text):
         print(text, flush=True)

@@ -99,7 +99,8 @@ def test_run_json_schema(tiny_run):
         assert "error" not in r, r.get("error")
         assert r["peak_rss"]["median"] >= r["peak_rss_above_import"]["median"] >= 0
         if r["framework"] == "heterocnn":
-            assert r["framework_estimate"]["cpu"]["buffers"] > 0
+            place = "cpu" if r["device"] == "cpu" else "cuda:0"  # where the model trained
+            assert r["framework_estimate"][place]["buffers"] > 0
 
 
 def marked(text):
@@ -151,6 +152,7 @@ def test_report_without_markers_says_so(tmp_path, capsys):
     (["--suite", "cpu", "--nets", "resnet"], "unknown net 'resnet'"),
     (["--suite", "cpu", "--batches", "64,x"], "'x' is not a positive integer"),
     (["--suite", "tta", "--tta-devices", "tpu"], "--tta-devices takes cpu and/or cuda"),
+    (["--suite", "layers", "--devices", "gpu"], "--devices takes cpu and/or cuda"),
     (["--suite", "cpu", "--report"], "--report regenerates from existing JSON"),
 ])
 def test_bad_arguments(argv, message, capsys):
