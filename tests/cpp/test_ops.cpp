@@ -136,6 +136,49 @@ TEST(fused_relu_equals_relu_after_the_op) {
   }
 }
 
+TEST(conv2d_direct_path_equals_gemm_path) {
+  // The direct kernels (where this CPU and the geometry allow them) against the im2col GEMM
+  // path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts, batch 1,
+  // non-square images, widths of one and two vectors, padding 0 to K-1, sizes the kernel does
+  // not divide. {C, H, W, K, pad, M, N}
+  const int64_t cases[][7] = {{1, 28, 28, 5, 2, 6, 3}, {6, 14, 14, 5, 0, 16, 2},
+                              {3, 9, 8, 3, 1, 5, 1},   {2, 17, 20, 5, 4, 7, 2},
+                              {1, 5, 31, 3, 0, 3, 3},  {5, 30, 19, 3, 2, 9, 2},
+                              {7, 2, 3, 3, 1, 13, 2},  {3, 6, 32, 5, 1, 4, 1}};
+  for (const auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
+    const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
+    const size_t wn = M * g.col_rows();
+    const std::vector<float> x = randn(N * in_n, 7), w = randn(wn, 8), b = randn(M, 9),
+                             dy = randn(N * out_n, 10);
+    std::vector<float> ws(std::max(conv2d_forward_workspace_cpu(g, M, max_threads()),
+                                   conv2d_backward_workspace_cpu(g, M, max_threads())));
+    std::vector<float> y[2], dx[2], dw[2], db[2];
+    for (int path = 0; path < 2; ++path) {
+      conv2d_force_path(path ? ConvPath::Direct : ConvPath::Gemm);
+      y[path].assign(N * out_n, NAN), dx[path].assign(N * in_n, NAN);
+      dw[path].assign(wn, NAN), db[path].assign(M, NAN);
+      conv2d_forward_cpu(g, N, M, x.data(), w.data(), b.data(), y[path].data(), ws.data(),
+                         path == 1 && c[6] == 2);
+      if (path == 1 && c[6] == 2) {  // fused ReLU on the direct path: relu of the GEMM path's
+        for (float& v : y[0]) v = v > 0.f ? v : 0.f;
+      }
+      conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), dx[path].data(),
+                          dw[path].data(), db[path].data(), ws.data());
+    }
+    conv2d_force_path(ConvPath::Auto);
+    auto close = [](const std::vector<float>& a, const std::vector<float>& e, double tol) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - e[i]) <= tol * (1.0 + std::fabs(e[i])))) return false;
+      return true;
+    };
+    CHECK(close(y[1], y[0], 1e-5));
+    CHECK(close(dx[1], dx[0], 1e-5));
+    CHECK(close(dw[1], dw[0], 1e-4));
+    CHECK(close(db[1], db[0], 1e-5));
+  }
+}
+
 TEST(sgd_all_equals_sgd_per_parameter) {
   // One parallel loop over several arrays gives bit for bit what one call per array gives,
   // whatever the team size, with and without momentum.

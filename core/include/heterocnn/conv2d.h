@@ -7,6 +7,14 @@
 
 namespace hc {
 
+// Which CPU kernels compute the convolution: per-sample GEMMs over the unrolled windows
+// (im2col / im2row / col2im), or the direct kernels (AVX-512, stride 1, K 3 or 5, width <= 32)
+// that never unroll. Auto picks direct for the small convolutions where it wins.
+enum class ConvPath { Auto, Gemm, Direct };
+// Test hook: use `path` where it applies (Direct falls back to Gemm where it does not).
+// Not thread-safe: call it only while no convolution is running.
+void conv2d_force_path(ConvPath path);
+
 // Workspace floats the CPU ops need with `threads` worker threads.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
