@@ -72,6 +72,10 @@ struct Forward {
           on[r] = valid ? 0xFFFF : 0;
           row[r] = xc + (valid ? ih : 0) * g.W - g.pad;
         }
+        bool any = false;
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) any |= on[r] != 0;
+        if (!any) continue;  // every row of the tile is on the padding for this kernel row
         for (int kw = 0; kw < K; ++kw) {
           __m512 xv[R][V];
           #pragma GCC unroll 16
