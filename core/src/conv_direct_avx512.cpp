@@ -161,7 +161,7 @@ constexpr auto by_block_table(std::integer_sequence<int, I...>) {
 template <int K, int V>
 void forward_kv(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
                 float* y, bool relu_out) {
-  constexpr int R = V == 2 ? 2 : 3, MB = V == 2 ? 6 : 8;  // 24 accumulators
+  constexpr int R = 2, MB = V == 2 ? 6 : 12;  // 24 accumulators
   using T = Forward<K, V, R>;
   using F = decltype(&T::template tile<1>);
   static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
