@@ -144,6 +144,14 @@ void Net::plan_fusion() {
     a.set_fused_relu(fuse);
     fused_[i + 1] = fuse;
   }
+  masked_.assign(layers_.size(), false);
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    Layer& b = *layers_[i + 1];
+    const bool mask = layers_[i]->kind() == "ReLU" && b.can_mask_relu_backward() &&
+                      b.place() == layers_[i]->place();
+    b.set_relu_mask_backward(mask);
+    masked_[i] = mask;
+  }
 }
 
 bool Net::reserve_at(Buffer& b, size_t count, Place place) {
@@ -387,7 +395,7 @@ void Net::run_backward() {
   bool dy_in_a = true;  // which of the place's two gradient buffers holds dy
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
-    if (layer.is_view()) {
+    if (layer.is_view() || masked_[i]) {  // no data moves (or the next layer did the ReLU's)
       dy.shape = ins_[i].shape;
       continue;
     }

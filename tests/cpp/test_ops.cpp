@@ -179,6 +179,26 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+TEST(maxpool_backward_with_relu_mask_equals_relu_backward_after_it) {
+  // The ReLU's backward applied inside the pooling's backward gives bit for bit what running
+  // relu_backward_cpu on its result gives: ReLU-like inputs (zeros, NaN, ties), 2x2 windows
+  // (even and odd sizes) and the general path (3x3 stride 2).
+  const int64_t cases[][4] = {{28, 28, 2, 2}, {9, 7, 2, 2}, {10, 11, 3, 2}};
+  for (const auto& c : cases) {
+    const int64_t P = 5, H = c[0], W = c[1], K = c[2], s = c[3];
+    const int64_t Ho = (H - K) / s + 1, Wo = (W - K) / s + 1;
+    std::vector<float> x = randn(P * H * W, 11), dy = randn(P * Ho * Wo, 12);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = i % 7 == 0 ? 0.f : std::max(x[i], 0.f);
+    x[3] = NAN;
+    x[W + 5] = -0.f;
+    std::vector<float> pooled(x.size()), want(x.size()), got(x.size());
+    maxpool2d_backward_cpu(P, H, W, K, s, x.data(), dy.data(), pooled.data());
+    relu_backward_cpu(P * H * W, x.data(), pooled.data(), want.data());
+    maxpool2d_backward_cpu(P, H, W, K, s, x.data(), dy.data(), got.data(), true);
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST(sgd_all_equals_sgd_per_parameter) {
   // One parallel loop over several arrays gives bit for bit what one call per array gives,
   // whatever the team size, with and without momentum.

@@ -39,6 +39,10 @@ class Layer {
   // Set by the net: forward then writes relu(layer(x)), and the ReLU layer after it moves no
   // data (its backward still runs: it needs only its output, which is this one's).
   void set_fused_relu(bool on) { fused_relu_ = on; }
+  // True when backward can apply the mask of a ReLU just before it (dx = 0 where its input,
+  // the ReLU's output, is not > 0) on its place, so that the ReLU's backward need not run.
+  virtual bool can_mask_relu_backward() const { return false; }
+  void set_relu_mask_backward(bool on) { relu_mask_backward_ = on; }
   // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
   virtual void init_params(Rng& rng);
 
@@ -71,6 +75,7 @@ class Layer {
   std::vector<Param> params_;
   Place place_{};
   bool fused_relu_ = false;
+  bool relu_mask_backward_ = false;
 };
 
 // Builds a layer from the spec the Python side sends: kind and integer arguments

@@ -128,6 +128,7 @@ class Net {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<bool> needs_dx_;  // some earlier layer has parameters
   std::vector<bool> fused_;     // a ReLU computed by the layer before it (see Layer)
+  std::vector<bool> masked_;    // a ReLU whose backward the layer after it applies (see Layer)
   LossKind loss_;
 
   // Sized by prepare() for in_shape_ and threads_.
