@@ -31,13 +31,13 @@ bool cpu_has_avx512f() {
 
 enum class Pass { Forward, WeightGrad, InputGrad };
 
-// Whether the direct kernels (conv_direct.h) compute this pass: wherever they apply, except
-// the weight gradient of convolutions with many input channels, where the GEMM over im2row's
-// matrix was measured faster (CPU_PERF.md, entry 8: the direct dw re-reads every sample's dy
-// once per (channel, kernel row)).
+// Whether the direct kernels (conv_direct.h) compute this pass: wherever they apply, except the
+// weight gradient of convolutions with many input channels on rows of one vector (14 x 14),
+// where the GEMM over im2row's matrix was measured faster (CPU_PERF.md, entry 8).
 bool use_direct(const ConvGeom& g, Pass pass) {
   if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
-  return forced_path() == ConvPath::Direct || pass != Pass::WeightGrad || g.col_rows() <= 150;
+  return forced_path() == ConvPath::Direct || pass != Pass::WeightGrad || g.col_rows() <= 150 ||
+         g.Wo > 16;
 }
 
 // Floats of the direct path's rearranged weights (forward's wt, backward's wf), at ws.
@@ -163,9 +163,14 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
     std::fill(dw_t, db_t + M, 0.f);
 #pragma omp single
     team = team_size();
-    if (dw_direct) {  // over this thread's samples at once: the samples the loop below gives it
+    if (dw_direct) {
+      // This thread's share of the samples, in groups whose x and dy stay in L2 (~256 KiB)
+      // while the kernel sweeps them once per (channel block, kernel row).
       const int64_t n0 = N * thread_id() / team, n1 = N * (thread_id() + 1) / team;
-      conv_direct::weight_grad(g, M, n1 - n0, x + n0 * in_n, dy + n0 * M * hw, dw_t);
+      const int64_t group = std::max<int64_t>(1, (64 << 10) / (in_n + M * hw));
+      for (int64_t n = n0; n < n1; n += group)
+        conv_direct::weight_grad(g, M, std::min(group, n1 - n), x + n * in_n, dy + n * M * hw,
+                                 dw_t);
     }
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
