@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "conv_direct.h"
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "heterocnn/gemm.h"
 #include "heterocnn/parallel.h"
@@ -135,7 +136,7 @@ void add_bias_grad(int64_t M, int64_t hw, const float* dyn, float* db_t) {
 
 void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                          const float* w, const float* dy, float* dx, float* dw, float* db,
-                         float* ws) {
+                         float* ws, bool relu_mask) {
   const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W, K = g.K;
   const bool dw_direct = use_direct(g, Pass::WeightGrad);
   const bool dx_direct = dx && use_direct(g, Pass::InputGrad);
@@ -198,6 +199,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
         sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, col, hw);
         col2im_cpu(g, col, dxn);
       }
+      if (relu_mask) relu_backward_cpu(in_n, xn, dxn, dxn);
     }
     // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
     const float* first = parts + col_size(g);
@@ -252,7 +254,7 @@ void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tens
                           float* ws) {
   conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
                       dy.data, dx ? dx->data : nullptr, params_[0].grad.data(),
-                      params_[1].grad.data(), ws);
+                      params_[1].grad.data(), ws, relu_mask_backward_);
 }
 
 }  // namespace hc

@@ -201,6 +201,37 @@ TEST(maxpool_backward_with_relu_mask_equals_relu_backward_after_it) {
   }
 }
 
+TEST(conv_and_linear_backward_with_relu_mask_equal_relu_backward_after_them) {
+  // dx through the backward of the ReLU before the layer, applied by the layer: bit for bit
+  // relu_backward_cpu of its dx; dw and db unchanged. Both conv paths, and Linear.
+  std::vector<float> x = randn(2 * 3 * 9 * 8, 13);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i % 5 == 0 ? 0.f : std::max(x[i], 0.f);
+  x[4] = NAN;
+  for (ConvPath path : {ConvPath::Gemm, ConvPath::Direct}) {
+    conv2d_force_path(path);
+    const ConvGeom g = make_conv_geom(3, 9, 8, 3, 1, 1);
+    const int64_t N = 2, M = 4;
+    const std::vector<float> w = randn(M * 27, 14), dy = randn(N * M * 72, 15);
+    std::vector<float> ws(conv2d_backward_workspace_cpu(g, M, max_threads()));
+    std::vector<float> dx(x.size()), want(x.size()), got(x.size()), dw(w.size()), db(M);
+    conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                        ws.data());
+    relu_backward_cpu(x.size(), x.data(), dx.data(), want.data());
+    conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), got.data(), dw.data(), db.data(),
+                        ws.data(), true);
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  }
+  conv2d_force_path(ConvPath::Auto);
+  const int64_t N = 6, I = 72, O = 5;
+  const std::vector<float> w = randn(O * I, 16), dy = randn(N * O, 17);
+  std::vector<float> dx(N * I), want(N * I), got(N * I), dw(O * I), db(O);
+  linear_backward_cpu(N, I, O, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+  relu_backward_cpu(N * I, x.data(), dx.data(), want.data());
+  linear_backward_cpu(N, I, O, x.data(), w.data(), dy.data(), got.data(), dw.data(), db.data(),
+                      true);
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+}
+
 TEST(sgd_all_equals_sgd_per_parameter) {
   // One parallel loop over several arrays gives bit for bit what one call per array gives,
   // whatever the team size, with and without momentum.

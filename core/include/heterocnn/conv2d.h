@@ -22,10 +22,11 @@ size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 // relu: y = max(conv(x) + b, 0), applied to each sample's output right after its GEMM.
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
                         const float* b, float* y, float* ws, bool relu = false);
-// dx may be null (first layer). dw and db are overwritten.
+// dx may be null (first layer). dw and db are overwritten. relu_mask: each dx_n also goes
+// through the backward of a ReLU whose output x is (dx = 0 where x is not > 0), in cache.
 void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                          const float* w, const float* dy, float* dx, float* dw, float* db,
-                         float* ws);
+                         float* ws, bool relu_mask = false);
 
 class Conv2d : public Layer {
  public:
@@ -34,6 +35,7 @@ class Conv2d : public Layer {
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
+  bool can_mask_relu_backward() const override { return place_.device == Device::CPU; }
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;
