@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "conv_direct.h"
+#include "cpu_features.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "heterocnn/gemm.h"
@@ -23,11 +24,6 @@ size_t col_size(const ConvGeom& g) {
 ConvPath& forced_path() {
   static ConvPath path = ConvPath::Auto;
   return path;
-}
-
-bool cpu_has_avx512f() {
-  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
-  return has;
 }
 
 enum class Pass { Forward, WeightGrad, InputGrad };

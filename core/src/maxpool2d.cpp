@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu_features.h"
 #include "heterocnn/error.h"
+#include "maxpool2d_avx512.h"
 
 namespace hc {
 
@@ -121,7 +123,11 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
                            const float* x, float* y) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
-  for (int64_t p = 0; p < P; ++p)
+  for (int64_t p = 0; p < P; ++p) {
+    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
+      maxpool_avx512::forward_2x2(H, W, x + p * H * W, y + p * Ho * Wo);
+      continue;
+    }
     for (int64_t oh = 0; oh < Ho; ++oh) {
       float* out = y + (p * Ho + oh) * Wo;
       if (K == 2 && stride == 2)
@@ -131,6 +137,7 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
       else
         row_max(x + p * H * W, W, K, stride, oh, 0, Wo, out, nullptr);
     }
+  }
 }
 
 void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
@@ -140,6 +147,10 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
   for (int64_t p = 0; p < P; ++p) {
     float* dplane = dx + p * H * W;
     const float* xp = x + p * H * W;
+    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
+      maxpool_avx512::backward_2x2(H, W, xp, dy + p * Ho * Wo, dplane, relu_mask);
+      continue;
+    }
     if (K == 2 && stride == 2) {
       (relu_mask ? backward_plane_2x2<true> : backward_plane_2x2<false>)(H, W, xp, dy + p * Ho * Wo,
                                                                          dplane);

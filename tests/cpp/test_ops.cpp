@@ -181,6 +181,46 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+TEST(maxpool_2x2_against_a_reference) {
+  // Every path of the 2x2 / stride-2 pooling (the AVX-512 one for widths <= 32, the portable
+  // one beyond) against a tap-by-tap reference: first maximum in tap order, a NaN wins, ties
+  // from ReLU-like zeros, odd sizes (floor mode), with and without the ReLU mask.
+  for (int64_t W : {1, 2, 3, 10, 14, 17, 28, 31, 32, 33, 40}) {
+    for (int64_t H : {2, 5, 28}) {
+      const int64_t P = 3, Ho = H / 2, Wo = W / 2;
+      if (Wo == 0) continue;
+      std::vector<float> x = randn(P * H * W, 20 + W), dy = randn(P * Ho * Wo, 21);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = i % 3 == 0 ? 0.f : std::max(x[i], 0.f);
+      x[1] = NAN;
+      x[P * H * W - 2] = NAN;
+      std::vector<float> y(P * Ho * Wo), want_y(y.size());
+      std::vector<float> want_dx(x.size(), 0.f), want_masked(x.size(), 0.f);
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            int64_t best = -1;
+            for (int64_t kh = 0; kh < 2; ++kh)
+              for (int64_t kw = 0; kw < 2; ++kw) {
+                const int64_t i = (p * H + 2 * oh + kh) * W + 2 * ow + kw;
+                if (best < 0 || x[i] > x[best] || (std::isnan(x[i]) && !std::isnan(x[best])))
+                  best = i;
+              }
+            const int64_t o = (p * Ho + oh) * Wo + ow;
+            want_y[o] = x[best];
+            want_dx[best] = dy[o];
+            want_masked[best] = x[best] > 0.f ? dy[o] : 0.f;
+          }
+      maxpool2d_forward_cpu(P, H, W, 2, 2, x.data(), y.data());
+      std::vector<float> dx(x.size(), NAN), masked(x.size(), NAN);
+      maxpool2d_backward_cpu(P, H, W, 2, 2, x.data(), dy.data(), dx.data());
+      maxpool2d_backward_cpu(P, H, W, 2, 2, x.data(), dy.data(), masked.data(), true);
+      CHECK(std::memcmp(y.data(), want_y.data(), y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(dx.data(), want_dx.data(), dx.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(masked.data(), want_masked.data(), dx.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
 TEST(maxpool_backward_with_relu_mask_equals_relu_backward_after_it) {
   // The ReLU's backward applied inside the pooling's backward gives bit for bit what running
   // relu_backward_cpu on its result gives: ReLU-like inputs (zeros, NaN, ties), 2x2 windows
