@@ -1,3 +1,4 @@
+// x (C,H,W), wt (C*K*K,M), b (M,) -> y (M,Ho,Wo);  x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K)
 // Direct stride-1 convolution kernels (conv_direct.h), AVX-512F. An output row of Wo <= 32 is
 // V = 1 or 2 vectors of 16 lanes; input row segments are loaded with masks that drop the lanes
 // whose tap falls on the padding or past the row (AVX-512 masked loads do not touch masked-off
