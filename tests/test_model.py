@@ -203,3 +203,24 @@ def test_relu_fused_into_conv_and_linear_matches_reference(rng, N):
         p, _ = ref.sgd_step(state[k].astype(np.float64), grads_ref[k], np.zeros(a.shape), 0.1,
                             0.9, 0.0)
         assert rel_err(a, p) < 1e-5, k
+
+
+@pytest.mark.parametrize("N", [1, 3])
+def test_relu_backward_applied_by_the_next_layer_matches_reference(rng, N):
+    """On the CPU a ReLU followed by a Conv2d, MaxPool2d or Linear has its backward applied by
+    that layer (to its dx), and stride-1 3x3/5x5 convs and 2x2 pools run the direct (AVX-512)
+    kernels where the CPU has them: odd image sizes, channels not a multiple of 4, padding
+    0..2; logits, loss and every gradient match the NumPy reference."""
+    model = hc.Sequential(
+        hc.Conv2d(2, 3, 5, padding=2), hc.ReLU(), hc.Conv2d(3, 5, 3, padding=1), hc.ReLU(),
+        hc.MaxPool2d(2), hc.Conv2d(5, 7, 3), hc.ReLU(), hc.Flatten(), hc.Linear(7 * 2 * 3, 9),
+        hc.ReLU(), hc.Linear(9, 4), seed=5)
+    x = rng.standard_normal((N, 2, 9, 11)).astype(F32)
+    y = rng.integers(0, 4, N)
+    state = model.state_dict()
+    logits_ref, loss_ref, grads_ref = ref_forward_backward(model, state, x, y)
+    assert rel_err(model(x), logits_ref) < 1e-5
+    loss, grads = model.loss_and_grads(x, y)
+    assert abs(loss - loss_ref) < 1e-5 * max(1, abs(loss_ref))
+    for key in state:
+        assert rel_err(grads[key], grads_ref[key]) < 1e-4, key

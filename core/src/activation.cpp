@@ -9,12 +9,12 @@ namespace hc {
 constexpr int64_t kParallelElems = 1 << 16;
 
 void relu_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : (x[i] != x[i] ? x[i] : 0.f);
 }
 
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i];  // loaded unconditionally, so the select needs no branch
     dx[i] = y[i] > 0.f ? g : 0.f;
@@ -22,12 +22,12 @@ void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
 }
 
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
   for (int64_t i = 0; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-x[i]));
 }
 
 void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include "conv_direct.h"
+#include "cpu_features.h"
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "heterocnn/gemm.h"
 #include "heterocnn/parallel.h"
@@ -18,6 +21,32 @@ size_t col_size(const ConvGeom& g) {
   return static_cast<size_t>(g.col_rows() * g.col_cols());
 }
 
+ConvPath& forced_path() {
+  static ConvPath path = ConvPath::Auto;
+  return path;
+}
+
+enum class Pass { Forward, WeightGrad, InputGrad };
+
+// Whether the direct kernels (conv_direct.h) compute this pass: wherever they apply, except the
+// weight gradient of convolutions with many input channels on rows of one vector (14 x 14),
+// where the GEMM over im2row's matrix was measured faster (CPU_PERF.md, entry 8).
+bool use_direct(const ConvGeom& g, Pass pass) {
+  if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
+  return forced_path() == ConvPath::Direct || pass != Pass::WeightGrad || g.col_rows() <= 150 ||
+         g.Wo > 16;
+}
+
+// Floats of the direct path's rearranged weights (forward's wt, backward's wf), at ws.
+size_t direct_weights_size(const ConvGeom& g, int64_t M) {
+  return conv_direct::fits(g) ? static_cast<size_t>(M * g.col_rows()) : 0;
+}
+
+// Floats of backward's per-thread part: the unrolled sample, dw and db partials.
+size_t backward_per_thread(const ConvGeom& g, int64_t M) {
+  return col_size(g) + static_cast<size_t>(M * g.col_rows() + M);
+}
+
 // The fused ReLU over one sample's output, still in cache after its GEMM: the same select as
 // relu_forward_cpu (NaN passes through), on the calling thread.
 void relu_in_place(int64_t n, float* y) {
@@ -27,16 +56,21 @@ void relu_in_place(int64_t n, float* y) {
 
 }  // namespace
 
+void conv2d_force_path(ConvPath path) { forced_path() = path; }
+
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
-  // [w | b], and per thread the unrolled sample with a row of ones below it.
-  return col_is_input(g) ? 0
-                         : static_cast<size_t>(M * (g.col_rows() + 1)) +
-                               (col_size(g) + static_cast<size_t>(g.col_cols())) * threads;
+  // GEMM path: [w | b], and per thread the unrolled sample with a row of ones below it.
+  // Direct path: the weights k-major. Sized for either, so that the path may be forced.
+  const size_t gemm = col_is_input(g) ? 0
+                                      : static_cast<size_t>(M * (g.col_rows() + 1)) +
+                                            (col_size(g) + static_cast<size_t>(g.col_cols())) *
+                                                threads;
+  return std::max(gemm, direct_weights_size(g, M));
 }
 
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
-  // Per thread: the unrolled sample (reused for dcol), and partial dw and db.
-  return (col_size(g) + static_cast<size_t>(M * g.col_rows() + M)) * threads;
+  // The direct dx's flipped weights, then each thread's part (either path).
+  return direct_weights_size(g, M) + backward_per_thread(g, M) * threads;
 }
 
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
@@ -50,6 +84,15 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
       sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, x + n * in_n, hw, 1.f, yn, hw);
       if (relu) relu_in_place(M * hw, yn);
     }
+    return;
+  }
+  if (use_direct(g, Pass::Forward)) {
+    float* wt = ws;  // (CKK, M): wt[k * M + m] = w[m, k]
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < ckk; ++k) wt[k * M + m] = w[m * ckk + k];
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      conv_direct::forward(g, M, x + n * in_n, wt, b, y + n * M * hw, relu);
     return;
   }
   // y_n = [w | b] (M,CKK+1) * [col(x_n); 1] (CKK+1,HoWo): the bias is one more step of the
@@ -72,54 +115,94 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
   }
 }
 
+namespace {
+
+// db_t[m] += the sum of dy_n's plane m.
+void add_bias_grad(int64_t M, int64_t hw, const float* dyn, float* db_t) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* d = dyn + m * hw;
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < hw; ++i) s += d[i];
+    db_t[m] += s;
+  }
+}
+
+}  // namespace
+
 void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                          const float* w, const float* dy, float* dx, float* dw, float* db,
-                         float* ws) {
-  const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W;
-  const size_t per_thread = col_size(g) + static_cast<size_t>(M * ckk + M);
+                         float* ws, bool relu_mask) {
+  const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W, K = g.K;
+  const bool dw_direct = use_direct(g, Pass::WeightGrad);
+  const bool dx_direct = dx && use_direct(g, Pass::InputGrad);
+  // The direct dx: dx_n = conv(dy_n, wf), dy (M,Ho,Wo) -> dx (C,H,W) padded by K-1-pad, with
+  // the kernel transposed and flipped, stored k-major:
+  //   wf[((m*K + kh)*K + kw) * C + c] = w[m, c, K-1-kh, K-1-kw].
+  const ConvGeom gt = make_conv_geom(M, g.Ho, g.Wo, K, 1, K - 1 - g.pad);
+  float* wf = ws;
+  if (dx_direct)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t kh = 0; kh < K; ++kh)
+          for (int64_t kw = 0; kw < K; ++kw)
+            wf[((m * K + kh) * K + kw) * g.C + c] =
+                w[((m * g.C + c) * K + K - 1 - kh) * K + K - 1 - kw];
+  float* parts = ws + direct_weights_size(g, M);
+  const size_t per_thread = backward_per_thread(g, M);
   int team = 1;
 #pragma omp parallel
   {
-    float* col = ws + thread_id() * per_thread;
+    // This thread's unrolled sample (reused for dcol), and dw and db partials.
+    float* col = parts + thread_id() * per_thread;
     float* dw_t = col + col_size(g);
     float* db_t = dw_t + M * ckk;
-    std::fill(dw_t, dw_t + M * ckk + M, 0.f);
+    std::fill(dw_t, db_t + M, 0.f);
 #pragma omp single
     team = team_size();
+    if (dw_direct) {
+      // This thread's share of the samples, in groups whose x and dy stay in L2 (~256 KiB)
+      // while the kernel sweeps them once per (channel block, kernel row).
+      const int64_t n0 = N * thread_id() / team, n1 = N * (thread_id() + 1) / team;
+      const int64_t group = std::max<int64_t>(1, (64 << 10) / (in_n + M * hw));
+      for (int64_t n = n0; n < n1; n += group)
+        conv_direct::weight_grad(g, M, std::min(group, n1 - n), x + n * in_n, dy + n * M * hw,
+                                 dw_t);
+    }
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
+      const float* xn = x + n * in_n;
       const float* dyn = dy + n * M * hw;
       // dw += dy_n (M,HoWo) * col^T (HoWo,CKK). The windows are unrolled as rows (im2row), so
       // that col^T is read in place, k-major, instead of being transposed into packed panels.
-      if (col_is_input(g)) {
-        sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, x + n * in_n, hw, 1.f, dw_t, ckk);
-      } else {
-        im2row_cpu(g, x + n * in_n, col);
+      if (dw_direct)
+        ;  // done above
+      else if (col_is_input(g))
+        sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, xn, hw, 1.f, dw_t, ckk);
+      else {
+        im2row_cpu(g, xn, col);
         sgemm(Trans::N, Trans::N, M, ckk, hw, 1.f, dyn, hw, col, ckk, 1.f, dw_t, ckk);
       }
-      for (int64_t m = 0; m < M; ++m) {
-        const float* d = dyn + m * hw;
-        float s = 0.f;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < hw; ++i) s += d[i];
-        db_t[m] += s;
+      add_bias_grad(M, hw, dyn, db_t);
+      if (!dx) continue;
+      // dcol (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), then folded back into dx_n.
+      float* dxn = dx + n * in_n;
+      if (dx_direct) {
+        conv_direct::forward(gt, g.C, dyn, wf, nullptr, dxn, false);
+      } else if (col_is_input(g)) {
+        sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, dxn, hw);
+      } else {
+        sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, col, hw);
+        col2im_cpu(g, col, dxn);
       }
-      if (dx) {
-        // dcol (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), then folded back into dx_n.
-        float* dxn = dx + n * in_n;
-        if (col_is_input(g)) {
-          sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, dxn, hw);
-        } else {
-          sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, col, hw);
-          col2im_cpu(g, col, dxn);
-        }
-      }
+      if (relu_mask) relu_backward_cpu(in_n, xn, dxn, dxn);
     }
     // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
+    const float* first = parts + col_size(g);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < M * ckk + M; ++i) {
       float s = 0.f;
-      for (int t = 0; t < team; ++t) s += ws[t * per_thread + col_size(g) + i];
+      for (int t = 0; t < team; ++t) s += first[t * per_thread + i];
       (i < M * ckk ? dw[i] : db[i - M * ckk]) = s;
     }
   }
@@ -167,7 +250,7 @@ void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tens
                           float* ws) {
   conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
                       dy.data, dx ? dx->data : nullptr, params_[0].grad.data(),
-                      params_[1].grad.data(), ws);
+                      params_[1].grad.data(), ws, masked_dx_);
 }
 
 }  // namespace hc

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "heterocnn/gemm.h"
 
@@ -20,7 +21,7 @@ void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const f
 }
 
 void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* db) {
+                         const float* dy, float* dx, float* dw, float* db, bool relu_mask) {
   // dw (O,I) = dy^T (O,N) * x (N,I)
   sgemm(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I);
   // db (O,) = column sums of dy, row by row (the same order for every build and thread count).
@@ -32,7 +33,9 @@ void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const 
     for (int64_t o = 0; o < O; ++o) s[o] += d[o];
   }
   // dx (N,I) = dy (N,O) * w (O,I)
-  if (dx) sgemm(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I);
+  if (!dx) return;
+  sgemm(Trans::N, Trans::N, N, I, O, 1.f, dy, O, w, I, 0.f, dx, I);
+  if (relu_mask) relu_backward_cpu(N * I, x, dx, dx);
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features) : I_(in_features), O_(out_features) {
@@ -58,7 +61,8 @@ void Linear::forward_cpu(const Tensor& x, Tensor& y, float*) {
 
 void Linear::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
   linear_backward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
-                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data());
+                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
+                      masked_dx_);
 }
 
 }  // namespace hc

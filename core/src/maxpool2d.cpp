@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cpu_features.h"
 #include "heterocnn/error.h"
+#include "maxpool2d_avx512.h"
 
 namespace hc {
 
@@ -74,14 +76,45 @@ inline void row_max_2x2(const float* plane, int64_t W, int64_t oh, int64_t n, fl
 }
 
 // Backward of one dx row of 2x2 windows: e[2j + kw] = g[j] where window j's maximum is tap
-// row_tap + kw, else 0 (one dx row per call: a loop the compiler vectorises).
+// row_tap + kw, else 0 (one dx row per call: a loop the compiler vectorises). With Mask, also 0
+// where the input row r is not > 0 (the backward of a ReLU before the pooling).
+template <bool Mask>
 inline void spread_row(const float* __restrict g, const int32_t* __restrict arg, int32_t row_tap,
-                       int64_t n, float* __restrict e) {
+                       int64_t n, const float* __restrict r, float* __restrict e) {
   for (int64_t j = 0; j < n; ++j) {
     const float gj = g[j];  // loaded unconditionally, so the selects need no branch
-    e[2 * j] = arg[j] == row_tap ? gj : 0.f;
-    e[2 * j + 1] = arg[j] == row_tap + 1 ? gj : 0.f;
+    float e0 = arg[j] == row_tap ? gj : 0.f, e1 = arg[j] == row_tap + 1 ? gj : 0.f;
+    if (Mask) {
+      e0 = r[2 * j] > 0.f ? e0 : 0.f;
+      e1 = r[2 * j + 1] > 0.f ? e1 : 0.f;
+    }
+    e[2 * j] = e0;
+    e[2 * j + 1] = e1;
   }
+}
+
+// The 2x2, stride-2 backward of plane p (see maxpool2d_backward_cpu).
+template <bool Mask>
+void backward_plane_2x2(int64_t H, int64_t W, const float* xp, const float* dyp, float* dplane) {
+  const int64_t Ho = H / 2, Wo = W / 2;
+  // Disjoint windows: each one's four dx entries are written (the gradient or 0) in one pass;
+  // only what the floor mode leaves uncovered (an odd last row or column) is zeroed.
+  float v[kChunk];
+  int32_t arg[kChunk];
+  for (int64_t oh = 0; oh < Ho; ++oh) {
+    float* d0 = dplane + 2 * oh * W;
+    float* d1 = d0 + W;
+    const float* x0 = xp + 2 * oh * W;
+    for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk) {
+      const int64_t n = std::min(kChunk, Wo - ow0);
+      row_max_2x2(xp + 2 * ow0, W, oh, n, v, arg);
+      const float* g = dyp + oh * Wo + ow0;
+      spread_row<Mask>(g, arg, 0, n, x0 + 2 * ow0, d0 + 2 * ow0);
+      spread_row<Mask>(g, arg, 2, n, x0 + W + 2 * ow0, d1 + 2 * ow0);
+    }
+    for (int64_t w = 2 * Wo; w < W; ++w) d0[w] = d1[w] = 0.f;
+  }
+  for (int64_t h = 2 * Ho; h < H; ++h) std::memset(dplane + h * W, 0, W * sizeof(float));
 }
 
 }  // namespace
@@ -90,7 +123,11 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
                            const float* x, float* y) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
-  for (int64_t p = 0; p < P; ++p)
+  for (int64_t p = 0; p < P; ++p) {
+    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
+      maxpool_avx512::forward_2x2(H, W, x + p * H * W, y + p * Ho * Wo);
+      continue;
+    }
     for (int64_t oh = 0; oh < Ho; ++oh) {
       float* out = y + (p * Ho + oh) * Wo;
       if (K == 2 && stride == 2)
@@ -100,32 +137,23 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
       else
         row_max(x + p * H * W, W, K, stride, oh, 0, Wo, out, nullptr);
     }
+  }
 }
 
 void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                            const float* x, const float* dy, float* dx) {
+                            const float* x, const float* dy, float* dx, bool relu_mask) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
   for (int64_t p = 0; p < P; ++p) {
     float* dplane = dx + p * H * W;
+    const float* xp = x + p * H * W;
+    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
+      maxpool_avx512::backward_2x2(H, W, xp, dy + p * Ho * Wo, dplane, relu_mask);
+      continue;
+    }
     if (K == 2 && stride == 2) {
-      // Disjoint windows: each one's four dx entries are written (the gradient or 0) in one
-      // pass; only what the floor mode leaves uncovered (an odd last row or column) is zeroed.
-      float v[kChunk];
-      int32_t arg[kChunk];
-      for (int64_t oh = 0; oh < Ho; ++oh) {
-        float* d0 = dplane + 2 * oh * W;
-        float* d1 = d0 + W;
-        for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk) {
-          const int64_t n = std::min(kChunk, Wo - ow0);
-          row_max_2x2(x + p * H * W + 2 * ow0, W, oh, n, v, arg);
-          const float* g = dy + (p * Ho + oh) * Wo + ow0;
-          spread_row(g, arg, 0, n, d0 + 2 * ow0);
-          spread_row(g, arg, 2, n, d1 + 2 * ow0);
-        }
-        for (int64_t w = 2 * Wo; w < W; ++w) d0[w] = d1[w] = 0.f;
-      }
-      for (int64_t h = 2 * Ho; h < H; ++h) std::memset(dplane + h * W, 0, W * sizeof(float));
+      (relu_mask ? backward_plane_2x2<true> : backward_plane_2x2<false>)(H, W, xp, dy + p * Ho * Wo,
+                                                                         dplane);
       continue;
     }
     std::memset(dplane, 0, H * W * sizeof(float));
@@ -134,12 +162,14 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
     for (int64_t oh = 0; oh < Ho; ++oh) {
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk) {
         const int64_t n = std::min(kChunk, Wo - ow0);
-        row_max(x + p * H * W, W, K, stride, oh, ow0, n, v, arg);
+        row_max(xp, W, K, stride, oh, ow0, n, v, arg);
         const float* g = dy + (p * Ho + oh) * Wo + ow0;
         float* d = dplane + oh * stride * W + ow0 * stride;
         for (int64_t j = 0; j < n; ++j) d[j * stride + arg[j]] += g[j];
       }
     }
+    if (relu_mask)
+      for (int64_t i = 0; i < H * W; ++i) dplane[i] = xp[i] > 0.f ? dplane[i] : 0.f;
   }
 }
 
@@ -166,7 +196,7 @@ void MaxPool2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, T
                              float*) {
   if (dx)
     maxpool2d_backward_cpu(x.shape[0] * x.shape[1], x.shape[2], x.shape[3], K_, stride_, x.data,
-                           dy.data, dx->data);
+                           dy.data, dx->data, masked_dx_);
 }
 
 }  // namespace hc

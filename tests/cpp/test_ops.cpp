@@ -136,6 +136,142 @@ TEST(fused_relu_equals_relu_after_the_op) {
   }
 }
 
+TEST(conv2d_direct_path_equals_gemm_path) {
+  // The direct kernels (where this CPU and the geometry allow them) against the im2col GEMM
+  // path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts, batch 1,
+  // non-square images, widths of one and two vectors, padding 0 to K-1, sizes the kernel does
+  // not divide, samples too large for one group of the direct dw. {C, H, W, K, pad, M, N}
+  const int64_t cases[][7] = {{1, 28, 28, 5, 2, 6, 3}, {6, 14, 14, 5, 0, 16, 2},
+                              {3, 9, 8, 3, 1, 5, 1},   {2, 17, 20, 5, 4, 7, 2},
+                              {1, 5, 31, 3, 0, 3, 3},  {5, 30, 19, 3, 2, 9, 2},
+                              {7, 2, 3, 3, 1, 13, 2},  {3, 6, 32, 5, 1, 4, 1},
+                              {32, 28, 20, 3, 1, 40, 3}};  // dw in several sample groups
+  for (const auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
+    const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
+    const size_t wn = M * g.col_rows();
+    const std::vector<float> x = randn(N * in_n, 7), w = randn(wn, 8), b = randn(M, 9),
+                             dy = randn(N * out_n, 10);
+    std::vector<float> ws(std::max(conv2d_forward_workspace_cpu(g, M, max_threads()),
+                                   conv2d_backward_workspace_cpu(g, M, max_threads())));
+    std::vector<float> y[2], dx[2], dw[2], db[2];
+    for (int path = 0; path < 2; ++path) {
+      conv2d_force_path(path ? ConvPath::Direct : ConvPath::Gemm);
+      y[path].assign(N * out_n, NAN), dx[path].assign(N * in_n, NAN);
+      dw[path].assign(wn, NAN), db[path].assign(M, NAN);
+      conv2d_forward_cpu(g, N, M, x.data(), w.data(), b.data(), y[path].data(), ws.data(),
+                         path == 1 && c[6] == 2);
+      if (path == 1 && c[6] == 2) {  // fused ReLU on the direct path: relu of the GEMM path's
+        for (float& v : y[0]) v = v > 0.f ? v : 0.f;
+      }
+      conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), dx[path].data(),
+                          dw[path].data(), db[path].data(), ws.data());
+    }
+    conv2d_force_path(ConvPath::Auto);
+    auto close = [](const std::vector<float>& a, const std::vector<float>& e, double tol) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - e[i]) <= tol * (1.0 + std::fabs(e[i])))) return false;
+      return true;
+    };
+    // Float sums of up to a few hundred terms in another order: relative error ~1e-5.
+    CHECK(close(y[1], y[0], 5e-5));
+    CHECK(close(dx[1], dx[0], 5e-5));
+    CHECK(close(dw[1], dw[0], 1e-4));
+    CHECK(close(db[1], db[0], 1e-5));
+  }
+}
+
+TEST(maxpool_2x2_against_a_reference) {
+  // Every path of the 2x2 / stride-2 pooling (the AVX-512 one for widths <= 32, the portable
+  // one beyond) against a tap-by-tap reference: first maximum in tap order, a NaN wins, ties
+  // from ReLU-like zeros, odd sizes (floor mode), with and without the ReLU mask.
+  for (int64_t W : {1, 2, 3, 10, 14, 17, 28, 31, 32, 33, 40}) {
+    for (int64_t H : {2, 5, 28}) {
+      const int64_t P = 3, Ho = H / 2, Wo = W / 2;
+      if (Wo == 0) continue;
+      std::vector<float> x = randn(P * H * W, 20 + W), dy = randn(P * Ho * Wo, 21);
+      for (size_t i = 0; i < x.size(); ++i) x[i] = i % 3 == 0 ? 0.f : std::max(x[i], 0.f);
+      x[1] = NAN;
+      x[P * H * W - 2] = NAN;
+      std::vector<float> y(P * Ho * Wo), want_y(y.size());
+      std::vector<float> want_dx(x.size(), 0.f), want_masked(x.size(), 0.f);
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            int64_t best = -1;
+            for (int64_t kh = 0; kh < 2; ++kh)
+              for (int64_t kw = 0; kw < 2; ++kw) {
+                const int64_t i = (p * H + 2 * oh + kh) * W + 2 * ow + kw;
+                if (best < 0 || x[i] > x[best] || (std::isnan(x[i]) && !std::isnan(x[best])))
+                  best = i;
+              }
+            const int64_t o = (p * Ho + oh) * Wo + ow;
+            want_y[o] = x[best];
+            want_dx[best] = dy[o];
+            want_masked[best] = x[best] > 0.f ? dy[o] : 0.f;
+          }
+      maxpool2d_forward_cpu(P, H, W, 2, 2, x.data(), y.data());
+      std::vector<float> dx(x.size(), NAN), masked(x.size(), NAN);
+      maxpool2d_backward_cpu(P, H, W, 2, 2, x.data(), dy.data(), dx.data());
+      maxpool2d_backward_cpu(P, H, W, 2, 2, x.data(), dy.data(), masked.data(), true);
+      CHECK(std::memcmp(y.data(), want_y.data(), y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(dx.data(), want_dx.data(), dx.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(masked.data(), want_masked.data(), dx.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST(maxpool_backward_with_relu_mask_equals_relu_backward_after_it) {
+  // The ReLU's backward applied inside the pooling's backward gives bit for bit what running
+  // relu_backward_cpu on its result gives: ReLU-like inputs (zeros, NaN, ties), 2x2 windows
+  // (even and odd sizes) and the general path (3x3 stride 2).
+  const int64_t cases[][4] = {{28, 28, 2, 2}, {9, 7, 2, 2}, {10, 11, 3, 2}};
+  for (const auto& c : cases) {
+    const int64_t P = 5, H = c[0], W = c[1], K = c[2], s = c[3];
+    const int64_t Ho = (H - K) / s + 1, Wo = (W - K) / s + 1;
+    std::vector<float> x = randn(P * H * W, 11), dy = randn(P * Ho * Wo, 12);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = i % 7 == 0 ? 0.f : std::max(x[i], 0.f);
+    x[3] = NAN;
+    x[W + 5] = -0.f;
+    std::vector<float> pooled(x.size()), want(x.size()), got(x.size());
+    maxpool2d_backward_cpu(P, H, W, K, s, x.data(), dy.data(), pooled.data());
+    relu_backward_cpu(P * H * W, x.data(), pooled.data(), want.data());
+    maxpool2d_backward_cpu(P, H, W, K, s, x.data(), dy.data(), got.data(), true);
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST(conv_and_linear_backward_with_relu_mask_equal_relu_backward_after_them) {
+  // dx through the backward of the ReLU before the layer, applied by the layer: bit for bit
+  // relu_backward_cpu of its dx; dw and db unchanged. Both conv paths, and Linear.
+  std::vector<float> x = randn(2 * 3 * 9 * 8, 13);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i % 5 == 0 ? 0.f : std::max(x[i], 0.f);
+  x[4] = NAN;
+  for (ConvPath path : {ConvPath::Gemm, ConvPath::Direct}) {
+    conv2d_force_path(path);
+    const ConvGeom g = make_conv_geom(3, 9, 8, 3, 1, 1);
+    const int64_t N = 2, M = 4;
+    const std::vector<float> w = randn(M * 27, 14), dy = randn(N * M * 72, 15);
+    std::vector<float> ws(conv2d_backward_workspace_cpu(g, M, max_threads()));
+    std::vector<float> dx(x.size()), want(x.size()), got(x.size()), dw(w.size()), db(M);
+    conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                        ws.data());
+    relu_backward_cpu(x.size(), x.data(), dx.data(), want.data());
+    conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), got.data(), dw.data(), db.data(),
+                        ws.data(), true);
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  }
+  conv2d_force_path(ConvPath::Auto);
+  const int64_t N = 6, I = 72, O = 5;
+  const std::vector<float> w = randn(O * I, 16), dy = randn(N * O, 17);
+  std::vector<float> dx(N * I), want(N * I), got(N * I), dw(O * I), db(O);
+  linear_backward_cpu(N, I, O, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+  relu_backward_cpu(N * I, x.data(), dx.data(), want.data());
+  linear_backward_cpu(N, I, O, x.data(), w.data(), dy.data(), got.data(), dw.data(), db.data(),
+                      true);
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+}
+
 TEST(sgd_all_equals_sgd_per_parameter) {
   // One parallel loop over several arrays gives bit for bit what one call per array gives,
   // whatever the team size, with and without momentum.

@@ -1,9 +1,11 @@
 // Times the CPU ops of the benchmark nets' layers (not a test): forward and backward of each
 // Conv2d, MaxPool2d and Linear of lenet5 and convnet at one batch size, best of repeated calls
 // (the minimum is what a shared machine's noise least disturbs), with GFLOP/s for the GEMM
-// layers. Usage: time_layers [batch=64] [min_seconds_per_op=0.2]
+// layers. Times are CPU time of the process (all threads), so that other work on a shared
+// machine counts less; with one thread that is the op's own time.
+// Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct]
 #include <algorithm>
-#include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -27,15 +29,20 @@ std::vector<float> random_floats(size_t n, unsigned seed) {
 }
 
 // Best seconds per call of f over repeated calls, running for at least min_s in all.
+double cpu_seconds() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 double best_time(const std::function<void()>& f, double min_s) {
-  using clock = std::chrono::steady_clock;
   f();  // warm-up: first-touch and pack buffers
   double best = 1e30, total = 0;
   int reps = 1;
   while (total < min_s) {
-    const auto t0 = clock::now();
+    const double t0 = cpu_seconds();
     for (int r = 0; r < reps; ++r) f();
-    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    const double dt = cpu_seconds() - t0;
     best = std::min(best, dt / reps);
     total += dt;
     if (dt < 0.002) reps *= 2;
@@ -105,7 +112,12 @@ void time_linear(const char* name, int64_t N, int64_t I, int64_t O, bool first, 
 int main(int argc, char** argv) {
   const int64_t N = argc > 1 ? std::atoll(argv[1]) : 64;
   const double min_s = argc > 2 ? std::atof(argv[2]) : 0.2;
-  std::printf("batch %lld, %d threads, best of repeated calls\n", (long long)N, hc::max_threads());
+  const std::string path = argc > 3 ? argv[3] : "auto";
+  hc::conv2d_force_path(path == "gemm"     ? hc::ConvPath::Gemm
+                        : path == "direct" ? hc::ConvPath::Direct
+                                           : hc::ConvPath::Auto);
+  std::printf("batch %lld, %d threads, conv path %s, best CPU time of repeated calls\n", (long long)N,
+              hc::max_threads(), path.c_str());
   std::printf("lenet5\n");
   time_conv("conv1 1->6 k5 p2 28x28", N, 1, 28, 6, 5, 2, true, min_s);
   time_pool("pool1 6x28x28", N, 6, 28, min_s);

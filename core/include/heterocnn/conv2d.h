@@ -7,6 +7,14 @@
 
 namespace hc {
 
+// Which CPU kernels compute the convolution: per-sample GEMMs over the unrolled windows
+// (im2col / im2row / col2im), or the direct kernels (AVX-512, stride 1, K 3 or 5, width <= 32)
+// that never unroll. Auto picks direct for the small convolutions where it wins.
+enum class ConvPath { Auto, Gemm, Direct };
+// Test hook: use `path` where it applies (Direct falls back to Gemm where it does not).
+// Not thread-safe: call it only while no convolution is running.
+void conv2d_force_path(ConvPath path);
+
 // Workspace floats the CPU ops need with `threads` worker threads.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
@@ -14,10 +22,11 @@ size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 // relu: y = max(conv(x) + b, 0), applied to each sample's output right after its GEMM.
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
                         const float* b, float* y, float* ws, bool relu = false);
-// dx may be null (first layer). dw and db are overwritten.
+// dx may be null (first layer). dw and db are overwritten. relu_mask: each dx_n also goes
+// through the backward of a ReLU whose output x is (dx = 0 where x is not > 0), in cache.
 void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                          const float* w, const float* dy, float* dx, float* dw, float* db,
-                         float* ws);
+                         float* ws, bool relu_mask = false);
 
 class Conv2d : public Layer {
  public:
@@ -26,7 +35,7 @@ class Conv2d : public Layer {
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
-  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
+  bool can_mask_dx() const override { return true; }  // CPU and CUDA alike
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;

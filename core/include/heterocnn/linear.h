@@ -8,9 +8,11 @@ namespace hc {
 // relu: y = max(x w^T + b, 0) (a ReLU fused into the GEMM's output pass; NaN passes through).
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                         const float* b, float* y, bool relu = false);
-// dx may be null (first layer). dw and db are overwritten.
+// dx may be null (first layer). dw and db are overwritten. relu_mask: dx also goes through the
+// backward of a ReLU whose output x is (dx = 0 where x is not > 0).
 void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* db);
+                         const float* dy, float* dx, float* dw, float* db,
+                         bool relu_mask = false);
 
 class Linear : public Layer {
  public:
@@ -18,7 +20,7 @@ class Linear : public Layer {
   std::string kind() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
-  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
+  bool can_mask_dx() const override { return true; }  // CPU and CUDA alike
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;

@@ -10,16 +10,17 @@ namespace hc {
 // P = N*C planes of H x W.
 void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                            const float* x, float* y);
-// dx is overwritten.
+// dx is overwritten. relu_mask: also apply the backward of a ReLU whose output x is, i.e. dx = 0
+// wherever x is not > 0 (NaN included), as relu_backward_cpu would after this.
 void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                            const float* x, const float* dy, float* dx);
+                            const float* x, const float* dy, float* dx, bool relu_mask = false);
 
 class MaxPool2d : public Layer {
  public:
   MaxPool2d(int64_t kernel, int64_t stride);
   std::string kind() const override { return "MaxPool2d"; }
   Shape output_shape(const Shape& in) const override;
-  bool can_mask_dx() const override { return place_.device == Device::CUDA; }  // CUDA only
+  bool can_mask_dx() const override { return true; }  // CPU and CUDA alike
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;

@@ -1,0 +1,206 @@
+// x (C,H,W), wt (C*K*K,M), b (M,) -> y (M,Ho,Wo);  x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K)
+// Direct stride-1 convolution kernels (conv_direct.h), AVX-512F. An output row of Wo <= 32 is
+// V = 1 or 2 vectors of 16 lanes; input row segments are loaded with masks that drop the lanes
+// whose tap falls on the padding or past the row (AVX-512 masked loads do not touch masked-off
+// memory), so the input is read in place.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "conv_direct.h"
+
+namespace hc::conv_direct {
+namespace {
+
+// Lanes [lo, hi) of a vector, clamped to [0, 16).
+__mmask16 lanes_between(int64_t lo, int64_t hi) {
+  lo = std::max<int64_t>(lo, 0);
+  hi = std::min<int64_t>(hi, 16);
+  if (hi <= lo) return 0;
+  return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+// For tap kw and output vector v: lanes j whose output column ow = 16v + j is < Wo and whose
+// input column ow + kw - pad lies in [0, W). out[v]: lanes with ow < Wo.
+template <int K, int V>
+struct Masks {
+  __mmask16 tap[K][V], out[V];
+  explicit Masks(const ConvGeom& g) {
+    #pragma GCC unroll 16
+    for (int v = 0; v < V; ++v) {
+      out[v] = lanes_between(0, g.Wo - 16 * v);
+      #pragma GCC unroll 16
+      for (int kw = 0; kw < K; ++kw)
+        tap[kw][v] = out[v] & lanes_between(g.pad - kw - 16 * v, g.W + g.pad - kw - 16 * v);
+    }
+  }
+};
+
+// max(v, 0) with NaN kept, as relu_forward_cpu: lanes that are <= 0 (ordered) become 0.
+inline __m512 relu(__m512 v) {
+  const __m512 zero = _mm512_setzero_ps();
+  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
+}
+
+// Forward of MB output channels [m0, m0 + MB) and R output rows [oh0, oh0 + R): MB*R*V
+// accumulators; each tap loads R*V input vectors and broadcasts MB weights.
+template <int K, int V, int R>
+struct Forward {
+  template <int MB>
+  static void tile(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
+                   float* y, bool relu_out, const Masks<K, V>& mk, int64_t m0, int64_t oh0) {
+    __m512 acc[MB][R][V];
+    #pragma GCC unroll 16
+    for (int i = 0; i < MB; ++i) {
+      const __m512 init = b ? _mm512_set1_ps(b[m0 + i]) : _mm512_setzero_ps();
+      #pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        #pragma GCC unroll 16
+        for (int v = 0; v < V; ++v) acc[i][r][v] = init;
+    }
+    const float* wk = wt + m0;
+    for (int64_t c = 0; c < g.C; ++c) {
+      const float* xc = x + c * g.H * g.W;
+      for (int kh = 0; kh < K; ++kh, wk += K * M) {
+        const float* row[R];
+        __mmask16 on[R];
+        #pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const int64_t ih = oh0 + r + kh - g.pad;
+          const bool valid = ih >= 0 && ih < g.H && oh0 + r < g.Ho;
+          on[r] = valid ? 0xFFFF : 0;
+          row[r] = xc + (valid ? ih : 0) * g.W - g.pad;
+        }
+        bool any = false;
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) any |= on[r] != 0;
+        if (!any) continue;  // every row of the tile is on the padding for this kernel row
+        for (int kw = 0; kw < K; ++kw) {
+          __m512 xv[R][V];
+          #pragma GCC unroll 16
+          for (int r = 0; r < R; ++r)
+            #pragma GCC unroll 16
+            for (int v = 0; v < V; ++v)
+              xv[r][v] = _mm512_maskz_loadu_ps(on[r] & mk.tap[kw][v], row[r] + 16 * v + kw);
+          const float* w = wk + kw * M;
+          #pragma GCC unroll 16
+          for (int i = 0; i < MB; ++i) {
+            const __m512 wi = _mm512_set1_ps(w[i]);
+            #pragma GCC unroll 16
+            for (int r = 0; r < R; ++r)
+              #pragma GCC unroll 16
+              for (int v = 0; v < V; ++v) acc[i][r][v] = _mm512_fmadd_ps(wi, xv[r][v], acc[i][r][v]);
+          }
+        }
+      }
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < MB; ++i)
+      for (int r = 0; r < R && oh0 + r < g.Ho; ++r)
+        #pragma GCC unroll 16
+        for (int v = 0; v < V; ++v) {
+          float* out = y + ((m0 + i) * g.Ho + oh0 + r) * g.Wo + 16 * v;
+          _mm512_mask_storeu_ps(out, mk.out[v], relu_out ? relu(acc[i][r][v]) : acc[i][r][v]);
+        }
+  }
+};
+
+// dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over
+// `count` samples: MB*K accumulators held in registers over every output position of every
+// sample; each position vector loads MB dy vectors and K input vectors.
+template <int K, int V>
+struct WeightGrad {
+  template <int MB>
+  static void tile(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
+                   float* dw, const Masks<K, V>& mk, int64_t m0, int64_t c, int kh) {
+    __m512 acc[MB][K];
+    #pragma GCC unroll 16
+    for (int i = 0; i < MB; ++i)
+      #pragma GCC unroll 16
+      for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_setzero_ps();
+    const int64_t plane = g.Ho * g.Wo, in_n = g.C * g.H * g.W, out_n = M * plane;
+    const int64_t oh_lo = std::max<int64_t>(0, g.pad - kh);
+    const int64_t oh_hi = std::min<int64_t>(g.Ho, g.H + g.pad - kh);
+    for (int64_t n = 0; n < count; ++n) {
+      const float* xn = x + n * in_n + c * g.H * g.W;
+      const float* dyn = dy + n * out_n + m0 * plane;
+      for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+        const float* row = xn + (oh + kh - g.pad) * g.W - g.pad;
+        const float* d = dyn + oh * g.Wo;
+        #pragma GCC unroll 16
+        for (int v = 0; v < V; ++v) {
+          __m512 dv[MB];
+          #pragma GCC unroll 16
+          for (int i = 0; i < MB; ++i)
+            dv[i] = _mm512_maskz_loadu_ps(mk.out[v], d + i * plane + 16 * v);
+          for (int kw = 0; kw < K; ++kw) {
+            const __m512 xv = _mm512_maskz_loadu_ps(mk.tap[kw][v], row + 16 * v + kw);
+            #pragma GCC unroll 16
+            for (int i = 0; i < MB; ++i) acc[i][kw] = _mm512_fmadd_ps(dv[i], xv, acc[i][kw]);
+          }
+        }
+      }
+    }
+    const int64_t ckk = g.C * K * K;
+    #pragma GCC unroll 16
+    for (int i = 0; i < MB; ++i)
+      #pragma GCC unroll 16
+      for (int kw = 0; kw < K; ++kw)
+        dw[(m0 + i) * ckk + (c * K + kh) * K + kw] += _mm512_reduce_add_ps(acc[i][kw]);
+  }
+};
+
+// tile<MB> for MB = 1..N, so that a last, partial block of channels keeps its accumulators in
+// registers too.
+template <class T, class F, int... I>
+constexpr auto by_block_table(std::integer_sequence<int, I...>) {
+  return std::array<F, sizeof...(I)>{&T::template tile<I + 1>...};
+}
+
+template <int K, int V>
+void forward_kv(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
+                float* y, bool relu_out) {
+  constexpr int R = 2, MB = V == 2 ? 6 : 12;  // 24 accumulators
+  using T = Forward<K, V, R>;
+  using F = decltype(&T::template tile<1>);
+  static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
+  const Masks<K, V> mk(g);
+  for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += R)
+    for (int64_t m0 = 0; m0 < M; m0 += MB)
+      table[std::min<int64_t>(MB, M - m0) - 1](g, M, x, wt, b, y, relu_out, mk, m0, oh0);
+}
+
+template <int K, int V>
+void weight_grad_kv(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
+                    float* dw) {
+  constexpr int MB = K == 5 ? 4 : 6;  // 20 or 18 accumulators
+  using T = WeightGrad<K, V>;
+  using F = decltype(&T::template tile<1>);
+  static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
+  const Masks<K, V> mk(g);
+  for (int64_t m0 = 0; m0 < M; m0 += MB)
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int kh = 0; kh < K; ++kh)
+        table[std::min<int64_t>(MB, M - m0) - 1](g, M, count, x, dy, dw, mk, m0, c, kh);
+}
+
+}  // namespace
+
+void forward(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
+             float* y, bool relu_out) {
+  const bool two = g.Wo > 16;
+  if (g.K == 3) return (two ? forward_kv<3, 2> : forward_kv<3, 1>)(g, M, x, wt, b, y, relu_out);
+  return (two ? forward_kv<5, 2> : forward_kv<5, 1>)(g, M, x, wt, b, y, relu_out);
+}
+
+void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
+                 float* dw) {
+  const bool two = g.Wo > 16;
+  if (g.K == 3)
+    return (two ? weight_grad_kv<3, 2> : weight_grad_kv<3, 1>)(g, M, count, x, dy, dw);
+  return (two ? weight_grad_kv<5, 2> : weight_grad_kv<5, 1>)(g, M, count, x, dy, dw);
+}
+
+}  // namespace hc::conv_direct
