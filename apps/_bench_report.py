@@ -234,7 +234,8 @@ def tta_tables(result):
     rows = []
     for r in result["runs"]:
         reached = r.get("reached")
-        rows.append([r["model"], r["device"], f"{r['target']:.1%}",
+        rows.append([r["model"], r["device"], r.get("batch", result["recipe"]["batch_size"]),
+                     f"{r.get('lr', result['recipe']['lr']):g}", f"{r['target']:.1%}",
                      f"{reached['epoch']} ({r['test_accuracy'][reached['epoch'] - 1]:.2%})"
                      if reached else "not reached",
                      f"{r['test_accuracy'][-1]:.2%} after {r['epochs'][-1]}",
@@ -242,8 +243,11 @@ def tta_tables(result):
                      f"{reached['wall_s']:,.1f} s" if reached else "-",
                      f"{r['train_s'][-1]:,.1f} s"])
     return (f"Default recipe, seed 0, {result['train_images']:,} training images "
-            f"({result['data']}); one run each, so no spread:\n\n"
-            + table(["net", "device", "target", "epoch first reached", "test accuracy, epochs",
+            f"({result['data']}); the peak learning rate scaled linearly with the batch size "
+            f"from the recipe's (lr {result['recipe']['lr']:g} at batch "
+            f"{result['recipe']['batch_size']}); one run each, so no spread:\n\n"
+            + table(["net", "device", "batch", "peak lr", "target", "epoch first reached",
+                     "test accuracy, epochs",
                      "training time to target", "wall (with evaluations)", "training time, all"],
                     rows))
 
@@ -370,7 +374,7 @@ def plot_tta(plt, result, title):
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in result["runs"]:
         line, = ax.plot(r["train_s"], [100 * a for a in r["test_accuracy"]], marker=".",
-                        label=f"{r['model']} ({r['device']})")
+                        label=f"{r['model']} ({r['device']}, batch {r.get('batch', 64)})")
         ax.axhline(100 * r["target"], color=line.get_color(), linestyle=":", linewidth=0.8)
     ax.set_xlabel("training time, s")
     ax.set_ylabel("test accuracy, %")

@@ -99,7 +99,7 @@ def parse_args(argv):
     p.add_argument("--tta-devices", default=None,
                    help="devices of the tta suite, comma-separated (default: cuda where "
                         "there is a GPU, else cpu)")
-    p.add_argument("--tta-nets", default="lenet5,convnet", help="nets of the tta suite")
+    p.add_argument("--tta-nets", default="mlp,lenet5,convnet", help="nets of the tta suite")
     p.add_argument("--memory-steps", type=positive_int, default=None,
                    help="training steps of each memory measurement (default 20, --quick 3)")
     p.add_argument("--no-lab", action="store_true",
