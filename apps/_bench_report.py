@@ -52,7 +52,8 @@ def repeats_note(suite, run):
     if suite == "tta":
         return ""  # one run per net: no spread
     if suite == "memory":  # each figure from fresh processes, not from --repeats
-        n = 1 if run["settings"].get("quick") else 2
+        n = max((len(r["peak_rss"]["repeats"]) for r in run["results"]["memory"]["rows"]
+                 if isinstance(r.get("peak_rss"), dict)), default=1)
         return f"Median of {n} fresh process{'es' if n > 1 else ''}, ± half their range. "
     return f"Median of {run['settings']['repeats']} repeats, ± half their range. "
 

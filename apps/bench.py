@@ -88,8 +88,9 @@ def parse_args(argv):
     p.add_argument("--batches", type=int_list, default=[64, 256],
                    help="batch sizes, comma-separated (default 64,256)")
     p.add_argument("--images", type=positive_int, default=None,
-                   help="images per timed repeat of a training figure (default 19200; the "
-                        "steps are this over the batch size)")
+                   help="images per timed repeat of the cpu and gpu suites' training figures "
+                        "(default 19200; the steps are this over the batch size); the layers "
+                        "suite profiles 2560 images' worth of steps, at least 5")
     p.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the "
                                                 "installed set, else the embedded sample)")
     p.add_argument("--sample", action="store_true", help="use the embedded sample data")

@@ -10,6 +10,15 @@ def rng(request):
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture(scope="module")
+def sample():
+    """The embedded Fashion-MNIST sample: (train, test) data sets."""
+    import heterocnn as hc
+
+    return (hc.datasets.fashion_mnist("train", sample=True),
+            hc.datasets.fashion_mnist("test", sample=True))
+
+
 def rel_err(a, b):
     """||a - b|| / ||b|| (NaN never passes a comparison against it)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

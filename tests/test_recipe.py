@@ -12,12 +12,6 @@ from heterocnn.cli import main, parse_args
 from heterocnn.data_checks import as_arrays
 
 
-@pytest.fixture(scope="module")
-def sample():
-    return (hc.datasets.fashion_mnist("train", sample=True),
-            hc.datasets.fashion_mnist("test", sample=True))
-
-
 def test_warmup_cosine_values():
     s = hc.WarmupCosine(0.1, total_steps=110, warmup_steps=10, start_factor=0.1)
     assert s(0) == pytest.approx(0.01)

@@ -2,15 +2,8 @@
 the sample to a fixed accuracy, and the history says what happened."""
 
 import numpy as np
-import pytest
 
 import heterocnn as hc
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return (hc.datasets.fashion_mnist("train", sample=True),
-            hc.datasets.fashion_mnist("test", sample=True))
 
 
 def test_lenet5_learns_the_sample(sample):
