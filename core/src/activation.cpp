@@ -10,7 +10,7 @@ constexpr int64_t kParallelElems = 1 << 16;
 
 void relu_forward_cpu(int64_t n, const float* x, float* y) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : (x[i] != x[i] ? x[i] : 0.f);
+  for (int64_t i = 0; i < n; ++i) y[i] = relu(x[i]);
 }
 
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {

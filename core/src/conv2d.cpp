@@ -47,11 +47,11 @@ size_t backward_per_thread(const ConvGeom& g, int64_t M) {
   return col_size(g) + static_cast<size_t>(M * g.col_rows() + M);
 }
 
-// The fused ReLU over one sample's output, still in cache after its GEMM: the same select as
-// relu_forward_cpu (NaN passes through), on the calling thread.
+// The fused ReLU over one sample's output, still in cache after its GEMM (activation.h's
+// select), on the calling thread: it runs inside the per-sample parallel loop.
 void relu_in_place(int64_t n, float* y) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : (y[i] != y[i] ? y[i] : 0.f);
+  for (int64_t i = 0; i < n; ++i) y[i] = relu(y[i]);
 }
 
 }  // namespace

@@ -13,11 +13,7 @@ void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const f
                         const float* b, float* y, bool relu) {
   for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
   sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 1.f, y, O);
-  if (!relu) return;
-  // The fused ReLU, while y is still in cache: the same select as relu_forward_cpu (NaN kept).
-  const int64_t n = N * O;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : (y[i] != y[i] ? y[i] : 0.f);
+  if (relu) relu_forward_cpu(N * O, y, y);  // the fused ReLU, while y is still in cache
 }
 
 void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,

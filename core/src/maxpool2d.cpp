@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_features.h"
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "maxpool2d_avx512.h"
 
@@ -168,8 +169,7 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
         for (int64_t j = 0; j < n; ++j) d[j * stride + arg[j]] += g[j];
       }
     }
-    if (relu_mask)
-      for (int64_t i = 0; i < H * W; ++i) dplane[i] = xp[i] > 0.f ? dplane[i] : 0.f;
+    if (relu_mask) relu_backward_cpu(H * W, xp, dplane, dplane);
   }
 }
 

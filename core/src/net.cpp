@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
 #include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
@@ -436,13 +435,13 @@ LossResult Net::run_loss(const int64_t* labels, bool with_grad) {
 }
 
 void Net::run_sgd(const SgdConfig& cfg) {
-  std::vector<int> devices;
   sgd_slices_.clear();  // every CPU parameter, updated in one parallel loop
+  sgd_devices_.clear();
   for (auto& layer : layers_) {
     const Place p = layer->place();
     if (p.device == Device::CUDA) {
-      if (std::find(devices.begin(), devices.end(), p.index) == devices.end())
-        devices.push_back(p.index);
+      if (std::find(sgd_devices_.begin(), sgd_devices_.end(), p.index) == sgd_devices_.end())
+        sgd_devices_.push_back(p.index);
       continue;
     }
     for (Param& q : layer->params())
@@ -450,7 +449,7 @@ void Net::run_sgd(const SgdConfig& cfg) {
   }
   sgd_update_all_cpu(sgd_slices_.data(), sgd_slices_.size(), cfg);
 #ifdef HC_WITH_CUDA
-  for (int d : devices) sgd_cuda(d, cfg);  // every parameter of the device in one launch
+  for (int d : sgd_devices_) sgd_cuda(d, cfg);  // every parameter of the device in one launch
 #endif
 }
 
@@ -467,6 +466,10 @@ LossResult Net::loss_and_grads(const float* x, const Shape& in, const int64_t* l
   prepare(in);
   check_input(x, in);
   check_labels(labels, in[0]);
+  return run_step(x, labels);
+}
+
+LossResult Net::run_step(const float* x, const int64_t* labels) {
   stage_input(x);
   run_forward();
   const LossResult r = run_loss(labels, true);
@@ -483,7 +486,7 @@ int Net::start_step(const float* x, const Shape& in, const int64_t* labels,
 #ifdef HC_WITH_CUDA
   if (single_cuda_device() >= 0) return start_host_step_cuda(x, labels, cfg, out);
 #endif
-  out[0] = loss_and_grads(x, in, labels);
+  out[0] = run_step(x, labels);
   run_sgd(cfg);
   return 1;
 }

@@ -5,6 +5,10 @@
 
 namespace hc {
 
+// max(v, 0) with NaN passed through, as torch.relu: every CPU ReLU (the layer's and those fused
+// into Conv2d and Linear) applies this one select, so fused and unfused outputs are identical.
+inline float relu(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
+
 void relu_forward_cpu(int64_t n, const float* x, float* y);
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y);

@@ -97,7 +97,8 @@ class Net {
   std::vector<PlaceBytes> step_bytes(const Shape& in);
 
  private:
-  // Where the output of layer i lives (a view stays with its input; the input is host memory).
+  // Where the output of layer i lives: a view stays with its input; leading views stay with
+  // the staged input, on the first computing layer's place.
   Place act_place(size_t i) const;
   // The single CUDA device of a net whose every computing layer is on it, else -1.
   int single_cuda_device() const;
@@ -121,6 +122,8 @@ class Net {
   void stage_input(const float* x);
   void run_forward();
   LossResult run_loss(const int64_t* labels, bool with_grad);
+  // Forward, loss and backward of a checked, prepared batch (loss_and_grads after its checks).
+  LossResult run_step(const float* x, const int64_t* labels);
   void run_backward();
   void run_sgd(const SgdConfig& cfg);
   void invalidate();  // buffers or parameters moved: forget shapes and captured graphs
@@ -144,6 +147,7 @@ class Net {
   bool profiling_ = false;
   std::vector<LayerTimes> times_;
   std::vector<SgdSlice> sgd_slices_;  // run_sgd's list of CPU parameters (kept: no allocation)
+  std::vector<int> sgd_devices_;      // and of the CUDA devices holding parameters (likewise)
 
 #ifdef HC_WITH_CUDA
   // Per CUDA device, one allocation (the arena) holds the parameters, gradients and momenta of
