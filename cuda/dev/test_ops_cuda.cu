@@ -77,7 +77,7 @@ double rel_err(const Vec& a, const Vec& b) {
 }
 
 // The backward of a ReLU whose output x is, applied to dx: x > 0 ? dx : 0 (what the
-// *_backward_masked_cuda ops fold into their dx).
+// backward ops fold into their dx with relu_mask).
 Vec masked(const Vec& dx, const Vec& x) {
   Vec out(dx.size());
   for (size_t i = 0; i < dx.size(); ++i) out[i] = x[i] > 0.f ? dx[i] : 0.f;
@@ -226,7 +226,7 @@ void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t K,
     conv2d_forward_cuda(g, N, M, dX.p, dW.p, dB.p, dY.p, fws.p, 0);
     conv2d_relu_forward_cuda(g, N, M, dX.p, dW.p, dB.p, dYr.p, fws.p, 0);
     conv2d_backward_cuda(g, N, M, dX.p, dW.p, dDY.p, with_dx ? dDX.p : nullptr, dDW.p, dDB.p,
-                         bws.p, 0);
+                         bws.p, false, 0);
     c.cmp("y", dY.get(), y, 1e-5);
     c.cmp("relu(y)", dYr.get(), yr, 1e-5);
     if (with_dx) c.cmp("dx", dDX.get(), dx, 1e-4);
@@ -234,7 +234,7 @@ void test_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t M, int64_t K,
     c.cmp("db", dDB.get(), db, 1e-4);
     if (!with_dx) return;
     dDX.poison();
-    conv2d_backward_masked_cuda(g, N, M, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, bws.p, 0);
+    conv2d_backward_cuda(g, N, M, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, bws.p, true, 0);
     c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-4);
   });
 }
@@ -255,7 +255,8 @@ void test_linear(int64_t N, int64_t I, int64_t O, bool with_dx) {
     Dev<float> fws(linear_forward_workspace_cuda(N, I, O));
     linear_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dY.p, fws.p, 0);  // split-K where it pays
     linear_relu_forward_cuda(N, I, O, dX.p, dW.p, dB.p, dYr.p, nullptr, 0);  // no workspace
-    linear_backward_cuda(N, I, O, dX.p, dW.p, dDY.p, with_dx ? dDX.p : nullptr, dDW.p, dDB.p, 0);
+    linear_backward_cuda(N, I, O, dX.p, dW.p, dDY.p, with_dx ? dDX.p : nullptr, dDW.p, dDB.p,
+                         false, 0);
     c.cmp("y", dY.get(), y, 1e-5);
     c.cmp("relu(y)", dYr.get(), yr, 1e-5);
     if (with_dx) c.cmp("dx", dDX.get(), dx, 1e-4);
@@ -263,7 +264,7 @@ void test_linear(int64_t N, int64_t I, int64_t O, bool with_dx) {
     c.cmp("db", dDB.get(), db, 1e-4);
     if (!with_dx) return;
     dDX.poison();
-    linear_backward_masked_cuda(N, I, O, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, 0);
+    linear_backward_cuda(N, I, O, dX.p, dW.p, dDY.p, dDX.p, dDW.p, dDB.p, true, 0);
     c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-4);
   });
 }
@@ -281,11 +282,11 @@ void test_maxpool(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s, bool ti
     maxpool2d_backward_cpu(P, H, W, K, s, x.data(), dy.data(), dx.data());
     Dev<float> dX(x), dDY(dy), dY(P * Ho * Wo), dDX(P * H * W);
     maxpool2d_forward_cuda(P, H, W, K, s, dX.p, dY.p, 0);
-    maxpool2d_backward_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, 0);
+    maxpool2d_backward_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, false, 0);
     c.cmp("y", dY.get(), y, 0.0);
     c.cmp("dx", dDX.get(), dx, 1e-6);
     dDX.poison();
-    maxpool2d_backward_masked_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, 0);
+    maxpool2d_backward_cuda(P, H, W, K, s, dX.p, dDY.p, dDX.p, true, 0);
     c.cmp("masked dx", dDX.get(), masked(dx, x), 1e-6);
   });
 }

@@ -98,14 +98,8 @@ void conv2d_relu_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const flo
 
 void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                           const float* w, const float* dy, float* dx, float* dw, float* db,
-                          float* ws, cudaStream_t stream) {
-  backward(g, N, M, x, w, dy, nullptr, dx, dw, db, ws, stream);
-}
-
-void conv2d_backward_masked_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
-                                 const float* w, const float* dy, float* dx, float* dw,
-                                 float* db, float* ws, cudaStream_t stream) {
-  backward(g, N, M, x, w, dy, x, dx, dw, db, ws, stream);
+                          float* ws, bool relu_mask, cudaStream_t stream) {
+  backward(g, N, M, x, w, dy, relu_mask ? x : nullptr, dx, dw, db, ws, stream);
 }
 
 // The layer on its CUDA device (the CPU side is in core/src/conv2d.cpp).
@@ -123,9 +117,9 @@ void Conv2d::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t st
 
 void Conv2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                            float* ws, cudaStream_t stream) {
-  (masked_dx_ ? conv2d_backward_masked_cuda : conv2d_backward_cuda)(
-      geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data, dx ? dx->data : nullptr,
-      params_[0].grad.data(), params_[1].grad.data(), ws, stream);
+  conv2d_backward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
+                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
+                       ws, masked_dx_, stream);
 }
 
 }  // namespace hc

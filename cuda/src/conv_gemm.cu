@@ -1,7 +1,8 @@
 // x (N,C,H,W), w (M,C,K,K), dy (N,M,Ho,Wo): forward, weight gradient and input gradient of a
 // convolution as implicit GEMMs over sgemm_tiled_kernel (see conv_gemm_cuda.h).
 //   forward: y (M, N*HoWo) = w (M, CKK) * col (CKK, N*HoWo), col gathered from x
-//   wgrad:   [dw | db] (M, CKK+1) = dy (M, N*HoWo) * [col ; ones]^T, split over N*HoWo
+//   wgrad:   dw (M, CKK) = dy (M, N*HoWo) * col^T and db = the row sums of dy, split over N*HoWo
+//            into slices whose partials (slices, M, CKK+1) are summed in slice order
 //   dgrad:   dx = forward of dy with wf (C, M, K, K), wf[c][m] = w[m][c] rotated 180 degrees
 #include "conv_gemm_cuda.h"
 
@@ -278,8 +279,6 @@ __global__ void flip_kernel(int M, int C, int K, const float* __restrict__ w,
     wf[(c * M + m) * KK + (KK - 1 - q)] = w[idx];
   }
 }
-
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // Multiprocessors of the current device (read when a launch is enqueued, not in a replay).
 int multiprocessors() {

@@ -119,8 +119,6 @@ void launch(bool ta, bool tb, const GemmParams& p, int batch, cudaStream_t strea
   if (ta && tb) launch_tiled<true, true>(acc, batch, stream);
 }
 
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
-
 void check_args(const char* fn, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
                 int64_t lda, int64_t ldb, int64_t ldc) {
   const int64_t lim = int64_t(1) << 31;

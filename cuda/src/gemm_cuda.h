@@ -42,8 +42,8 @@ void sgemm_batched_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, flo
                         int64_t strideC, int64_t batch, const GemmEpilogue& ep,
                         cudaStream_t stream);
 
-// Split-K for small outputs with deep K (weight gradients): K is cut into `splits` slices whose
-// partial products go to ws (splits * M * N floats) and are then summed in slice order, so the
+// Split-K for small outputs with deep K (Linear's forward of a small batch against a wide
+// input): K is cut into `splits` slices whose partial products go to ws (splits * M * N floats) and are then summed in slice order, so the
 // result is deterministic; the epilogue is applied by the final sum. sgemm_splitk_count picks
 // `splits` from the shape alone (1 when splitting does not pay).
 int sgemm_splitk_count(int64_t M, int64_t N, int64_t K);

@@ -24,6 +24,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 
@@ -31,6 +32,9 @@
 #include "heterocnn/error.h"
 
 namespace hc {
+
+// Whether a pointer allows the accessors' 16-byte (float4) loads and stores.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 struct NoColCursor {};
 template <class Acc, class = void>

@@ -3,7 +3,6 @@
 
 #include "check.h"
 #include "column_sum.cuh"
-#include "launch.h"
 #include "ops_cuda.h"
 #include "side_branch.h"
 #include "heterocnn/linear.h"
@@ -69,14 +68,9 @@ void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, c
 }
 
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                          const float* dy, float* dx, float* dw, float* db, cudaStream_t stream) {
-  backward(N, I, O, x, w, dy, nullptr, dx, dw, db, stream);
-}
-
-void linear_backward_masked_cuda(int64_t N, int64_t I, int64_t O, const float* x,
-                                 const float* w, const float* dy, float* dx, float* dw,
-                                 float* db, cudaStream_t stream) {
-  backward(N, I, O, x, w, dy, x, dx, dw, db, stream);
+                          const float* dy, float* dx, float* dw, float* db, bool relu_mask,
+                          cudaStream_t stream) {
+  backward(N, I, O, x, w, dy, relu_mask ? x : nullptr, dx, dw, db, stream);
 }
 
 // The layer on its CUDA device (the CPU side is in core/src/linear.cpp).
@@ -93,9 +87,9 @@ void Linear::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t st
 
 void Linear::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
                            cudaStream_t stream) {
-  (masked_dx_ ? linear_backward_masked_cuda : linear_backward_cuda)(
-      x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data, dx ? dx->data : nullptr,
-      params_[0].grad.data(), params_[1].grad.data(), stream);
+  linear_backward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
+                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
+                       masked_dx_, stream);
 }
 
 }  // namespace hc

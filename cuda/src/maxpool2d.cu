@@ -156,14 +156,9 @@ void backward(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride, const 
 }  // namespace
 
 void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                             const float* x, const float* dy, float* dx, cudaStream_t stream) {
-  backward(P, H, W, K, stride, x, dy, false, dx, stream);
-}
-
-void maxpool2d_backward_masked_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                                    const float* x, const float* dy, float* dx,
-                                    cudaStream_t stream) {
-  backward(P, H, W, K, stride, x, dy, true, dx, stream);
+                             const float* x, const float* dy, float* dx, bool relu_mask,
+                             cudaStream_t stream) {
+  backward(P, H, W, K, stride, x, dy, relu_mask, dx, stream);
 }
 
 // The layer on its CUDA device (the CPU side is in core/src/maxpool2d.cpp).
@@ -176,9 +171,8 @@ void MaxPool2d::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t st
 void MaxPool2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                               float*, cudaStream_t stream) {
   if (dx)
-    (masked_dx_ ? maxpool2d_backward_masked_cuda : maxpool2d_backward_cuda)(
-        x.shape[0] * x.shape[1], x.shape[2], x.shape[3], K_, stride_, x.data, dy.data, dx->data,
-        stream);
+    maxpool2d_backward_cuda(x.shape[0] * x.shape[1], x.shape[2], x.shape[3], K_, stride_,
+                            x.data, dy.data, dx->data, masked_dx_, stream);
 }
 
 }  // namespace hc

@@ -8,13 +8,25 @@
 #include "check.h"
 #include "heterocnn/cuda_api.h"
 #include "heterocnn/device.h"
+#include "side_branch.h"
 
 namespace hc::cuda {
 
 namespace {
 
+// Per device, created on first use: the compute stream, and the side stream with its fork and
+// join events (side_branch.h).
+struct DeviceStreams {
+  cudaStream_t compute = nullptr;
+  SideStream side;
+};
 std::mutex streams_mutex;
-std::vector<cudaStream_t> streams;  // one per device, created on first use
+std::vector<DeviceStreams> streams;
+
+DeviceStreams& streams_of(int device) {  // with streams_mutex held
+  if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1);
+  return streams[device];
+}
 
 }  // namespace
 
@@ -77,12 +89,24 @@ void release_pinned(void* p) noexcept {
 
 void* stream(int device) {
   std::lock_guard<std::mutex> lock(streams_mutex);
-  if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1, nullptr);
-  if (!streams[device]) {
+  DeviceStreams& s = streams_of(device);
+  if (!s.compute) {
     use_device(device);
-    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking));
+    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking));
   }
-  return streams[device];
+  return s.compute;
+}
+
+const SideStream& side_stream(int device) {
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  SideStream& s = streams_of(device).side;
+  if (!s.stream) {
+    use_device(device);
+    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming));
+    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming));
+  }
+  return s;
 }
 
 void synchronize(int device) {

@@ -109,10 +109,10 @@ struct DeviceStep {
   // Each slot's part starts at a multiple of the capacity (not of this batch's size), so the
   // slots never overlap whatever the batch sizes of neighbouring steps.
   int64_t* labels_at(int slot) {
-    return reinterpret_cast<int64_t*>(labels.data()) + slot * (labels.size() / 2 / kSlots);
+    return reinterpret_cast<int64_t*>(labels.data()) + slot * (labels.size() / floats_for<int64_t>(1) / kSlots);
   }
   int64_t* indices_at(int slot) {
-    return reinterpret_cast<int64_t*>(indices.data()) + slot * (indices.size() / 2 / kSlots);
+    return reinterpret_cast<int64_t*>(indices.data()) + slot * (indices.size() / floats_for<int64_t>(1) / kSlots);
   }
   SgdConfig* config_at(int slot) {
     return reinterpret_cast<SgdConfig*>(config.data() + slot * kConfigFloats);

@@ -1,8 +1,8 @@
 // The layer ops on the GPU: one .cu per core .cpp, the same names with _cuda instead of _cpu,
 // the same arguments in the same order, then (where the GPU needs one) a workspace pointer and
 // always a trailing stream. Every pointer is device memory unless said otherwise; sizes are
-// floats. Each function only enqueues work on `stream` (no allocation, no synchronisation, so a
-// step can be captured in a CUDA graph) and throws hc::Error on a bad argument or a CUDA error.
+// floats. Each function only enqueues work on `stream` (and on a side branch joined back into
+// it, side_branch.h; no allocation, no synchronisation, so a step can be captured in a CUDA graph) and throws hc::Error on a bad argument or a CUDA error.
 // Every result is deterministic: no floating-point atomics anywhere.
 #pragma once
 #include <cuda_runtime.h>
@@ -37,16 +37,12 @@ void conv2d_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x
 void conv2d_relu_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                               const float* w, const float* b, float* y, float* ws,
                               cudaStream_t stream);
-// dx may be null (first layer). dw and db are overwritten.
+// dx may be null (first layer). dw and db are overwritten. relu_mask: dx = x > 0 ? dx : 0, also
+// the backward of a ReLU whose output x is (the ReLU's own backward is then skipped; see
+// Layer::set_masked_dx). The same holds for every relu_mask below.
 void conv2d_backward_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
                           const float* w, const float* dy, float* dx, float* dw, float* db,
-                          float* ws, cudaStream_t stream);
-// The same with dx = x > 0 ? dx : 0: also the backward of a ReLU whose output x is (the ReLU's
-// own backward is then skipped; see Layer::set_masked_dx). The same holds for every
-// *_backward_masked_cuda below.
-void conv2d_backward_masked_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,
-                                 const float* w, const float* dy, float* dx, float* dw,
-                                 float* db, float* ws, cudaStream_t stream);
+                          float* ws, bool relu_mask, cudaStream_t stream);
 
 // ---- linear.cu: x (N,I), w (O,I), b (O,) -> y (N,O); bias fused into the GEMM epilogue.
 // ws (optional, may be null): linear_forward_workspace_cuda floats; with it a small batch
@@ -60,20 +56,17 @@ void linear_relu_forward_cuda(int64_t N, int64_t I, int64_t O, const float* x, c
                               const float* b, float* y, float* ws, cudaStream_t stream);
 // dx may be null (first layer). dw and db are overwritten.
 void linear_backward_cuda(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
-                          const float* dy, float* dx, float* dw, float* db, cudaStream_t stream);
-void linear_backward_masked_cuda(int64_t N, int64_t I, int64_t O, const float* x,
-                                 const float* w, const float* dy, float* dx, float* dw,
-                                 float* db, cudaStream_t stream);
+                          const float* dy, float* dx, float* dw, float* db, bool relu_mask,
+                          cudaStream_t stream);
 
 // ---- maxpool2d.cu: x (P=N*C planes, H, W) -> y (P, Ho, Wo), first maximum wins, NaN wins.
 void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                             const float* x, float* y, cudaStream_t stream);
-// dx is overwritten; one thread per input pixel gathers (deterministic, no atomics).
+// dx is overwritten: one thread per input pixel gathers, or (stride == K) one thread per
+// window writes its K*K pixels; deterministic, no atomics.
 void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                             const float* x, const float* dy, float* dx, cudaStream_t stream);
-void maxpool2d_backward_masked_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
-                                    const float* x, const float* dy, float* dx,
-                                    cudaStream_t stream);
+                             const float* x, const float* dy, float* dx, bool relu_mask,
+                             cudaStream_t stream);
 
 // ---- activation.cu: x (n) -> y (n); backward from the forward's output y.
 void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);

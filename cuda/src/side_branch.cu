@@ -1,41 +1,14 @@
-// One side stream and its fork/join events per device (side_branch.h), made on first use.
+// SideBranch (side_branch.h): fork and join through the device's side stream and its events.
 #include "side_branch.h"
-
-#include <mutex>
-#include <vector>
 
 #include "check.h"
 
 namespace hc {
 
-namespace {
-
-struct Side {
-  cudaStream_t stream = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
-};
-
-std::mutex sides_mutex;
-std::vector<Side> sides;  // by device index
-
-const Side& side_of_current_device() {
+SideBranch::SideBranch(cudaStream_t main) : main_(main) {
   int device = 0;
   HC_CUDA_CHECK(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(sides_mutex);
-  if (sides.size() <= static_cast<size_t>(device)) sides.resize(device + 1);
-  Side& s = sides[device];
-  if (!s.stream) {
-    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
-    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming));
-    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming));
-  }
-  return s;
-}
-
-}  // namespace
-
-SideBranch::SideBranch(cudaStream_t main) : main_(main) {
-  const Side& s = side_of_current_device();
+  const cuda::SideStream& s = cuda::side_stream(device);
   side_ = s.stream;
   joined_ = s.join;
   HC_CUDA_CHECK(cudaEventRecord(s.fork, main_));

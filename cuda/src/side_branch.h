@@ -1,7 +1,7 @@
 // A branch of work beside a device's compute stream: kernels that need not wait for the ones
 // enqueued after them (a layer's weight gradient, which only SGD reads, beside its input
-// gradient, which the layer before needs next). At batch 64 neither pass fills the GPU, so the
-// two run side by side.
+// gradient, which the layer before needs next). Where neither pass fills the GPU the two run
+// side by side (convnet on an H200: +8% at batch 256, no change at 64; CONV_NOTES.md v5).
 //
 //   SideBranch side(stream);           // the side stream waits for all of `stream` so far
 //   wgrad_kernel<<<..., side.stream()>>>(...);
@@ -15,6 +15,16 @@
 #include <cuda_runtime.h>
 
 namespace hc {
+
+namespace cuda {
+// A device's side stream and the events that fork it from and join it to the compute stream,
+// made on first use beside the compute stream (memory.cu, with cuda::stream).
+struct SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+};
+const SideStream& side_stream(int device);
+}  // namespace cuda
 
 class SideBranch {
  public:
