@@ -97,7 +97,7 @@ void* stream(int device) {
   return s.compute;
 }
 
-const SideStream& side_stream(int device) {
+SideStream side_stream(int device) {
   std::lock_guard<std::mutex> lock(streams_mutex);
   SideStream& s = streams_of(device).side;
   if (!s.stream) {

@@ -8,7 +8,7 @@ namespace hc {
 SideBranch::SideBranch(cudaStream_t main) : main_(main) {
   int device = 0;
   HC_CUDA_CHECK(cudaGetDevice(&device));
-  const cuda::SideStream& s = cuda::side_stream(device);
+  const cuda::SideStream s = cuda::side_stream(device);
   side_ = s.stream;
   joined_ = s.join;
   HC_CUDA_CHECK(cudaEventRecord(s.fork, main_));

@@ -23,7 +23,7 @@ struct SideStream {
   cudaStream_t stream = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
 };
-const SideStream& side_stream(int device);
+SideStream side_stream(int device);  // a copy: the registry may grow
 }  // namespace cuda
 
 class SideBranch {
