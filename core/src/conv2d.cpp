@@ -242,15 +242,15 @@ size_t Conv2d::workspace_size_cpu(const Shape& in, int threads) const {
 }
 
 void Conv2d::forward_cpu(const Tensor& x, Tensor& y, float* ws) {
-  conv2d_forward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
-                     params_[1].value.data(), y.data, ws, fused_relu_);
+  conv2d_forward_cpu(geom(x.shape), x.shape[0], M_, x.data, weight(), bias(), y.data, ws,
+                     fused_relu_);
 }
 
 void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                           float* ws) {
-  conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, params_[0].value.data(),
-                      dy.data, dx ? dx->data : nullptr, params_[0].grad.data(),
-                      params_[1].grad.data(), ws, masked_dx_);
+  conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
+                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(), ws,
+                      masked_dx_);
 }
 
 }  // namespace hc

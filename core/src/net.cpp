@@ -194,13 +194,7 @@ std::vector<Net::BufferRequest> Net::plan_buffers(const Shape& in,
 }
 
 std::vector<Net::PlaceBytes> Net::step_bytes(const Shape& in) {
-  if (in.ndim < 2 || in[0] <= 0)
-    fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
-  output_shape(in);
-  plan_fusion();
-  std::vector<Shape> shapes;
-  Shape s = in;
-  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
+  const std::vector<Shape> shapes = plan_step(in);
   std::vector<PlaceBytes> out;
   auto at = [&](Place p) -> PlaceBytes& {
     for (PlaceBytes& b : out)
@@ -247,16 +241,21 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
   dlogits_ = Tensor{grad_a_.at(act_place(L - 1)).data(), shapes.back()};
 }
 
-void Net::prepare(const Shape& in) {
-  if (in == in_shape_ && threads_ == max_threads()) return;
+std::vector<Shape> Net::plan_step(const Shape& in) {
   if (in.ndim < 2 || in[0] <= 0)
     fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
-  output_shape(in);  // validates the chain before anything is allocated
+  output_shape(in);  // validates the chain; its errors name the layer
   plan_fusion();
-  const int threads = max_threads();
   std::vector<Shape> shapes;
   Shape s = in;
   for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
+  return shapes;
+}
+
+void Net::prepare(const Shape& in) {
+  if (in == in_shape_ && threads_ == max_threads()) return;
+  const std::vector<Shape> shapes = plan_step(in);  // validated before anything is allocated
+  const int threads = max_threads();
 
   // Until every buffer is in place the cached shape is invalid. If an allocation fails, every
   // activation buffer is released (they are caches) and the error goes up: parameters are never

@@ -28,13 +28,14 @@ std::vector<float> random_floats(size_t n, unsigned seed) {
   return v;
 }
 
-// Best seconds per call of f over repeated calls, running for at least min_s in all.
+// CPU time of the whole process (every thread), in seconds.
 double cpu_seconds() {
   timespec t;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
+// Best CPU seconds per call of f over repeated calls, running for at least min_s in all.
 double best_time(const std::function<void()>& f, double min_s) {
   f();  // warm-up: first-touch and pack buffers
   double best = 1e30, total = 0;

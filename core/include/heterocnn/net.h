@@ -102,6 +102,8 @@ class Net {
   Place act_place(size_t i) const;
   // The single CUDA device of a net whose every computing layer is on it, else -1.
   int single_cuda_device() const;
+  // The output shape of every layer for input `in` (validating the chain) and the fusion plan.
+  std::vector<Shape> plan_step(const Shape& in);
   void prepare(const Shape& in);
   // Marks each ReLU that the layer before it on the same place can compute in its epilogue.
   void plan_fusion();
