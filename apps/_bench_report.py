@@ -117,7 +117,8 @@ def gemm_lab_tables(lab):
         return f"CUDA GEMM lab: {lab if isinstance(lab, str) else lab.get('status')}"
     rows = lab["rows"]
     sizes = sorted({r["M"] for r in rows if r["M"] == r["N"] == r["K"]})
-    versions = list(dict.fromkeys(r["version"] for r in rows if r["version"] != "cublas_fp32"))
+    versions = list(dict.fromkeys(r["version"] for r in rows if r["version"] != "cublas_fp32"
+                                  and r["M"] == r["N"] == r["K"]))
     cell = {(r["version"], r["M"], r["N"], r["K"]): r for r in rows}
     square = [[v] + [f"{cell[(v, n, n, n)]['pct_cublas']:.1f}%" if (v, n, n, n) in cell else "-"
                      for n in sizes] for v in versions]

@@ -169,3 +169,21 @@ def test_bad_arguments(argv, message, capsys):
 def test_suite_list():
     assert bench.suite_list("all") == list(bench.SUITES)
     assert bench.suite_list("gemm, cpu") == ["cpu", "gemm"]
+
+
+def test_bench_gpu_runs_the_gpu_suite(tmp_path):
+    """apps/bench_gpu.py is `bench.py --suite gpu`: its JSON holds that suite, measured where
+    there is a GPU and skipped, saying why, where there is none."""
+    cmd = [sys.executable, os.path.join(APPS, "bench_gpu.py"), "--quick", "--nets", "lenet5",
+           "--batches", "16", "--images", "32", "--repeats", "2", "--no-lab",
+           "--json", str(tmp_path / "gpu.json"), "--no-report"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "gpu.json") as f:
+        out = json.load(f)
+    assert out["suites"] == ["gpu"] and "--suite gpu" in out["command"]
+    gpu = out["results"]["gpu"]
+    if out["machine"]["gpu"]:
+        assert [r["net"] for r in gpu["rows"]] == ["lenet5"]
+    else:
+        assert gpu["status"].startswith("skipped: no usable GPU")

@@ -8,10 +8,6 @@
 
 namespace hc {
 
-namespace {
-size_t floats_for_bytes(size_t bytes) { return (bytes + sizeof(float) - 1) / sizeof(float); }
-}  // namespace
-
 DeviceDataset::DeviceDataset(const void* images, bool uint8, const Shape& shape,
                              const int64_t* labels, Place place)
     : shape_(shape), uint8_(uint8) {
@@ -21,7 +17,7 @@ DeviceDataset::DeviceDataset(const void* images, bool uint8, const Shape& shape,
     fail_shape("a DeviceDataset needs images (N, ...) with N >= 1, got " + shape.str());
   const size_t image_bytes = shape.numel() * (uint8 ? 1 : sizeof(float));
   // The tail of the last float of a uint8 payload is copied from host memory we own below.
-  images_ = Buffer(floats_for_bytes(image_bytes), place);
+  images_ = Buffer(floats_for<char>(image_bytes), place);
   const size_t whole = image_bytes / sizeof(float) * sizeof(float);
   copy_floats(images_.data(), place, static_cast<const float*>(images), Place{},
               whole / sizeof(float));

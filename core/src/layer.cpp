@@ -17,11 +17,13 @@ size_t Layer::workspace_size_cpu(const Shape&, int) const { return 0; }
 size_t Layer::workspace_size_cuda(const Shape&) const { return 0; }
 #endif
 
+#ifndef HC_WITH_CUDA
 namespace {
 [[noreturn]] void no_cuda(const std::string& kind) {
   fail(ErrorKind::Device, kind + " is placed on a CUDA device, but heterocnn was built without CUDA");
 }
 }  // namespace
+#endif
 
 size_t Layer::workspace_size(const Shape& in, int threads) const {
   switch (place_.device) {

@@ -472,7 +472,10 @@ int main(int argc, char** argv) {
               sgemm_kernel_name());
   const int64_t sizes[][3] = {{1, 1, 1}, {17, 33, 65}, {127, 129, 257}, {6, 784, 25},
                               {64, 256, 784}, {16, 3000, 150}, {300, 260, 70},
-                              {32, 1000, 77},  {200, 700, 33}};
+                              {32, 1000, 77},  {200, 700, 33},
+                              // more than 2 * 132 tiles: one warp group per tile (KS = 1);
+                              // the sizes above have fewer, and two (gemm_tile.cuh)
+                              {1100, 1100, 40}, {30, 34000, 20}};
   for (auto ta : {Trans::N, Trans::T})
     for (auto tb : {Trans::N, Trans::T})
       for (auto& s : sizes) {
@@ -514,7 +517,7 @@ int main(int argc, char** argv) {
   test_conv(3, 16, 9, 7, 48, 3, 1, 1, true);    // 64-row 8x8 forward tile, M < 64, odd Ho*Wo
   test_conv(7, 64, 14, 14, 64, 3, 1, 1, true);  // convnet's last conv layer
   // Enough columns (>= 2 * 132 tiles of 128) for the wide forward/dx tiles on a 132-SM GPU;
-  // the cases above, with fewer, take the 64-column tiles.
+  // the cases above, with fewer, take 64 x 32 tiles (32 < M <= 64) or two warp groups a tile.
   test_conv(176, 32, 14, 14, 64, 3, 1, 1, true);  // 64 x 128 of 8x8 (fwd), 32 x 128 (dx)
   test_conv(44, 16, 28, 28, 32, 3, 1, 1, true);   // 32 x 128 (fwd), 16 x 128 (dx, 16 rows)
   test_conv(2, 7, 9, 11, 27, 3, 1, 1, true);      // M and C not multiples of 4, few columns

@@ -4,7 +4,8 @@
   2. per-layer forward/backward microseconds of that convnet from the engine's profile;
   3. each of convnet's conv layers alone at batch 256, forward + backward (dx, except for the
      first layer), against torch.nn.Conv2d on cuDNN (fp32, TF32 off), CUDA events.
-Prints a table; --json writes every figure."""
+Prints a table; --json writes every figure. --rates-only: part 1 alone, for A/B runs of two
+builds (e.g. PYTHONPATH=/tmp/base-site python3 cuda/dev/time_conv.py --rates-only)."""
 import argparse
 import json
 import statistics
@@ -22,7 +23,7 @@ def sync():
     torch.cuda.synchronize()
 
 
-def convnet_rate(data, batch, steps, repeats):
+def convnet_rate(data, batch, steps, repeats, profile=True):
     model = hc.models.convnet(seed=0).to("cuda")
     opt = hc.SGD(model, lr=0.01, momentum=0.9)
     idx = np.random.default_rng(0).integers(0, len(data), (steps, batch)).astype(np.int64)
@@ -36,6 +37,8 @@ def convnet_rate(data, batch, steps, repeats):
             model.train_step_on(data, idx[i], opt)
         sync()
         rates.append(steps * batch / (time.perf_counter() - t))
+    if not profile:
+        return statistics.median(rates), rates, []
     model.profile(True)
     for i in range(50):
         model.train_step_on(data, idx[i], opt)
@@ -75,6 +78,7 @@ def torch_conv_us(cin, cout, size, with_dx, batch=256, steps=50):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--json")
+    p.add_argument("--rates-only", action="store_true")
     args = p.parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -84,9 +88,10 @@ def main():
     data = hc.DeviceDataset((X, y), "cuda")
     res = {"gpu": torch.cuda.get_device_name(), "convnet": {}, "layers_vs_cudnn": []}
     for batch in (64, 256):
-        rate, rates, layers = convnet_rate(data, batch, 300 if batch == 64 else 150, 3)
+        rate, rates, layers = convnet_rate(data, batch, 300 if batch == 64 else 150, 3,
+                                           not args.rates_only)
         res["convnet"][batch] = {"img_s": rate, "repeats": rates, "layers": layers}
-    for cin, cout, size, with_dx in CONVS:
+    for cin, cout, size, with_dx in () if args.rates_only else CONVS:
         res["layers_vs_cudnn"].append({"layer": f"conv {cin}->{cout} {size}x{size}",
                                        "dx": with_dx,
                                        "cudnn_us": torch_conv_us(cin, cout, size, with_dx)})

@@ -21,8 +21,8 @@ namespace {
 
 // n / d for 0 <= n < 2^31 by a multiply and a shift (d >= 1 fixed on the host).
 struct FastDiv {
-  uint32_t d, mul, shift;
-  explicit FastDiv(uint32_t d_ = 1) : d(d_), shift(0) {
+  uint32_t mul, shift;
+  explicit FastDiv(uint32_t d = 1) : shift(0) {
     while ((1ull << shift) < d) ++shift;
     mul = static_cast<uint32_t>(((1ull << 32) * ((1ull << shift) - d)) / d + 1);
   }
@@ -31,14 +31,14 @@ struct FastDiv {
 
 // The geometry in the int form the kernels index with.
 struct ConvShape {
-  int C, H, W, K, stride, pad, Ho, Wo, HW, KK, CKK;
+  int H, W, K, stride, pad, Ho, Wo, HW, KK, CKK;
   int64_t CHW;
   FastDiv dKK, dK, dHW, dWo;
 };
 
 ConvShape make_shape(const ConvGeom& g) {
   ConvShape s;
-  s.C = (int)g.C; s.H = (int)g.H; s.W = (int)g.W; s.K = (int)g.K;
+  s.H = (int)g.H; s.W = (int)g.W; s.K = (int)g.K;
   s.stride = (int)g.stride; s.pad = (int)g.pad; s.Ho = (int)g.Ho; s.Wo = (int)g.Wo;
   s.HW = (int)(g.Ho * g.Wo); s.KK = (int)(g.K * g.K); s.CKK = (int)g.col_rows();
   s.CHW = g.C * g.H * g.W;
@@ -280,14 +280,6 @@ __global__ void flip_kernel(int M, int C, int K, const float* __restrict__ w,
   }
 }
 
-// Multiprocessors of the current device (read when a launch is enqueued, not in a replay).
-int multiprocessors() {
-  int device = 0, sms = 0;
-  HC_CUDA_CHECK(cudaGetDevice(&device));
-  HC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
 void check_extent(const char* fn, const ConvGeom& g, int64_t N, int64_t M) {
   const int64_t lim = int64_t(1) << 31;
   if (N * g.Ho * g.Wo >= lim || N * g.H * g.W >= lim || g.col_rows() + 1 >= lim || M >= lim)
@@ -405,11 +397,12 @@ void forward_masked(const ConvGeom& g, int64_t N, int64_t M, const float* x, con
   a.vecY = aligned16(y) && (!mask || aligned16(mask)) && a.s.HW % 4 == 0;
   if (a.M > 32 && a.M <= 64) {  // 32 < M <= 64: 64-row tiles of 8x8 register tiles, or, with
     // too few 128-column tiles to fill the device twice over (a small batch of small images),
-    // 64 x 64 tiles of 8x4: twice the blocks, the same gather per row.
-    if ((a.N + 127) / 128 < 2 * multiprocessors())
-      launch_tile<64, 64, 16, 32, 32, 8, 4, 4, false, false>(a, 1, stream);
+    // 64 x 32 tiles of 4x4: four times the blocks (batch 64 at 14x14: 392, about 3 per SM, where
+    // 64 x 64 tiles gave 196, 1 or 2 per SM), the same gather per row.
+    if (few_blocks(tile_count(a.M, a.N, 1, 64, 128)))
+      launch_tile<64, 32, 16, 32, 16, 4, 4, 4, 1, false, false>(a, 1, stream);
     else
-      launch_tile<64, 128, 16, 32, 64, 8, 8, 3, false, false>(a, 1, stream);
+      launch_tile<64, 128, 16, 32, 64, 8, 8, 3, 1, false, false>(a, 1, stream);
   } else {
     launch_tiled<false, false>(a, 1, stream);
   }
@@ -453,11 +446,11 @@ void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const f
       wgrad_small_kernel<kSmallCols><<<slices, 256, 0, stream>>>(a.s, a.M, a.L, a.ks, x, dy, ws);
     HC_CUDA_CHECK_LAUNCH("wgrad_small_kernel");
   } else if (wgrad_wide64(g, N, M)) {
-    launch_tile<64, 96, 16, 32, 48, 4, 12, 4, false, true>(a, slices, stream);
+    launch_tile<64, 96, 16, 32, 48, 4, 12, 4, 1, false, true>(a, slices, stream);
   } else if (pick_tile_shape(M, a.N, 1) == TileShape::Short) {
     // launch_tiled's Short tile with a register cap for 4 blocks per SM: the row sums took it
     // from 128 to 139 registers (3 blocks per SM), and its ~528 blocks then ran in two waves.
-    launch_tile<32, 128, 16, 32, 32, 8, 4, 4, false, true>(a, slices, stream);
+    launch_tile<32, 128, 16, 32, 32, 8, 4, 4, 1, false, true>(a, slices, stream);
   } else {
     launch_tiled<false, true>(a, slices, stream);
   }

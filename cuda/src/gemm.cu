@@ -8,6 +8,7 @@
 #include <string>
 
 #include "check.h"
+#include "column_sum.cuh"
 #include "gemm_tile.cuh"
 #include "heterocnn/error.h"
 
@@ -43,48 +44,35 @@ __device__ __forceinline__ float apply_epilogue(const GemmParams& p, float acc, 
   return v;
 }
 
-// Dense row-major operands for sgemm_tiled_kernel (gemm_tile.cuh): 16-byte loads where the
-// layout and alignment allow, guarded scalars otherwise; the epilogue on the way out.
+// X[r][c..c+3] of a row-major (R, C) matrix with leading dimension ld, 0 outside it: one
+// 16-byte load where `vec` (alignment and ld) allows and the 4 are inside, guarded scalars else.
+__device__ __forceinline__ float4 row4(const float* X, int64_t ld, int r, int c, int R, int C,
+                                       int vec) {
+  if (vec && r < R && c + 3 < C) return *reinterpret_cast<const float4*>(X + (int64_t)r * ld + c);
+  float v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) v[i] = (r < R && c + i < C) ? X[(int64_t)r * ld + c + i] : 0.f;
+  return make_float4(v[0], v[1], v[2], v[3]);
+}
+
+// Dense row-major operands for sgemm_tiled_kernel (gemm_tile.cuh): a transposed operand is
+// read along its stored rows (row4); the epilogue on the way out.
 struct DenseAccess {
   GemmParams p;
   int M, N;
 
   __device__ int depth(int z) const { return z == (int)gridDim.z - 1 ? p.K_last : p.K; }
 
-  template <bool TA>
+  template <bool TA>  // A stored (M, K), or (K, M) for TA
   __device__ float4 load_a(int z, int m, int k, int K) const {
     const float* A = p.A + z * p.sA;
-    float v[4];
-    if (!TA) {
-      if (p.vecA && m < M && k + 3 < K)
-        return *reinterpret_cast<const float4*>(A + (int64_t)m * p.lda + k);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = (m < M && k + i < K) ? A[(int64_t)m * p.lda + k + i] : 0.f;
-    } else {
-      if (p.vecA && k < K && m + 3 < M)
-        return *reinterpret_cast<const float4*>(A + (int64_t)k * p.lda + m);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = (k < K && m + i < M) ? A[(int64_t)k * p.lda + m + i] : 0.f;
-    }
-    return make_float4(v[0], v[1], v[2], v[3]);
+    return TA ? row4(A, p.lda, k, m, K, M, p.vecA) : row4(A, p.lda, m, k, M, K, p.vecA);
   }
 
-  template <bool TB>
+  template <bool TB>  // B stored (K, N), or (N, K) for TB
   __device__ float4 load_b(int z, int k, int n, int K) const {
     const float* B = p.B + z * p.sB;
-    float v[4];
-    if (!TB) {
-      if (p.vecB && k < K && n + 3 < N)
-        return *reinterpret_cast<const float4*>(B + (int64_t)k * p.ldb + n);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = (k < K && n + i < N) ? B[(int64_t)k * p.ldb + n + i] : 0.f;
-    } else {
-      if (p.vecB && n < N && k + 3 < K)
-        return *reinterpret_cast<const float4*>(B + (int64_t)n * p.ldb + k);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) v[i] = (n < N && k + i < K) ? B[(int64_t)n * p.ldb + k + i] : 0.f;
-    }
-    return make_float4(v[0], v[1], v[2], v[3]);
+    return TB ? row4(B, p.ldb, n, k, N, K, p.vecB) : row4(B, p.ldb, k, n, K, N, p.vecB);
   }
 
   __device__ void store(int z, int m, int n, float4 acc) const {
@@ -151,18 +139,15 @@ GemmParams make_params(int64_t M, int64_t N, int64_t K, float alpha, const float
   return p;
 }
 
-// Sum of the split-K partials in slice order, then the epilogue.  ws (S,M,N) -> C (M,N)
+// Sum of the split-K partials (column_sum.cuh's fixed order), then the epilogue.
+// ws (S, M*N) -> C (M,N)
 __global__ void splitk_reduce_kernel(const GemmParams p, int splits, const float* ws) {
-  const int64_t total = (int64_t)p.M * p.N;
-  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
-       idx += (int64_t)gridDim.x * blockDim.x) {
-    float s = 0.f;
-    for (int z = 0; z < splits; ++z) s += ws[z * total + idx];
+  column_sums(splits, (int64_t)p.M * p.N, ws, [&](int64_t idx, float s) {
     const int m = (int)(idx / p.N), n = (int)(idx % p.N);
     const int64_t at = (int64_t)m * p.ldc + n;
     float* c = p.C + at;
     *c = apply_epilogue(p, s, p.beta != 0.f ? *c : 0.f, m, n, at);
-  }
+  });
 }
 
 }  // namespace
@@ -228,9 +213,8 @@ void sgemm_splitk_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, floa
   p.K_last = (int)(K - (used - 1) * ks);
   launch(ta == Trans::T, tb == Trans::T, p, used, stream);
   GemmParams r = make_params(M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, ep);
-  const int64_t total = M * N;
-  const int blocks = (int)std::min<int64_t>((total + 255) / 256, 4096);
-  splitk_reduce_kernel<<<blocks, 256, 0, stream>>>(r, used, ws);
+  splitk_reduce_kernel<<<column_sum_blocks(M * N), dim3(32, kColSumRows), 0, stream>>>(r, used,
+                                                                                      ws);
   HC_CUDA_CHECK_LAUNCH("splitk_reduce_kernel");
 }
 

@@ -89,7 +89,7 @@ __global__ void maxpool_backward_tiled_kernel(I P, I H, I W, I Kr, I Ho, I Wo,
     const I h1 = oh == Ho - 1 ? H : h0 + K, w1 = ow == Wo - 1 ? W : w0 + K;
     for (I h = h0; h < h1; ++h) {
 #pragma unroll
-      for (I kw = 0; kw < (KT > 0 ? I(KT) : K); ++kw) {
+      for (I kw = 0; kw < K; ++kw) {
         const I at = h * W + w0 + kw;
         float v = (at == best) ? g : 0.f;
         if (mask && !(xp[at] > 0.f)) v = 0.f;

@@ -24,12 +24,6 @@ namespace hc {
 
 namespace {
 
-// Floats of storage for `count` objects of type T (Buffers hold floats).
-template <typename T>
-size_t floats_for(size_t count) {
-  return (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
-}
-
 cudaStream_t stream_of(int device) { return static_cast<cudaStream_t>(cuda::stream(device)); }
 
 // Page-locked host memory that grows on request (contents lost when it does).

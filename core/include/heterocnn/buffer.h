@@ -12,6 +12,12 @@ namespace hc {
 // Copies `count` floats between any two places (host and/or devices); returns when done.
 void copy_floats(float* dst, Place dst_place, const float* src, Place src_place, size_t count);
 
+// Floats of storage for `count` objects of type T (a Buffer holds floats).
+template <typename T>
+constexpr size_t floats_for(size_t count) {
+  return (count * sizeof(T) + sizeof(float) - 1) / sizeof(float);
+}
+
 class Buffer {
  public:
   Buffer() = default;
