@@ -474,7 +474,8 @@ int main(int argc, char** argv) {
                               {64, 256, 784}, {16, 3000, 150}, {300, 260, 70},
                               {32, 1000, 77},  {200, 700, 33},
                               // more than 2 * 132 tiles: one warp group per tile (KS = 1);
-                              // the sizes above have fewer, and two (gemm_tile.cuh)
+                              // the sizes above have fewer, and two (gemm_tile.cuh), or are
+                              // small enough for one thread per output (gemm.cu: 1, 17, 6 x..)
                               {1100, 1100, 40}, {30, 34000, 20}};
   for (auto ta : {Trans::N, Trans::T})
     for (auto tb : {Trans::N, Trans::T})
@@ -487,6 +488,8 @@ int main(int argc, char** argv) {
     for (auto tb : {Trans::N, Trans::T}) {
       test_gemm(ta, tb, 37, 150, 3001, 1.f, 0.f, 0, true);
       test_gemm(ta, tb, 37, 151, 3001, 0.5f, 2.f, 1, true);
+      test_gemm(ta, tb, 37, 150, 700, 1.f, 0.f, 0, true);  // slices small enough for one
+      test_gemm(ta, tb, 37, 151, 699, 0.5f, 2.f, 1, true);  // thread per output, a short last
     }
   test_gemm_epilogue(33, 70, 45, BiasMode::PerRow, true);
   test_gemm_epilogue(200, 301, 45, BiasMode::PerCol, false);

@@ -1,7 +1,8 @@
 // C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C, row-major, fp32 (see gemm_cuda.h)
 //
 // Production kernel: sgemm_tiled_kernel (gemm_tile.cuh) over dense operands. Transposed
-// operands only change how a tile is loaded, never what is stored.
+// operands only change how a tile is loaded, never what is stored. GEMMs too small for tiles
+// (gemm_small) take one thread per output instead.
 #include "gemm_cuda.h"
 
 #include <algorithm>
@@ -99,7 +100,39 @@ struct DenseAccess {
   }
 };
 
+// Few multiply-adds over a short K (Linear(256, 10) at batch 64: 64 x 10 x 256): a tile's
+// staging and its k-tile latency chain cost more than they save, so one thread per output.
+bool gemm_small(int64_t M, int64_t N, int64_t K) { return K <= 512 && M * N * K <= (1 << 20); }
+
+// One thread per output C[z][m][n], summing k in ascending order, then the epilogue.
+__global__ void sgemm_small_kernel(const GemmParams p, bool ta, bool tb) {
+  const int z = blockIdx.y;
+  const int K = z == (int)gridDim.y - 1 ? p.K_last : p.K;
+  const int64_t am = ta ? 1 : p.lda, ak = ta ? p.lda : 1;  // op(A)[m][k] = A[m*am + k*ak]
+  const int64_t bk = tb ? 1 : p.ldb, bn = tb ? p.ldb : 1;  // op(B)[k][n] = B[k*bk + n*bn]
+  const int64_t total = (int64_t)p.M * p.N;
+  for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
+       idx += (int64_t)gridDim.x * blockDim.x) {
+    const int m = (int)(idx / p.N), n = (int)(idx % p.N);
+    const float* a = p.A + z * p.sA + m * am;
+    const float* b = p.B + z * p.sB + n * bn;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int k = 0; k < K; ++k) acc = fmaf(a[k * ak], b[k * bk], acc);
+    const int64_t at = z * p.sC + (int64_t)m * p.ldc + n;
+    float* c = p.C + at;
+    *c = apply_epilogue(p, acc, p.beta != 0.f ? *c : 0.f, m, n, at);
+  }
+}
+
 void launch(bool ta, bool tb, const GemmParams& p, int batch, cudaStream_t stream) {
+  if (gemm_small(p.M, p.N, std::max(p.K, p.K_last))) {
+    const int64_t total = (int64_t)p.M * p.N;
+    const dim3 grid((unsigned)std::min<int64_t>((total + 255) / 256, 65535), batch);
+    sgemm_small_kernel<<<grid, 256, 0, stream>>>(p, ta, tb);
+    HC_CUDA_CHECK_LAUNCH("sgemm_small_kernel");
+    return;
+  }
   const DenseAccess acc{p, p.M, p.N};
   if (!ta && !tb) launch_tiled<false, false>(acc, batch, stream);
   if (!ta && tb) launch_tiled<false, true>(acc, batch, stream);
@@ -181,6 +214,7 @@ void sgemm_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha
 }
 
 int sgemm_splitk_count(int64_t M, int64_t N, int64_t K) {
+  if (gemm_small(M, N, K)) return 1;  // no tiles to split
   // Enough slices for ~264 medium tiles (two waves on 132 SMs), each at least 128 deep.
   const int64_t tiles = std::max<int64_t>(1, ((M + 63) / 64) * ((N + 63) / 64));
   if (tiles >= 132) return 1;  // the output alone fills the machine
