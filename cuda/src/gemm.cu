@@ -102,7 +102,9 @@ struct DenseAccess {
 
 // Few multiply-adds over a short K (Linear(256, 10) at batch 64: 64 x 10 x 256): a tile's
 // staging and its k-tile latency chain cost more than they save, so one thread per output.
-bool gemm_small(int64_t M, int64_t N, int64_t K) { return K <= 512 && M * N * K <= (1 << 20); }
+bool gemm_small(int64_t M, int64_t N, int64_t K) {  // M, N, K < 2^31 (check_args)
+  return K <= 512 && M * N <= (int64_t(1) << 20) / std::max<int64_t>(K, 1);
+}
 
 // One thread per output C[z][m][n], summing k in ascending order, then the epilogue.
 __global__ void sgemm_small_kernel(const GemmParams p, bool ta, bool tb) {

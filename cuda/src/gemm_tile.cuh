@@ -300,7 +300,8 @@ void launch_tile(const Acc& acc, int batch, cudaStream_t stream) {
   constexpr int threads = (BM / WM) * (BN / WN) * 32 * KS;
   const dim3 grid((acc.N + BN - 1) / BN, (acc.M + BM - 1) / BM, batch);
   if (grid.y > 65535u) fail_value("sgemm_cuda: M = " + std::to_string(acc.M) + " is too large");
-  sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, KS, TA, TB><<<grid, threads, 0, stream>>>(acc);
+  sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, KS, TA, TB>
+      <<<grid, threads, 0, stream>>>(acc);
   HC_CUDA_CHECK_LAUNCH("sgemm_tiled_kernel");
 }
 
