@@ -276,7 +276,7 @@ inline TileShape pick_tile_shape(int64_t M, int64_t N, int64_t batch) {
   return M > 64 && large_tiles >= 132 ? TileShape::Large : TileShape::Medium;
 }
 
-// Output tile (rows, columns) of a shape, for callers that size split-K work by tile count.
+// Output tile (rows, columns) of a shape, for counting a launch's tiles.
 inline void tile_extent(TileShape s, int& bm, int& bn) {
   switch (s) {
     case TileShape::Large: bm = 128; bn = 128; return;
@@ -315,22 +315,26 @@ inline int64_t tile_count(int64_t M, int64_t N, int batch, int bm, int bn) {
 
 // One launch of `batch` GEMMs through `acc`, with the tile shape picked from (M, N, batch).
 // Medium and Short tiles get two warp groups (KS = 2: 2 blocks of 8 warps per multiprocessor)
-// when they are few (convnet at batch 64: +3% images/s on an H200).
+// when they are few (cuda/dev/CONV_NOTES.md v6).
 template <bool TA, bool TB, class Acc>
 void launch_tiled(const Acc& acc, int batch, cudaStream_t stream) {
   if (acc.M == 0 || acc.N == 0 || batch == 0) return;
-  switch (pick_tile_shape(acc.M, acc.N, batch)) {
+  const TileShape shape = pick_tile_shape(acc.M, acc.N, batch);
+  int bm, bn;
+  tile_extent(shape, bm, bn);
+  const bool two_groups = few_blocks(tile_count(acc.M, acc.N, batch, bm, bn));
+  switch (shape) {
     case TileShape::Large:
       launch_tile<128, 128, 8, 64, 32, 8, 8, 2, 1, TA, TB>(acc, batch, stream);
       break;
     case TileShape::Medium:
-      if (few_blocks(tile_count(acc.M, acc.N, batch, 64, 64)))
+      if (two_groups)
         launch_tile<64, 64, 16, 32, 32, 8, 4, 2, 2, TA, TB>(acc, batch, stream);
       else
         launch_tile<64, 64, 16, 32, 32, 8, 4, 4, 1, TA, TB>(acc, batch, stream);
       break;
     case TileShape::Short:  // with two groups: 32 deep, so that each still takes 16 k steps
-      if (few_blocks(tile_count(acc.M, acc.N, batch, 32, 128)))
+      if (two_groups)
         launch_tile<32, 128, 32, 32, 32, 8, 4, 2, 2, TA, TB>(acc, batch, stream);
       else
         launch_tile<32, 128, 16, 32, 32, 8, 4, 3, 1, TA, TB>(acc, batch, stream);
