@@ -15,8 +15,7 @@ ARGS = ["--model", "mlp", "--sample", "--threads", "2", "--no-progress", "--batc
 def checkpoint_state(path):
     model, opt, meta = hc.load(path)
     tensors = dict(model.state_dict())
-    tensors.update({f"momentum.{k}": model._net.get(i, j, "velocity")
-                    for k, (i, j) in zip(model._keys, model._index())})
+    tensors.update(opt.state())
     return tensors, meta
 
 

@@ -53,45 +53,49 @@ void Layer::init_params(Rng& rng) {
   }
 }
 
-void Layer::forward(const Tensor& x, Tensor& y, float* ws) {
+#ifdef HC_WITH_CUDA
+namespace {
+cudaStream_t stream_or_default(void* stream, int device) {
+  return static_cast<cudaStream_t>(stream ? stream : cuda::stream(device));
+}
+}  // namespace
+#endif
+
+void Layer::forward(const Tensor& x, Tensor& y, float* ws, void* stream) {
   switch (place_.device) {
     case Device::CPU:
       return forward_cpu(x, y, ws);
     case Device::CUDA:
 #ifdef HC_WITH_CUDA
       cuda::use_device(place_.index);
-      return forward_cuda(x, y, ws, static_cast<cudaStream_t>(cuda::stream(place_.index)));
+      return forward_cuda(x, y, ws, stream_or_default(stream, place_.index));
 #else
+      (void)stream;
       no_cuda(kind());
 #endif
   }
 }
 
-void Layer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws) {
+void Layer::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     void* stream) {
   switch (place_.device) {
     case Device::CPU:
       return backward_cpu(x, y, dy, dx, ws);
     case Device::CUDA:
 #ifdef HC_WITH_CUDA
       cuda::use_device(place_.index);
-      return backward_cuda(x, y, dy, dx, ws,
-                           static_cast<cudaStream_t>(cuda::stream(place_.index)));
+      return backward_cuda(x, y, dy, dx, ws, stream_or_default(stream, place_.index));
 #else
+      (void)stream;
       no_cuda(kind());
 #endif
   }
 }
 
-void Layer::to(Place place) {
-  if (place == place_) return;
-  // Build every moved buffer first, so a failed allocation leaves the layer as it was.
-  std::vector<Buffer> moved;
-  for (Param& p : params_)
-    for (Buffer* b : {&p.value, &p.grad, &p.velocity}) moved.push_back(b->copy_to(place));
-  size_t i = 0;
-  for (Param& p : params_)
-    for (Buffer* b : {&p.value, &p.grad, &p.velocity}) *b = std::move(moved[i++]);
-  place_ = place;
+std::vector<size_t> Layer::param_counts() const {
+  std::vector<size_t> out;
+  for (const Param& p : params_) out.push_back(static_cast<size_t>(p.shape.numel()));
+  return out;
 }
 
 Param& Layer::add_param(const std::string& name, Shape shape) {
@@ -100,10 +104,8 @@ Param& Layer::add_param(const std::string& name, Shape shape) {
   p.shape = shape;
   p.value = Buffer(shape.numel(), place_);
   p.grad = Buffer(shape.numel(), place_);
-  p.velocity = Buffer(shape.numel(), place_);
   p.value.zero();
   p.grad.zero();
-  p.velocity.zero();
   params_.push_back(std::move(p));
   return params_.back();
 }

@@ -6,9 +6,9 @@
 namespace hc {
 
 LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
-                                     const int64_t* labels, float* dlogits) {
+                                     const int64_t* labels, float* dlogits, float grad_scale) {
   LossResult r;
-  const float inv_n = 1.f / static_cast<float>(N);
+  const float inv_n = grad_scale / static_cast<float>(N);
   for (int64_t n = 0; n < N; ++n) {
     const float* z = logits + n * K;
     int64_t arg = 0;
@@ -32,9 +32,9 @@ LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
 }
 
 LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels,
-                           float* dlogits) {
+                           float* dlogits, float grad_scale) {
   LossResult r;
-  const float inv_n = 1.f / static_cast<float>(N);
+  const float inv_n = grad_scale / static_cast<float>(N);
   for (int64_t n = 0; n < N; ++n) {
     const double z = logits[n], y = static_cast<double>(labels[n]);
     // log(1 + exp(z)) - z*y, written so that exp never overflows.

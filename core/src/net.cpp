@@ -7,6 +7,7 @@
 #include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
 #include "heterocnn/parallel.h"
+#include "heterocnn/reduce.h"
 
 namespace hc {
 
@@ -26,11 +27,35 @@ std::vector<Place> PlaceBuffers::places() const {
 Net::Net(LossKind loss) : loss_(loss) {}
 Net::~Net() = default;
 
+namespace {
+
+std::vector<Param*> all_params(const std::vector<std::unique_ptr<Layer>>& layers) {
+  std::vector<Param*> out;
+  for (const auto& layer : layers)
+    for (Param& p : layer->params()) out.push_back(&p);
+  return out;
+}
+
+std::vector<Place> param_places(const std::vector<std::unique_ptr<Layer>>& layers,
+                                const std::vector<Place>& places) {
+  std::vector<Place> out;
+  for (size_t i = 0; i < layers.size(); ++i)
+    out.insert(out.end(), layers[i]->params().size(), places[i]);
+  return out;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
 void Net::add(std::unique_ptr<Layer> layer) {
-  bool earlier_params = !needs_dx_.empty() && needs_dx_.back();
-  if (!layers_.empty() && !layers_.back()->params().empty()) earlier_params = true;
-  needs_dx_.push_back(earlier_params);
   layers_.push_back(std::move(layer));
+  std::vector<Place> places;
+  for (const auto& l : layers_) places.push_back(l->place());
+  store_.assign(all_params(layers_), param_places(layers_, places));
   set_profiling(profiling_);
   invalidate();
 }
@@ -38,12 +63,6 @@ void Net::add(std::unique_ptr<Layer> layer) {
 void Net::init(uint64_t seed) {
   Rng rng(seed);
   for (auto& layer : layers_) layer->init_params(rng);
-  reset_momentum();
-}
-
-void Net::reset_momentum() {
-  for (auto& layer : layers_)
-    for (Param& p : layer->params()) p.velocity.zero();
 }
 
 void Net::to(const std::vector<Place>& places) {
@@ -53,59 +72,30 @@ void Net::to(const std::vector<Place>& places) {
 #ifdef HC_WITH_CUDA
   for (const Place& p : places)
     if (p.device == Device::CUDA) cuda::use_device(p.index);  // throws for a missing device
+  wait_cuda();  // a step may still be running: let it finish before its memory moves
+#else
+  for (const Place& p : places)
+    if (p.device == Device::CUDA) fail(ErrorKind::Device, "heterocnn was built without CUDA");
 #endif
-  std::vector<Place> old;
-  for (auto& layer : layers_) old.push_back(layer->place());
-  size_t moved = 0;
-  try {
-    for (; moved < layers_.size(); ++moved) layers_[moved]->to(places[moved]);
-#ifdef HC_WITH_CUDA
-    pack_arenas();  // the parameters of each device into its one allocation
-#endif
-  } catch (...) {
-    for (size_t j = 0; j < moved; ++j) layers_[j]->to(old[j]);  // back where they were
-#ifdef HC_WITH_CUDA
-    try {
-      pack_arenas();
-    } catch (...) {  // the first error is the one to report
-    }
-#endif
-    throw;
-  }
+  store_.assign(all_params(layers_), param_places(layers_, places));  // all or nothing
+  for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->set_place(places[i]);
   invalidate();
+#ifdef HC_WITH_CUDA
+  pack_arenas();  // a device that holds nothing of the net any more gives its arena back
+#endif
 }
 
 void Net::invalidate() {
-  in_shape_ = Shape{};
+  plan_.reset();
 #ifdef HC_WITH_CUDA
   cuda_.reset();
 #endif
 }
 
-Shape Net::output_shape(const Shape& in) const {
-  if (layers_.empty()) fail_value("the net has no layers");
-  Shape s = in;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    try {
-      s = layers_[i]->output_shape(s);
-    } catch (const Error& e) {
-      fail(e.kind(), "layer " + std::to_string(i) + " (" + layers_[i]->kind() + "): " + e.what());
-    }
-  }
-  if (loss_ == LossKind::BCE && (s.ndim != 2 || s[1] != 1))
-    fail_shape("loss 'bce' needs a single output per sample, but the net outputs " + s.str());
-  if (s.ndim != 2) fail_shape("the net must end in (N, classes), but it outputs " + s.str());
-  return s;
-}
+Shape Net::output_shape(const Shape& in) const { return chain_output_shape(layers_, loss_, in); }
 
-Place Net::act_place(size_t i) const {
-  for (size_t j = i + 1; j-- > 0;)
-    if (!layers_[j]->is_view()) return layers_[j]->place();
-  // Only views so far: they stay with the input, which is uploaded to the first computing
-  // layer's place (so a Flatten before a CUDA layer flattens device memory).
-  for (const auto& layer : layers_)
-    if (!layer->is_view()) return layer->place();
-  return Place{};
+StepPlan Net::plan(const Shape& in, StepMode mode) const {
+  return make_step_plan(layers_, loss_, in, max_threads(), mode);
 }
 
 int Net::single_cuda_device() const {
@@ -119,37 +109,10 @@ int Net::single_cuda_device() const {
   return device;
 }
 
-namespace {
-
-// Raises the entry for `place` in `sizes` to at least n.
-void grow(std::vector<std::pair<Place, size_t>>& sizes, Place place, size_t n) {
-  for (auto& [p, size] : sizes) {
-    if (p == place) {
-      size = std::max(size, n);
-      return;
-    }
-  }
-  sizes.emplace_back(place, n);
-}
-
-}  // namespace
-
-void Net::plan_fusion() {
-  fused_.assign(layers_.size(), false);
-  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
-    Layer& a = *layers_[i];
-    const bool fuse = a.can_fuse_relu() && layers_[i + 1]->kind() == "ReLU" &&
-                      layers_[i + 1]->place() == a.place();
-    a.set_fused_relu(fuse);
-    fused_[i + 1] = fuse;
-  }
-  masked_.assign(layers_.size(), false);
+void Net::apply_fusion(const StepPlan& plan) {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& b = *layers_[i];
-    const bool mask = i > 0 && layers_[i - 1]->kind() == "ReLU" && b.can_mask_dx() &&
-                      layers_[i - 1]->place() == b.place();
-    b.set_masked_dx(mask);
-    if (mask) masked_[i - 1] = true;
+    layers_[i]->set_fused_relu(i + 1 < layers_.size() && plan.fused[i + 1]);
+    layers_[i]->set_masked_dx(i > 0 && plan.masked[i - 1]);
   }
 }
 
@@ -163,64 +126,55 @@ bool Net::reserve_at(Buffer& b, size_t count, Place place) {
   return b.reserve(count, place);
 }
 
-std::vector<Net::BufferRequest> Net::plan_buffers(const Shape& in,
-                                                const std::vector<Shape>& shapes, int threads) {
+std::vector<Net::BufferRequest> Net::buffer_requests(const StepPlan& plan) {
   const size_t L = layers_.size();
   out_bufs_.resize(L);
   in_stage_.resize(L);
-  std::vector<BufferRequest> plan;
-  const Place input_at = act_place(0);
-  // On a GPU the input has two slots: one step's batch goes up while the previous one runs.
-  if (input_at.device != Device::CPU) plan.push_back({&in_stage_[0], static_cast<size_t>(2 * in.numel()), input_at});
-  // Per place: the largest activation (for the gradient buffers) and workspace, in floats.
-  std::vector<std::pair<Place, size_t>> acts, ws;
-  grow(acts, input_at, in.numel());
+  std::vector<BufferRequest> out;
+  if (plan.stage_count[0]) out.push_back({&in_stage_[0], plan.stage_count[0], plan.input_place});
   for (size_t i = 0; i < L; ++i) {
-    if (layers_[i]->is_view()) continue;
-    const Shape& xs = i == 0 ? in : shapes[i - 1];
-    const Place p = layers_[i]->place();
-    if (!fused_[i]) plan.push_back({&out_bufs_[i], static_cast<size_t>(shapes[i].numel()), p});
-    if (i > 0 && act_place(i - 1) != p)  // the input crosses from another place
-      plan.push_back({&in_stage_[i], static_cast<size_t>(xs.numel()), p});
-    grow(acts, p, std::max(xs.numel(), shapes[i].numel()));
-    grow(ws, p, layers_[i]->workspace_size(xs, threads));
+    if (plan.out_count[i]) out.push_back({&out_bufs_[i], plan.out_count[i], plan.places[i]});
+    if (i > 0 && plan.stage_count[i])
+      out.push_back({&in_stage_[i], plan.stage_count[i], plan.places[i]});
   }
-  for (auto& [p, n] : acts) {
-    plan.push_back({&grad_a_.at(p), n, p});
-    plan.push_back({&grad_b_.at(p), n, p});
+  for (const PlaceCount& c : plan.grad_count) {
+    out.push_back({&grad_a_.at(c.place), c.count, c.place});
+    out.push_back({&grad_b_.at(c.place), c.count, c.place});
   }
-  for (auto& [p, n] : ws) plan.push_back({&workspace_.at(p), n, p});
-  return plan;
+  for (const PlaceCount& c : plan.workspace_count)
+    out.push_back({&workspace_.at(c.place), c.count, c.place});
+  return out;
 }
 
-std::vector<Net::PlaceBytes> Net::step_bytes(const Shape& in) {
-  const std::vector<Shape> shapes = plan_step(in);
+std::vector<Net::PlaceBytes> Net::step_bytes(const Shape& in, StepMode mode,
+                                             int optimizer_states) {
+  const StepPlan p = plan(in, mode);
   std::vector<PlaceBytes> out;
-  auto at = [&](Place p) -> PlaceBytes& {
+  auto at = [&](Place place) -> PlaceBytes& {
     for (PlaceBytes& b : out)
-      if (b.place == p) return b;
-    out.push_back(PlaceBytes{p, 0, 0, 0});
+      if (b.place == place) return b;
+    out.push_back(PlaceBytes{place, 0, 0, 0});
     return out.back();
   };
-  for (auto& layer : layers_)
-    for (Param& p : layer->params()) at(layer->place()).parameters += 3 * p.shape.numel() * 4;
-  for (const BufferRequest& r : plan_buffers(in, shapes, max_threads())) {
+  for (const Place& place : p.used_places()) at(place);
+  for (const PlaceCount& c : p.param_count)
+    at(c.place).parameters += (2 + optimizer_states) * c.count * sizeof(float);
+  for (const BufferRequest& r : buffer_requests(p)) {
     PlaceBytes& b = at(r.place);
-    b.buffers += r.count * 4;
+    b.buffers += r.count * sizeof(float);
     const bool fits = r.buffer->place() == r.place && r.buffer->size() >= r.count;
-    if (!fits) b.missing += r.count * 4;
+    if (!fits) b.missing += r.count * sizeof(float);
   }
   return out;
 }
 
-void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shapes, int threads) {
+void Net::allocate_step_buffers(const StepPlan& plan) {
   const size_t L = layers_.size();
 #ifdef HC_WITH_CUDA
-  // A step may still be running on a GPU: let it finish before any of its memory moves.
-  for (const Place& p : arenas_.places()) cuda::synchronize(p.index);
+  wait_cuda();  // a step may still be running on a GPU: let it finish before its memory moves
 #endif
   bool moved = false;  // any buffer reallocated: captured graphs point at old memory
-  for (const BufferRequest& r : plan_buffers(in, shapes, threads))
+  for (const BufferRequest& r : buffer_requests(plan))
     moved |= reserve_at(*r.buffer, r.count, r.place);
 #ifdef HC_WITH_CUDA
   moved |= pack_arenas();
@@ -232,53 +186,43 @@ void Net::allocate_step_buffers(const Shape& in, const std::vector<Shape>& shape
   ins_.assign(L, Tensor{});
   outs_.assign(L, Tensor{});
   for (size_t i = 0; i < L; ++i) {
-    ins_[i].shape = i == 0 ? in : shapes[i - 1];
-    outs_[i].shape = shapes[i];
-    if (layers_[i]->is_view() || fused_[i]) continue;  // set by run_forward
-    outs_[i].data = out_bufs_[i].data();
-    if (i > 0 && act_place(i - 1) != layers_[i]->place()) ins_[i].data = in_stage_[i].data();
+    ins_[i].shape = i == 0 ? plan.in : plan.shapes[i - 1];
+    outs_[i].shape = plan.shapes[i];
+    if (plan.out_count[i]) outs_[i].data = out_bufs_[i].data();  // else set by run_forward
+    if (i > 0 && plan.stage_count[i]) ins_[i].data = in_stage_[i].data();
   }
-  dlogits_ = Tensor{grad_a_.at(act_place(L - 1)).data(), shapes.back()};
+  dlogits_ = plan.mode == StepMode::Train
+                 ? Tensor{grad_a_.at(plan.output_place()).data(), plan.output()}
+                 : Tensor{};
 }
 
-std::vector<Shape> Net::plan_step(const Shape& in) {
-  if (in.ndim < 2 || in[0] <= 0)
-    fail_shape("input must be (N, ...) with N >= 1, got " + in.str());
-  output_shape(in);  // validates the chain; its errors name the layer
-  plan_fusion();
-  std::vector<Shape> shapes;
-  Shape s = in;
-  for (auto& layer : layers_) shapes.push_back(s = layer->output_shape(s));
-  return shapes;
-}
-
-void Net::prepare(const Shape& in) {
-  if (in == in_shape_ && threads_ == max_threads()) return;
-  const std::vector<Shape> shapes = plan_step(in);  // validated before anything is allocated
+void Net::prepare(const Shape& in, StepMode mode) {
   const int threads = max_threads();
-
-  // Until every buffer is in place the cached shape is invalid. If an allocation fails, every
-  // activation buffer is released (they are caches) and the error goes up: parameters are never
-  // touched here, so the model stays as it was and usable with a batch that fits.
-  in_shape_ = Shape{};
+  if (plan_ && plan_->in == in && plan_->threads == threads &&
+      (plan_->mode == mode || plan_->mode == StepMode::Train))
+    return;
+  // Planned (and validated) before anything is allocated.
+  std::unique_ptr<const StepPlan> fresh(new StepPlan(plan(in, mode)));
+  // Until every buffer is in place there is no current plan. If an allocation fails, every
+  // activation buffer is released (they are caches) and the error goes up: parameters are
+  // never touched here, so the model stays as it was and usable with a batch that fits.
+  plan_.reset();
   try {
-    allocate_step_buffers(in, shapes, threads);
+    allocate_step_buffers(*fresh);
   } catch (...) {
 #ifdef HC_WITH_CUDA
     arena_requests_.clear();
+    cuda_.reset();
 #endif
     out_bufs_.clear();
     in_stage_.clear();
     grad_a_ = PlaceBuffers{};
     grad_b_ = PlaceBuffers{};
     workspace_ = PlaceBuffers{};
-#ifdef HC_WITH_CUDA
-    cuda_.reset();
-#endif
     throw;
   }
-  in_shape_ = in;
-  threads_ = threads;
+  apply_fusion(*fresh);
+  plan_ = std::move(fresh);
 }
 
 void Net::check_input(const float* x, const Shape& in) const {
@@ -297,8 +241,9 @@ void Net::check_input(const float* x, const Shape& in) const {
                ") at index (" + at + ")");
   }
 }
+
 void Net::check_labels(const int64_t* labels, int64_t n) const {
-  const int64_t classes = outs_.back().shape[1];
+  const int64_t classes = plan_->output()[1];
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = labels[i];
     if (loss_ == LossKind::BCE ? (y != 0 && y != 1) : (y < 0 || y >= classes))
@@ -310,49 +255,32 @@ void Net::check_labels(const int64_t* labels, int64_t n) const {
 }
 
 void Net::stage_input(const float* x) {
-  const Place at = act_place(0);
+  const Place at = plan_->input_place;
   float* data = const_cast<float*>(x);  // layers never write their input
   if (at.device != Device::CPU) {
-    copy_floats(in_stage_[0].data(), at, x, Place{}, in_shape_.numel());
+    transfer(in_stage_[0].data(), at, x, Place{}, plan_->in.numel());
     data = in_stage_[0].data();
   }
   ins_[0].data = data;
 }
 
-namespace {
-
-// Adds the time from construction to destruction to a layer's forward or backward counters
-// (when `times` is not null), waiting for the layer's device so GPU time is counted too.
-class ScopedTimer {
- public:
-  ScopedTimer(LayerTimes* times, bool forward, Place place)
-      : times_(times), forward_(forward), place_(place) {
-    if (times_) start_ = std::chrono::steady_clock::now();
-  }
-  ~ScopedTimer() {
-    if (!times_) return;
+void Net::profile_begin(size_t layer, bool forward, Place place) {
+  (void)forward;
 #ifdef HC_WITH_CUDA
-    if (place_.device == Device::CUDA) {
-      try {
-        cuda::synchronize(place_.index);
-      } catch (...) {  // the next CUDA call reports it
-      }
-    }
+  if (place.device == Device::CUDA) return profile_cuda_mark(layer, forward, place, true);
 #endif
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    (forward_ ? times_->forward_s : times_->backward_s) += s;
-    ++(forward_ ? times_->forward_calls : times_->backward_calls);
-  }
+  started_[layer] = now_s();
+}
 
- private:
-  LayerTimes* times_;
-  bool forward_;
-  Place place_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-}  // namespace
+void Net::profile_end(size_t layer, bool forward, Place place) {
+#ifdef HC_WITH_CUDA
+  if (place.device == Device::CUDA) return profile_cuda_mark(layer, forward, place, false);
+#endif
+  const double s = now_s() - started_[layer];
+  LayerTimes& t = times_[layer];
+  (forward ? t.forward_s : t.backward_s) += s;
+  ++(forward ? t.forward_calls : t.backward_calls);
+}
 
 size_t Net::arena_bytes(int device) {
 #ifdef HC_WITH_CUDA
@@ -365,31 +293,45 @@ size_t Net::arena_bytes(int device) {
 
 void Net::set_profiling(bool on) {
   profiling_ = on;
-  times_.assign(on ? layers_.size() : 0, LayerTimes{});
+  times_.assign(layers_.size(), LayerTimes{});
+  started_.assign(layers_.size(), 0.0);
+#ifdef HC_WITH_CUDA
+  cuda_.reset();  // the captured graphs have no timing events; op by op while profiling
+#endif
+}
+
+const std::vector<LayerTimes>& Net::layer_times() {
+#ifdef HC_WITH_CUDA
+  collect_profile_cuda();
+#endif
+  return times_;
 }
 
 void Net::run_forward() {
+  const StepPlan& p = *plan_;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
     if (i > 0) {
       const Tensor& prev = outs_[i - 1];
-      if (layer.is_view() || act_place(i - 1) == layer.place())
-        ins_[i].data = prev.data;
+      if (p.stage_count[i])
+        transfer(ins_[i].data, p.places[i], prev.data, p.act_places[i - 1], prev.numel());
       else
-        copy_floats(ins_[i].data, layer.place(), prev.data, act_place(i - 1), prev.numel());
+        ins_[i].data = prev.data;
     }
-    if (layer.is_view() || fused_[i]) {  // the data is already there
+    if (layer.is_view() || p.fused[i]) {  // the data is already there
       outs_[i].data = ins_[i].data;
       continue;
     }
-    ScopedTimer timer(profiling_ ? &times_[i] : nullptr, true, layer.place());
-    layer.forward(ins_[i], outs_[i], workspace_.at(layer.place()).data());
+    if (profiling_) profile_begin(i, true, p.places[i]);
+    layer.forward(ins_[i], outs_[i], workspace_.at(p.places[i]).data(), stream_for(p.places[i]));
+    if (profiling_) profile_end(i, true, p.places[i]);
   }
 }
 
 void Net::run_backward() {
+  const StepPlan& p = *plan_;
   Tensor dy = dlogits_;
-  Place dy_at = act_place(layers_.size() - 1);
+  Place dy_at = p.output_place();
   bool dy_in_a = true;  // which of the place's two gradient buffers holds dy
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
@@ -397,102 +339,118 @@ void Net::run_backward() {
       dy.shape = ins_[i].shape;
       continue;
     }
-    if (masked_[i]) {  // the layer after it wrote this ReLU's dx
-      if (!needs_dx_[i]) break;
+    if (p.masked[i]) {  // the layer after it wrote this ReLU's dx
+      if (!p.needs_dx[i]) break;
       continue;
     }
-    const Place p = layer.place();
-    if (dy_at != p) {  // the gradient crosses back to this layer's place
-      copy_floats(grad_a_.at(p).data(), p, dy.data, dy_at, dy.numel());
-      dy.data = grad_a_.at(p).data();
-      dy_at = p;
+    const Place here = p.places[i];
+    if (dy_at != here) {  // the gradient crosses back to this layer's place
+      transfer(grad_a_.at(here).data(), here, dy.data, dy_at, dy.numel());
+      dy.data = grad_a_.at(here).data();
+      dy_at = here;
       dy_in_a = true;
     }
-    Tensor dx{(dy_in_a ? grad_b_ : grad_a_).at(p).data(), ins_[i].shape};
-    {
-      ScopedTimer timer(profiling_ ? &times_[i] : nullptr, false, p);
-      layer.backward(ins_[i], outs_[i], dy, needs_dx_[i] ? &dx : nullptr,
-                     workspace_.at(p).data());
-    }
-    if (!needs_dx_[i]) break;  // nothing before this layer learns
+    Tensor dx{(dy_in_a ? grad_b_ : grad_a_).at(here).data(), ins_[i].shape};
+    if (profiling_) profile_begin(i, false, here);
+    layer.backward(ins_[i], outs_[i], dy, p.needs_dx[i] ? &dx : nullptr,
+                   workspace_.at(here).data(), stream_for(here));
+    if (profiling_) profile_end(i, false, here);
+    if (!p.needs_dx[i]) break;  // nothing before this layer learns
     dy = dx;
     dy_in_a = !dy_in_a;
   }
 }
 
-LossResult Net::run_loss(const int64_t* labels, bool with_grad) {
-  const Place at = act_place(layers_.size() - 1);
+LossResult Net::run_loss(const int64_t* labels, bool with_grad, float weight) {
+  const Place at = plan_->output_place();
 #ifdef HC_WITH_CUDA
-  if (at.device == Device::CUDA) return loss_cuda(labels, with_grad);
+  if (at.device == Device::CUDA) return loss_cuda(labels, with_grad, weight);
 #endif
   (void)at;
   const Tensor& z = outs_.back();
   float* d = with_grad ? dlogits_.data : nullptr;
   return loss_ == LossKind::BCE
-             ? sigmoid_bce_cpu(z.shape[0], z.data, labels, d)
-             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, d);
+             ? sigmoid_bce_cpu(z.shape[0], z.data, labels, d, weight)
+             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, d, weight);
 }
 
-void Net::run_sgd(const SgdConfig& cfg) {
-  sgd_slices_.clear();  // every CPU parameter, updated in one parallel loop
-  sgd_devices_.clear();
-  for (auto& layer : layers_) {
-    const Place p = layer->place();
-    if (p.device == Device::CUDA) {
-      if (std::find(sgd_devices_.begin(), sgd_devices_.end(), p.index) == sgd_devices_.end())
-        sgd_devices_.push_back(p.index);
+void Net::run_update(Optimizer& opt) {
+  for (const Place& p : store_.places()) {
+    if (p.device == Device::CPU) {
+      opt.update(store_, p, nullptr, nullptr);
       continue;
     }
-    for (Param& q : layer->params())
-      sgd_slices_.push_back({q.shape.numel(), q.value.data(), q.grad.data(), q.velocity.data()});
-  }
-  sgd_update_all_cpu(sgd_slices_.data(), sgd_slices_.size(), cfg);
 #ifdef HC_WITH_CUDA
-  for (int d : sgd_devices_) sgd_cuda(d, cfg);  // every parameter of the device in one launch
+    update_cuda(p.index, opt);  // every parameter of the device in one launch
 #endif
+  }
 }
 
 void Net::forward(const float* x, const Shape& in, float* out) {
-  prepare(in);
+  prepare(in, StepMode::Infer);
   check_input(x, in);
   stage_input(x);
   run_forward();
-  copy_floats(out, Place{}, outs_.back().data, act_place(layers_.size() - 1),
-              outs_.back().numel());
+  transfer(out, Place{}, outs_.back().data, plan_->output_place(), outs_.back().numel());
 }
 
-LossResult Net::loss_and_grads(const float* x, const Shape& in, const int64_t* labels) {
-  prepare(in);
+LossResult Net::compute_grads(const float* x, const Shape& in, const int64_t* labels,
+                              float weight, bool accumulate) {
+  if (!std::isfinite(weight) || weight < 0.f)
+    fail_value("gradient weight must be finite and >= 0, got " + std::to_string(weight));
+  prepare(in, StepMode::Train);
   check_input(x, in);
   check_labels(labels, in[0]);
-  return run_step(x, labels);
+  if (accumulate) {  // keep what the gradients hold, then add it back
+    for (const Place& p : store_.places()) {
+      Buffer& s = stash_.at(p);
+      s.reserve(store_.span(p), p);
+      copy_floats(s.data(), p, store_.grads(p), p, store_.span(p));
+    }
+  }
+  const LossResult r = run_grads(x, labels, weight);
+  if (accumulate) {
+    for (const Place& p : store_.places()) {
+      if (p.device == Device::CPU) {
+        add_into_cpu(static_cast<int64_t>(store_.span(p)), store_.grads(p), stash_.at(p).data());
+        continue;
+      }
+#ifdef HC_WITH_CUDA
+      add_into_device(p, store_.span(p), store_.grads(p), stash_.at(p).data());
+#endif
+    }
+  }
+  wait();  // the gradients are complete when this returns
+  return r;
 }
 
-LossResult Net::run_step(const float* x, const int64_t* labels) {
+LossResult Net::run_grads(const float* x, const int64_t* labels, float weight) {
   stage_input(x);
   run_forward();
-  const LossResult r = run_loss(labels, true);
+  const LossResult r = run_loss(labels, true, weight);
   run_backward();
   return r;
 }
 
-int Net::start_step(const float* x, const Shape& in, const int64_t* labels,
-                    const SgdConfig& cfg, LossResult* out) {
-  validate(cfg);
-  prepare(in);
+int Net::start_step(const float* x, const Shape& in, const int64_t* labels, Optimizer& opt,
+                    LossResult* out) {
+  prepare(in, StepMode::Train);
   check_input(x, in);
   check_labels(labels, in[0]);
 #ifdef HC_WITH_CUDA
-  if (single_cuda_device() >= 0) return start_host_step_cuda(x, labels, cfg, out);
+  if (single_cuda_device() >= 0) {
+    const int slot = upload_host_batch_cuda(x, labels, &opt);
+    return launch_step_cuda(single_cuda_device(), slot, &opt, 1.f, out);
+  }
 #endif
-  out[0] = run_step(x, labels);
-  run_sgd(cfg);
+  out[0] = run_grads(x, labels, 1.f);
+  run_update(opt);
+  wait();
   return 1;
 }
 
-int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
-                       const SgdConfig& cfg, LossResult* out) {
-  validate(cfg);
+int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt,
+                       LossResult* out) {
   const int device = single_cuda_device();
   if (device < 0 || device != data.place().index)
     fail_value("training on a data set held on " + data.place().str() +
@@ -501,10 +459,12 @@ int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n,
   data.check_indices(idx, n);
   Shape in = data.shape();
   in[0] = n;
-  prepare(in);
+  prepare(in, StepMode::Train);
 #ifdef HC_WITH_CUDA
-  return start_gather_step_cuda(data, idx, n, cfg, out);
+  const int slot = upload_gather_batch_cuda(data, idx, n, &opt);
+  return launch_step_cuda(device, slot, &opt, 1.f, out);
 #else
+  (void)opt;
   (void)out;
   fail(ErrorKind::Device, "heterocnn was built without CUDA");
 #endif
@@ -519,12 +479,70 @@ int Net::finish_steps(LossResult* out) {
 #endif
 }
 
+void Net::wait() {
+#ifdef HC_WITH_CUDA
+  wait_cuda();
+#endif
+}
+
 LossResult Net::train_step(const float* x, const Shape& in, const int64_t* labels,
-                           const SgdConfig& cfg) {
+                           Optimizer& opt) {
   LossResult r[3];
-  int n = start_step(x, in, labels, cfg, r);
+  int n = start_step(x, in, labels, opt, r);
   n += finish_steps(r + n);
   return r[n - 1];
 }
+
+void Net::start_grads(const float* x, const Shape& in, const int64_t* labels, float weight) {
+  if (!std::isfinite(weight) || weight < 0.f)
+    fail_value("gradient weight must be finite and >= 0, got " + std::to_string(weight));
+  prepare(in, StepMode::Train);
+  check_input(x, in);
+  check_labels(labels, in[0]);
+#ifdef HC_WITH_CUDA
+  if (single_cuda_device() >= 0) {
+    const int slot = upload_host_batch_cuda(x, labels, nullptr);
+    launch_step_cuda(single_cuda_device(), slot, nullptr, weight, nullptr);
+    return;
+  }
+#endif
+  pending_grads_ = run_grads(x, labels, weight);
+  wait();
+}
+
+void Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight) {
+  const int device = single_cuda_device();
+  if (device < 0 || device != data.place().index)
+    fail_value("a gradient pass on a data set held on " + data.place().str() +
+               " needs the whole replica on " + data.place().str());
+  if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
+  data.check_indices(idx, n);
+  Shape in = data.shape();
+  in[0] = n;
+  prepare(in, StepMode::Train);
+#ifdef HC_WITH_CUDA
+  const int slot = upload_gather_batch_cuda(data, idx, n, nullptr);
+  launch_step_cuda(device, slot, nullptr, weight, nullptr);
+#else
+  (void)weight;
+  fail(ErrorKind::Device, "heterocnn was built without CUDA");
+#endif
+}
+
+LossResult Net::finish_grads() {
+#ifdef HC_WITH_CUDA
+  LossResult r;
+  if (finish_steps_cuda(&r)) return r;
+#endif
+  return pending_grads_;
+}
+
+#ifndef HC_WITH_CUDA
+void Net::transfer(float* dst, Place to, const float* src, Place from, size_t count) {
+  copy_floats(dst, to, src, from, count);
+}
+
+void* Net::stream_for(Place) { return nullptr; }
+#endif
 
 }  // namespace hc

@@ -323,7 +323,7 @@ void test_softmax_ce(int64_t N, int64_t K, bool grad) {
              Dev<float> dZ(z), dDZ(N * K);
              Dev<int64_t> dL(lab);
              Dev<LossResult> dR(1);
-             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 0);
+             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 1.f, 0);
              const LossResult g = dR.get()[0];
              c.cmp("loss", Vec{float(g.loss)}, Vec{float(r.loss)}, 1e-5);
              c.expect("correct", g.correct == r.correct);
@@ -340,7 +340,7 @@ void test_bce(int64_t N) {
     Dev<float> dZ(z), dDZ(N);
     Dev<int64_t> dL(lab);
     Dev<LossResult> dR(1);
-    sigmoid_bce_cuda(N, dZ.p, dL.p, dDZ.p, dR.p, 0);
+    sigmoid_bce_cuda(N, dZ.p, dL.p, dDZ.p, dR.p, 1.f, 0);
     const LossResult g = dR.get()[0];
     c.cmp("loss", Vec{float(g.loss)}, Vec{float(r.loss)}, 1e-5);
     c.expect("correct", g.correct == r.correct);
@@ -350,7 +350,7 @@ void test_bce(int64_t N) {
 
 void test_sgd(float mu, float wd, int offset = 0) {
   char name[160];
-  std::snprintf(name, sizeof name, "sgd_update 4 tensors mu=%.2f wd=%.3f off=%d", mu, wd, offset);
+  std::snprintf(name, sizeof name, "sgd_update 4 spans mu=%.2f wd=%.3f off=%d", mu, wd, offset);
   run_case(name, [&](Check& c) {
     const std::vector<int64_t> sizes{1, 150, 7, 30001};
     SgdConfig cfg;
@@ -364,21 +364,19 @@ void test_sgd(float mu, float wd, int offset = 0) {
       v.push_back(randv(n));
     }
     std::vector<std::unique_ptr<Dev<float>>> dp, dg, dv;
-    std::vector<SgdTensorCuda> desc;
     for (size_t i = 0; i < sizes.size(); ++i) {
       dp.emplace_back(new Dev<float>(p[i]));
       dg.emplace_back(new Dev<float>(g[i]));
       dv.emplace_back(new Dev<float>(v[i]));
-      desc.push_back({dp[i]->p + offset, dg[i]->p + offset, dv[i]->p + offset,
-                      sizes[i] - offset});
     }
-    Dev<SgdTensorCuda> dd(desc);
     Dev<SgdConfig> dcfg(std::vector<SgdConfig>{cfg});
     for (int step = 0; step < 3; ++step) {
-      for (size_t i = 0; i < sizes.size(); ++i)
+      for (size_t i = 0; i < sizes.size(); ++i) {
         sgd_update_cpu(sizes[i] - offset, p[i].data() + offset, g[i].data() + offset,
                        v[i].data() + offset, cfg);
-      sgd_update_cuda((int)sizes.size(), dd.p, 30001, dcfg.p, 0);
+        sgd_update_cuda(sizes[i] - offset, dp[i]->p + offset, dg[i]->p + offset,
+                        dv[i]->p + offset, dcfg.p, 0);
+      }
     }
     for (size_t i = 0; i < sizes.size(); ++i) {
       c.cmp("p", dp[i]->get(), p[i], 1e-5);

@@ -42,9 +42,9 @@ __device__ void write_result(double loss, long long correct, int64_t N, LossResu
 __global__ void __launch_bounds__(kLossThreads)
     softmax_ce_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
                       const int64_t* __restrict__ labels, float* __restrict__ dlogits,
-                      LossResult* result) {
+                      LossResult* result, float grad_scale) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const float inv_n = 1.f / static_cast<float>(N);
+  const float inv_n = grad_scale / static_cast<float>(N);
   double loss = 0.0;  // lane 0's running sum over this warp's samples
   long long correct = 0;
   for (int64_t n = warp; n < N; n += kLossWarps) {
@@ -90,8 +90,8 @@ __global__ void __launch_bounds__(kLossThreads)
 __global__ void __launch_bounds__(kLossThreads)
     softmax_ce_few_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
                           const int64_t* __restrict__ labels, float* __restrict__ dlogits,
-                          LossResult* result) {
-  const float inv_n = 1.f / static_cast<float>(N);
+                          LossResult* result, float grad_scale) {
+  const float inv_n = grad_scale / static_cast<float>(N);
   double loss = 0.0;
   long long correct = 0;
   for (int64_t n = threadIdx.x; n < N; n += kLossThreads) {
@@ -123,8 +123,8 @@ __global__ void __launch_bounds__(kLossThreads)
 __global__ void __launch_bounds__(kLossThreads)
     sigmoid_bce_kernel(int64_t N, const float* __restrict__ logits,
                        const int64_t* __restrict__ labels, float* __restrict__ dlogits,
-                       LossResult* result) {
-  const float inv_n = 1.f / static_cast<float>(N);
+                       LossResult* result, float grad_scale) {
+  const float inv_n = grad_scale / static_cast<float>(N);
   double loss = 0.0;
   long long correct = 0;
   for (int64_t n = threadIdx.x; n < N; n += kLossThreads) {
@@ -147,23 +147,25 @@ __global__ void __launch_bounds__(kLossThreads)
 
 void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
                                 const int64_t* labels, float* dlogits, LossResult* result,
-                                cudaStream_t stream) {
+                                float grad_scale, cudaStream_t stream) {
   if (N < 0 || K <= 0)
     fail_value("softmax_cross_entropy_cuda: bad shape N=" + std::to_string(N) + " K=" +
                std::to_string(K));
   if (K <= 32) {
-    softmax_ce_few_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result);
+    softmax_ce_few_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result,
+                                                      grad_scale);
     HC_CUDA_CHECK_LAUNCH("softmax_ce_few_kernel");
     return;
   }
-  softmax_ce_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result);
+  softmax_ce_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result,
+                                                      grad_scale);
   HC_CUDA_CHECK_LAUNCH("softmax_ce_kernel");
 }
 
 void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, float* dlogits,
-                      LossResult* result, cudaStream_t stream) {
+                      LossResult* result, float grad_scale, cudaStream_t stream) {
   if (N < 0) fail_value("sigmoid_bce_cuda: bad batch size " + std::to_string(N));
-  sigmoid_bce_kernel<<<1, kLossThreads, 0, stream>>>(N, logits, labels, dlogits, result);
+  sigmoid_bce_kernel<<<1, kLossThreads, 0, stream>>>(N, logits, labels, dlogits, result, grad_scale);
   HC_CUDA_CHECK_LAUNCH("sigmoid_bce_kernel");
 }
 

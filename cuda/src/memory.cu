@@ -14,18 +14,26 @@ namespace hc::cuda {
 
 namespace {
 
-// Per device, created on first use: the compute stream, and the side stream with its fork and
-// join events (side_branch.h).
-struct DeviceStreams {
-  cudaStream_t compute = nullptr;
+// Every compute stream made here (the devices' default ones and the nets' own), each with its
+// side stream and the fork and join events (side_branch.h).
+struct StreamPair {
+  int device;
+  cudaStream_t compute;
   SideStream side;
 };
 std::mutex streams_mutex;
-std::vector<DeviceStreams> streams;
+std::vector<StreamPair> streams;
+std::vector<cudaStream_t> defaults;  // per device, made on first use
 
-DeviceStreams& streams_of(int device) {  // with streams_mutex held
-  if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1);
-  return streams[device];
+cudaStream_t make_pair(int device) {  // with streams_mutex held
+  use_device(device);
+  StreamPair p{device, nullptr, SideStream{}};
+  HC_CUDA_CHECK(cudaStreamCreateWithFlags(&p.compute, cudaStreamNonBlocking));
+  HC_CUDA_CHECK(cudaStreamCreateWithFlags(&p.side.stream, cudaStreamNonBlocking));
+  HC_CUDA_CHECK(cudaEventCreateWithFlags(&p.side.fork, cudaEventDisableTiming));
+  HC_CUDA_CHECK(cudaEventCreateWithFlags(&p.side.join, cudaEventDisableTiming));
+  streams.push_back(p);
+  return p.compute;
 }
 
 }  // namespace
@@ -87,31 +95,61 @@ void release_pinned(void* p) noexcept {
   cudaGetLastError();
 }
 
-void* stream(int device) {
-  std::lock_guard<std::mutex> lock(streams_mutex);
-  DeviceStreams& s = streams_of(device);
-  if (!s.compute) {
-    use_device(device);
-    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking));
-  }
-  return s.compute;
+cudaStream_t default_of(int device) {  // with streams_mutex held
+  if (defaults.size() <= static_cast<size_t>(device)) defaults.resize(device + 1, nullptr);
+  if (!defaults[device]) defaults[device] = make_pair(device);
+  return defaults[device];
 }
 
-SideStream side_stream(int device) {
+void* stream(int device) {
   std::lock_guard<std::mutex> lock(streams_mutex);
-  SideStream& s = streams_of(device).side;
-  if (!s.stream) {
-    use_device(device);
-    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
-    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming));
-    HC_CUDA_CHECK(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming));
+  return default_of(device);
+}
+
+void* create_stream(int device) {
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  return make_pair(device);
+}
+
+void destroy_stream(void* stream) noexcept {
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  for (size_t i = 0; i < streams.size(); ++i) {
+    if (streams[i].compute != stream) continue;
+    const StreamPair p = streams[i];
+    streams.erase(streams.begin() + i);
+    if (cudaSetDevice(p.device) == cudaSuccess) {
+      cudaStreamSynchronize(p.compute);
+      cudaStreamSynchronize(p.side.stream);
+      cudaEventDestroy(p.side.fork);
+      cudaEventDestroy(p.side.join);
+      cudaStreamDestroy(p.side.stream);
+      cudaStreamDestroy(p.compute);
+    }
+    cudaGetLastError();  // nobody to report to (this runs in destructors)
+    return;
   }
-  return s;
+}
+
+SideStream side_stream_of(cudaStream_t compute) {
+  std::lock_guard<std::mutex> lock(streams_mutex);
+  for (const StreamPair& p : streams)
+    if (p.compute == compute) return p.side;
+  // A stream made elsewhere (a kernel test's): the current device's default side stream.
+  int device = 0;
+  HC_CUDA_CHECK(cudaGetDevice(&device));
+  const cudaStream_t fallback = default_of(device);
+  for (const StreamPair& p : streams)
+    if (p.compute == fallback) return p.side;
+  fail(ErrorKind::Device, "no side stream for a compute stream");
 }
 
 void synchronize(int device) {
   use_device(device);
   HC_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream(device))));
+}
+
+void synchronize_stream(void* stream) {
+  HC_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
 }  // namespace hc::cuda

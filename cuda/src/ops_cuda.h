@@ -85,22 +85,25 @@ void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx
 //   sigmoid BCE: logits (N,1), labels (N,) -> dlogits (N,1) = (sigmoid - y)/N
 void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
                                 const int64_t* labels, float* dlogits, LossResult* result,
-                                cudaStream_t stream);
+                                float grad_scale, cudaStream_t stream);
 void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, float* dlogits,
-                      LossResult* result, cudaStream_t stream);
+                      LossResult* result, float grad_scale, cudaStream_t stream);
 
-// ---- sgd.cu: every parameter tensor updated by one launch. `tensors` is a device array of
-// `count` descriptors; max_n is the largest n among them (it sizes the grid). The
-// hyper-parameters are read from device memory (`cfg`, checked by the caller with validate()),
-// so a captured step picks up a changed learning rate.
+// ---- sgd.cu: p (n), g (n, left as it was), v (n, the momentum; unused when momentum == 0):
+// one launch over a flat span (a device's parameter store). The hyper-parameters are read from
+// device memory (`cfg`, checked by the caller with validate()), so a captured step picks up a
+// changed learning rate.
 struct SgdTensorCuda {
-  float* p;        // parameter (n)
-  const float* g;  // gradient (n), left as it was
-  float* v;        // momentum buffer (n); unused when momentum == 0
+  float* p;
+  const float* g;
+  float* v;
   int64_t n;
 };
-void sgd_update_cuda(int count, const SgdTensorCuda* tensors, int64_t max_n,
-                     const SgdConfig* cfg, cudaStream_t stream);
+void sgd_update_cuda(int64_t n, float* p, const float* g, float* v, const SgdConfig* cfg,
+                     cudaStream_t stream);
+
+// ---- reduce.cu: y (n) += x (n), element by element.
+void add_into_cuda(int64_t n, float* y, const float* x, cudaStream_t stream);
 
 // ---- dataset.cu: a training batch gathered from a data set held on the device.
 //   images (N, S) uint8 (scaled by 1/255) or float32, labels (N,), idx (n,) on the device

@@ -1,4 +1,5 @@
-// p (n,), g (n,), v (n,) -> p, v updated in place, for every parameter tensor in one launch
+// p (n,), g (n,), v (n,) -> p, v updated in place: every parameter of a device in one launch
+// (they are one flat span of its parameter store)
 #include <cstdint>
 #include <string>
 
@@ -24,11 +25,9 @@ __device__ __forceinline__ float sgd_step(float& p, float g, float v, float lr, 
 
 constexpr int kSgdVec = 4;  // float4s per thread per pass over the tensor
 
-// blockIdx.y picks the tensor; the x blocks stride over its elements, float4 at a time where
-// p, g and v are all 16-byte aligned (the scalar loop takes the rest).
-__global__ void sgd_update_kernel(const SgdTensorCuda* __restrict__ tensors,
-                                  const SgdConfig* __restrict__ cfg) {
-  const SgdTensorCuda t = tensors[blockIdx.y];
+// The blocks stride over the span, float4 at a time where p, g and v are all 16-byte aligned
+// (the scalar loop takes the rest).
+__global__ void sgd_update_kernel(const SgdTensorCuda t, const SgdConfig* __restrict__ cfg) {
   const float lr = cfg->lr, mu = cfg->momentum, wd = cfg->weight_decay;
   const bool vec = ((reinterpret_cast<uintptr_t>(t.p) | reinterpret_cast<uintptr_t>(t.g) |
                      reinterpret_cast<uintptr_t>(t.v)) & 15u) == 0;
@@ -72,14 +71,12 @@ __global__ void sgd_update_kernel(const SgdTensorCuda* __restrict__ tensors,
 
 }  // namespace
 
-void sgd_update_cuda(int count, const SgdTensorCuda* tensors, int64_t max_n,
-                     const SgdConfig* cfg, cudaStream_t stream) {
-  if (count < 0 || count > 65535)
-    fail_value("sgd_update_cuda: " + std::to_string(count) + " tensors (at most 65535)");
-  if (count == 0 || max_n <= 0) return;
-  const dim3 grid(std::min(op_blocks((max_n + 4 * kSgdVec - 1) / (4 * kSgdVec)), 1024u),
-                  static_cast<unsigned>(count));
-  sgd_update_kernel<<<grid, kOpThreads, 0, stream>>>(tensors, cfg);
+void sgd_update_cuda(int64_t n, float* p, const float* g, float* v, const SgdConfig* cfg,
+                     cudaStream_t stream) {
+  if (n < 0) fail_value("sgd_update_cuda: n = " + std::to_string(n));
+  if (n == 0) return;
+  const unsigned grid = std::min(op_blocks((n + 4 * kSgdVec - 1) / (4 * kSgdVec)), 1024u);
+  sgd_update_kernel<<<grid, kOpThreads, 0, stream>>>(SgdTensorCuda{p, g, v, n}, cfg);
   HC_CUDA_CHECK_LAUNCH("sgd_update_kernel");
 }
 

@@ -1,4 +1,4 @@
-// SideBranch (side_branch.h): fork and join through the device's side stream and its events.
+// SideBranch (side_branch.h): fork and join through the compute stream's side stream and events.
 #include "side_branch.h"
 
 #include "check.h"
@@ -6,9 +6,7 @@
 namespace hc {
 
 SideBranch::SideBranch(cudaStream_t main) : main_(main) {
-  int device = 0;
-  HC_CUDA_CHECK(cudaGetDevice(&device));
-  const cuda::SideStream s = cuda::side_stream(device);
+  const cuda::SideStream s = cuda::side_stream_of(main);
   side_ = s.stream;
   joined_ = s.join;
   HC_CUDA_CHECK(cudaEventRecord(s.fork, main_));

@@ -9,21 +9,21 @@
 //   side.join();                       // `stream` waits for the branch (also on unwinding)
 //
 // Inside a graph capture of `stream` the fork and the join become edges of the graph, so a
-// replayed step runs both branches at once. One side stream (and its two events) per device,
-// like the compute stream: steps on one device are enqueued from one thread at a time.
+// replayed step runs both branches at once. One side stream (and its two events) per compute
+// stream: work on one compute stream is enqueued from one thread at a time.
 #pragma once
 #include <cuda_runtime.h>
 
 namespace hc {
 
 namespace cuda {
-// A device's side stream and the events that fork it from and join it to the compute stream,
-// made on first use beside the compute stream (memory.cu, with cuda::stream).
+// A compute stream's side stream and the events that fork it from and join it to the compute
+// stream, made with the compute stream (memory.cu: cuda::stream, cuda::create_stream).
 struct SideStream {
   cudaStream_t stream = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
 };
-SideStream side_stream(int device);  // a copy: the registry may grow
+SideStream side_stream_of(cudaStream_t compute);  // a copy: the registry may change
 }  // namespace cuda
 
 class SideBranch {

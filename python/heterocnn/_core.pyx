@@ -62,7 +62,7 @@ cdef extern from "heterocnn/layer.h" namespace "hc":
     cdef cppclass Param:
         string name
         Shape shape
-        Buffer value, grad, velocity
+        Buffer value, grad
     cdef cppclass Layer:
         Shape output_shape(const Shape& s) except +raise_py_error
         size_t workspace_size(const Shape& s, int threads) except +raise_py_error
@@ -92,6 +92,29 @@ cdef extern from "heterocnn/sgd.h" namespace "hc":
     void validate(const SgdConfig& cfg) except +raise_py_error
 
 
+cdef extern from "heterocnn/param_store.h" namespace "hc":
+    cdef cppclass ParamStore:
+        size_t bytes(Place place)
+
+
+cdef extern from "heterocnn/optimizer.h" namespace "hc":
+    cdef cppclass Optimizer:
+        int state_count()
+        string state_name(int k)
+        void get_state(const ParamStore& store, int k, size_t i, float* dst) except +raise_py_error
+        void set_state(const ParamStore& store, int k, size_t i, const float* src) except +raise_py_error
+        void reset() except +raise_py_error
+    cdef cppclass Sgd(Optimizer):
+        Sgd(const SgdConfig& config) except +raise_py_error
+        void set_config(const SgdConfig& config) except +raise_py_error
+
+
+cdef extern from "heterocnn/step_plan.h" namespace "hc":
+    cdef enum class StepMode(int):
+        Train
+        Infer
+
+
 cdef extern from "heterocnn/device_dataset.h" namespace "hc":
     cdef cppclass DeviceDataset:
         DeviceDataset(const void* images, cbool uint8, const Shape& shape, const int64_t* labels,
@@ -110,20 +133,21 @@ cdef extern from "heterocnn/net.h" namespace "hc":
             PlaceBytes()
             Place place
             size_t parameters, buffers, missing
-        vector[PlaceBytes] step_bytes(const Shape& s) except +raise_py_error
-        vector[LayerTimes] layer_times()
+        vector[PlaceBytes] step_bytes(const Shape& s, StepMode mode, int optimizer_states) except +raise_py_error
+        vector[LayerTimes]& layer_times() except +raise_py_error
         Net(LossKind loss)
         void add(unique_ptr[Layer] layer) except +raise_py_error
         vector[unique_ptr[Layer]]& layers()
+        ParamStore& params()
         void init(uint64_t seed) except +raise_py_error
-        void reset_momentum() except +raise_py_error
         Shape output_shape(const Shape& s) except +raise_py_error
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
-        LossResult loss_and_grads(const float* x, const Shape& s, const int64_t* y) except +raise_py_error
+        LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, float weight, cbool accumulate) except +raise_py_error
         void to(const vector[Place]& places) except +raise_py_error
-        int start_step(const float* x, const Shape& s, const int64_t* y, const SgdConfig& cfg, LossResult* out) except +raise_py_error
-        int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, const SgdConfig& cfg, LossResult* out) except +raise_py_error
+        int start_step(const float* x, const Shape& s, const int64_t* y, Optimizer& opt, LossResult* out) except +raise_py_error
+        int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt, LossResult* out) except +raise_py_error
         int finish_steps(LossResult* out) except +raise_py_error
+        void wait() except +raise_py_error
 
 
 cdef extern from "heterocnn/build_info.h" namespace "hc":
@@ -193,6 +217,9 @@ cdef SgdConfig sgd_config(float lr, float momentum, float weight_decay):
     return cfg
 
 
+cdef class CoreSGD
+
+
 cdef class CoreNet:
     """A C++ hc::Net. Built from layer specs [(kind, [ints]), ...]."""
     cdef unique_ptr[Net] net
@@ -212,28 +239,26 @@ cdef class CoreNet:
                                <float*>cnp.PyArray_DATA(out))
         return out
 
-    def loss_and_grads(self, cnp.ndarray x, cnp.ndarray y):
-        r = self.net.get().loss_and_grads(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
-                                          <const int64_t*>cnp.PyArray_DATA(y))
+    def compute_grads(self, cnp.ndarray x, cnp.ndarray y, float weight=1.0,
+                      bint accumulate=False):
+        """(loss, correct); the gradients (times weight, added when accumulate) in the store."""
+        r = self.net.get().compute_grads(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
+                                         <const int64_t*>cnp.PyArray_DATA(y), weight, accumulate)
         return r.loss, r.correct
 
-    def start_step(self, cnp.ndarray x, cnp.ndarray y, float lr, float momentum,
-                   float weight_decay):
+    def start_step(self, cnp.ndarray x, cnp.ndarray y, CoreSGD opt):
         """Starts a step; returns [(loss, correct)] of the steps finished since the last
         report (on a GPU the previous step, on the CPU this one)."""
-        cdef SgdConfig cfg = sgd_config(lr, momentum, weight_decay)
         cdef LossResult out[2]
         n = self.net.get().start_step(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
-                                      <const int64_t*>cnp.PyArray_DATA(y), cfg, out)
+                                      <const int64_t*>cnp.PyArray_DATA(y), opt.opt.get()[0], out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
 
-    def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, float lr, float momentum,
-                      float weight_decay):
+    def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, CoreSGD opt):
         """start_step on the samples idx (int64) of a data set held on the net's GPU."""
-        cdef SgdConfig cfg = sgd_config(lr, momentum, weight_decay)
         cdef LossResult out[2]
         n = self.net.get().start_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
-                                         idx.shape[0], cfg, out)
+                                         idx.shape[0], opt.opt.get()[0], out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
 
     def finish_steps(self):
@@ -241,20 +266,23 @@ cdef class CoreNet:
         n = self.net.get().finish_steps(out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
 
-    def reset_momentum(self):
-        self.net.get().reset_momentum()
-
-    def step_bytes(self, tuple in_shape):
+    def step_bytes(self, tuple in_shape, str mode="train", int optimizer_states=1):
         """{place: (parameter bytes, step buffer bytes, bytes not allocated yet)} of a step
         on input ``in_shape``, from the plan the step allocates by."""
         out = {}
-        for b in self.net.get().step_bytes(to_shape(in_shape)):
+        cdef StepMode m = StepMode.Infer if mode == "infer" else StepMode.Train
+        for b in self.net.get().step_bytes(to_shape(in_shape), m, optimizer_states):
             place = "cpu" if b.place.device == Device.CPU else f"cuda:{b.place.index}"
             out[place] = (b.parameters, b.buffers, b.missing)
         return out
 
     def arena_bytes(self, int device):
+        """Bytes of the step's arena on CUDA device ``device``."""
         return self.net.get().arena_bytes(device)
+
+    def store_bytes(self, str device):
+        """Bytes of the parameter store (values and gradients) on ``device``."""
+        return self.net.get().params().bytes(to_place(device))
 
     def set_profiling(self, bint on):
         self.net.get().set_profiling(on)
@@ -278,18 +306,19 @@ cdef class CoreNet:
         return &self.net.get().layers()[layer].get().params()[index]
 
     def get(self, int layer, int index, str which="value"):
-        """A host copy of one parameter's value, grad or velocity."""
+        """A host copy of one parameter's value or grad."""
         cdef Param* p = self.param(layer, index)
         out = np.empty(from_shape(p.shape), dtype=np.float32)
-        cdef Buffer* b = &p.value if which == "value" else (&p.grad if which == "grad" else &p.velocity)
+        cdef Buffer* b = &p.value if which == "value" else &p.grad
+        self.net.get().wait()
         b.copy_to_host(<float*>cnp.PyArray_DATA(out), p.shape.numel())
         return out
 
-    def set(self, int layer, int index, cnp.ndarray src, str which="value"):
-        """Copies a float32 C-contiguous array of the parameter's shape into it."""
+    def set(self, int layer, int index, cnp.ndarray src):
+        """Copies a float32 C-contiguous array of the parameter's shape into its value."""
         cdef Param* p = self.param(layer, index)
-        cdef Buffer* b = &p.value if which == "value" else &p.velocity
-        b.copy_from_host(<const float*>cnp.PyArray_DATA(src), p.shape.numel())
+        self.net.get().wait()
+        p.value.copy_from_host(<const float*>cnp.PyArray_DATA(src), p.shape.numel())
 
     def to(self, list places):
         """places: one (device, index) per layer, device 0 = CPU, 1 = CUDA. All or nothing."""
@@ -300,6 +329,46 @@ cdef class CoreNet:
             pl.index = index
             v.push_back(pl)
         self.net.get().to(v)
+
+
+cdef Place to_place(str device) except *:
+    cdef Place pl
+    if device == "cpu":
+        pl.device = Device.CPU
+        pl.index = 0
+    else:
+        pl.device = Device.CUDA
+        pl.index = int(device.split(":")[1])
+    return pl
+
+
+cdef class CoreSGD:
+    """A C++ hc::Sgd: SGD's hyper-parameters and its momentum buffers, laid out like the
+    parameter store of the net it updates."""
+    cdef unique_ptr[Sgd] opt
+
+    def __cinit__(self, float lr, float momentum, float weight_decay):
+        self.opt.reset(new Sgd(sgd_config(lr, momentum, weight_decay)))
+
+    def set_config(self, float lr, float momentum, float weight_decay):
+        self.opt.get().set_config(sgd_config(lr, momentum, weight_decay))
+
+    def state_names(self):
+        return [self.opt.get().state_name(k).decode() for k in range(self.opt.get().state_count())]
+
+    def get_state(self, CoreNet net, int k, int i, tuple shape):
+        """A host copy of state k of parameter i (state_dict order) of ``net``."""
+        out = np.empty(shape, dtype=np.float32)
+        net.net.get().wait()
+        self.opt.get().get_state(net.net.get().params(), k, i, <float*>cnp.PyArray_DATA(out))
+        return out
+
+    def set_state(self, CoreNet net, int k, int i, cnp.ndarray src):
+        net.net.get().wait()
+        self.opt.get().set_state(net.net.get().params(), k, i, <const float*>cnp.PyArray_DATA(src))
+
+    def reset(self):
+        self.opt.get().reset()
 
 
 cdef Tensor as_tensor(cnp.ndarray a) except *:

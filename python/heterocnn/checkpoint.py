@@ -53,8 +53,8 @@ def save(model, path, opt=None, **meta):
     metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model))}
     if opt is not None:
         model._check_optimizer(opt)
-        for key, (i, j) in zip(model._keys, model._index()):
-            tensors[MOMENTUM + key] = model._net.get(i, j, "velocity")
+        for key, value in opt.state().items():  # "momentum.<key>"
+            tensors["optimizer." + key] = value
         metadata["optimizer"] = json.dumps({"type": "SGD", "lr": opt.lr,
                                             "momentum": opt.momentum,
                                             "weight_decay": opt.weight_decay})
@@ -227,18 +227,19 @@ def load(path, model=None):
 def _optimizer(path, model, cfg, momenta, SGD):
     if not isinstance(cfg, dict) or cfg.get("type") != "SGD":
         raise DataFormatError(f"{path}: unknown optimizer {cfg!r:.200}")
-    if sorted(momenta) != sorted(model._keys):
+    keys = [key for key, _ in model.parameters()]
+    if sorted(momenta) != sorted(keys):
         raise DataFormatError(f"{path}: momentum buffers {sorted(momenta)} do not match the "
-                              f"parameters {model._keys}")
+                              f"parameters {keys}")
     try:
         opt = SGD(model, lr=cfg["lr"], momentum=cfg["momentum"],
                   weight_decay=cfg["weight_decay"])
     except (KeyError, HeteroCNNError) as e:
         raise DataFormatError(f"{path}: bad optimizer settings {cfg!r:.200}: {e}") from None
-    for key, (i, j), (_, _, shape) in zip(model._keys, model._index(), model._params):
-        v = np.ascontiguousarray(momenta[key], dtype=np.float32)
+    for key, shape in model.parameters():
+        v = np.asarray(momenta[key])
         if v.shape != tuple(shape) or not np.isfinite(v).all():
             raise DataFormatError(f"{path}: momentum of {key} has shape {v.shape} (expected "
                                   f"{tuple(shape)}) or holds NaN/inf")
-        model._net.set(i, j, v, "velocity")
+    opt.load_state({"momentum." + key: momenta[key] for key in keys})
     return opt

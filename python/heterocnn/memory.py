@@ -15,7 +15,7 @@ def estimate_memory(model, batch_size, sample_shape):
     those not allocated yet. Nothing is allocated to find out."""
     shape = (int(batch_size),) + tuple(int(d) for d in sample_shape)
     return {place: dict(zip(("parameters", "buffers", "missing"), sizes))
-            for place, sizes in model._net.step_bytes(shape).items()}
+            for place, sizes in model.step_bytes(shape).items()}
 
 
 def host_available():

@@ -7,15 +7,17 @@ from .errors import InvalidValueError, NonFiniteError
 from .nn import Sequential
 
 
-def _state(model):
-    """[(value, velocity)] host copies of every parameter, in state_dict order."""
-    return [(model._net.get(i, j), model._net.get(i, j, "velocity")) for i, j in model._index()]
+def _state(model, opt):
+    """[(value, momentum)] host copies of every parameter, in state_dict order."""
+    values, momenta = model.state_dict(), opt.state()
+    return [(values[key], momenta["momentum." + key]) for key in values]
 
 
-def _set_state(model, state):
-    for (i, j), (value, velocity) in zip(model._index(), state):
-        model._net.set(i, j, value)
-        model._net.set(i, j, velocity, "velocity")
+def _set_state(model, opt, state):
+    keys = [key for key, _ in model.parameters()]
+    model.load_state_dict(dict(zip(keys, (v for v, _ in state))), allow_nonfinite=True)
+    opt.load_state({"momentum." + key: m for key, (_, m) in zip(keys, state)},
+                   allow_nonfinite=True)
 
 
 def _finite(state):
@@ -29,25 +31,27 @@ def _layer(model, key):
 
 def _bad_weights(model, state):
     """(layer, description) of the first parameter in ``state`` holding NaN/inf, or None."""
-    for key, (value, velocity) in zip(model._keys, state):
+    for (key, _), (value, velocity) in zip(model.parameters(), state):
         if not (np.isfinite(value).all() and np.isfinite(velocity).all()):
             i, name = _layer(model, key)
             return i, f"{key} of {name} holds NaN/inf"
     return None
 
 
-def _locate(model, before, x, y):
+def _locate(model, opt, before, x, y):
     """(layer index or None, description) of where a step from state ``before`` on (x, y)
     first meets a NaN or inf: the weights in forward order, then each layer's output in
     forward order, the loss, the gradients in the order backward makes them (last layer
     first), else the update. ``model`` is a CPU copy whose state this changes."""
-    _set_state(model, before)
+    _set_state(model, opt, before)
     bad = _bad_weights(model, before)
     if bad:
         return bad[0], bad[1] + " before the step"
     for i in range(len(model.layers)):
         prefix = Sequential(*model.layers[:i + 1], loss=model.loss)
-        _set_state(prefix, before[:len(prefix._keys)])
+        keys = [key for key, _ in prefix.parameters()]
+        prefix.load_state_dict({key: value for key, (value, _) in zip(keys, before)},
+                               allow_nonfinite=True)
         if not np.isfinite(prefix(x)).all():
             return i, f"the output of layer {i} ({model.layers[i]!r}) is NaN/inf"
     loss, grads = model.loss_and_grads(x, y)
@@ -77,7 +81,7 @@ class NanGuard:
         self.model, self.opt, self.mode = model, opt, mode
         self.synchronous = mode == "skip"
         self._skips = 0
-        self._good = _state(model)
+        self._good = _state(model, opt)
         bad = _bad_weights(model, self._good)
         if bad:
             raise NonFiniteError(f"before training: {bad[1]}", 0, bad[0])
@@ -86,7 +90,7 @@ class NanGuard:
         """``step``: steps done before this epoch; ``batch_at(b)``: its batch b as (x, y)."""
         self._step0, self._batch_at = step, batch_at
         if self.mode == "raise":
-            self._good = _state(self.model)
+            self._good = _state(self.model, self.opt)
 
     def accept(self, loss, batch):
         """Whether the step on ``batch`` of this epoch counts (False: it was undone)."""
@@ -94,16 +98,16 @@ class NanGuard:
             if not np.isfinite(loss):
                 self._fail(batch)
             return True
-        state = _state(self.model) if np.isfinite(loss) else None
+        state = _state(self.model, self.opt) if np.isfinite(loss) else None
         if state is not None and _finite(state):
             self._good = state
             return True
-        _set_state(self.model, self._good)
+        _set_state(self.model, self.opt, self._good)
         self._skips += 1
         return False
 
     def end_epoch(self, n_batches):
-        if self.mode == "raise" and not _finite(_state(self.model)):
+        if self.mode == "raise" and not _finite(_state(self.model, self.opt)):
             self._fail(n_batches - 1)
 
     def take_skips(self):
@@ -120,18 +124,18 @@ class NanGuard:
         from .optim import SGD
 
         self.model._finish_steps()
-        _set_state(self.model, self._good)
+        _set_state(self.model, self.opt, self._good)
 
         copy = self._cpu_copy()
         opt = SGD(copy, lr=self.opt.lr, momentum=self.opt.momentum,
                   weight_decay=self.opt.weight_decay)
-        _set_state(copy, self._good)
+        _set_state(copy, opt, self._good)
         for b in range(last + 1):
             x, y = self._batch_at(b)
-            before = _state(copy)
+            before = _state(copy, opt)
             loss = copy.train_step(x, y, opt)
-            if not np.isfinite(loss) or not _finite(_state(copy)):
-                layer, where = _locate(copy, before, x, y)
+            if not np.isfinite(loss) or not _finite(_state(copy, opt)):
+                layer, where = _locate(copy, opt, before, x, y)
                 step = self._step0 + b + 1
                 raise NonFiniteError(f"NaN/inf at step {step} (batch {b + 1} of the epoch): "
                                      f"{where}", step, layer)

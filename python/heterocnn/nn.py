@@ -189,10 +189,25 @@ class Sequential:
 
     def loss_and_grads(self, x, y):
         """(mean loss, {key: gradient}) for one batch; the model's weights do not change."""
+        loss = self.compute_grads(x, y)
+        return loss, self.gradients()
+
+    def compute_grads(self, x, y, weight=1.0, accumulate=False):
+        """Mean loss of one batch; leaves ``weight`` times its gradients in the model (added
+        to what is there when ``accumulate``), to be read with gradients()."""
         x = self._input(x)
-        loss, _ = self._net.loss_and_grads(x, self._labels(y, x.shape[0]))
-        return loss, OrderedDict(
-            (key, self._net.get(i, j, "grad")) for key, (i, j) in zip(self._keys, self._index()))
+        weight = float(weight)
+        if not np.isfinite(weight) or weight < 0:
+            raise InvalidValueError(f"weight must be finite and >= 0, got {weight}")
+        loss, _ = self._net.compute_grads(x, self._labels(y, x.shape[0]), weight,
+                                          bool(accumulate))
+        return loss
+
+    def gradients(self):
+        """{key: host copy of the gradient} of the last compute_grads / loss_and_grads /
+        training step, keyed and laid out like state_dict()."""
+        return OrderedDict((key, self._net.get(i, j, "grad"))
+                           for key, (i, j) in zip(self._keys, self._index()))
 
     def train_step(self, x, y, opt):
         """One SGD step on (x, y) in a single call into the core; returns the mean loss."""
@@ -209,8 +224,7 @@ class Sequential:
         the next batch while this one runs). _finish_steps() reports the last one."""
         self._check_optimizer(opt)
         x = self._input(x)
-        return self._net.start_step(x, self._labels(y, x.shape[0]), opt.lr, opt.momentum,
-                                    opt.weight_decay)
+        return self._net.start_step(x, self._labels(y, x.shape[0]), opt._core)
 
     def _start_step_on(self, data, idx, opt):
         """_start_step on the samples ``idx`` of a DeviceDataset."""
@@ -225,7 +239,7 @@ class Sequential:
             raise DTypeError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
         check_label_range(self, data.sample_shape, *data.label_range, "data")
         return self._net.start_step_on(data._core, np.ascontiguousarray(idx, dtype=np.int64),
-                                       opt.lr, opt.momentum, opt.weight_decay)
+                                       opt._core)
 
     def _finish_steps(self):
         """[(loss, correct)] of the step still running, if any, after waiting for it."""
@@ -265,9 +279,10 @@ class Sequential:
         return OrderedDict((key, self._net.get(i, j)) for key, (i, j) in
                            zip(self._keys, self._index()))
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, allow_nonfinite=False):
         """Copy weights in. Every key, shape and value is checked first; on any mismatch an
-        error names it and the model keeps its old weights."""
+        error names it and the model keeps its old weights. NaN and inf are refused unless
+        ``allow_nonfinite`` (for putting back a snapshot exactly as it was)."""
         if not hasattr(state, "keys"):
             raise DTypeError(f"state_dict must be a mapping, got {type(state).__name__}")
         missing = [k for k in self._keys if k not in state]
@@ -284,7 +299,7 @@ class Sequential:
             if a.shape != tuple(shape):
                 raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
                                  f"{tuple(shape)}")
-            if not np.isfinite(a).all():
+            if not allow_nonfinite and not np.isfinite(a).all():
                 raise InvalidValueError(f"state_dict[{key!r}] holds NaN or inf")
             arrays.append(a)
         for (i, j), a in zip(self._index(), arrays):
@@ -293,3 +308,18 @@ class Sequential:
     def parameters(self):
         """Names and shapes of the parameters, in state_dict order."""
         return [(key, tuple(shape)) for key, (_, _, shape) in zip(self._keys, self._params)]
+
+    def store(self):
+        """The core handle of the model's parameter store, which an optimizer updates and
+        lays its state out by (hc.SGD uses it; nothing else needs it)."""
+        return self._net
+
+    def step_bytes(self, input_shape, mode="train", optimizer_states=1):
+        """{device: (parameter bytes, step buffer bytes, bytes not allocated yet)} of one
+        step on ``input_shape`` (batch first) as the model is placed, read from the step plan
+        the core allocates by; nothing is allocated. Parameters count their value, gradient and
+        ``optimizer_states`` optimizer buffers; mode "infer" plans a forward pass alone."""
+        if mode not in ("train", "infer"):
+            raise InvalidValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+        return self._net.step_bytes(tuple(int(d) for d in input_shape), mode,
+                                    int(optimizer_states))

@@ -1,9 +1,19 @@
 """SGD with momentum and weight decay: the update rule of torch.optim.SGD
-(v = momentum * v + g + weight_decay * p;  p -= lr * v). The momentum buffers live in the
-core beside the parameters; making an optimizer for a model starts them at zero."""
+(v = momentum * v + g + weight_decay * p;  p -= lr * v).
+
+An optimizer owns its state: the momentum buffers live in the core's optimizer object
+(laid out like the model's parameter store, moving with it), not beside the parameters, so
+two optimizers of one model are independent. ``state()`` / ``load_state()`` read and write
+it by state_dict key."""
+
+from collections import OrderedDict
+
+import numpy as np
 
 from . import _core
-from .errors import DTypeError, InvalidValueError
+from .errors import DTypeError, InvalidValueError, ShapeError, StateDictError
+
+_HYPER = ("lr", "momentum", "weight_decay")
 
 
 class SGD:
@@ -12,22 +22,69 @@ class SGD:
 
         if not isinstance(model, Sequential):
             raise DTypeError(f"SGD needs a heterocnn Sequential, got {type(model).__name__}")
-        self.model = model
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        model._net.reset_momentum()
+        object.__setattr__(self, "model", model)
+        values = {name: _number(name, v) for name, v in
+                  (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay))}
+        _core.validate_sgd(values["lr"], values["momentum"], values["weight_decay"])
+        object.__setattr__(self, "_core", _core.CoreSGD(values["lr"], values["momentum"],
+                                                        values["weight_decay"]))
+        for name, v in values.items():
+            object.__setattr__(self, name, v)
 
     def __setattr__(self, name, value):
-        if name in ("lr", "momentum", "weight_decay"):
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise InvalidValueError(f"SGD {name} must be a number, got {value!r}") from None
-            current = {k: getattr(self, k, 0.0) for k in ("lr", "momentum", "weight_decay")}
+        if name in _HYPER:
+            value = _number(name, value)
+            current = {k: getattr(self, k) for k in _HYPER}
             current[name] = value
-            _core.validate_sgd(current["lr"], current["momentum"], current["weight_decay"])
+            self._core.set_config(current["lr"], current["momentum"], current["weight_decay"])
         object.__setattr__(self, name, value)
 
     def __repr__(self):
         return f"SGD(lr={self.lr}, momentum={self.momentum}, weight_decay={self.weight_decay})"
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state(self):
+        """{"momentum.<key>": host copy} for every parameter of the model, in state_dict order."""
+        names = self._core.state_names()
+        out = OrderedDict()
+        for k, name in enumerate(names):
+            for i, (key, shape) in enumerate(self.model.parameters()):
+                out[f"{name}.{key}"] = self._core.get_state(self.model.store(), k, i, shape)
+        return out
+
+    def load_state(self, state, allow_nonfinite=False):
+        """Write the buffers ``state()`` returns (same keys and shapes, finite float arrays
+        unless ``allow_nonfinite``). Everything is checked first; on a mismatch nothing
+        changes."""
+        names = self._core.state_names()
+        params = self.model.parameters()
+        expected = [f"{name}.{key}" for name in names for key, _ in params]
+        if set(state.keys()) != set(expected):
+            raise StateDictError(f"optimizer state does not match: expected keys {expected}, "
+                                 f"got {sorted(state.keys())}")
+        arrays = []
+        for k, name in enumerate(names):
+            for i, (key, shape) in enumerate(params):
+                a = np.ascontiguousarray(state[f"{name}.{key}"], dtype=np.float32)
+                if a.shape != tuple(shape):
+                    raise ShapeError(f"optimizer state {name}.{key} has shape {a.shape}, the "
+                                     f"model expects {tuple(shape)}")
+                if not allow_nonfinite and not np.isfinite(a).all():
+                    raise InvalidValueError(f"optimizer state {name}.{key} holds NaN or inf")
+                arrays.append((k, i, a))
+        for k, i, a in arrays:
+            self._core.set_state(self.model.store(), k, i, a)
+
+    def zero_state(self):
+        """All state back to zero, as a fresh optimizer has it."""
+        self._core.reset()
+
+
+def _number(name, value):
+    if isinstance(value, (bool, str)):
+        raise InvalidValueError(f"SGD {name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"SGD {name} must be a number, got {value!r}") from None

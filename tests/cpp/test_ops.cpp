@@ -391,7 +391,7 @@ TEST(net_step_reduces_loss_and_rejects_bad_input) {
   const Shape in{5, 2, 6, 5};
   auto x = randn(in.numel(), 3);
   const int64_t y[] = {0, 1, 2, 1, 0};
-  const SgdConfig cfg{0.05f, 0.9f, 0};
+  Sgd cfg(SgdConfig{0.05f, 0.9f, 0});
   const double first = net.train_step(x.data(), in, y, cfg).loss;
   double last = first;
   for (int i = 0; i < 30; ++i) last = net.train_step(x.data(), in, y, cfg).loss;

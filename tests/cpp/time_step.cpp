@@ -42,9 +42,7 @@ void time_net(const std::string& name, int64_t N, int steps, int repeats) {
   std::uniform_real_distribution<float> u(0.f, 1.f);
   for (float& v : x) v = u(rng);
   for (int64_t& v : y) v = rng() % 10;
-  hc::SgdConfig cfg;
-  cfg.lr = 0.01f;
-  cfg.momentum = 0.9f;
+  hc::Sgd cfg(hc::SgdConfig{0.01f, 0.9f, 0.f});
   if (name == "convnet") steps = std::max(1, steps / 10);
   for (int i = 0; i < steps / 4 + 1; ++i) net.train_step(x.data(), in, y.data(), cfg);
   std::vector<double> ms;

@@ -20,10 +20,16 @@ void zero(float* p, size_t count, int device);
 // Page-locked host memory, which the device reads and writes without a staging copy.
 void* alloc_pinned(size_t bytes);
 void release_pinned(void* p) noexcept;
-// The stream every op of `device` is enqueued on (a cudaStream_t).
+// The device's default stream (a cudaStream_t): what a layer run on its own is enqueued on.
 void* stream(int device);
-// Waits for the device's stream; throws if any kernel on it failed.
+// Waits for the device's default stream; throws if any kernel on it failed.
 void synchronize(int device);
+// A compute stream of one's own on `device` (each net has its own), with the side stream its
+// layers branch onto (side_branch.h); destroy_stream releases both.
+void* create_stream(int device);
+void destroy_stream(void* stream) noexcept;
+// Waits for `stream`; throws if any kernel on it failed.
+void synchronize_stream(void* stream);
 
 }  // namespace hc::cuda
 #endif

@@ -15,11 +15,12 @@ typedef struct CUstream_st* cudaStream_t;  // as CUDA declares it; no CUDA heade
 
 namespace hc {
 
-// One learnable array: its value, the gradient of the last backward, and the SGD momentum.
+// One learnable array: its value and the gradient of the last backward (in a net, views into
+// its ParamStore; an optimizer keeps its own state for it).
 struct Param {
   std::string name;  // "weight" or "bias", as in torch.nn
   Shape shape;
-  Buffer value, grad, velocity;
+  Buffer value, grad;
 };
 
 class Layer {
@@ -49,16 +50,21 @@ class Layer {
   virtual void init_params(Rng& rng);
 
   // y = layer(x), all on this layer's place. `ws` holds workspace_size(x.shape) floats.
-  void forward(const Tensor& x, Tensor& y, float* ws);
+  // On a CUDA device the work is enqueued on `stream` (a cudaStream_t; null: the device's
+  // default compute stream).
+  void forward(const Tensor& x, Tensor& y, float* ws, void* stream = nullptr);
   // Given dL/dy, writes dL/dx into dx (when dx is not null) and dL/dparams into each
   // Param::grad (overwritten, not accumulated). x and y are the forward's input and output.
-  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws);
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                void* stream = nullptr);
   // These three are the one place where the CPU or the CUDA implementation is chosen.
 
   std::vector<Param>& params() { return params_; }
+  std::vector<size_t> param_counts() const;  // floats of each parameter
   Place place() const { return place_; }
-  // Moves the parameters (values, gradients, momenta) to `place`.
-  void to(Place place);
+  // Says the layer runs on `place` from now on; its parameters must be there already (the
+  // net's ParamStore puts them there).
+  void set_place(Place place) { place_ = place; }
 
  protected:
   virtual size_t workspace_size_cpu(const Shape& in, int threads) const;

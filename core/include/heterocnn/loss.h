@@ -15,10 +15,12 @@ struct LossResult {
   int64_t correct = 0;
 };
 
-// dlogits may be null (evaluation only).
+// dlogits may be null (evaluation only); it is the gradient of the mean loss times
+// grad_scale (a replica's share of a larger batch: its sub-batch size over the batch's).
 LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
-                                     const int64_t* labels, float* dlogits);
+                                     const int64_t* labels, float* dlogits,
+                                     float grad_scale = 1.f);
 LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels,
-                           float* dlogits);
+                           float* dlogits, float grad_scale = 1.f);
 
 }  // namespace hc

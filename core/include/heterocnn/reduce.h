@@ -1,0 +1,11 @@
+// The sums of data-parallel training and of gradient accumulation, over flat spans:
+//   y (n) += x (n)
+// element by element, so a sum over replicas taken in a fixed order is the same every run.
+#pragma once
+#include <cstdint>
+
+namespace hc {
+
+void add_into_cpu(int64_t n, float* y, const float* x);
+
+}  // namespace hc
