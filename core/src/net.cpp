@@ -506,8 +506,10 @@ void Net::start_grads(const float* x, const Shape& in, const int64_t* labels, fl
     return;
   }
 #endif
+  const double t0 = now_s();
   pending_grads_ = run_grads(x, labels, weight);
   wait();
+  grads_seconds_ = now_s() - t0;
 }
 
 void Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight) {
@@ -527,6 +529,18 @@ void Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t 
   (void)weight;
   fail(ErrorKind::Device, "heterocnn was built without CUDA");
 #endif
+}
+
+double Net::last_grads_seconds() {
+#ifdef HC_WITH_CUDA
+  if (single_cuda_device() >= 0) return last_grads_seconds_cuda();
+#endif
+  return grads_seconds_;
+}
+
+void Net::apply_update(Optimizer& opt) {
+  run_update(opt);
+  wait();
 }
 
 LossResult Net::finish_grads() {

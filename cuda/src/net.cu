@@ -141,6 +141,7 @@ struct DeviceStep {
   PinnedBytes host[kSlots];
   Event uploaded[kSlots], done[kSlots];
   Event produced;        // a transfer step's source is ready (recorded on this stream)
+  Event began{true}, ended{true};  // around the last gradient pass (replicas' timing)
   int next = 0;          // the slot the next step uses
   int running = -1;      // the slot of the step whose result is not reported yet
 };
@@ -430,7 +431,9 @@ int Net::launch_step_cuda(int device, int slot, Optimizer* opt, float weight, Lo
       st.graphs.emplace_back(key, exec);
     }
     cuda::use_device(device);
+    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.began.get(), s));
     HC_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.ended.get(), s));
   }
   HC_CUDA_CHECK(cudaMemcpyAsync(host_block(ds.host[slot], 0, 0).result, ds.result_at(slot),
                                 sizeof(LossResult), cudaMemcpyDeviceToHost, s));
@@ -441,6 +444,17 @@ int Net::launch_step_cuda(int device, int slot, Optimizer* opt, float weight, Lo
   ds.running = slot;
   ds.next = (slot + 1) % kSlots;
   return reported;
+}
+
+double Net::last_grads_seconds_cuda() {
+  DeviceStep& ds = cuda_state().at(single_cuda_device());
+  float ms = 0.f;
+  HC_CUDA_CHECK(cudaEventSynchronize(ds.ended.get()));
+  if (cudaEventElapsedTime(&ms, ds.began.get(), ds.ended.get()) != cudaSuccess) {
+    cudaGetLastError();  // not recorded (profiling ran the pass op by op)
+    return 0.0;
+  }
+  return ms * 1e-3;
 }
 
 void Net::forget_addresses() {

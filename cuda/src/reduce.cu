@@ -1,5 +1,6 @@
 // y (n) += x (n)
 #include "check.h"
+#include "heterocnn/cuda_api.h"
 #include "launch.h"
 #include "ops_cuda.h"
 
@@ -19,5 +20,16 @@ void add_into_cuda(int64_t n, float* y, const float* x, cudaStream_t stream) {
   add_into_kernel<<<std::min(op_blocks(n), 1024u), kOpThreads, 0, stream>>>(n, y, x);
   HC_CUDA_CHECK_LAUNCH("add_into_kernel");
 }
+
+namespace cuda {
+
+void add_into(int64_t n, float* y, const float* x, int device) {
+  use_device(device);
+  cudaStream_t s = static_cast<cudaStream_t>(stream(device));
+  add_into_cuda(n, y, x, s);
+  HC_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+}  // namespace cuda
 
 }  // namespace hc

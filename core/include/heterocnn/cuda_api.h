@@ -5,6 +5,7 @@
 #pragma once
 #ifdef HC_WITH_CUDA
 #include <cstddef>
+#include <cstdint>
 
 #include "heterocnn/place.h"
 
@@ -30,6 +31,8 @@ void* create_stream(int device);
 void destroy_stream(void* stream) noexcept;
 // Waits for `stream`; throws if any kernel on it failed.
 void synchronize_stream(void* stream);
+// y (n) += x (n) on `device`, done when it returns (reduce.cu).
+void add_into(int64_t n, float* y, const float* x, int device);
 
 }  // namespace hc::cuda
 #endif

@@ -100,6 +100,10 @@ class Net {
   void start_grads(const float* x, const Shape& in, const int64_t* labels, float weight);
   void start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight);
   LossResult finish_grads();
+  // Seconds of the last gradient pass (on a GPU between events around its graph).
+  double last_grads_seconds();
+  // The optimizer's update of every parameter from the gradients in the store, waited for.
+  void apply_update(Optimizer& opt);
   // The CUDA device every computing layer is on, else -1.
   int single_cuda_device() const;
 
@@ -169,6 +173,7 @@ class Net {
   PlaceBuffers stash_;            // the gradients being accumulated into (compute_grads)
   Tensor dlogits_;
   LossResult pending_grads_;      // the CPU result of start_grads, for finish_grads
+  double grads_seconds_ = 0;      // the CPU time of the last start_grads
 
   bool profiling_ = false;
   std::vector<LayerTimes> times_;
@@ -203,6 +208,7 @@ class Net {
   int launch_step_cuda(int device, int slot, Optimizer* opt, float weight, LossResult* out);
   int finish_steps_cuda(LossResult* out);
   void wait_cuda();
+  double last_grads_seconds_cuda();
   void profile_cuda_mark(size_t layer, bool forward, Place place, bool start);
   void collect_profile_cuda();
   void add_into_device(Place place, size_t n, float* y, const float* x);

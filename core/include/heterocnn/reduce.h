@@ -4,8 +4,12 @@
 #pragma once
 #include <cstdint>
 
+#include "heterocnn/place.h"
+
 namespace hc {
 
 void add_into_cpu(int64_t n, float* y, const float* x);
+// add_into_cpu or its CUDA twin on `place`, done when it returns.
+void add_into(Place place, int64_t n, float* y, const float* x);
 
 }  // namespace hc

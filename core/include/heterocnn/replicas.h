@@ -1,0 +1,48 @@
+// Data-parallel training, the thesis's Algorithm 2 (SGD with T workers): replicas of one model,
+// each a Net wholly on one place, each taking a share of every minibatch. One step:
+//   1. replica r computes the gradients of its rows [off_r, off_r + n_r) of the batch, weighted
+//      by n_r / N, so that their sum is the gradient of the whole batch's mean loss; replicas
+//      on a GPU run their captured gradient graph while the CPU replicas compute;
+//   2. the gradients are summed into the master's store (replica 0), in replica order: a
+//      fixed order, so a run repeats bit for bit;
+//   3. the optimizer updates the master's parameters once;
+//   4. the master's values are copied to every other replica before the next step.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "heterocnn/net.h"
+#include "heterocnn/optimizer.h"
+
+namespace hc {
+
+class Replicas {
+ public:
+  // nets[0] is the master. Every net holds the same chain, wholly on one place; threads[r]
+  // is replica r's CPU thread count (0: as many as the process has).
+  Replicas(std::vector<Net*> nets, std::vector<int> threads);
+
+  // Copies the master's parameter values to every other replica.
+  void broadcast();
+  // One step on x (in[0] rows, host memory) with replica r taking counts[r] consecutive rows
+  // (the counts sum to in[0]; a count may be 0). Checked before anything changes.
+  LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
+                        const std::vector<int64_t>& counts, Optimizer& opt);
+  // The same with replica `device_replica` (wholly on the data set's GPU) gathering its rows
+  // from `data` by idx (host memory, in[0] indices): the others take theirs from x.
+  LossResult train_step_on(const float* x, const Shape& in, const int64_t* labels,
+                           const std::vector<int64_t>& counts, Optimizer& opt,
+                           const DeviceDataset* data, const int64_t* idx, size_t device_replica);
+  // Seconds of each replica's gradient pass in the last step (on a GPU from events).
+  const std::vector<double>& last_seconds() const { return seconds_; }
+
+ private:
+  void check(const Shape& in, const std::vector<int64_t>& counts) const;
+  Place place_of(size_t r) const;
+  std::vector<Net*> nets_;
+  std::vector<int> threads_;
+  std::vector<double> seconds_;
+  Buffer scratch_;  // a replica's gradients on the master's place, before they are added
+};
+
+}  // namespace hc
