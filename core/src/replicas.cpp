@@ -79,8 +79,11 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
   check(in, counts);
   const size_t K = nets_.size();
   const int64_t N = in[0], sample = in.sample_numel();
+  // Where each replica's rows start: in x and labels, which skip the rows of the replica
+  // that gathers its own from `data` (idx holds exactly its rows).
   std::vector<int64_t> offset(K, 0);
-  for (size_t r = 1; r < K; ++r) offset[r] = offset[r - 1] + counts[r - 1];
+  for (size_t r = 1; r < K; ++r)
+    offset[r] = offset[r - 1] + (data && r - 1 == device_replica ? 0 : counts[r - 1]);
   auto weight = [&](size_t r) { return static_cast<float>(counts[r]) / static_cast<float>(N); };
 
   // 1. The gradient passes: the GPU replicas start first (they do not wait), then the CPU
@@ -94,7 +97,7 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
       const double t0 = now_s();
       try {
         if (data && r == device_replica) {
-          nets_[r]->start_grads_on(*data, idx + offset[r], counts[r], weight(r));
+          nets_[r]->start_grads_on(*data, idx, counts[r], weight(r));
         } else {
           Shape s = in;
           s[0] = counts[r];

@@ -5,6 +5,7 @@ from . import datasets, models
 from .augment import Augment
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
 from .checkpoint import load, save
+from .data_parallel import DataParallel
 from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
                      HeteroCNNError, InvalidValueError, NonFiniteError, ShapeError,
@@ -35,7 +36,7 @@ def cuda_available():
 
 
 __all__ = [
-    "Augment", "Conv2d", "DataFormatError", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
+    "Augment", "Conv2d", "DataFormatError", "DataParallel", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
     "DTypeError", "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d",
     "Module", "NonFiniteError", "ReLU", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
     "StateDictError", "build_info", "check_memory", "cuda_available", "cuda_device",

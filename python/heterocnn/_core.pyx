@@ -150,6 +150,15 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         void wait() except +raise_py_error
 
 
+cdef extern from "heterocnn/replicas.h" namespace "hc":
+    cdef cppclass Replicas:
+        Replicas(vector[Net*] nets, vector[int] threads) except +raise_py_error
+        void broadcast() except +raise_py_error
+        LossResult train_step(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt) except +raise_py_error
+        LossResult train_step_on(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt, const DeviceDataset* data, const int64_t* idx, size_t device_replica) except +raise_py_error
+        const vector[double]& last_seconds()
+
+
 cdef extern from "heterocnn/build_info.h" namespace "hc":
     cdef cppclass BuildInfo:
         string version
@@ -369,6 +378,43 @@ cdef class CoreSGD:
 
     def reset(self):
         self.opt.get().reset()
+
+
+cdef class CoreReplicas:
+    """A C++ hc::Replicas over CoreNets (the first is the master), each wholly on one place."""
+    cdef unique_ptr[Replicas] reps
+    cdef list nets  # keeps the CoreNets alive as long as the replicas
+
+    def __cinit__(self, list nets, list threads):
+        cdef vector[Net*] v
+        cdef CoreNet n
+        for n in nets:
+            v.push_back(n.net.get())
+        self.nets = list(nets)
+        self.reps.reset(new Replicas(v, threads))
+
+    def broadcast(self):
+        self.reps.get().broadcast()
+
+    def train_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreSGD opt):
+        """(loss, correct) of one step; x and y hold the rows of every replica, in order."""
+        r = self.reps.get().train_step(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
+                                       <const int64_t*>cnp.PyArray_DATA(y), counts,
+                                       opt.opt.get()[0])
+        return r.loss, r.correct
+
+    def train_step_on(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreSGD opt,
+                      CoreDeviceDataset data, cnp.ndarray idx, int device_replica):
+        """train_step where replica ``device_replica`` gathers its rows from ``data`` by idx
+        (int64) and x, y hold the other replicas' rows."""
+        r = self.reps.get().train_step_on(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
+                                          <const int64_t*>cnp.PyArray_DATA(y), counts,
+                                          opt.opt.get()[0], data.data.get(),
+                                          <const int64_t*>cnp.PyArray_DATA(idx), device_replica)
+        return r.loss, r.correct
+
+    def last_seconds(self):
+        return list(self.reps.get().last_seconds())
 
 
 cdef Tensor as_tensor(cnp.ndarray a) except *:

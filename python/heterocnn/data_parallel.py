@@ -1,10 +1,16 @@
 """The data-parallel placement: one replica of the model per device, each taking a share of
 every minibatch (the thesis's Algorithm 2, SGD with T workers).
 
-    model.to(hc.DataParallel(["cuda", "cpu"]))            # shares from measured rates
-    model.to(hc.DataParallel({"cuda:0": 0.8, "cpu": 0.2}))  # shares given
+    model.to(hc.DataParallel(["cuda", "cpu"]))                # shares from measured rates
+    model.to(hc.DataParallel({"cuda:0": 0.8, "cpu": 0.2}))    # shares given
+    model.to(hc.DataParallel(["cpu", "cpu"], shares=[1, 1], threads=[1, 2]))
 
-Shares are fractions of the batch; given ones must be positive and are normalised to sum to 1.
+Each replica runs the whole model on its device. A step: every replica computes the
+gradients of its rows of the batch, weighted by its rows over the batch size; they are summed
+into the first replica's (the master's) in replica order; one update; the new weights go to
+every replica. The result equals training on the whole batch on one device, to rounding.
+Shares are positive weights, normalised to sum to 1; ``threads`` gives each CPU replica its
+thread count (0: all of the process's).
 """
 
 import math
@@ -20,46 +26,92 @@ def canonical_device(device):
     return "cpu" if kind == 0 else f"cuda:{index}"
 
 
-class DataParallel:
-    """Replicas on ``devices`` (a list of device names) or with given ``shares`` (a dict from
-    device name to a positive weight). ``shares`` is None when they are to be measured."""
+def _positive(what, w):
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+        raise InvalidValueError(f"DataParallel: {what} must be a positive number, got {w!r}")
+    return float(w)
 
-    def __init__(self, devices):
+
+class DataParallel:
+    """Replicas on ``devices`` (a list of device names; a device may repeat, e.g. two CPU
+    replicas with different thread counts) or a dict {device: share}. ``shares`` (one positive
+    weight per device) may also be given beside a list; None means they are to be measured.
+    ``threads``: one CPU thread count per device (0: all), or None."""
+
+    def __init__(self, devices, shares=None, threads=None):
         if isinstance(devices, dict):
-            shares = {}
-            for device, w in devices.items():
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) \
-                        or w <= 0:
-                    raise InvalidValueError(f"DataParallel: the share of {device!r} must be a "
-                                            f"positive number, got {w!r}")
-                shares[canonical_device(device)] = float(w)
-            names = list(shares)
+            if shares is not None:
+                raise InvalidValueError("DataParallel: shares given twice (a dict and shares=)")
+            shares = [_positive(f"the share of {d!r}", w) for d, w in devices.items()]
+            names = [canonical_device(d) for d in devices]
         elif isinstance(devices, (list, tuple)):
             names = [canonical_device(d) for d in devices]
-            shares = None
         else:
             raise DTypeError("DataParallel takes a list of devices or a dict of shares, got "
                              f"{type(devices).__name__}")
         if not names:
             raise InvalidValueError("DataParallel needs at least one device")
-        if len(set(names)) != len(names):
-            raise InvalidValueError(f"DataParallel names a device twice: {names}")
+        if shares is not None:
+            if len(shares) != len(names):
+                raise InvalidValueError(f"DataParallel: {len(shares)} shares for "
+                                        f"{len(names)} devices")
+            shares = [_positive("a share", w) for w in shares]
+            total = sum(shares)
+            shares = tuple(w / total for w in shares)
+        if threads is None:
+            threads = (0,) * len(names)
+        if len(threads) != len(names) or any(
+                isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in threads):
+            raise InvalidValueError(f"DataParallel: threads must be one integer >= 0 per device, "
+                                    f"got {threads!r}")
+        for d, t in zip(names, threads):
+            if t and d != "cpu":
+                raise InvalidValueError(f"DataParallel: a thread count is for CPU replicas, "
+                                        f"not {d}")
+        seen = [(d, t) for d, t in zip(names, threads)]
+        if len(set(seen)) != len(seen) or len({d for d in names if d != "cpu"}) != \
+                len([d for d in names if d != "cpu"]):
+            raise InvalidValueError(f"DataParallel names a replica twice: {names} (CPU replicas "
+                                    "of one process need different thread counts)")
         self.devices = tuple(names)
-        total = sum(shares.values()) if shares else 0.0
-        self.shares = None if shares is None else {d: w / total for d, w in shares.items()}
+        self.shares = shares
+        self.threads = tuple(int(t) for t in threads)
 
     def with_shares(self, shares):
-        """The same devices with these shares (a dict over exactly self.devices)."""
-        if set(shares) != set(self.devices):
-            raise InvalidValueError(f"shares {sorted(shares)} do not match the devices "
-                                    f"{sorted(self.devices)}")
-        return DataParallel({d: shares[d] for d in self.devices})
+        """The same replicas with these shares (one per device, or a dict over the devices)."""
+        if isinstance(shares, dict):
+            if set(shares) != set(self.devices) or len(set(self.devices)) != len(self.devices):
+                raise InvalidValueError(f"shares {sorted(shares)} do not match the devices "
+                                        f"{list(self.devices)}")
+            shares = [shares[d] for d in self.devices]
+        return DataParallel(list(self.devices), shares=list(shares), threads=list(self.threads))
+
+    def share_of(self, device):
+        """The share of ``device`` (summed over its replicas), or None when not measured yet."""
+        if self.shares is None:
+            return None
+        return sum(s for d, s in zip(self.devices, self.shares) if d == canonical_device(device))
 
     def __eq__(self, other):
         return (isinstance(other, DataParallel) and self.devices == other.devices
-                and self.shares == other.shares)
+                and self.shares == other.shares and self.threads == other.threads)
 
     def __repr__(self):
-        if self.shares is None:
-            return f"DataParallel({list(self.devices)})"
-        return "DataParallel({" + ", ".join(f"{d!r}: {s:.3f}" for d, s in self.shares.items()) + "})"
+        parts = [repr(list(self.devices))]
+        if self.shares is not None:
+            parts.append("shares=[" + ", ".join(f"{s:.3f}" for s in self.shares) + "]")
+        if any(self.threads):
+            parts.append(f"threads={list(self.threads)}")
+        return f"DataParallel({', '.join(parts)})"
+
+
+def split_rows(shares, n):
+    """Integer rows per replica for a batch of n: proportional to the shares, the remainder
+    going by largest fraction (ties to the earlier replica). Deterministic."""
+    raw = [s * n for s in shares]
+    counts = [int(math.floor(r)) for r in raw]
+    rest = n - sum(counts)
+    order = sorted(range(len(shares)), key=lambda i: (-(raw[i] - counts[i]), i))
+    for i in order[:rest]:
+        counts[i] += 1
+    return counts

@@ -130,6 +130,8 @@ class Sequential:
         self._params = self._net.param_list()  # [(layer, name, shape)]
         self._keys = [f"{i}.{name}" for i, name, _ in self._params]
         self.placement = ("cpu",) * len(layers)
+        self._replicas = None  # a CoreReplicas when placed with DataParallel
+        self._replica_nets = None  # its nets, the master first
 
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
@@ -139,7 +141,13 @@ class Sequential:
 
     def to(self, device):
         """Put every layer on ``device`` ('cpu', 'cuda', 'cuda:N'), or each layer on its own
-        device when given a sequence with one device per layer. Returns the model."""
+        device when given a sequence with one device per layer, or one replica per device with
+        an hc.DataParallel. Returns the model. All or nothing: when it fails, the model stays
+        where it was."""
+        from .data_parallel import DataParallel
+
+        if isinstance(device, DataParallel):
+            return self._to_replicas(device)
         devices = (list(device) if isinstance(device, (list, tuple))
                    else [device] * len(self.layers))
         if len(devices) != len(self.layers):
@@ -147,8 +155,34 @@ class Sequential:
                                     f"{len(self.layers)} layers")
         places = [parse_device(d) for d in devices]
         self._net.to(places)
+        self._replicas = self._replica_nets = None
         self.placement = tuple("cpu" if p[0] == 0 else f"cuda:{p[1]}" for p in places)
         return self
+
+    def _to_replicas(self, dp):
+        """One replica per device of ``dp``: the model's own net (the master) on the first,
+        a copy of the chain on each of the others, with the master's weights."""
+        specs = [layer._spec() for layer in self.layers]
+        places = [[parse_device(d)] * len(self.layers) for d in dp.devices]
+        others = []
+        for p in places[1:]:  # built first: a failure leaves the model as it was
+            net = _core.CoreNet(specs, self.loss, self.seed)
+            net.to(p)
+            others.append(net)
+        self._net.to(places[0])
+        self._replicas = _core.CoreReplicas([self._net] + others, list(dp.threads))
+        self._replica_nets = [self._net] + others
+        self._replicas.broadcast()
+        self.placement = dp
+        return self
+
+    def stepper(self, train=None, device_data="auto", host_batches=False):
+        """The object fit drives to run training steps on this model as it is placed (one
+        device, layers over devices, or replicas) on the (X, y) arrays ``train``: see
+        heterocnn.stepper."""
+        from .stepper import make_stepper
+
+        return make_stepper(self, train, device_data, host_batches)
 
     # -- input checks ----------------------------------------------------------------------
 
@@ -224,7 +258,18 @@ class Sequential:
         the next batch while this one runs). _finish_steps() reports the last one."""
         self._check_optimizer(opt)
         x = self._input(x)
-        return self._net.start_step(x, self._labels(y, x.shape[0]), opt._core)
+        y = self._labels(y, x.shape[0])
+        if self._replicas is not None:
+            from .data_parallel import split_rows
+
+            counts = split_rows(self._shares(), x.shape[0])
+            return [self._replicas.train_step(x, x.shape, y, counts, opt._core)]
+        return self._net.start_step(x, y, opt._core)
+
+    def _shares(self):
+        """The data-parallel shares in force (equal until measured)."""
+        dp = self.placement
+        return dp.shares if dp.shares is not None else [1 / len(dp.devices)] * len(dp.devices)
 
     def _start_step_on(self, data, idx, opt):
         """_start_step on the samples ``idx`` of a DeviceDataset."""
@@ -238,6 +283,9 @@ class Sequential:
         if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
             raise DTypeError(f"indices must be a 1-D integer array, got {idx.dtype} {idx.shape}")
         check_label_range(self, data.sample_shape, *data.label_range, "data")
+        if self._replicas is not None:
+            raise InvalidValueError("train_step_on runs one device; a data-parallel model "
+                                    "trains on a DeviceDataset through fit")
         return self._net.start_step_on(data._core, np.ascontiguousarray(idx, dtype=np.int64),
                                        opt._core)
 
@@ -304,6 +352,8 @@ class Sequential:
             arrays.append(a)
         for (i, j), a in zip(self._index(), arrays):
             self._net.set(i, j, a)
+        if self._replicas is not None:
+            self._replicas.broadcast()
 
     def parameters(self):
         """Names and shapes of the parameters, in state_dict order."""
@@ -321,5 +371,16 @@ class Sequential:
         ``optimizer_states`` optimizer buffers; mode "infer" plans a forward pass alone."""
         if mode not in ("train", "infer"):
             raise InvalidValueError(f"mode must be 'train' or 'infer', got {mode!r}")
-        return self._net.step_bytes(tuple(int(d) for d in input_shape), mode,
-                                    int(optimizer_states))
+        shape = tuple(int(d) for d in input_shape)
+        if self._replicas is None or mode == "infer":  # inference runs on the master alone
+            return self._net.step_bytes(shape, mode, int(optimizer_states))
+        from .data_parallel import split_rows
+
+        out = {}  # replicas on one device add up
+        for net, rows in zip(self._replica_nets, split_rows(self._shares(), shape[0])):
+            if rows == 0:
+                continue
+            for device, sizes in net.step_bytes((rows,) + shape[1:], mode,
+                                                int(optimizer_states)).items():
+                out[device] = tuple(a + b for a, b in zip(out.get(device, (0, 0, 0)), sizes))
+        return out

@@ -9,7 +9,6 @@ import numpy as np
 from tqdm import tqdm
 
 from .data_checks import as_arrays, check_label_range
-from .device_data import DeviceDataset
 from .errors import InvalidValueError
 from .memory import check_memory
 from .nan_guard import NanGuard
@@ -49,27 +48,6 @@ def _positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _device_data(model, X, y, device_data):
-    """A DeviceDataset of (X, y) on the model's GPU when asked for ("auto": when the whole
-    model is on one GPU and the data takes at most half its free memory), else None."""
-    on_one_gpu = len(set(model.placement)) == 1 and model.placement[0].startswith("cuda")
-    if device_data is False or device_data is None:
-        return None
-    if device_data not in (True, "auto"):
-        raise InvalidValueError(f"device_data must be True, False or 'auto', got {device_data!r}")
-    if not on_one_gpu:
-        if device_data is True:
-            raise InvalidValueError("device_data=True needs the whole model on one GPU, but it "
-                                    f"is placed on {sorted(set(model.placement))}")
-        return None
-    from . import cuda_device
-
-    index = int(model.placement[0].split(":")[1])
-    if device_data == "auto" and X.nbytes + y.nbytes > cuda_device(index)["free_bytes"] // 2:
-        return None
-    return DeviceDataset((X, y), model.placement[0])
 
 
 def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
@@ -125,11 +103,8 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     if resume is not None:
         first_epoch, step = _resume(resume, rng, history)
     guard = NanGuard(model, opt, on_nan)
-    if transform is not None and device_data is True:
-        raise InvalidValueError("device_data=True cannot be combined with a transform, which "
-                                "works on host batches")
-    on_device = None if transform is not None else _device_data(model, X, y, device_data)
-    buf = None if on_device else np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
+    stepper = model.stepper((X, y), device_data, host_batches=transform is not None)
+    buf = np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
     n_batches = -(-len(X) // batch_size)
 
     def host_batch(b, idx, out):
@@ -156,12 +131,9 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
             if schedule is not None:
                 opt.lr = schedule(step)
             # On a GPU this reports the previous step while this one runs.
-            if on_device is not None:
-                stats.finished(model._start_step_on(on_device, idx, opt))
-            else:
-                stats.finished(model._start_step(host_batch(b, idx, buf), y[idx], opt))
+            stats.finished(stepper.start(idx, lambda rows: host_batch(b, rows, buf), opt))
             if b == n_batches - 1 or guard.synchronous:
-                stats.finished(model._finish_steps())
+                stats.finished(stepper.finish())
             step += 1
             bar.update(1)
             if progress and stats.seen and (b % 20 == 0 or b == n_batches - 1):

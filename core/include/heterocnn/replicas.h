@@ -28,8 +28,9 @@ class Replicas {
   // (the counts sum to in[0]; a count may be 0). Checked before anything changes.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
                         const std::vector<int64_t>& counts, Optimizer& opt);
-  // The same with replica `device_replica` (wholly on the data set's GPU) gathering its rows
-  // from `data` by idx (host memory, in[0] indices): the others take theirs from x.
+  // The same with replica `device_replica` (wholly on the data set's GPU) gathering its
+  // counts[device_replica] rows from `data` by idx (host memory): x and labels then hold the
+  // other replicas' rows alone, in replica order (in[0] is still the whole batch).
   LossResult train_step_on(const float* x, const Shape& in, const int64_t* labels,
                            const std::vector<int64_t>& counts, Optimizer& opt,
                            const DeviceDataset* data, const int64_t* idx, size_t device_replica);

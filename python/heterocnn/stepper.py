@@ -1,0 +1,127 @@
+"""How fit runs training steps on a model as it is placed. A stepper hides the case:
+
+    stepper = model.stepper((X, y), device_data="auto", host_batches=False)
+    results = stepper.start(idx, host_batch, opt)   # [(loss, correct)] finished so far
+    results = stepper.finish()                       # the step still running, if any
+
+``idx`` are the batch's sample indices; ``host_batch(rows)`` makes the float32 host batch of
+those rows (scaled, transformed) when the stepper needs one. Steps may overlap (on one GPU the
+call returns the previous step's result while this one runs); results come back in the order
+the steps started. A new way of running a step (replicas, ranks) is a new stepper here, not a
+change to fit.
+"""
+
+import time
+
+import numpy as np
+
+from .data_parallel import DataParallel, split_rows
+from .device_data import DeviceDataset
+from .errors import InvalidValueError
+
+
+def _device_data(device, X, y, device_data):
+    """A DeviceDataset of (X, y) on CUDA device ``device`` when asked for ("auto": when it
+    takes at most half the device's free memory), else None."""
+    if device_data is False or device_data is None:
+        return None
+    from . import cuda_device
+
+    index = int(device.split(":")[1])
+    if device_data == "auto" and X.nbytes + y.nbytes > cuda_device(index)["free_bytes"] // 2:
+        return None
+    return DeviceDataset((X, y), device)
+
+
+def _check_device_data(device_data, host_batches):
+    if device_data not in (True, False, None, "auto"):
+        raise InvalidValueError(f"device_data must be True, False or 'auto', got {device_data!r}")
+    if host_batches and device_data is True:
+        raise InvalidValueError("device_data=True cannot be combined with a transform, which "
+                                "works on host batches")
+
+
+class SingleSteps:
+    """One core call per step on the model's own net: one device, or layers over devices.
+    On one GPU the training set goes to the device once (device_data) and each step gathers
+    its batch there."""
+
+    def __init__(self, model, train, device_data, host_batches):
+        _check_device_data(device_data, host_batches)
+        self.model = model
+        self.y = None if train is None else train[1]
+        placement = set(model.placement)
+        on_one_gpu = len(placement) == 1 and model.placement[0].startswith("cuda")
+        if device_data is True and not on_one_gpu:
+            raise InvalidValueError("device_data=True needs the whole model on one GPU, but it "
+                                    f"is placed on {sorted(placement)}")
+        self.data = None
+        if on_one_gpu and not host_batches and train is not None:
+            self.data = _device_data(model.placement[0], train[0], train[1], device_data)
+
+    def start(self, idx, host_batch, opt):
+        if self.data is not None:
+            return self.model._start_step_on(self.data, idx, opt)
+        return self.model._start_step(host_batch(idx), self.y[idx], opt)
+
+    def finish(self):
+        return self.model._finish_steps()
+
+
+class ReplicaSteps:
+    """Data-parallel steps (hc.DataParallel): each batch split over the replicas by their
+    shares, one core call per step. Where a replica is a GPU and the training set fits there,
+    that replica gathers its rows on the device and the others take theirs from the host.
+    With ``rebalance`` (a heterocnn.placement.Rebalancer) the shares follow the measured step
+    times of the replicas."""
+
+    def __init__(self, model, train, device_data, host_batches, rebalance=None):
+        _check_device_data(device_data, host_batches)
+        self.model = model
+        self.y = None if train is None else train[1]
+        dp = model.placement
+        gpus = [i for i, d in enumerate(dp.devices) if d.startswith("cuda")]
+        if device_data is True and not gpus:
+            raise InvalidValueError("device_data=True needs a replica on a GPU, but the "
+                                    f"replicas are on {list(dp.devices)}")
+        self.data, self.gpu = None, None
+        if gpus and not host_batches and train is not None:
+            self.gpu = gpus[0]
+            self.data = _device_data(dp.devices[self.gpu], train[0], train[1], device_data)
+            if self.data is None:
+                self.gpu = None
+        self.rebalance = rebalance
+
+    def start(self, idx, host_batch, opt):
+        model = self.model
+        model._check_optimizer(opt)
+        counts = split_rows(model._shares(), len(idx))
+        if self.data is None:
+            x = host_batch(idx)
+            y = np.ascontiguousarray(self.y[idx], dtype=np.int64)
+            result = model._replicas.train_step(x, x.shape, y, counts, opt._core)
+        else:
+            starts = np.cumsum([0] + counts)
+            mine = slice(starts[self.gpu], starts[self.gpu + 1])
+            rows = np.concatenate([idx[:mine.start], idx[mine.stop:]])
+            x = host_batch(rows) if len(rows) else np.empty((0,) + self.data.sample_shape,
+                                                            np.float32)
+            y = np.ascontiguousarray(self.y[rows], dtype=np.int64)
+            gidx = np.ascontiguousarray(idx[mine], dtype=np.int64)
+            result = model._replicas.train_step_on(
+                x, (len(idx),) + tuple(self.data.sample_shape), y, counts, opt._core,
+                self.data._core, gidx, self.gpu)
+        if self.rebalance is not None:
+            shares = self.rebalance.update(model._replicas.last_seconds(), counts)
+            if shares is not None:
+                model.placement = model.placement.with_shares(shares)
+        return [result]
+
+    def finish(self):
+        return []
+
+
+def make_stepper(model, train=None, device_data="auto", host_batches=False, rebalance=None):
+    if isinstance(model.placement, DataParallel):
+        return ReplicaSteps(model, train, device_data, host_batches, rebalance)
+    return SingleSteps(model, train, device_data, host_batches)

@@ -1,0 +1,151 @@
+"""Data-parallel replicas (hc.DataParallel, the thesis's Algorithm 2) against one device, and
+the gradient seams they stand on (compute_grads with a weight, accumulation)."""
+
+import numpy as np
+import pytest
+
+import heterocnn as hc
+from conftest import rel_err
+
+F32 = np.float32
+
+
+def batches(sample, n_batches, batch):
+    train, _ = sample
+    X = (train.images[: n_batches * batch] / 255).astype(F32)
+    y = train.labels[: n_batches * batch].astype(np.int64)
+    return [(X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(n_batches)]
+
+
+def train(model, data, **opt):
+    o = hc.SGD(model, lr=0.05, momentum=0.9, **opt)
+    losses = [model.train_step(x, y, o) for x, y in data]
+    return model.state_dict(), losses, o
+
+
+def test_two_cpu_replicas_with_different_threads_match_one_cpu_model(sample):
+    data = batches(sample, 20, 64)
+    one, losses_one, _ = train(hc.models.lenet5(seed=3), data)
+    dp = hc.models.lenet5(seed=3).to(hc.DataParallel(["cpu", "cpu"], shares=[2, 1],
+                                                     threads=[1, 2]))
+    two, losses_two, _ = train(dp, data)
+    for key in one:
+        assert rel_err(two[key], one[key]) < 1e-5, key
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)
+    assert isinstance(dp.placement, hc.DataParallel)
+
+
+def test_replicas_are_reproducible_and_take_uneven_and_empty_shares(sample, rng):
+    data = batches(sample, 6, 37)  # odd batches; a batch of 1 gives one replica no rows
+    data.append((data[0][0][:1], data[0][1][:1]))
+    runs = []
+    for _ in range(2):
+        m = hc.models.mlp(seed=1).to(hc.DataParallel(["cpu", "cpu", "cpu"],
+                                                     shares=[0.6, 0.3, 0.1], threads=[2, 1, 0]))
+        runs.append(train(m, data)[0])
+    ref = train(hc.models.mlp(seed=1), data)[0]
+    for key in ref:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])  # bit for bit
+        assert rel_err(runs[0][key], ref[key]) < 1e-5, key
+
+
+def test_fit_evaluate_checkpoint_and_nan_guard_on_replicas(sample, tmp_path):
+    train_set, test_set = sample
+    X, y = train_set.images[:2000], train_set.labels[:2000]
+    ref = hc.models.lenet5(seed=0)
+    hist_ref = hc.fit(ref, hc.SGD(ref, lr=0.02, momentum=0.9), (X, y), 2, 64, seed=4,
+                      progress=False)
+    dp = hc.models.lenet5(seed=0).to(hc.DataParallel(["cpu", "cpu"], shares=[1, 1],
+                                                     threads=[1, 2]))
+    opt = hc.SGD(dp, lr=0.02, momentum=0.9)
+    path = tmp_path / "dp.safetensors"
+    hist = hc.fit(dp, opt, (X, y), 2, 64, seed=4, progress=False, checkpoint=path)
+    # Two epochs amplify rounding: one model on 1 and on 2 threads ends its epochs' mean
+    # losses 0.4% apart here; the replicas agree with it as closely (the 20-step test above
+    # holds them to 1e-5).
+    np.testing.assert_allclose(hist["loss"], hist_ref["loss"], rtol=1e-2)
+    assert abs(hc.evaluate(dp, test_set) - hc.evaluate(ref, test_set)) < 0.01
+    loaded, lopt, meta = hc.load(path)
+    for key, value in dp.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[key], value)
+    for key, value in opt.state().items():
+        np.testing.assert_array_equal(lopt.state()[key], value)
+    # A state_dict loaded into a data-parallel model reaches every replica: training on from
+    # it matches a single-device model loaded with the same weights.
+    single = hc.models.lenet5(seed=9)
+    single.load_state_dict(dp.state_dict())
+    fresh = hc.models.lenet5(seed=9).to(hc.DataParallel(["cpu", "cpu"], shares=[1, 3],
+                                                        threads=[2, 1]))
+    fresh.load_state_dict(dp.state_dict())
+    a, _, _ = train(single, batches(sample, 3, 64))
+    b, _, _ = train(fresh, batches(sample, 3, 64))
+    for key in a:
+        assert rel_err(b[key], a[key]) < 1e-5, key
+    mlp = hc.models.mlp(seed=0).to(hc.DataParallel(["cpu", "cpu"], shares=[1, 1],
+                                                   threads=[1, 2]))
+    start = mlp.state_dict()
+    with pytest.raises(hc.NonFiniteError, match="NaN/inf at step"):
+        hc.fit(mlp, hc.SGD(mlp, lr=1e30, momentum=0.9), (X[:256], y[:256]), 1, 64,
+               progress=False)
+    for key, value in mlp.state_dict().items():  # back to the epoch's start
+        np.testing.assert_array_equal(value, start[key])
+
+
+def test_gradients_are_weighted_and_accumulated(sample):
+    (x, y), = batches(sample, 1, 40)
+    m = hc.models.lenet5(seed=2)
+    whole = m.loss_and_grads(x, y)[1]
+    m.compute_grads(x, y, weight=0.25)
+    quarter = m.gradients()
+    for key in whole:
+        np.testing.assert_allclose(quarter[key], 0.25 * whole[key], rtol=1e-5, atol=1e-9)
+    # the mean over 40 rows = 25/40 of the first 25 rows' mean + 15/40 of the others'
+    m.compute_grads(x[:25], y[:25], weight=25 / 40)
+    m.compute_grads(x[25:], y[25:], weight=15 / 40, accumulate=True)
+    summed = m.gradients()
+    for key in whole:
+        assert rel_err(summed[key], whole[key]) < 1e-5, key
+    with pytest.raises(hc.InvalidValueError, match="weight"):
+        m.compute_grads(x, y, weight=-1)
+
+
+def test_two_optimizers_of_one_model_are_independent(sample):
+    (x, y), = batches(sample, 1, 32)
+    m = hc.models.mlp(seed=0)
+    a = hc.SGD(m, lr=0.1, momentum=0.9)
+    m.train_step(x, y, a)
+    before = a.state()
+    assert any(np.abs(v).sum() > 0 for v in before.values())
+    b = hc.SGD(m, lr=0.1, momentum=0.9)  # a second optimizer starts from zero ...
+    assert all(np.abs(v).sum() == 0 for v in b.state().values())
+    for key, value in a.state().items():  # ... and leaves the first one's state alone
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_bad_data_parallel_specs_are_rejected():
+    with pytest.raises(hc.InvalidValueError, match="twice"):
+        hc.DataParallel(["cpu", "cpu"])
+    with pytest.raises(hc.InvalidValueError, match="positive"):
+        hc.DataParallel({"cpu": -1})
+    with pytest.raises(hc.InvalidValueError, match="shares for"):
+        hc.DataParallel(["cpu"], shares=[1, 2])
+    with pytest.raises(hc.InvalidValueError, match="threads must be"):
+        hc.DataParallel(["cpu"], threads=[-1])
+    with pytest.raises(hc.DTypeError):
+        hc.DataParallel("cpu")
+    assert hc.DataParallel({"cpu": 3}).shares == (1.0,)
+
+
+@pytest.mark.skipif(not hc.cuda_available(), reason="needs a CUDA GPU")
+def test_gpu_and_cpu_replicas_match_the_gpu_alone(sample):
+    data = batches(sample, 20, 256)
+    one, _, _ = train(hc.models.lenet5(seed=3).to("cuda"), data)
+    both = hc.models.lenet5(seed=3).to(hc.DataParallel({"cuda": 0.8, "cpu": 0.2}))
+    two, _, _ = train(both, data)
+    for key in one:
+        assert rel_err(two[key], one[key]) < 1e-5, key
+    # fit with the training set on the GPU for the GPU's share
+    train_set, _ = sample
+    h = hc.fit(both, hc.SGD(both, lr=0.02, momentum=0.9),
+               (train_set.images[:3000], train_set.labels[:3000]), 1, 256, progress=False)
+    assert np.isfinite(h["loss"][0])
