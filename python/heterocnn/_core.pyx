@@ -53,7 +53,10 @@ cdef extern from "heterocnn/parallel.h" namespace "hc":
 
 
 cdef extern from "heterocnn/buffer.h" namespace "hc":
+    void copy_floats(float* dst, Place dst_place, const float* src, Place src_place, size_t count) except +raise_py_error
     cdef cppclass Buffer:
+        Buffer(size_t count, Place place) except +raise_py_error
+        float* data()
         void copy_from_host(const float* src, size_t count) except +raise_py_error
         void copy_to_host(float* dst, size_t count) except +raise_py_error
 
@@ -113,6 +116,8 @@ cdef extern from "heterocnn/step_plan.h" namespace "hc":
     cdef enum class StepMode(int):
         Train
         Infer
+    cdef cppclass StepPlan:
+        vector[Shape] shapes
 
 
 cdef extern from "heterocnn/device_dataset.h" namespace "hc":
@@ -148,6 +153,8 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt, LossResult* out) except +raise_py_error
         int finish_steps(LossResult* out) except +raise_py_error
         void wait() except +raise_py_error
+        void apply_update(Optimizer& opt) except +raise_py_error
+        StepPlan plan(const Shape& s, StepMode mode) except +raise_py_error
 
 
 cdef extern from "heterocnn/replicas.h" namespace "hc":
@@ -242,6 +249,11 @@ cdef class CoreNet:
     def output_shape(self, tuple in_shape):
         return from_shape(self.net.get().output_shape(to_shape(in_shape)))
 
+    def layer_shapes(self, tuple in_shape):
+        """The output shape of every layer for input ``in_shape``, from the step plan."""
+        cdef StepPlan p = self.net.get().plan(to_shape(in_shape), StepMode.Infer)
+        return [from_shape(s) for s in p.shapes]
+
     def forward(self, cnp.ndarray x):
         out = np.empty(self.output_shape((<object>x).shape), dtype=np.float32)
         self.net.get().forward(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
@@ -269,6 +281,10 @@ cdef class CoreNet:
         n = self.net.get().start_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
                                          idx.shape[0], opt.opt.get()[0], out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
+
+    def apply_update(self, CoreSGD opt):
+        """The optimizer's update from the gradients in the store, waited for."""
+        self.net.get().apply_update(opt.opt.get()[0])
 
     def finish_steps(self):
         cdef LossResult out[1]
@@ -537,6 +553,25 @@ def cuda_device(int index):
     return {"index": d.index, "name": d.name.decode(), "compute_capability": (d.major, d.minor),
             "total_bytes": d.total_bytes, "free_bytes": d.free_bytes,
             "multiprocessors": d.multiprocessors}
+
+
+def time_copy(str src, str dst, size_t nbytes, int repeats):
+    """Seconds per copy of ``nbytes`` from device ``src`` to ``dst`` ("cpu", "cuda:N"), the
+    best of ``repeats`` after one untimed copy (copies return when done)."""
+    import time
+    cdef size_t count = max(<size_t>1, nbytes // 4)
+    cdef Place ps = to_place(src), pd = to_place(dst)
+    cdef unique_ptr[Buffer] a
+    cdef unique_ptr[Buffer] b
+    a.reset(new Buffer(count, ps))
+    b.reset(new Buffer(count, pd))
+    best = float("inf")
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        copy_floats(b.get().data(), pd, a.get().data(), ps, count)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def set_threads(int n):

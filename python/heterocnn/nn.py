@@ -213,6 +213,10 @@ class Sequential:
         first layer that does not accept what it is given."""
         return self._net.output_shape(tuple(int(d) for d in input_shape))
 
+    def layer_shapes(self, input_shape):
+        """The output shape of every layer for an input of ``input_shape`` (batch first)."""
+        return self._net.layer_shapes(tuple(int(d) for d in input_shape))
+
     # -- compute ---------------------------------------------------------------------------
 
     def __call__(self, x):
