@@ -115,7 +115,7 @@ class Sequential:
     (sigmoid binary cross-entropy on one output, labels 0/1). Weights are He-normal from
     ``seed``, biases zero."""
 
-    def __init__(self, *layers, loss="cross_entropy", seed=0):
+    def __init__(self, *layers, loss="cross_entropy", seed=0, input_shape=None):
         if not layers:
             raise InvalidValueError("Sequential needs at least one layer")
         for i, layer in enumerate(layers):
@@ -132,6 +132,12 @@ class Sequential:
         self.placement = ("cpu",) * len(layers)
         self._replicas = None  # a CoreReplicas when placed with DataParallel
         self._replica_nets = None  # its nets, the master first
+        self.plan_used = None      # the hc.Plan the model was last placed by, if any
+        # One sample's shape (e.g. (1, 28, 28)), where the model knows it: to("auto") and
+        # the planner use it when none is given.
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        if self.input_shape is None and isinstance(layers[0], Linear):
+            self.input_shape = (layers[0].in_features,)
 
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
@@ -139,13 +145,30 @@ class Sequential:
 
     # -- placement -------------------------------------------------------------------------
 
-    def to(self, device):
+    def to(self, device, batch_size=None, input_shape=None):
         """Put every layer on ``device`` ('cpu', 'cuda', 'cuda:N'), or each layer on its own
         device when given a sequence with one device per layer, or one replica per device with
-        an hc.DataParallel. Returns the model. All or nothing: when it fails, the model stays
-        where it was."""
+        an hc.DataParallel, or where an hc.Plan says. ``"auto"`` plans (hc.plan, from measured
+        costs) for training steps of ``batch_size`` samples of ``input_shape`` (default: the
+        model's input_shape) and applies the plan, kept in ``model.plan_used``. Returns the
+        model. All or nothing: when it fails, the model stays where it was."""
         from .data_parallel import DataParallel
+        from .placement import Plan, plan
 
+        if isinstance(device, str) and device == "auto":
+            if batch_size is None:
+                raise InvalidValueError("to('auto') needs batch_size: the plan depends on it")
+            shape = input_shape if input_shape is not None else self.input_shape
+            if shape is None:
+                raise InvalidValueError("to('auto') needs input_shape (one sample, e.g. "
+                                        "(1, 28, 28)): this model does not know its own")
+            device = plan(self, batch_size, tuple(shape))
+        if isinstance(device, Plan):
+            chosen = device
+            self.to(chosen.placement)
+            self.plan_used = chosen
+            return self
+        self.plan_used = None
         if isinstance(device, DataParallel):
             return self._to_replicas(device)
         devices = (list(device) if isinstance(device, (list, tuple))
