@@ -5,6 +5,7 @@ from . import datasets, models
 from .augment import Augment
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
 from .checkpoint import load, save
+from .costs import CostTable
 from .data_parallel import DataParallel
 from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
@@ -14,6 +15,8 @@ from .memory import check_memory, estimate_memory
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .onnx_export import export_onnx
 from .optim import SGD
+from .placement import Plan, plan
+from .rebalance import Rebalancer
 from .recipe import Recipe, WarmupCosine, default_recipe
 from .training import evaluate, fit, predict
 
@@ -36,10 +39,10 @@ def cuda_available():
 
 
 __all__ = [
-    "Augment", "Conv2d", "DataFormatError", "DataParallel", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
+    "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
     "DTypeError", "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d",
-    "Module", "NonFiniteError", "ReLU", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
+    "Module", "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
     "StateDictError", "build_info", "check_memory", "cuda_available", "cuda_device",
     "cuda_device_count", "datasets", "default_recipe", "estimate_memory", "evaluate", "export_onnx", "fit", "load",
-    "models", "predict", "save", "set_threads", "WarmupCosine",
+    "models", "plan", "predict", "save", "set_threads", "WarmupCosine",
 ]

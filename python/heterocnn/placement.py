@@ -1,0 +1,588 @@
+"""The placement planner: from a measured CostTable (costs.py) to the fastest way to run one
+step of the model on this machine, and why.
+
+    plan = hc.plan(model, batch_size=256, input_shape=(1, 28, 28))
+    print(plan)              # per layer: its time on each device, where it goes, the crossings
+    model.to(plan.placement)
+
+Candidates (each priced in seconds per step, the lowest wins, ties to the simplest):
+- every single device, priced from its measured whole step (table.step_s: on a GPU the
+  captured graph), not from the sum of its layers;
+- the per-layer optimum over the chain (best_chain): exact, memory limits included;
+- data-parallel replicas (data_parallel_shares): the batch split over devices, each replica
+  running the whole model on its share, the gradients reduced on a master device.
+
+The cost model of a per-layer placement p (chain_step_s), in train mode:
+    input crossing "cpu" -> p[0] of input_bytes
+  + per layer i: forward + backward + update on p[i]
+  + per edge i-1 -> i with p[i-1] != p[i]: act_bytes[i-1] forward and the same bytes back
+  + the loss on p[-1].
+In infer mode: forward times, the crossings forward only, and the logits back to "cpu".
+A value that is missing, None, NaN or inf (a forward, a backward, an update, the loss, a
+transfer) means the layer cannot go there (or that crossing is not possible).
+
+Everything here is plain Python over plain data: no core calls except plan()'s measure().
+"""
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass
+
+from .data_parallel import DataParallel
+from .errors import InvalidValueError
+
+MODES = ("train", "infer")
+SOURCE = "cpu"      # where a batch arrives and where inference returns its logits
+
+
+# -- reading the table -----------------------------------------------------------------------
+
+def _finite(value):
+    """The value as a float when it is a finite non-negative number, else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def _per_layer(table_field, device, i):
+    values = table_field.get(device)
+    if values is None or i >= len(values):
+        return None
+    return _finite(values[i])
+
+
+def _check(table, devices):
+    """The devices to plan over (table.devices by default), validated against the table."""
+    if table.mode not in MODES:
+        raise InvalidValueError(f"cost table mode must be one of {MODES}, got {table.mode!r}")
+    if not table.layers:
+        raise InvalidValueError("cost table has no layers")
+    if isinstance(table.batch_size, bool) or not isinstance(table.batch_size, int) \
+            or table.batch_size < 1:
+        raise InvalidValueError(f"cost table batch_size must be a positive integer, got "
+                                f"{table.batch_size!r}")
+    n = len(table.layers)
+    for name in ("act_bytes", "param_bytes"):
+        if len(getattr(table, name)) != n:
+            raise InvalidValueError(f"cost table {name} has {len(getattr(table, name))} "
+                                    f"entries for {n} layers")
+    if devices is None:
+        devices = list(table.devices)
+    devices = list(devices)
+    if not devices:
+        raise InvalidValueError("no devices to plan over")
+    unknown = [d for d in devices if d not in table.devices]
+    if unknown:
+        raise InvalidValueError(f"devices {unknown} are not in the cost table "
+                                f"(it has {list(table.devices)})")
+    if len(set(devices)) != len(devices):
+        raise InvalidValueError(f"devices named twice: {devices}")
+    return devices
+
+
+def _layer_s(table, device, i):
+    """Seconds of layer i on device in one step (forward, and in train mode backward and
+    update), or None when it cannot go there."""
+    f = _per_layer(table.forward_s, device, i)
+    if f is None or table.mode == "infer":
+        return f
+    b = _per_layer(table.backward_s, device, i)
+    u = _per_layer(table.update_s, device, i)
+    return None if b is None or u is None else f + b + u
+
+
+def _loss_s(table, device):
+    """Seconds of the loss on device (0 in infer mode), None when it cannot run there."""
+    return 0.0 if table.mode == "infer" else _finite(table.loss_s.get(device))
+
+
+def _transfer_s(table, src, dst, nbytes):
+    """Seconds to copy nbytes from src to dst (0 on the same device), None when the table has
+    no (finite) cost for that pair."""
+    if src == dst or not nbytes:
+        return 0.0
+    t = table.transfer.get((src, dst))
+    if t is None:
+        return None
+    return _finite(t.seconds(nbytes))
+
+
+def _crossing_s(table, src, dst, nbytes):
+    """One edge of the chain: the activation forward, and in train mode its gradient back."""
+    there = _transfer_s(table, src, dst, nbytes)
+    if there is None or table.mode == "infer":
+        return there
+    back = _transfer_s(table, dst, src, nbytes)
+    return None if back is None else there + back
+
+
+def _head_s(table, device, source):
+    """The batch crossing from where it arrives to the first layer's device."""
+    return _transfer_s(table, source, device, table.input_bytes)
+
+
+def _tail_s(table, device, source):
+    """After the last layer: the loss there (train), or the logits back to the host (infer)."""
+    if table.mode == "train":
+        return _loss_s(table, device)
+    return _transfer_s(table, device, source, table.act_bytes[-1])
+
+
+def _memory(table, device, i):
+    values = table.layer_memory.get(device)
+    if values is None or i >= len(values) or values[i] is None:
+        return 0
+    return values[i]
+
+
+def _limit(table, device):
+    """Bytes available on device, or math.inf when the table gives no limit."""
+    limit = table.memory_limit.get(device)
+    return math.inf if limit is None else limit
+
+
+def _add(a, b):
+    return None if a is None or b is None else a + b
+
+
+# -- per-layer placement over the chain --------------------------------------------------------
+
+def chain_step_s(table, placement, source=SOURCE):
+    """Predicted seconds of one step with layer i on placement[i] (the model of the module
+    docstring), or math.inf when a layer cannot go where it is put or a device's memory
+    limit is exceeded."""
+    n = len(table.layers)
+    if len(placement) != n:
+        raise InvalidValueError(f"placement names {len(placement)} devices for {n} layers")
+    _check(table, list(dict.fromkeys(placement)))
+    total = _add(_head_s(table, placement[0], source), _layer_s(table, placement[0], 0))
+    for i in range(1, n):
+        total = _add(total, _crossing_s(table, placement[i - 1], placement[i],
+                                        table.act_bytes[i - 1]))
+        total = _add(total, _layer_s(table, placement[i], i))
+    total = _add(total, _tail_s(table, placement[-1], source))
+    used = {}
+    for i, d in enumerate(placement):
+        used[d] = used.get(d, 0) + _memory(table, d, i)
+    if total is None or any(used[d] > _limit(table, d) for d in used):
+        return math.inf
+    return total
+
+
+@dataclass
+class _Label:
+    """One partial placement of layers 0..i ending on a device: its cost so far, the memory
+    it uses on each constrained device, and the label it extends."""
+    cost: float
+    memory: tuple
+    device: str
+    parent: object
+
+
+def _pareto(labels):
+    """The labels no other label beats on cost and on every memory entry (ties: the first)."""
+    labels = sorted(labels, key=lambda lab: (lab.cost, lab.memory))
+    kept = []
+    for lab in labels:
+        if not any(all(m <= n for m, n in zip(k.memory, lab.memory)) for k in kept):
+            kept.append(lab)
+    return kept
+
+
+def best_chain(table, devices=None, source=SOURCE):
+    """The exact optimum of per-layer placement over the chain: (list of one device per layer,
+    predicted seconds per step), or (None, math.inf) when no placement is possible.
+
+    Dynamic programming over (layer, device), transfer costs on the edges. Memory limits
+    make the plain DP inexact, so each state keeps a Pareto front of (cost, bytes used on
+    each device whose limit can bind); on devices whose limit cannot bind the front has one
+    entry and this is the plain DP. Ties go to the devices listed first."""
+    devices = _check(table, devices)
+    n = len(table.layers)
+    feasible = [[d for d in devices if _layer_s(table, d, i) is not None] for i in range(n)]
+    # Only devices whose limit is below what every layer that could go there needs can bind.
+    bind = [d for d in devices
+            if sum(_memory(table, d, i) for i in range(n) if d in feasible[i]) > _limit(table, d)]
+    slot = {d: k for k, d in enumerate(bind)}
+
+    def grown(memory, device, i):
+        if device not in slot:
+            return memory
+        k = slot[device]
+        m = memory[:k] + (memory[k] + _memory(table, device, i),) + memory[k + 1:]
+        return m if m[k] <= _limit(table, device) else None
+
+    zero = (0,) * len(bind)
+    front = {}
+    for d in feasible[0]:
+        cost = _add(_head_s(table, d, source), _layer_s(table, d, 0))
+        memory = grown(zero, d, 0)
+        if cost is not None and memory is not None:
+            front[d] = [_Label(cost, memory, d, None)]
+    for i in range(1, n):
+        new = {}
+        for e in feasible[i]:
+            here = _layer_s(table, e, i)
+            labels = []
+            for d, labs in front.items():
+                edge = _crossing_s(table, d, e, table.act_bytes[i - 1])
+                if edge is None:
+                    continue
+                for lab in labs:
+                    memory = grown(lab.memory, e, i)
+                    if memory is not None:
+                        labels.append(_Label(lab.cost + edge + here, memory, e, lab))
+            if labels:
+                new[e] = _pareto(labels)
+        front = new
+    best = None
+    for d, labs in front.items():
+        tail = _tail_s(table, d, source)
+        if tail is None:
+            continue
+        for lab in labs:
+            if best is None or lab.cost + tail < best[0]:
+                best = (lab.cost + tail, lab)
+    if best is None:
+        return None, math.inf
+    placement = []
+    lab = best[1]
+    while lab is not None:
+        placement.append(lab.device)
+        lab = lab.parent
+    return placement[::-1], best[0]
+
+
+# -- data-parallel replicas ----------------------------------------------------------------------
+
+def fit_step_s(step_s):
+    """(a, c) with one whole step at batch b predicted as a + c * b, from {batch: seconds}
+    measured at one or more batch sizes: a least-squares line through two or more, clamped so
+    that neither is negative; proportional (a = 0) through one. None when nothing usable."""
+    points = sorted((int(b), _finite(t)) for b, t in (step_s or {}).items())
+    points = [(b, t) for b, t in points if t is not None and b > 0]
+    if not points:
+        return None
+    if len(points) == 1 or len({b for b, _ in points}) == 1:
+        b = sum(b for b, _ in points)
+        return 0.0, sum(t for _, t in points) / b
+    k = len(points)
+    mb = sum(b for b, _ in points) / k
+    mt = sum(t for _, t in points) / k
+    sbb = sum((b - mb) ** 2 for b, _ in points)
+    c = sum((b - mb) * (t - mt) for b, t in points) / sbb
+    a = mt - c * mb
+    if c < 0:
+        return mt, 0.0
+    if a < 0:
+        return 0.0, sum(b * t for b, t in points) / sum(b * b for b, _ in points)
+    return a, c
+
+
+def single_device_s(table, device):
+    """Predicted seconds of one step with the whole model on device: the measured whole step
+    at the batch size when there is one, else the line through the other measured sizes, else
+    the sum of its layers; math.inf when the model does not fit or cannot run there."""
+    n = len(table.layers)
+    if sum(_memory(table, device, i) for i in range(n)) > _limit(table, device):
+        return math.inf
+    measured = table.step_s.get(device) or {}
+    t = _finite(measured.get(table.batch_size))
+    if t is not None:
+        return t
+    line = fit_step_s(measured)
+    if line is not None:
+        return line[0] + line[1] * table.batch_size
+    return chain_step_s(table, [device] * n)
+
+
+def _update_s(table, device):
+    """Seconds of the update of all parameters on device (0 in infer mode)."""
+    if table.mode == "infer":
+        return 0.0
+    return sum(_finite(u) or 0.0 for u in table.update_s.get(device) or [])
+
+
+def _replica_line(table, device):
+    """(a, c): one replica's step on device at sub-batch b, a + c * b, without the update
+    (done once, on the master); None when the whole model cannot run there."""
+    if single_device_s(table, device) == math.inf:
+        return None
+    line = fit_step_s(table.step_s.get(device))
+    if line is None:
+        t = chain_step_s(table, [device] * len(table.layers))
+        line = (0.0, t / table.batch_size)
+    a, c = line
+    return max(0.0, a - _update_s(table, device)), c
+
+
+def _reduce_s(table, devices, master):
+    """Gradients of every other replica to the master, summed there, one update there, the
+    weights back to every replica: seconds, or None when a transfer is missing. Each sum is
+    priced as one update (an upper estimate: it moves fewer bytes). 0 in infer mode."""
+    if table.mode == "infer":
+        return 0.0
+    nbytes = sum(table.param_bytes)
+    update = _update_s(table, master)
+    total = update
+    for d in devices:
+        if d != master:
+            total = _add(total, _add(_transfer_s(table, d, master, nbytes),
+                                     _transfer_s(table, master, d, nbytes)))
+            total = _add(total, update)
+    return total
+
+
+def _best_master(table, devices):
+    """(master, seconds of the reduction) with the cheapest reduction; ties: listed first."""
+    best = (None, None)
+    for m in devices:
+        s = _reduce_s(table, devices, m)
+        if s is not None and (best[1] is None or s < best[1]):
+            best = (m, s)
+    return best
+
+
+def _line_s(line, b):
+    return line[0] + line[1] * b if b else 0.0
+
+
+def _min_max_split(lines, batch_size):
+    """Integer sub-batches (each >= 1, summing to batch_size) minimising the slowest replica,
+    each replica's time a nondecreasing line: give each next sample to the replica that would
+    finish it first (exact for nondecreasing times). Ties: the replica listed first."""
+    sizes = [1] * len(lines)
+    heap = [(_line_s(line, 2), k) for k, line in enumerate(lines)]
+    heapq.heapify(heap)
+    for _ in range(batch_size - len(lines)):
+        _, k = heapq.heappop(heap)
+        sizes[k] += 1
+        heapq.heappush(heap, (_line_s(lines[k], sizes[k] + 1), k))
+    return sizes
+
+
+@dataclass
+class DataParallelCost:
+    """A priced data-parallel split: sub-batches per device (in device order), the master
+    that reduces and updates, each replica's predicted seconds, the reduction's, the total."""
+    sub_batches: dict
+    master: str
+    replica_s: dict
+    reduce_s: float
+    seconds: float
+
+
+def data_parallel_step_s(table, sub_batches, master=None):
+    """Price a given split {device: samples} (all >= 0, summing to the batch size): the slowest
+    replica plus the reduction on master (default: the cheapest). A DataParallelCost, with
+    seconds math.inf when a device cannot hold the model or a transfer is missing."""
+    devices = _check(table, [d for d in sub_batches])
+    if sum(sub_batches.values()) != table.batch_size or min(sub_batches.values()) < 0:
+        raise InvalidValueError(f"sub-batches {sub_batches} must be >= 0 and sum to the batch "
+                                f"size {table.batch_size}")
+    used = [d for d in devices if sub_batches[d] > 0]
+    if len(used) == 1:
+        d = used[0]
+        s = single_device_s(table, d)
+        return DataParallelCost(dict(sub_batches), d, {d: s}, 0.0, s)
+    lines = {d: _replica_line(table, d) for d in used}
+    if master is None:
+        master, reduce_s = _best_master(table, used)
+    else:
+        reduce_s = _reduce_s(table, used, master) if master in used else None
+    if reduce_s is None or any(line is None for line in lines.values()):
+        return DataParallelCost(dict(sub_batches), master, {}, math.inf, math.inf)
+    replica_s = {d: _line_s(lines[d], sub_batches[d]) for d in used}
+    return DataParallelCost(dict(sub_batches), master, replica_s, reduce_s,
+                            max(replica_s.values()) + reduce_s)
+
+
+def _data_parallel_over(table, devices):
+    """The best split with every one of devices taking at least one sample: a DataParallelCost
+    (seconds math.inf when impossible)."""
+    lines = [_replica_line(table, d) for d in devices]
+    if any(line is None for line in lines) or table.batch_size < len(devices):
+        return DataParallelCost({}, None, {}, math.inf, math.inf)
+    sizes = _min_max_split(lines, table.batch_size)
+    return data_parallel_step_s(table, dict(zip(devices, sizes)))
+
+
+def data_parallel_shares(table, devices):
+    """The batch split over replicas on devices (each running the whole model on its share):
+    ({device: samples} summing to the batch size, predicted seconds per step). A device that
+    does not pay (its replica does not lower the predicted step) is left out, so the result
+    is never predicted slower than the best single device; ties: fewer devices, then the ones
+    listed first. Shares can be given to DataParallel as they are (it normalises them)."""
+    devices = _check(table, devices)
+    best = None
+    for k in range(1, len(devices) + 1):
+        for subset in itertools.combinations(devices, k):
+            cost = _data_parallel_over(table, list(subset))
+            if best is None or cost.seconds < best.seconds:
+                best = cost
+    return best.sub_batches, best.seconds
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+def _fmt_s(s):
+    if s is None or s == math.inf:
+        return "-"
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def _fmt_bytes(b):
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= size:
+            return f"{b / size:.2f} {unit}"
+    return f"{int(b)} B"
+
+
+PER_LAYER = "per-layer optimum"
+
+
+def _dp_name(devices):
+    return "data parallel " + "+".join(devices)
+
+
+class Plan:
+    """The planner's answer for one model, batch size, input shape and mode.
+
+    placement: what model.to accepts: a device string, a list of one device per layer, or a
+        DataParallel with its shares.
+    predicted_step_s: predicted seconds of one step of the chosen placement.
+    alternatives: {readable name: predicted seconds per step} of every candidate that can
+        run: "cpu", "cuda:0", ..., "per-layer optimum", "data parallel cpu+cuda:0", ...
+    chosen: the name of the chosen alternative.
+    table, mode: the CostTable planned from and its mode.
+    str(plan): per layer its time on each device and where it goes, the crossings, the
+        totals and every alternative, so a user sees why."""
+
+    def __init__(self, table, placement, predicted_step_s, alternatives, chosen, chain,
+                 data_parallel, unfit):
+        self.table = table
+        self.mode = table.mode
+        self.placement = placement
+        self.predicted_step_s = predicted_step_s
+        self.alternatives = alternatives
+        self.chosen = chosen
+        self.chain = chain                  # the per-layer optimum (list), or None
+        self.data_parallel = data_parallel  # {name: DataParallelCost}
+        self.unfit = unfit                  # {name: why it is not an alternative}
+
+    def __repr__(self):
+        return (f"Plan({self.placement!r}, predicted {_fmt_s(self.predicted_step_s)} per "
+                f"{self.mode} step at batch {self.table.batch_size})")
+
+    def __str__(self):
+        t = self.table
+        devices = list(t.devices)
+        what = "forward + backward + update" if t.mode == "train" else "forward"
+        rows = [[f"layer ({what})"] + devices + [PER_LAYER]]
+        chain = self.chain or [None] * len(t.layers)
+        for i, name in enumerate(t.layers):
+            times = [_layer_s(t, d, i) for d in devices]
+            rows.append([name] + ["-" if s is None else _fmt_s(s) for s in times]
+                        + [chain[i] or "-"])
+            if i + 1 < len(t.layers):
+                crossing = ""
+                if chain[i] is not None and chain[i] != chain[i + 1]:
+                    s = _crossing_s(t, chain[i], chain[i + 1], t.act_bytes[i])
+                    crossing = f"{chain[i]} -> {chain[i + 1]} {_fmt_s(s)}"
+                rows.append([f"  -> {_fmt_bytes(t.act_bytes[i])} to layer {i + 1}"]
+                            + [""] * len(devices) + [crossing])
+        if t.mode == "train":
+            rows.append(["loss"] + [_fmt_s(s) if s is not None else "-"
+                                    for s in (_loss_s(t, d) for d in devices)]
+                        + [chain[-1] or "-"])
+        sums = [chain_step_s(t, [d] * len(t.layers)) for d in devices]
+        rows.append(["total, sum of the layers"] + [_fmt_s(s) for s in sums]
+                    + [_fmt_s(chain_step_s(t, chain)) if self.chain else "-"])
+        rows.append([f"measured whole step at batch {t.batch_size}"]
+                    + [_fmt_s(single_device_s(t, d)) for d in devices] + [""])
+        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+        lines = [f"Plan for a {t.mode} step at batch {t.batch_size}, input {tuple(t.input_shape)}"
+                 f" (a batch arrives on {SOURCE}, {_fmt_bytes(t.input_bytes)})"]
+        for r in rows:
+            lines.append("  ".join(c.ljust(w) if k == 0 else c.rjust(w)
+                                   for k, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append("alternatives (predicted seconds per step):")
+        width = max(len(n) for n in list(self.alternatives) + list(self.unfit))
+        for name, s in sorted(self.alternatives.items(), key=lambda kv: kv[1]):
+            detail = ""
+            if name in self.data_parallel:
+                dp = self.data_parallel[name]
+                detail = ("  (" + ", ".join(f"{d} {b}" for d, b in dp.sub_batches.items())
+                          + f" samples; slowest replica {_fmt_s(max(dp.replica_s.values()))}"
+                          + f", reduce and update on {dp.master} {_fmt_s(dp.reduce_s)})")
+            elif name == PER_LAYER:
+                detail = "  (" + " ".join(self.chain) + ")"
+            mark = "  <- chosen" if name == self.chosen else ""
+            lines.append(f"  {name.ljust(width)}  {_fmt_s(s).rjust(10)}{mark}{detail}")
+        for name, why in self.unfit.items():
+            lines.append(f"  {name.ljust(width)}  {'-'.rjust(10)}  ({why})")
+        return "\n".join(lines)
+
+
+def make_plan(table, margin=0.0):
+    """The Plan for a CostTable: every candidate priced, the fastest chosen. Candidates are
+    ranked simplest first (single devices in table order, the per-layer optimum, then data
+    parallel over more and more devices); a later one is chosen only when it is faster than
+    every earlier one by more than ``margin`` (a fraction, default 0: ties to the simplest)."""
+    devices = _check(table, None)
+    n = len(table.layers)
+    candidates = []     # (name, placement, seconds), simplest first
+    unfit = {}
+    for d in devices:
+        s = single_device_s(table, d)
+        if s == math.inf:
+            unfit[d] = "does not fit or cannot run there"
+        else:
+            candidates.append((d, d, s))
+    chain, chain_s = best_chain(table)
+    if chain is None:
+        unfit[PER_LAYER] = "no placement fits"
+    elif len(set(chain)) > 1:
+        candidates.append((PER_LAYER, chain, chain_s))
+    dp_costs = {}
+    subsets = [s for k in range(2, len(devices) + 1) for s in itertools.combinations(devices, k)]
+    if len(devices) > 4:   # too many to list: all of them, and the best subset
+        best, _ = data_parallel_shares(table, devices)
+        subsets = [tuple(devices)] + ([tuple(best)] if 1 < len(best) < len(devices) else [])
+    for subset in subsets:
+        name = _dp_name(subset)
+        cost = _data_parallel_over(table, list(subset))
+        if cost.seconds == math.inf:
+            unfit[name] = "a replica does not fit, or a transfer is missing"
+            continue
+        dp_costs[name] = cost
+        candidates.append((name, DataParallel(cost.sub_batches), cost.seconds))
+    if not candidates:
+        raise InvalidValueError(f"no placement of the {n} layers can run on {devices}")
+    chosen = candidates[0]
+    for cand in candidates[1:]:
+        if cand[2] < chosen[2] * (1 - margin):
+            chosen = cand
+    alternatives = {name: s for name, _, s in candidates}
+    if chain is not None and len(set(chain)) == 1 and chain[0] in alternatives:
+        # all on one device: the same plan as that device, priced as its measured step
+        alternatives[PER_LAYER] = alternatives[chain[0]]
+    return Plan(table, chosen[1], chosen[2], alternatives, chosen[0], chain, dp_costs, unfit)
+
+
+def plan(model, batch_size, input_shape, devices=None, mode="train"):
+    """Measure the model on this machine (hc.measure, cached) and plan: a Plan whose
+    .placement model.to accepts. mode: "train" (one training step) or "infer" (a forward)."""
+    from .measure import measure
+
+    table = measure(model, batch_size, input_shape, devices=devices, mode=mode)
+    return make_plan(table)
