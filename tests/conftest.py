@@ -23,3 +23,10 @@ def rel_err(a, b):
     """||a - b|| / ||b|| (NaN never passes a comparison against it)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Measured cost tables (hc.measure) go to a cache folder of the test session's own, not
+    the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))

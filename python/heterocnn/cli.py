@@ -54,7 +54,9 @@ def parse_args(argv=None):
                    help="directory with the Fashion-MNIST IDX files (default: the Debian "
                         "package's, else the embedded sample)")
     p.add_argument("--sample", action="store_true", help="use the embedded sample")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N, or auto (the default): the placement planner's "
+                        "choice from measured costs (hc.plan; the CPU where there is no GPU)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="write a checkpoint (safetensors: weights, momentum, epoch, RNG state) "
@@ -99,10 +101,22 @@ def build(args):
         if opt is None:
             raise SystemExit(f"--resume {args.resume}: the checkpoint has no optimizer state")
         print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
-        return model.to(args.device), opt, meta
-    model = MODELS[args.model](seed=args.seed).to(args.device)
+        return place(model, args), opt, meta
+    model = place(MODELS[args.model](seed=args.seed), args)
     opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     return model, opt, None
+
+
+def place(model, args, input_shape=(1, 28, 28)):
+    """The model on --device; with auto, where the planner says for this batch size."""
+    if args.device != "auto":
+        return model.to(args.device)
+    model.to("auto", batch_size=args.batch_size, input_shape=input_shape)
+    p = model.plan_used
+    print(f"placement: {p.placement} (planned for batch {args.batch_size}: "
+          f"{p.predicted_step_s * 1e3:.2f} ms a step predicted; "
+          + ", ".join(f"{name} {s * 1e3:.2f} ms" for name, s in p.alternatives.items()) + ")")
+    return model
 
 
 def main(argv=None):
@@ -117,7 +131,8 @@ def main(argv=None):
         test = datasets.fashion_mnist("test", path=args.data, sample=args.sample)
         model, opt, resume = build(args)
         print(f"model {args.model if resume is None else 'from checkpoint'} on "
-              f"{args.device}: {sum(np.prod(s) for _, s in model.parameters()):,} parameters; "
+              f"{model.placement if args.device == 'auto' else args.device}: "
+              f"{sum(np.prod(s) for _, s in model.parameters()):,} parameters; "
               f"{args.epochs} epochs, batch {args.batch_size}, {opt}")
         schedule = transform = None
         if args.recipe_obj is not None:
