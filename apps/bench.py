@@ -15,6 +15,9 @@ Suites (BENCHMARKS.md says what each measures and how):
   gemm    our CPU SGEMM against numpy's BLAS with the same threads; the CUDA GEMM lab on a GPU
   memory  peak host RSS and device memory of training, each net and batch in a fresh process
   tta     time to accuracy with the default recipe (lenet5 90.0%, convnet 93.0%)
+  hetero  CPU+GPU training: all-CPU, all-GPU, the planner's choice and the exhaustive best
+          over two-device splits and data-parallel shares (batch 64, 256, 1024); predict
+          latency of the planner's inference choice (needs a GPU)
   all     every suite this machine can run (GPU parts skip, saying so, without a GPU)
 
 One JSON file per run (default benchmarks/<suites>-<machine>.json, e.g. cpu_gemm-amd-epyc-2t) holds the machine, the load
@@ -31,11 +34,12 @@ import traceback
 
 APPS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(APPS)
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta")
-GPU_ONLY = ("gpu",)
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero")
+GPU_ONLY = ("gpu", "hetero")
 RUNNERS = {"cpu": ("_bench_train", "run_cpu"), "gpu": ("_bench_train", "run_gpu"),
            "layers": ("_bench_layers", "run"), "gemm": ("_bench_gemm", "run"),
-           "memory": ("_bench_memory", "run"), "tta": ("_bench_tta", "run")}
+           "memory": ("_bench_memory", "run"), "tta": ("_bench_tta", "run"),
+           "hetero": ("_bench_hetero", "run")}
 
 
 def suite_list(text):
