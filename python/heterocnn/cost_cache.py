@@ -63,7 +63,8 @@ def _to_json(table):
         "loss_s": {d: _number(v) for d, v in table.loss_s.items()},
         "update_s": per_device(table.update_s),
         "input_bytes": int(table.input_bytes), "act_bytes": [int(b) for b in table.act_bytes],
-        "param_bytes": [int(b) for b in table.param_bytes], "layer_memory": per_device(table.layer_memory),
+        "param_bytes": [int(b) for b in table.param_bytes],
+        "layer_memory": per_device(table.layer_memory),
         "memory_limit": {d: _number(v) for d, v in table.memory_limit.items()},
         "transfer": [[s, d, _number(t.latency_s), _number(t.bytes_per_s)]
                      for (s, d), t in table.transfer.items()],

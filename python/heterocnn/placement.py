@@ -174,88 +174,176 @@ def chain_step_s(table, placement, source=SOURCE):
     return total
 
 
-@dataclass
-class _Label:
-    """One partial placement of layers 0..i ending on a device: its cost so far, the memory
-    it uses on each constrained device, and the label it extends."""
-    cost: float
-    memory: tuple
-    device: str
-    parent: object
+class _Chain:
+    """The chain's costs read once: node[i] {device: seconds of layer i there} (only where it
+    can go), edge(i, d, e) for layer i - 1 on d to layer i on e, head and tail per device."""
+
+    def __init__(self, table, devices, source):
+        self.n = n = len(table.layers)
+        self.node = [{d: s for d in devices if (s := _layer_s(table, d, i)) is not None}
+                     for i in range(n)]
+        self.head = {d: s for d in devices if (s := _head_s(table, d, source)) is not None}
+        self.tail = {d: s for d in devices if (s := _tail_s(table, d, source)) is not None}
+        self._edge = [None] + [{(d, e): s for d in self.node[i - 1] for e in self.node[i]
+                                if (s := _crossing_s(table, d, e, table.act_bytes[i - 1]))
+                                is not None} for i in range(1, n)]
+
+    def edge(self, i, d, e):
+        return self._edge[i].get((d, e))
+
+    def cost_to_go(self, penalty=None):
+        """togo[i][d]: the least cost of layers i+1.. and the tail given layer i on d, each
+        layer j on e costing node + penalty(j, e); only states with a way to the end."""
+        extra = penalty or (lambda i, d: 0.0)
+        togo = [None] * self.n
+        togo[-1] = {d: self.tail[d] for d in self.node[-1] if d in self.tail}
+        for i in range(self.n - 2, -1, -1):
+            togo[i] = {}
+            for d in self.node[i]:
+                options = [move + self.node[i + 1][e] + extra(i + 1, e) + togo[i + 1][e]
+                           for e in togo[i + 1] if (move := self.edge(i + 1, d, e)) is not None]
+                if options:
+                    togo[i][d] = min(options)
+        return togo
+
+    def cheapest(self, togo, penalty=None):
+        """The placement that togo's DP picks (ties: the devices listed first), and its cost
+        with the penalty; (None, inf) when there is none."""
+        extra = penalty or (lambda i, d: 0.0)
+        starts = [(self.head[d] + self.node[0][d] + extra(0, d), d) for d in togo[0]
+                  if d in self.head]
+        if not starts:
+            return None, math.inf
+        cost, d = min(starts, key=lambda s: s[0] + togo[0][s[1]])
+        placement, total = [d], cost + togo[0][d]
+        for i in range(1, self.n):
+            cost, d = min(((cost + move + self.node[i][e] + extra(i, e), e) for e in togo[i]
+                           if (move := self.edge(i, d, e)) is not None),
+                          key=lambda s: s[0] + togo[i][s[1]])
+            placement.append(d)
+        return placement, total
 
 
-def _pareto(labels):
-    """The labels no other label beats on cost and on every memory entry (ties: the first)."""
-    labels = sorted(labels, key=lambda lab: (lab.cost, lab.memory))
-    kept = []
-    for lab in labels:
-        if not any(all(m <= n for m, n in zip(k.memory, lab.memory)) for k in kept):
-            kept.append(lab)
-    return kept
+def _multipliers(chain, need, limit, bind, rounds=40):
+    """Lagrange multipliers (seconds per byte, one per binding device) for the bound of
+    best_chain: any multipliers >= 0 give a valid bound, these are tuned by a few rounds of
+    subgradient steps on the chain's dual (the plain DP with bytes priced in)."""
+    k = len(bind)
+    lam = [0.0] * k
+    best, best_lam, step = -math.inf, lam, None
+    for _ in range(rounds):
+        def penalty(i, d):
+            return lam[bind.index(d)] * need[i][bind.index(d)] if d in bind else 0.0
+        placement, cost = chain.cheapest(chain.cost_to_go(penalty), penalty)
+        if placement is None:
+            break
+        used = [sum(need[i][j] for i, d in enumerate(placement) if d == bind[j])
+                for j in range(k)]
+        dual = cost - sum(lam[j] * limit[j] for j in range(k))
+        if dual > best:
+            best, best_lam = dual, list(lam)
+        over = [used[j] - limit[j] for j in range(k)]
+        norm = sum(g * g for g in over)
+        if all(g <= 0 for g in over) and sum(l * g for l, g in zip(lam, over)) == 0:
+            break     # feasible with complementary slackness: the dual is tight
+        if step is None:
+            step = 0.1 * max(cost, 1e-12) / norm
+        lam = [max(0.0, l + step * g) for l, g in zip(lam, over)]
+        step *= 0.85
+    return best_lam
 
 
 def best_chain(table, devices=None, source=SOURCE):
     """The exact optimum of per-layer placement over the chain: (list of one device per layer,
     predicted seconds per step), or (None, math.inf) when no placement is possible.
 
-    Dynamic programming over (layer, device), transfer costs on the edges. Memory limits
-    make the plain DP inexact, so each state keeps a Pareto front of (cost, bytes used on
-    each device whose limit can bind); on devices whose limit cannot bind the front has one
-    entry and this is the plain DP. Ties go to the devices listed first."""
+    Dynamic programming over (layer, device), transfer costs on the edges. Without memory
+    limits that bind this is the plain DP. Limits make the plain DP inexact, so then it is a
+    best-first search over partial placements (layers 0..i, i's device, the bytes used so far
+    on each device whose limit can bind), guided by a lower bound on the rest and pruned by
+    dominance (a label taken earlier at the same (layer, device) with no more cost and no
+    more bytes on any device leaves nothing to gain). The lower bound is the larger of the
+    plain DP's cost-to-go and its Lagrangian relaxation (bytes priced in). The first complete
+    placement it reaches is the optimum. Fast when one or two limits bind (the GPUs'); with
+    every device's limit tight (a near-infeasible packing of a long chain) the search can
+    take seconds or more: it stays exact rather than guess."""
     devices = _check(table, devices)
-    n = len(table.layers)
-    feasible = [[d for d in devices if _layer_s(table, d, i) is not None] for i in range(n)]
-    # Only devices whose limit is below what every layer that could go there needs can bind.
+    chain = _Chain(table, devices, source)
+    n = chain.n
+    togo = chain.cost_to_go()
+    # devices whose limit can bind: below what the layers that could go there need
     bind = [d for d in devices
-            if sum(_memory(table, d, i) for i in range(n) if d in feasible[i]) > _limit(table, d)]
-    slot = {d: k for k, d in enumerate(bind)}
+            if sum(_memory(table, d, i) for i in range(n) if d in chain.node[i])
+            > _limit(table, d)]
+    if not bind:
+        return chain.cheapest(togo)
+    k = len(bind)
+    limit = [_limit(table, d) for d in bind]
+    need = [[_memory(table, d, i) for d in bind] for i in range(n)]
+    # later[i][j]: the most bytes layers i+1.. could still put on bind[j]; a label with
+    # used + later <= limit can no longer hit that limit, and counts as 0 there
+    later = [[0] * k for _ in range(n)]
+    for i in range(n - 2, -1, -1):
+        later[i] = [later[i + 1][j] + (need[i + 1][j] if bind[j] in chain.node[i + 1] else 0)
+                    for j in range(k)]
+    # fewest[i]: the fewest bytes layers i+1.. need on the binding devices together
+    fewest = [0] * n
+    for i in range(n - 2, -1, -1):
+        fewest[i] = fewest[i + 1] + min(need[i + 1][bind.index(d)] if d in bind else 0
+                                        for d in chain.node[i + 1]) if chain.node[i + 1] \
+            else math.inf
+    lam = _multipliers(chain, need, limit, bind)
 
-    def grown(memory, device, i):
-        if device not in slot:
-            return memory
-        k = slot[device]
-        m = memory[:k] + (memory[k] + _memory(table, device, i),) + memory[k + 1:]
-        return m if m[k] <= _limit(table, device) else None
+    def penalty(i, d):
+        return lam[bind.index(d)] * need[i][bind.index(d)] if d in bind else 0.0
 
-    zero = (0,) * len(bind)
-    front = {}
-    for d in feasible[0]:
-        cost = _add(_head_s(table, d, source), _layer_s(table, d, 0))
-        memory = grown(zero, d, 0)
-        if cost is not None and memory is not None:
-            front[d] = [_Label(cost, memory, d, None)]
-    for i in range(1, n):
-        new = {}
-        for e in feasible[i]:
-            here = _layer_s(table, e, i)
-            labels = []
-            for d, labs in front.items():
-                edge = _crossing_s(table, d, e, table.act_bytes[i - 1])
-                if edge is None:
-                    continue
-                for lab in labs:
-                    memory = grown(lab.memory, e, i)
-                    if memory is not None:
-                        labels.append(_Label(lab.cost + edge + here, memory, e, lab))
-            if labels:
-                new[e] = _pareto(labels)
-        front = new
-    best = None
-    for d, labs in front.items():
-        tail = _tail_s(table, d, source)
-        if tail is None:
-            continue
-        for lab in labs:
-            if best is None or lab.cost + tail < best[0]:
-                best = (lab.cost + tail, lab)
-    if best is None:
-        return None, math.inf
-    placement = []
-    lab = best[1]
-    while lab is not None:
-        placement.append(lab.device)
-        lab = lab.parent
-    return placement[::-1], best[0]
+    relaxed = chain.cost_to_go(penalty)
+
+    def bound(cost, i, d, used):   # a lower bound of the total of every completion
+        return cost + max(togo[i][d], relaxed[i][d] - sum(
+            lam[j] * (limit[j] - used[j]) for j in range(k)))
+
+    def memory(used, i, d):
+        grown = tuple(u + (need[i][j] if bind[j] == d else 0) for j, u in enumerate(used))
+        if any(u > lim for u, lim in zip(grown, limit)) or \
+                fewest[i] > sum(lim - u for u, lim in zip(grown, limit)):
+            return None
+        return grown
+
+    def key(used, i):
+        return tuple(0 if u + later[i][j] <= limit[j] else u for j, u in enumerate(used))
+
+    expanded = {}      # (i, d) -> [(cost, memory key)] of the labels taken off the heap
+    heap = []          # (lower bound of the total, order, cost, i, d, used, parent)
+    order = itertools.count()
+
+    def push(cost, i, d, used, parent):
+        if used is not None and d in togo[i]:
+            heapq.heappush(heap, (bound(cost, i, d, used), next(order), cost, i, d, used, parent))
+
+    zero = (0,) * k
+    for d in chain.node[0]:
+        if d in chain.head:
+            push(chain.head[d] + chain.node[0][d], 0, d, memory(zero, 0, d), None)
+    while heap:
+        _, _, cost, i, d, used, parent = heapq.heappop(heap)
+        mine = key(used, i)
+        seen = expanded.setdefault((i, d), [])
+        if any(c <= cost and all(a <= b for a, b in zip(u, mine)) for c, u in seen):
+            continue     # one taken earlier costs no more and leaves as much room
+        seen.append((cost, mine))
+        if i == n - 1:
+            placement = [d]
+            while parent is not None:
+                placement.append(parent[1])
+                parent = parent[2]
+            return placement[::-1], cost + chain.tail[d]
+        for e in chain.node[i + 1]:
+            move = chain.edge(i + 1, d, e)
+            if move is not None:
+                push(cost + move + chain.node[i + 1][e], i + 1, e, memory(used, i + 1, e),
+                     (i, d, parent))
+    return None, math.inf
 
 
 # -- data-parallel replicas ----------------------------------------------------------------------
@@ -309,16 +397,18 @@ def _update_s(table, device):
 
 
 def _replica_line(table, device):
-    """(a, c): one replica's step on device at sub-batch b, a + c * b, without the update
-    (done once, on the master); None when the whole model cannot run there."""
+    """(a, c): one replica's step on device at sub-batch b, a + c * b, fitted to the measured
+    whole steps less the update (done once, on the master); None when the whole model cannot
+    run there."""
     if single_device_s(table, device) == math.inf:
         return None
-    line = fit_step_s(table.step_s.get(device))
-    if line is None:
-        t = chain_step_s(table, [device] * len(table.layers))
-        line = (0.0, t / table.batch_size)
-    a, c = line
-    return max(0.0, a - _update_s(table, device)), c
+    update = _update_s(table, device)
+    measured = {b: max(0.0, t - update) for b, t in (table.step_s.get(device) or {}).items()
+                if _finite(t) is not None}
+    if not measured:
+        whole = chain_step_s(table, [device] * len(table.layers))
+        measured = {table.batch_size: max(0.0, whole - update)}
+    return fit_step_s(measured)
 
 
 def _reduce_s(table, devices, master):
@@ -525,7 +615,8 @@ class Plan:
                           + f" samples; slowest replica {_fmt_s(max(dp.replica_s.values()))}"
                           + f", reduce and update on {dp.master} {_fmt_s(dp.reduce_s)})")
             elif name == PER_LAYER:
-                detail = "  (" + " ".join(self.chain) + ")"
+                detail = (f"  (all on {self.chain[0]}: the same plan)" if len(set(self.chain)) == 1
+                          else "  (" + " ".join(self.chain) + ")")
             mark = "  <- chosen" if name == self.chosen else ""
             lines.append(f"  {name.ljust(width)}  {_fmt_s(s).rjust(10)}{mark}{detail}")
         for name, why in self.unfit.items():
