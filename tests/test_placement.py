@@ -343,7 +343,8 @@ def test_plan_data_parallel_when_two_devices_are_equal(any_device):
     t.transfer = {pair: Transfer(1e-6, 1e12) for pair in t.transfer}
     p = placement.make_plan(t)
     assert isinstance(p.placement, hc.DataParallel) and p.chosen == "data parallel cpu+cuda:0"
-    assert p.placement.shares == pytest.approx({"cpu": 0.5, "cuda:0": 0.5})
+    assert dict(zip(p.placement.devices, p.placement.shares)) == pytest.approx(
+        {"cpu": 0.5, "cuda:0": 0.5})
     assert p.predicted_step_s < min(p.alternatives["cpu"], p.alternatives["cuda:0"])
     assert "reduce and update on" in str(p)
     # a margin: the split must win by more than it to be chosen over one device

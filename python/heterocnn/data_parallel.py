@@ -36,9 +36,12 @@ class DataParallel:
     """Replicas on ``devices`` (a list of device names; a device may repeat, e.g. two CPU
     replicas with different thread counts) or a dict {device: share}. ``shares`` (one positive
     weight per device) may also be given beside a list; None means they are to be measured.
-    ``threads``: one CPU thread count per device (0: all), or None."""
+    ``threads``: one CPU thread count per device (0: all), or None. ``rebalance``: whether fit
+    moves the shares toward equal finish times from the replicas' measured step times (a
+    damped controller, heterocnn.rebalance); by default when the shares are measured rather
+    than given, so that given shares train reproducibly."""
 
-    def __init__(self, devices, shares=None, threads=None):
+    def __init__(self, devices, shares=None, threads=None, rebalance=None):
         if isinstance(devices, dict):
             if shares is not None:
                 raise InvalidValueError("DataParallel: shares given twice (a dict and shares=)")
@@ -76,6 +79,7 @@ class DataParallel:
         self.devices = tuple(names)
         self.shares = shares
         self.threads = tuple(int(t) for t in threads)
+        self.rebalance = shares is None if rebalance is None else bool(rebalance)
 
     def with_shares(self, shares):
         """The same replicas with these shares (one per device, or a dict over the devices)."""
@@ -84,7 +88,16 @@ class DataParallel:
                 raise InvalidValueError(f"shares {sorted(shares)} do not match the devices "
                                         f"{list(self.devices)}")
             shares = [shares[d] for d in self.devices]
-        return DataParallel(list(self.devices), shares=list(shares), threads=list(self.threads))
+        return DataParallel(list(self.devices), shares=list(shares), threads=list(self.threads),
+                            rebalance=self.rebalance)
+
+    def sub_batches(self, batch_size):
+        """Rows per replica of a batch of ``batch_size`` (equal shares until measured)."""
+        from .rebalance import split_batch
+
+        shares = self.shares or (1.0,) * len(self.devices)
+        split = split_batch(dict(enumerate(shares)), batch_size)
+        return [split[i] for i in range(len(self.devices))]
 
     def share_of(self, device):
         """The share of ``device`` (summed over its replicas), or None when not measured yet."""
@@ -94,7 +107,8 @@ class DataParallel:
 
     def __eq__(self, other):
         return (isinstance(other, DataParallel) and self.devices == other.devices
-                and self.shares == other.shares and self.threads == other.threads)
+                and self.shares == other.shares and self.threads == other.threads
+                and self.rebalance == other.rebalance)
 
     def __repr__(self):
         parts = [repr(list(self.devices))]
@@ -103,15 +117,3 @@ class DataParallel:
         if any(self.threads):
             parts.append(f"threads={list(self.threads)}")
         return f"DataParallel({', '.join(parts)})"
-
-
-def split_rows(shares, n):
-    """Integer rows per replica for a batch of n: proportional to the shares, the remainder
-    going by largest fraction (ties to the earlier replica). Deterministic."""
-    raw = [s * n for s in shares]
-    counts = [int(math.floor(r)) for r in raw]
-    rest = n - sum(counts)
-    order = sorted(range(len(shares)), key=lambda i: (-(raw[i] - counts[i]), i))
-    for i in order[:rest]:
-        counts[i] += 1
-    return counts

@@ -165,7 +165,11 @@ class Sequential:
             device = plan(self, batch_size, tuple(shape))
         if isinstance(device, Plan):
             chosen = device
-            self.to(chosen.placement)
+            placement = chosen.placement
+            if isinstance(placement, DataParallel):  # measured shares: fit keeps them balanced
+                placement = DataParallel(list(placement.devices), shares=list(placement.shares),
+                                         threads=list(placement.threads), rebalance=True)
+            self.to(placement)
             self.plan_used = chosen
             return self
         self.plan_used = None
@@ -199,13 +203,13 @@ class Sequential:
         self.placement = dp
         return self
 
-    def stepper(self, train=None, device_data="auto", host_batches=False):
+    def stepper(self, train=None, device_data="auto", host_batches=False, batch_size=None):
         """The object fit drives to run training steps on this model as it is placed (one
-        device, layers over devices, or replicas) on the (X, y) arrays ``train``: see
-        heterocnn.stepper."""
+        device, layers over devices, or replicas) on the (X, y) arrays ``train`` in batches of
+        ``batch_size``: see heterocnn.stepper."""
         from .stepper import make_stepper
 
-        return make_stepper(self, train, device_data, host_batches)
+        return make_stepper(self, train, device_data, host_batches, batch_size)
 
     # -- input checks ----------------------------------------------------------------------
 
@@ -287,16 +291,9 @@ class Sequential:
         x = self._input(x)
         y = self._labels(y, x.shape[0])
         if self._replicas is not None:
-            from .data_parallel import split_rows
-
-            counts = split_rows(self._shares(), x.shape[0])
+            counts = self.placement.sub_batches(x.shape[0])
             return [self._replicas.train_step(x, x.shape, y, counts, opt._core)]
         return self._net.start_step(x, y, opt._core)
-
-    def _shares(self):
-        """The data-parallel shares in force (equal until measured)."""
-        dp = self.placement
-        return dp.shares if dp.shares is not None else [1 / len(dp.devices)] * len(dp.devices)
 
     def _start_step_on(self, data, idx, opt):
         """_start_step on the samples ``idx`` of a DeviceDataset."""
@@ -401,10 +398,8 @@ class Sequential:
         shape = tuple(int(d) for d in input_shape)
         if self._replicas is None or mode == "infer":  # inference runs on the master alone
             return self._net.step_bytes(shape, mode, int(optimizer_states))
-        from .data_parallel import split_rows
-
         out = {}  # replicas on one device add up
-        for net, rows in zip(self._replica_nets, split_rows(self._shares(), shape[0])):
+        for net, rows in zip(self._replica_nets, self.placement.sub_batches(shape[0])):
             if rows == 0:
                 continue
             for device, sizes in net.step_bytes((rows,) + shape[1:], mode,

@@ -15,9 +15,10 @@ import time
 
 import numpy as np
 
-from .data_parallel import DataParallel, split_rows
+from .data_parallel import DataParallel
 from .device_data import DeviceDataset
 from .errors import InvalidValueError
+from .rebalance import Rebalancer
 
 
 def _device_data(device, X, y, device_data):
@@ -72,10 +73,11 @@ class ReplicaSteps:
     """Data-parallel steps (hc.DataParallel): each batch split over the replicas by their
     shares, one core call per step. Where a replica is a GPU and the training set fits there,
     that replica gathers its rows on the device and the others take theirs from the host.
-    With ``rebalance`` (a heterocnn.placement.Rebalancer) the shares follow the measured step
-    times of the replicas."""
+    Shares not given are measured first (hc.measure, heterocnn.placement's
+    data_parallel_shares); with the placement's ``rebalance`` they then follow the measured
+    step times of the replicas (heterocnn.rebalance.Rebalancer)."""
 
-    def __init__(self, model, train, device_data, host_batches, rebalance=None):
+    def __init__(self, model, train, device_data, host_batches, batch_size=None):
         _check_device_data(device_data, host_batches)
         self.model = model
         self.y = None if train is None else train[1]
@@ -90,12 +92,18 @@ class ReplicaSteps:
             self.data = _device_data(dp.devices[self.gpu], train[0], train[1], device_data)
             if self.data is None:
                 self.gpu = None
-        self.rebalance = rebalance
+        if dp.shares is None and batch_size is not None and train is not None:
+            model.placement = dp = dp.with_shares(_measured_shares(model, batch_size,
+                                                                   train[0].shape[1:]))
+        self.rebalance = None
+        if dp.rebalance and batch_size is not None and len(dp.devices) > 1:
+            self.rebalance = Rebalancer(dict(enumerate(model.placement.shares or
+                                                       (1.0,) * len(dp.devices))), batch_size)
 
     def start(self, idx, host_batch, opt):
         model = self.model
         model._check_optimizer(opt)
-        counts = split_rows(model._shares(), len(idx))
+        counts = model.placement.sub_batches(len(idx))
         if self.data is None:
             x = host_batch(idx)
             y = np.ascontiguousarray(self.y[idx], dtype=np.int64)
@@ -112,16 +120,35 @@ class ReplicaSteps:
                 x, (len(idx),) + tuple(self.data.sample_shape), y, counts, opt._core,
                 self.data._core, gidx, self.gpu)
         if self.rebalance is not None:
-            shares = self.rebalance.update(model._replicas.last_seconds(), counts)
-            if shares is not None:
-                model.placement = model.placement.with_shares(shares)
+            seconds = model._replicas.last_seconds()
+            moved = self.rebalance.observe(dict(enumerate(seconds)), dict(enumerate(counts)))
+            if moved is not None:
+                shares = self.rebalance.shares
+                model.placement = model.placement.with_shares([shares[i]
+                                                               for i in range(len(counts))])
         return [result]
 
     def finish(self):
         return []
 
 
-def make_stepper(model, train=None, device_data="auto", host_batches=False, rebalance=None):
+def _measured_shares(model, batch_size, sample_shape):
+    """Shares for the replicas from measured costs: the planner's split of the batch over
+    the devices (a device that does not pay gets a token share), a device's share divided
+    evenly between its replicas."""
+    from .measure import measure
+    from .placement import data_parallel_shares
+
+    dp = model.placement
+    devices = list(dict.fromkeys(dp.devices))
+    table = measure(model, batch_size, tuple(sample_shape), devices=devices)
+    samples, _ = data_parallel_shares(table, devices)
+    return [max(samples.get(d, 0), 1e-3) / dp.devices.count(d) for d in dp.devices]
+
+
+def make_stepper(model, train=None, device_data="auto", host_batches=False, batch_size=None):
+    """The stepper for ``model`` as placed; ``train`` the (X, y) arrays it trains on and
+    ``batch_size`` the size of its batches (both optional: a stepper for train_step)."""
     if isinstance(model.placement, DataParallel):
-        return ReplicaSteps(model, train, device_data, host_batches, rebalance)
+        return ReplicaSteps(model, train, device_data, host_batches, batch_size)
     return SingleSteps(model, train, device_data, host_batches)

@@ -103,7 +103,8 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     if resume is not None:
         first_epoch, step = _resume(resume, rng, history)
     guard = NanGuard(model, opt, on_nan)
-    stepper = model.stepper((X, y), device_data, host_batches=transform is not None)
+    stepper = model.stepper((X, y), device_data, host_batches=transform is not None,
+                            batch_size=batch_size)
     buf = np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
     n_batches = -(-len(X) // batch_size)
 
