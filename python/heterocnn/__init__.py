@@ -11,6 +11,7 @@ from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
                      HeteroCNNError, InvalidValueError, NonFiniteError, ShapeError,
                      StateDictError)
+from .measure import measure
 from .memory import check_memory, estimate_memory
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .onnx_export import export_onnx
@@ -43,6 +44,6 @@ __all__ = [
     "DTypeError", "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d",
     "Module", "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
     "StateDictError", "build_info", "check_memory", "cuda_available", "cuda_device",
-    "cuda_device_count", "datasets", "default_recipe", "estimate_memory", "evaluate", "export_onnx", "fit", "load",
+    "cuda_device_count", "datasets", "default_recipe", "estimate_memory", "evaluate", "measure", "export_onnx", "fit", "load",
     "models", "plan", "predict", "save", "set_threads", "WarmupCosine",
 ]

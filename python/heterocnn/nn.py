@@ -133,6 +133,7 @@ class Sequential:
         self._replicas = None  # a CoreReplicas when placed with DataParallel
         self._replica_nets = None  # its nets, the master first
         self.plan_used = None      # the hc.Plan the model was last placed by, if any
+        self._copies = {}          # placed_copy's copies, by placement
         # One sample's shape (e.g. (1, 28, 28)), where the model knows it: to("auto") and
         # the planner use it when none is given.
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
@@ -202,6 +203,19 @@ class Sequential:
         self._replicas.broadcast()
         self.placement = dp
         return self
+
+    def placed_copy(self, placement):
+        """A copy of the model placed as ``placement`` (what to() accepts) holding the model's
+        current weights: made once per placement and kept, its weights refreshed at every
+        call. For running the model elsewhere (inference) without moving it."""
+        key = tuple(placement) if isinstance(placement, (list, tuple)) else placement
+        copy = self._copies.get(key)
+        if copy is None:
+            copy = Sequential(*self.layers, loss=self.loss, seed=self.seed,
+                              input_shape=self.input_shape).to(placement)
+            self._copies[key] = copy
+        copy.load_state_dict(self.state_dict(), allow_nonfinite=True)
+        return copy
 
     def stepper(self, train=None, device_data="auto", host_batches=False, batch_size=None):
         """The object fit drives to run training steps on this model as it is placed (one

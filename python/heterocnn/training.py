@@ -173,21 +173,31 @@ def _resume(meta, rng, history):
     return first_epoch, step
 
 
-def predict(model, X, batch_size=1000):
-    """Logits for every sample of X (float32 or uint8, scaled), in batches."""
+def predict(model, X, batch_size=1000, device="auto"):
+    """Logits for every sample of X (float32 or uint8, scaled), in batches.
+
+    ``device``: "auto" runs the batches where the planner says a forward pass of this batch
+    size is fastest (hc.plan(..., mode="infer"), measured once per machine and cached; on a
+    machine with one device, the model as it is); None runs the model as it is placed; a
+    device or per-layer placement runs a copy of the model there. A copy gets the model's
+    current weights each call; the model itself is never moved."""
+    from .inference import inference_model
+
     out = []
-    buf = np.empty((min(batch_size, len(X)),) + X.shape[1:], dtype=np.float32)
+    n = min(batch_size, len(X))
+    runner = inference_model(model, n, X.shape[1:], device)
+    buf = np.empty((n,) + X.shape[1:], dtype=np.float32)
     for start in range(0, len(X), batch_size):
         idx = np.arange(start, min(start + batch_size, len(X)))
-        out.append(model(_batch(X, idx, buf)))
+        out.append(runner(_batch(X, idx, buf)))
     return np.concatenate(out)
 
 
-def evaluate(model, data, batch_size=1000):
+def evaluate(model, data, batch_size=1000, device="auto"):
     """Accuracy of ``model`` on ``data`` ((X, y) or a Dataset): argmax of the logits for
-    cross-entropy, logit > 0 for bce."""
+    cross-entropy, logit > 0 for bce. ``device`` as for predict."""
     X, y = as_arrays(data, "data")
     check_label_range(model, X.shape[1:], int(y.min()), int(y.max()), "data")
-    logits = predict(model, X, _positive("batch_size", batch_size))
+    logits = predict(model, X, _positive("batch_size", batch_size), device)
     pred = (logits[:, 0] > 0).astype(np.int64) if model.loss == "bce" else logits.argmax(axis=1)
     return float((pred == y).mean())
