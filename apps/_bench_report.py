@@ -13,7 +13,7 @@ import re
 
 from _bench_common import INSTALL_HINT, SCHEMA, try_import
 
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta")
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero")
 MARK = re.compile(r"(<!-- bench:(\w+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)
 
 
@@ -254,8 +254,34 @@ def tta_tables(result):
                     rows))
 
 
+def hetero_tables(result):
+    rows = []
+    for r in result["rows"]:
+        rows.append([r["net"], r["batch"], f"{r['cpu_rate']:,.0f}", f"{r['gpu_rate']:,.0f}",
+                     f"`{r['plan']}`", f"{r['plan_rate']:,.0f}",
+                     f"{r['exhaustive_best']} {r['exhaustive_best_rate']:,.0f}",
+                     f"{r['plan_vs_best']:.2f}", f"{r['plan_vs_best_single']:.2f}",
+                     f"{r['plan_predicted_step_s'] * 1e3:.3f} / "
+                     f"{r['plan_measured_step_s'] * 1e3:.3f}",
+                     f"{r['best_dp_rate']:,.0f} at {r['best_dp_gpu_share']:.2f}",
+                     f"{r['dp_ceiling']:.2f}x", f"{r['dp_gain']:.2f}x",
+                     f"{r['dp_share_of_ceiling_gain']:.0%}"])
+    train = table(["net", "batch", "all-CPU img/s", "all-GPU img/s", "planner's choice",
+                   "its img/s", "exhaustive best (img/s)", "plan / best", "plan / best single",
+                   "predicted / measured ms a step", "best CPU+GPU split (GPU share)",
+                   "ceiling 1 + cpu/gpu", "split / GPU", "share of the ceiling's gain"], rows)
+    lat = [[r["net"], r["batch"], f"{r['cpu'] * 1e3:.3f}", f"{r['cuda:0'] * 1e3:.3f}",
+            f"`{r['plan']}`", f"{r['plan_s'] * 1e3:.3f}", f"{r['plan_vs_best_single']:.2f}"]
+           for r in result["predict"]]
+    return (f"Training ({result['note']}); each figure one timed run:\n\n" + train
+            + "\n\nPredict latency (ms per call of the batch), the planner's inference choice "
+            "against each device alone:\n\n"
+            + table(["net", "batch", "CPU ms", "GPU ms", "planner's choice", "its ms",
+                     "best single / plan"], lat))
+
+
 TABLES = {"cpu": cpu_tables, "gpu": gpu_tables, "layers": layers_tables, "gemm": gemm_tables,
-          "memory": memory_tables, "tta": tta_tables}
+          "memory": memory_tables, "tta": tta_tables, "hetero": hetero_tables}
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -385,8 +411,20 @@ def plot_tta(plt, result, title):
     return fig
 
 
+def plot_hetero(plt, result, title):
+    labels = [f"{r['net']} {r['batch']}" for r in result["rows"]]
+    gpu = [r["gpu_rate"] for r in result["rows"]]
+    series = {"all-CPU": [r["cpu_rate"] / g for r, g in zip(result["rows"], gpu)],
+              "planner's choice": [r["plan_rate"] / g for r, g in zip(result["rows"], gpu)],
+              "exhaustive best": [r["exhaustive_best_rate"] / g
+                                  for r, g in zip(result["rows"], gpu)]}
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ratio_bars(ax, labels, series, f"{title}: training rate over all-GPU")
+    return fig
+
+
 PLOTS = {"cpu": plot_cpu, "gpu": plot_gpu, "layers": plot_layers, "gemm": plot_gemm,
-         "memory": plot_memory, "tta": plot_tta}
+         "memory": plot_memory, "tta": plot_tta, "hetero": plot_hetero}
 
 
 def plot(plt, suite, run, bench_dir):
