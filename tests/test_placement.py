@@ -3,6 +3,7 @@ brute force over every placement, the data-parallel split against every integer 
 plan's alternatives and choice and its table, the share rebalancer on simulated timings,
 and the cost cache."""
 
+import dataclasses
 import json
 import math
 import os
@@ -363,12 +364,26 @@ def test_plan_ties_go_to_the_simplest(any_device):
 def test_plan_three_devices_and_inference(any_device, rng):
     t = random_table(rng, 7, 3, mode="infer")
     p = placement.make_plan(t)
-    names = {"cpu", "cuda:0", "cuda:1", "data parallel cpu+cuda:0", "data parallel cpu+cuda:1",
-             "data parallel cuda:0+cuda:1", "data parallel cpu+cuda:0+cuda:1"}
-    assert names <= set(p.alternatives) | set(p.unfit)
+    assert {"cpu", "cuda:0", "cuda:1"} <= set(p.alternatives) | set(p.unfit)
+    # a forward pass runs on one device or one chain: no replicas in an inference plan
+    assert not any(name.startswith("data parallel") for name in p.alternatives)
     assert p.predicted_step_s == min(p.alternatives.values())
     assert p.alternatives[p.chosen] == p.predicted_step_s
     assert "loss" not in str(p) and p.mode == "infer"
+    trained = placement.make_plan(dataclasses.replace(t, mode="train"))
+    names = {"data parallel cpu+cuda:0", "data parallel cpu+cuda:1",
+             "data parallel cuda:0+cuda:1", "data parallel cpu+cuda:0+cuda:1"}
+    assert names <= set(trained.alternatives) | set(trained.unfit)
+
+
+def test_measured_overhead_is_added_to_every_data_parallel_price(any_device):
+    t = plan_table()
+    base = placement.data_parallel_step_s(t, {"cpu": 16, "cuda:0": 48})
+    t.dp_overhead_s = 0.25
+    more = placement.data_parallel_step_s(t, {"cpu": 16, "cuda:0": 48})
+    assert more.seconds == pytest.approx(base.seconds + 0.25)
+    assert placement.data_parallel_step_s(t, {"cpu": 0, "cuda:0": 64}).seconds == \
+        pytest.approx(placement.single_device_s(t, "cuda:0"))  # one replica: no overhead
 
 
 def test_plan_measures_then_plans(monkeypatch, any_device):

@@ -19,7 +19,7 @@ import tempfile
 
 from .costs import CostTable, Transfer
 
-VERSION = 1     # bump when CostTable's fields or their meaning change
+VERSION = 2     # bump when CostTable's fields or their meaning change
 
 
 def cache_dir():
@@ -70,6 +70,7 @@ def _to_json(table):
                      for (s, d), t in table.transfer.items()],
         "step_s": {d: {str(int(b)): _number(s) for b, s in m.items()}
                    for d, m in table.step_s.items()},
+        "dp_overhead_s": _number(table.dp_overhead_s),
         "notes": list(table.notes),
     }
 
@@ -159,7 +160,14 @@ def _from_json(obj):
         input_bytes=_int(obj.get("input_bytes"), "input_bytes"), act_bytes=ints("act_bytes"),
         param_bytes=ints("param_bytes"), layer_memory=per_device("layer_memory", _num),
         memory_limit=scalars("memory_limit"), transfer=transfer, step_s=step_s,
+        dp_overhead_s=_overhead(obj.get("dp_overhead_s")),
         notes=_str_list(obj.get("notes", []), "notes"))
+
+
+def _overhead(v):
+    v = _num(v, "dp_overhead_s")
+    _need(v is not None and v >= 0, "dp_overhead_s is not a number >= 0")
+    return v
 
 
 def load(key):

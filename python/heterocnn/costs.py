@@ -41,4 +41,9 @@ class CostTable:
     step_s: dict               # device -> {batch size: measured seconds of one whole step with
                                #            the model all on that device, as fit runs it
                                #            (a captured graph on a GPU)}
+    # Seconds a data-parallel step takes beyond its slowest replica and the reduction as the
+    # planner prices them (host work and waits that overlap nothing: a replica step is
+    # synchronous, a single-device step overlaps the next one), measured on a real split of
+    # the batch over the devices; 0 where not measured.
+    dp_overhead_s: float = 0.0
     notes: list = field(default_factory=list)  # what was measured, cached or re-measured

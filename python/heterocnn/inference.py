@@ -20,18 +20,14 @@ def _as_placed(model):
 
 
 def _planned(model, batch_size, sample_shape):
+    """Where the planner runs a forward pass of batch_size fastest (one device, or a chain
+    over devices: an inference plan has no replicas)."""
     from .measure import available_devices
     from .placement import plan
 
     if len(available_devices()) == 1:
         return _as_placed(model)
-    p = plan(model, batch_size, tuple(sample_shape), mode="infer")
-    if isinstance(p.placement, DataParallel):  # a forward pass runs on one replica: the best
-        candidates = {name: s for name, s in p.alternatives.items()
-                      if not name.startswith("data parallel")}
-        best = min(candidates, key=candidates.get)
-        return _placement_key(p.chain) if best == "per-layer optimum" else best
-    return _placement_key(p.placement)
+    return _placement_key(plan(model, batch_size, tuple(sample_shape), mode="infer").placement)
 
 
 def inference_model(model, batch_size, sample_shape, device="auto"):

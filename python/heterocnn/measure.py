@@ -204,7 +204,33 @@ def _measure(model, batch_size, input_shape, devices, mode):
             if src != dst:
                 seconds = [_core.time_copy(src, dst, n, 5) for n in COPY_SIZES]
                 table.transfer[(src, dst)] = _fit_transfer(COPY_SIZES, seconds)
+    if mode == "train" and len(devices) > 1 and batch_size >= len(devices):
+        table.dp_overhead_s = _dp_overhead(model, x, y, table)
     return table
+
+
+def _dp_overhead(model, x, y, table):
+    """What a real data-parallel step over all the devices costs beyond the planner's price
+    of it: the split the planner would pick for these devices, timed as fit runs it."""
+    from .data_parallel import DataParallel
+    from .placement import data_parallel_over
+    from .stepper import make_stepper
+
+    cost = data_parallel_over(table, list(table.devices))
+    if cost.seconds == float("inf"):
+        return 0.0
+    copy = _copy_of(model, DataParallel({d: max(n, 1) for d, n in cost.sub_batches.items()},
+                                        rebalance=False))
+    from .optim import SGD
+
+    opt = SGD(copy, lr=1e-12, momentum=0.9)
+    stepper = make_stepper(copy, (x, y), "auto")
+    idx = np.arange(len(x))
+    seconds = _timed(lambda: stepper.start(idx, lambda rows: x[rows], opt))
+    notes = f"a data-parallel step over {list(table.devices)} measured {seconds * 1e3:.3f} ms, " \
+            f"priced {cost.seconds * 1e3:.3f} ms"
+    table.notes.append(notes)
+    return max(0.0, seconds - cost.seconds)
 
 
 def measure(model, batch_size, input_shape, devices=None, mode="train", cache=True):

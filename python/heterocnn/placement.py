@@ -488,13 +488,15 @@ def data_parallel_step_s(table, sub_batches, master=None):
     if reduce_s is None or any(line is None for line in lines.values()):
         return DataParallelCost(dict(sub_batches), master, {}, math.inf, math.inf)
     replica_s = {d: _line_s(lines[d], sub_batches[d]) for d in used}
+    reduce_s += table.dp_overhead_s  # what a measured split spent beyond this model
     return DataParallelCost(dict(sub_batches), master, replica_s, reduce_s,
                             max(replica_s.values()) + reduce_s)
 
 
-def _data_parallel_over(table, devices):
+def data_parallel_over(table, devices):
     """The best split with every one of devices taking at least one sample: a DataParallelCost
-    (seconds math.inf when impossible)."""
+    (seconds math.inf when impossible). hc.measure times this split to calibrate
+    table.dp_overhead_s."""
     lines = [_replica_line(table, d) for d in devices]
     if any(line is None for line in lines) or table.batch_size < len(devices):
         return DataParallelCost({}, None, {}, math.inf, math.inf)
@@ -512,7 +514,7 @@ def data_parallel_shares(table, devices):
     best = None
     for k in range(1, len(devices) + 1):
         for subset in itertools.combinations(devices, k):
-            cost = _data_parallel_over(table, list(subset))
+            cost = data_parallel_over(table, list(subset))
             if best is None or cost.seconds < best.seconds:
                 best = cost
     return best.sub_batches, best.seconds
@@ -645,13 +647,15 @@ def make_plan(table, margin=0.0):
     elif len(set(chain)) > 1:
         candidates.append((PER_LAYER, chain, chain_s))
     dp_costs = {}
-    subsets = [s for k in range(2, len(devices) + 1) for s in itertools.combinations(devices, k)]
+    # Replicas split a training batch; a forward pass runs on one device or one chain.
+    subsets = [] if table.mode == "infer" else \
+        [s for k in range(2, len(devices) + 1) for s in itertools.combinations(devices, k)]
     if len(devices) > 4:   # too many to list: all of them, and the best subset
         best, _ = data_parallel_shares(table, devices)
         subsets = [tuple(devices)] + ([tuple(best)] if 1 < len(best) < len(devices) else [])
     for subset in subsets:
         name = _dp_name(subset)
-        cost = _data_parallel_over(table, list(subset))
+        cost = data_parallel_over(table, list(subset))
         if cost.seconds == math.inf:
             unfit[name] = "a replica does not fit, or a transfer is missing"
             continue
