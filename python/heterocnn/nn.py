@@ -293,3 +293,10 @@ class Sequential:
     def parameters(self):
         """Names and shapes of the parameters, in state_dict order."""
         return [(key, tuple(shape)) for key, (_, _, shape) in zip(self._keys, self._params)]
+
+    def summary(self, input_shape, batch_size=64):
+        """Per layer: output shape, parameters, forward FLOPs, output memory in a training step
+        of ``batch_size``, device; and the step's memory per device (hc.Summary; print it)."""
+        from .summary import summary
+
+        return summary(self, input_shape, batch_size)
