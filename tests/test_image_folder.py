@@ -73,6 +73,9 @@ def test_modes_grey_of_rgb_alpha_palette_16_bit(tmp_path):
     Image.fromarray(rgb).convert("P").save(tmp_path / "p.gif")
     p = hc.load_image(tmp_path / "p.gif", (13, 19), 3)
     assert p.shape == (3, 13, 19) and np.abs(p.astype(int) - rgb.transpose(2, 0, 1)).mean() < 40
+    Image.fromarray(rgb).save(tmp_path / "jpeg.png", format="JPEG")  # a JPEG named .png
+    assert np.array_equal(hc.load_image(tmp_path / "jpeg.png", (13, 19), 3),
+                          np.asarray(Image.open(tmp_path / "jpeg.png")).transpose(2, 0, 1))
     deep = rng.integers(0, 65536, (6, 5), dtype=np.uint16)
     Image.fromarray(deep).save(tmp_path / "16.png")
     assert Image.open(tmp_path / "16.png").mode.startswith("I;16")

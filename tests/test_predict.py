@@ -99,6 +99,14 @@ def test_predict_errors(trained, tmp_path, capsys):
         classify(tmp_path / "float.safetensors", [str(root / sorted(made)[0])])
 
 
+def test_save_records_the_data(tmp_path, sample):
+    model = hc.models.mlp()
+    hc.save(model, tmp_path / "m.safetensors", data=sample[0], epoch=7)
+    meta = hc.load(tmp_path / "m.safetensors")[2]
+    assert meta["epoch"] == 7 and meta["classes"] == list(sample[0].classes)
+    assert meta["input_shape"] == [1, 28, 28] and "image" not in meta
+
+
 def test_fashion_checkpoint_predicts_from_its_input_shape(tmp_path, sample, capsys):
     from PIL import Image
 

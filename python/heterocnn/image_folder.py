@@ -9,6 +9,7 @@ again, and any change (a file added, removed, rewritten or touched) decodes agai
 replaces it.
 """
 
+import contextlib
 import hashlib
 import json
 import mmap
@@ -108,6 +109,31 @@ def _stats(root, rels):
 
 # -- decoding -------------------------------------------------------------------------------
 
+def _read(path, stat_out):
+    """The bytes of the file at ``path``; its size and mtime_ns, as opened, into ``stat_out``
+    (as os.stat gives them when it cannot be opened). Raw os calls: with a buffered file
+    object, opening and reading took a quarter of a small image's decoding time."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            stat_out[:] = st.st_size, st.st_mtime_ns
+        raise
+    try:
+        st = os.fstat(fd)
+        stat_out[:] = st.st_size, st.st_mtime_ns
+        data = os.read(fd, st.st_size + 1)
+        if len(data) != st.st_size:  # a short read, or the file grew: read to its end
+            parts = [data]
+            while chunk := os.read(fd, 1 << 20):
+                parts.append(chunk)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
 def _decode_range(job, start, stop):
     """Decode files ``start:stop`` of ``job`` (root, rels, size, channels, resize and the
     output arrays "images" (N, C, H, W) and "stats" (N, 2): size and mtime_ns as read) in
@@ -118,12 +144,8 @@ def _decode_range(job, start, stop):
     for i in range(start, stop):
         rel = rels[i]
         try:
-            path = os.path.join(root, rel)
-            st = os.stat(path)  # before reading: a later change shows in the next run's stat
-            stats[i] = st.st_size, st.st_mtime_ns
-            with open(path, "rb") as f:
-                data = f.read()
-            images[i] = decode(data, size, channels, resize, rel)
+            images[i] = decode(_read(os.path.join(root, rel), stats[i]), size, channels,
+                               resize, rel)
         except (OSError, DataFormatError) as e:
             images[i] = 0
             bad.append((i, str(e).removeprefix(f"{rel}: ") if isinstance(e, DataFormatError)

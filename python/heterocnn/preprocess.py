@@ -28,6 +28,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 """File names (any case) read as images; other files are ignored."""
 
 _EXIF_FORMATS = ("JPEG", "MPO", "WEBP", "TIFF")
+_FORMAT_OF = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF",
+              ".webp": "WEBP"}  # tried first (quicker); any format Pillow knows after that
 
 
 def check_options(size, channels, resize):
@@ -72,6 +74,17 @@ def _fit(img, size, resize, Image):
     return img.resize((w, h), Image.BILINEAR, box=box)
 
 
+def _open(Image, data, name):
+    """The Pillow image of ``data``: tried as the format its name says first."""
+    hint = _FORMAT_OF.get(name[name.rfind("."):].lower()) if "." in name else None
+    if hint is not None:
+        try:
+            return Image.open(io.BytesIO(data), formats=(hint,))
+        except Image.UnidentifiedImageError:
+            pass
+    return Image.open(io.BytesIO(data))
+
+
 def decode(data, size, channels, resize, name):
     """uint8 (C, H, W) from the bytes ``data`` of an image file (``name`` for errors): the
     first frame; EXIF orientation applied (JPEG, WebP, TIFF); JPEGs at least twice the target
@@ -81,7 +94,7 @@ def decode(data, size, channels, resize, name):
     Image = require("PIL.Image", "images", "reading image files")
     mode = CHANNELS[channels]
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _open(Image, data, name)
         if img.format == "JPEG":
             img.draft(mode, (size[1] * 2, size[0] * 2))
         img.load()
