@@ -125,3 +125,21 @@ def test_model_too_small_for_the_size_is_a_clear_error(tmp_path, sample, cache_h
     assert train_main(["--data-folder", str(root), "--size", "8x8", "--model", "lenet5",
                        "--epochs", "1", "--no-progress"]) == 2
     assert "lenet5 cannot take 1x8x8 images" in capsys.readouterr().err
+
+
+def test_patience_and_help(tmp_path, sample, cache_home, capsys):
+    root = tmp_path / "images"
+    write_image_folder(root, sample[0], per_class=6, classes=(0, 1))
+    assert train_main(["--data-folder", str(root), "--model", "mlp", "--epochs", "4",
+                       "--patience", "1", "--lr", "0", "--batch-size", "4",
+                       "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    # lr 0: the validation loss never improves after epoch 1, so training stops after epoch 2
+    assert "epoch 2: loss" in text and "epoch 3" not in text
+    assert "stopped after epoch 2; the model keeps epoch 1's weights" in text
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    help_text = capsys.readouterr().out
+    for flag in ("--data-folder", "--size", "--channels", "--val-split", "--resize",
+                 "--patience", "--confusion", "--log", "--plot"):
+        assert flag in help_text
