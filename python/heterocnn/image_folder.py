@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import warnings
 import zipfile
 
@@ -256,6 +257,18 @@ def _read_cache(path, root, rels):
     return cached
 
 
+def _remove_stale_temporaries(folder, age_s=3600):
+    """Remove the temporary files that writers killed over ``age_s`` ago left in the cache
+    folder (a live writer's file is younger)."""
+    now = time.time()
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.name.startswith(".tmp-") and e.name.endswith(".npz"):
+                with contextlib.suppress(OSError):
+                    if now - e.stat().st_mtime > age_s:
+                        os.remove(e.path)
+
+
 def _write_cache(path, **arrays):
     """Write the arrays as .npz atomically: a temporary file in the cache folder, fsynced,
     renamed over ``path``; a failure leaves no file and warns (the data is still returned)."""
@@ -263,6 +276,7 @@ def _write_cache(path, **arrays):
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
+        _remove_stale_temporaries(folder)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
