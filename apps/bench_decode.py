@@ -12,11 +12,14 @@ contenders taking turns repeat by repeat:
                 np.asarray(Image.open(path).convert("L").resize((28, 28))), stacked
   image_folder  hc.datasets.image_folder(DIR, cache=False): listing, decoding in one forked
                 worker per core, the Dataset
+  one worker    the same with workers=1 (decoding in the process: the per-file cost alone)
   first run     image_folder with the cache, after deleting it: decoding and writing it
   second run    a fresh `heterocnn-train --data-folder DIR` process, from its start to the
                 call of fit (interpreter, imports, listing and checking the folder against
                 the cache, reading it, the split, the model and its summary)
 
+Beside each wall time, the CPU seconds it took (this process and its reaped children: the
+decoding workers), which the load of a shared machine changes less.
 Writes JSON (every repeat, the machine and its load) to benchmarks/decode-<machine>.json.
 """
 
@@ -87,6 +90,23 @@ def second_run(folder, env):
     return float(line.split()[1]) - start
 
 
+def cpu_seconds():
+    """User + system CPU seconds of this process and of its children that have ended."""
+    import resource
+
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn, times, cpu, key):
+    """fn(), its wall time appended to times[key] and its CPU seconds to cpu[key]."""
+    c, t = cpu_seconds(), time.perf_counter()
+    out = fn()
+    times[key].append(time.perf_counter() - t)
+    cpu[key].append(cpu_seconds() - c)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=60000)
@@ -107,33 +127,40 @@ def main(argv=None):
     machine = machine_info(hc, len(os.sched_getaffinity(0)))
     print(f"{machine['cpu']}, {machine['cores']} cores, load average "
           f"{machine['load_average_start']}; {args.images} PNGs in {args.folder}")
-    times = {"pillow_loop": [], "image_folder": [], "first_run": [], "second_run": []}
+    times = {"pillow_loop": [], "image_folder": [], "one_worker": [], "first_run": [],
+             "second_run": []}
     reference = pillow_loop(args.folder)  # warm-up: the files in the page cache
+    cpu = {k: [] for k in times}
     for r in range(args.repeats):
-        t = time.perf_counter()
-        pillow_loop(args.folder)
-        times["pillow_loop"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        data = hc.datasets.image_folder(args.folder, cache=False, progress=False)
-        times["image_folder"].append(time.perf_counter() - t)
+        timed(lambda: pillow_loop(args.folder), times, cpu, "pillow_loop")
+        data = timed(lambda: hc.datasets.image_folder(args.folder, cache=False, progress=False),
+                     times, cpu, "image_folder")
         assert np.array_equal(data.images[:, 0], reference), "image_folder decoded otherwise"
+        timed(lambda: hc.datasets.image_folder(args.folder, cache=False, progress=False,
+                                               workers=1), times, cpu, "one_worker")
         shutil.rmtree(os.path.join(cache, "heterocnn"), ignore_errors=True)
-        t = time.perf_counter()
-        hc.datasets.image_folder(args.folder, progress=False)
-        times["first_run"].append(time.perf_counter() - t)
+        timed(lambda: hc.datasets.image_folder(args.folder, progress=False), times, cpu,
+              "first_run")
         times["second_run"].append(second_run(args.folder, env))
-        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-              flush=True)
+        print(f"repeat {r + 1}: " + ", ".join(
+            f"{k} {v[-1]:.2f} s" + (f" ({cpu[k][-1]:.2f} CPU s)" if cpu[k] else "")
+            for k, v in times.items()), flush=True)
     shutil.rmtree(cache, ignore_errors=True)
     machine["load_average_end"] = load_average()
     results = {k: figure(v, "s") for k, v in times.items()}
+    results.update({f"{k}_cpu": figure(v, "CPU s") for k, v in cpu.items() if v})
     ratio = results["pillow_loop"]["median"] / results["image_folder"]["median"]
-    print(f"image_folder is {ratio:.2f}x the single-process Pillow loop (medians); the second "
-          f"run calls fit after {results['second_run']['median']:.2f} s "
+    same_repeat = figure([a / b for a, b in zip(times["pillow_loop"], times["image_folder"])], "x")
+    print(f"image_folder is {ratio:.2f}x the single-process Pillow loop (medians; same-repeat "
+          f"ratios {same_repeat['min']:.2f}-{same_repeat['max']:.2f}, median "
+          f"{same_repeat['median']:.2f}); one worker "
+          f"{results['pillow_loop']['median'] / results['one_worker']['median']:.2f}x; the "
+          f"second run calls fit after {results['second_run']['median']:.2f} s "
           f"(load average at the end {machine['load_average_end']})")
     out = {"schema": "heterocnn-bench-decode/1", "command": " ".join(["python", "apps/bench_decode.py"] + (argv or sys.argv[1:])),
            "images": args.images, "machine": machine, "versions": versions(hc, np),
-           "pillow": __import__("PIL").__version__, "results": results, "speedup": ratio}
+           "pillow": __import__("PIL").__version__, "results": results, "speedup": ratio,
+           "same_repeat_speedup": same_repeat}
     path = args.json or os.path.join(ROOT, "benchmarks", f"decode-{machine_tag(machine)}.json")
     write_json(path, out)
     print(f"wrote {path}")
