@@ -48,7 +48,6 @@ cli.main(["--data-folder", sys.argv[1], "--no-progress", "--epochs", "1"])
 
 def write_folder(folder, n):
     """DIR/<class>/<i>.png for i < n, unless DIR already holds exactly those files."""
-    import numpy as np
     from PIL import Image
 
     import heterocnn as hc
@@ -110,7 +109,8 @@ def timed(fn, times, cpu, key):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=60000)
-    p.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "heterocnn-bench-decode"))
+    p.add_argument("--folder",
+                   default=os.path.join(tempfile.gettempdir(), "heterocnn-bench-decode"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -157,7 +157,8 @@ def main(argv=None):
           f"{results['pillow_loop']['median'] / results['one_worker']['median']:.2f}x; the "
           f"second run calls fit after {results['second_run']['median']:.2f} s "
           f"(load average at the end {machine['load_average_end']})")
-    out = {"schema": "heterocnn-bench-decode/1", "command": " ".join(["python", "apps/bench_decode.py"] + (argv or sys.argv[1:])),
+    command = " ".join(["python", "apps/bench_decode.py"] + (argv or sys.argv[1:]))
+    out = {"schema": "heterocnn-bench-decode/1", "command": command,
            "images": args.images, "machine": machine, "versions": versions(hc, np),
            "pillow": __import__("PIL").__version__, "results": results, "speedup": ratio,
            "same_repeat_speedup": same_repeat}

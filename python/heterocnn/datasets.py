@@ -338,5 +338,5 @@ def fashion_mnist_source(path=None, sample=False):
     return f"{description}: {counts[0]} train / {counts[1]} test{hint}"
 
 
-from .digits import digits  # noqa: E402  (these two build on Dataset)
-from .image_folder import image_folder  # noqa: E402
+from .digits import digits  # noqa: E402,F401  (hc.datasets.digits; both build on Dataset)
+from .image_folder import image_folder  # noqa: E402,F401

@@ -19,7 +19,8 @@ class EarlyStopping:
     resets it at the start."""
 
     def __init__(self, patience=3, min_delta=0.0, monitor="val_loss", restore_best=True):
-        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 1:
+        if (isinstance(patience, bool) or not isinstance(patience, (int, np.integer))
+                or patience < 1):
             raise InvalidValueError(f"patience must be a positive integer, got {patience!r}")
         if not isinstance(min_delta, (int, float)) or not min_delta >= 0:
             raise InvalidValueError(f"min_delta must be a number >= 0, got {min_delta!r}")

@@ -176,7 +176,8 @@ def _can_fork():
 def _shared(shape, dtype):
     """A zeroed array in anonymous shared memory: what a forked worker writes, the parent sees."""
     nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    flat = np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=int(np.prod(shape)))
+    return flat.reshape(shape)
 
 
 def _in_workers(job, workers, ranges):
@@ -191,7 +192,8 @@ def _in_workers(job, workers, ranges):
                                 category=DeprecationWarning)
         _FORKED_JOB.update(job)
         try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            fork = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=fork) as pool:
                 tasks = {pool.submit(_worker_range, *r): r for r in ranges}
                 for task in as_completed(tasks):
                     yield tasks[task], task.result()
@@ -233,7 +235,8 @@ def _cache_path(folder, root, options):
     import PIL
 
     text = json.dumps([CACHE_VERSION, PIL.__version__, os.path.abspath(root), options])
-    return os.path.join(folder, f"image-folder-{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz")
+    key = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return os.path.join(folder, f"image-folder-{key}.npz")
 
 
 _CACHED = ("images", "labels", "keep", "skipped", "listed", "stats")

@@ -29,7 +29,9 @@ def class_names(model, data):
     classes = getattr(data, "classes", None)
     if classes is not None:
         return tuple(classes)
-    outputs = 2 if model.loss == "bce" else model.output_shape((1,) + as_arrays(data, "data")[0].shape[1:])[1]
+    if model.loss == "bce":
+        return ("0", "1")
+    outputs = model.output_shape((1,) + as_arrays(data, "data")[0].shape[1:])[1]
     return tuple(str(c) for c in range(outputs))
 
 

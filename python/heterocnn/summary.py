@@ -57,7 +57,7 @@ class Summary:
     str() is the table."""
 
     def __init__(self, model, input_shape, batch_size):
-        model.output_shape((batch_size,) + tuple(input_shape))  # the core's error if it does not fit
+        model.output_shape((batch_size,) + tuple(input_shape))  # the core's error if not
         shapes = layer_shapes(model.layers, input_shape)
         ins = [tuple(input_shape)] + shapes[:-1]
         self.input_shape, self.batch_size = tuple(input_shape), batch_size
