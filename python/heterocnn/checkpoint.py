@@ -8,7 +8,9 @@ File layout (safetensors: an 8-byte little-endian header length, a JSON header, 
   saved with an optimizer);
 - metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
   layer kinds and arguments, loss, seed), ``"optimizer"`` (JSON: SGD's hyperparameters) and
-  ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras).
+  ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras,
+  and what the model was trained on: ``classes``, ``input_shape``, ``channels``,
+  ``normalisation`` and, for image folders, ``image`` = {size, channels, resize}).
 
 A file holding only model keys (``hc.save(model, path)``, or one written by
 ``safetensors.torch.save_file(torch_model.state_dict(), path)``) loads into torch with
