@@ -128,6 +128,17 @@ def test_model_too_small_for_the_size_is_a_clear_error(tmp_path, sample, cache_h
     assert "lenet5 cannot take 1x8x8 images" in capsys.readouterr().err
 
 
+def test_plot_without_matplotlib_fails_before_training(tmp_path, sample, cache_home, capsys,
+                                                       monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert train_main(["--sample", "--model", "mlp", "--plot", str(tmp_path / "c.png"),
+                       "--no-progress"]) == 2
+    out = capsys.readouterr()
+    assert "heterocnn[plot]" in out.err and "epoch 1" not in out.out
+
+
 def test_patience_and_help(tmp_path, sample, cache_home, capsys):
     root = tmp_path / "images"
     write_image_folder(root, sample[0], per_class=6, classes=(0, 1))

@@ -22,6 +22,7 @@ from ._core import set_threads
 from .checkpoint import load
 from .early_stopping import EarlyStopping
 from .errors import HeteroCNNError
+from .extras import require
 from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
 from .optim import SGD
@@ -173,6 +174,8 @@ def main(argv=None):
             if args.threads < 1:
                 raise SystemExit(f"--threads must be >= 1, got {args.threads}")
             set_threads(args.threads)
+        if args.plot:
+            require("matplotlib", "plot", "--plot")  # before training, not after it
         train, test, what = load_data(args)
         args.input_shape, args.classes = train.images.shape[1:], len(train.classes)
         model, opt, resume = build(args)
