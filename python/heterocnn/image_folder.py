@@ -2,12 +2,11 @@
 ``image_dataset_from_directory``) as a Dataset of uint8 (N, C, H, W) images.
 
 Files are decoded by Pillow (``heterocnn[images]``) in forked worker processes, one per core
-(on Linux; elsewhere in the calling process), and
-the decoded arrays are cached (see ``cache_folder``): one .npz per folder and options, which
-holds the folder's file list with every file's size and modification time as it was read;
-a later run whose list, sizes and times are the same reads that file instead of decoding
-again, and any change (a file added, removed, rewritten or touched) decodes again and
-replaces it.
+(on Linux; elsewhere in the calling process), and the decoded arrays are cached (see
+``cache_folder``): one .npz per folder and options, which holds the folder's file list with
+every file's size and modification time as it was read; a later run whose list, sizes and
+times are the same reads that file instead of decoding again, and any change (a file added,
+removed, rewritten or touched) decodes again and replaces it.
 """
 
 import contextlib
