@@ -30,3 +30,49 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """Measured cost tables (hc.measure) go to a cache folder of the test session's own, not
     the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.fixture
+def cache_home(monkeypatch, tmp_path):
+    """XDG_CACHE_HOME in a temporary folder: image folder caches go there, never to ~/.cache."""
+    home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "heterocnn"
+
+
+def write_image_folder(root, sample, per_class=8, classes=(0, 1, 7), seed=0):
+    """A folder root/<class name>/<image> of Fashion-MNIST images from ``sample`` (a Dataset)
+    in several formats: grey PNGs at 28x28 (their pixels exact), RGB JPEGs and PNGs of odd
+    sizes, a GIF, a BMP and a WebP. Returns {relative path: (label, source uint8 (28, 28))}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    names = {c: sample.classes[c].replace("/", "-") for c in classes}
+    made = {}
+    for label, c in enumerate(sorted(classes, key=lambda c: names[c])):
+        folder = root / names[c]
+        folder.mkdir(parents=True)
+        idx = np.flatnonzero(sample.labels == c)[:per_class]
+        for k, i in enumerate(idx):
+            img = Image.fromarray(sample.images[i, 0])
+            kind = k % 6
+            if kind in (0, 1):
+                rel = f"{names[c]}/{k:03d}.png"
+                img.save(root / rel)
+            elif kind == 2:
+                rel = f"{names[c]}/{k:03d}.JPG"
+                h, w = int(rng.integers(20, 40)), int(rng.integers(20, 40))
+                img.convert("RGB").resize((w, h)).save(root / rel, quality=95)
+            elif kind == 3:
+                rel = f"{names[c]}/{k:03d}.png"
+                rgb = np.stack([sample.images[i, 0]] * 3, axis=-1)
+                rgb[..., 0] //= 2
+                Image.fromarray(rgb).resize((33, 17)).save(root / rel)
+            elif kind == 4:
+                rel = f"{names[c]}/{k:03d}.gif"
+                img.save(root / rel)
+            else:
+                rel = f"{names[c]}/{k:03d}.{('bmp', 'webp')[(k // 6) % 2]}"
+                img.save(root / rel, **({"lossless": True} if rel.endswith("webp") else {}))
+            made[rel] = (label, sample.images[i, 0])
+    return made

@@ -8,17 +8,22 @@ from .checkpoint import load, save
 from .costs import CostTable
 from .data_parallel import DataParallel
 from .device_data import DeviceDataset
+from .early_stopping import EarlyStopping
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
-                     HeteroCNNError, InvalidValueError, NonFiniteError, ShapeError,
-                     StateDictError)
+                     HeteroCNNError, InvalidValueError, MissingExtraError, NonFiniteError,
+                     ShapeError, StateDictError)
 from .measure import measure
 from .memory import check_memory, estimate_memory
+from .metrics import confusion_matrix, format_confusion, loss_and_accuracy, per_class_accuracy
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .onnx_export import export_onnx
 from .optim import SGD
 from .placement import Plan, plan
 from .rebalance import Rebalancer
+from .preprocess import load_image
 from .recipe import Recipe, WarmupCosine, default_recipe
+from .reports import plot_history, read_history_csv, write_history_csv
+from .summary import Summary
 from .training import evaluate, fit, predict
 
 __version__ = _core_build_info()["version"]
@@ -40,10 +45,14 @@ def cuda_available():
 
 
 __all__ = [
-    "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset", "DeviceError", "DeviceOutOfMemoryError",
-    "DTypeError", "Flatten", "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d",
-    "Module", "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError", "Sigmoid",
-    "StateDictError", "build_info", "check_memory", "cuda_available", "cuda_device",
-    "cuda_device_count", "datasets", "default_recipe", "estimate_memory", "evaluate", "measure", "export_onnx", "fit", "load",
-    "models", "plan", "predict", "save", "set_threads", "WarmupCosine",
+    "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset",
+    "DeviceError", "DeviceOutOfMemoryError", "DTypeError", "EarlyStopping", "Flatten",
+    "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "MissingExtraError", "Module",
+    "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError",
+    "Sigmoid", "StateDictError", "Summary", "build_info", "check_memory", "confusion_matrix",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "default_recipe",
+    "estimate_memory", "evaluate", "export_onnx", "fit", "format_confusion", "load",
+    "load_image", "loss_and_accuracy", "measure", "models", "per_class_accuracy", "plan",
+    "plot_history", "predict", "read_history_csv", "save", "set_threads", "WarmupCosine",
+    "write_history_csv",
 ]

@@ -8,7 +8,9 @@ File layout (safetensors: an 8-byte little-endian header length, a JSON header, 
   saved with an optimizer);
 - metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
   layer kinds and arguments, loss, seed), ``"optimizer"`` (JSON: SGD's hyperparameters) and
-  ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras).
+  ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras,
+  and what the model was trained on: ``classes``, ``input_shape``, ``channels``,
+  ``normalisation`` and, for image folders, ``image`` = {size, channels, resize}).
 
 A file holding only model keys (``hc.save(model, path)``, or one written by
 ``safetensors.torch.save_file(torch_model.state_dict(), path)``) loads into torch with
@@ -40,15 +42,23 @@ def architecture(model):
             "seed": model.seed}
 
 
-def save(model, path, opt=None, **meta):
+def save(model, path, opt=None, data=None, **meta):
     """Write ``model`` (and ``opt``'s hyperparameters and momentum buffers) to ``path`` as
     safetensors, with ``meta`` (JSON-able values: e.g. epoch, step) in the metadata.
+    ``data``, the training data (a Dataset or (X, y)), adds what the model was trained on
+    as fit(checkpoint=...) records it: class names, input shape, channels, normalisation
+    and image preprocessing (hc.preprocess.data_meta), for hc.load and heterocnn-predict.
 
     Atomic: the bytes go to a temporary file in the same folder, which is flushed, fsynced and
     renamed over ``path`` (and the folder fsynced), so a reader sees the old file or the new
     one, never a mix, even if the writer is killed. Returns ``path``."""
     from safetensors.numpy import save as st_save
 
+    if data is not None:
+        from .data_checks import as_arrays
+        from .preprocess import data_meta
+
+        meta = {**data_meta(data, as_arrays(data, "data")[0]), **meta}
     tensors = dict(model.state_dict())
     metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model))}
     if opt is not None:

@@ -5,22 +5,30 @@
         cosine lr, momentum, weight decay, random crop and flip; see hc.Recipe)
     heterocnn-train --epochs 10 --save ckpt.safetensors --resume ckpt.safetensors
         (a checkpoint after every epoch; rerun the same line to continue an interrupted run)
+    heterocnn-train --data-folder photos/ --size 64x64 --channels 3 --save model.safetensors
+        (your own images, photos/<class>/<image>; then: heterocnn-predict model.safetensors x.jpg)
 """
 
 import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
 from . import datasets
 from ._core import set_threads
 from .checkpoint import load
+from .early_stopping import EarlyStopping
 from .errors import HeteroCNNError
+from .extras import require
+from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
 from .optim import SGD
+from .preprocess import RESIZE_MODES
 from .recipe import default_recipe
+from .reports import plot_history, write_history_csv
 from .training import evaluate, fit
 
 DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momentum": 0.9,
@@ -54,6 +62,30 @@ def parse_args(argv=None):
                    help="directory with the Fashion-MNIST IDX files (default: the Debian "
                         "package's, else the embedded sample)")
     p.add_argument("--sample", action="store_true", help="use the embedded sample")
+    p.add_argument("--data-folder", metavar="DIR", default=None,
+                   help="train on your own images instead: DIR/<class>/<image> (PNG, JPEG, "
+                        "BMP, GIF, WebP; needs heterocnn[images]); a stratified part "
+                        "(--val-split) is held out for validation")
+    p.add_argument("--size", type=_size, default=(28, 28), metavar="HxW",
+                   help="--data-folder: the size images are resized to (default 28x28)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=1,
+                   help="--data-folder: 1 = grey, 3 = RGB (default 1)")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
+                   help="--data-folder: 'stretch' the whole image to HxW (default) or 'crop' "
+                        "the largest centred HxW-shaped box first")
+    p.add_argument("--val-split", type=float, default=0.1, metavar="FRACTION",
+                   help="--data-folder: the fraction of each class held out (default 0.1)")
+    p.add_argument("--patience", type=int, default=None, metavar="EPOCHS",
+                   help="stop when the validation loss has not improved for this many epochs "
+                        "and keep the best epoch's weights (default: train all epochs)")
+    p.add_argument("--confusion", action="store_true",
+                   help="print the confusion matrix and per-class accuracy after training")
+    p.add_argument("--log", metavar="CSV", default=None,
+                   help="write the history (loss, accuracy, validation loss and accuracy per "
+                        "epoch) to this CSV file after every epoch")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="draw the loss and accuracy curves to this PNG after training (needs "
+                        "heterocnn[plot])")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N, or auto (the default): the placement planner's "
                         "choice from measured costs (hc.plan; the CPU where there is no GPU)")
@@ -70,6 +102,35 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     return _apply_recipe(args)
+
+
+def _size(text):
+    """'28x28' -> (28, 28)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 28x28, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def load_data(args):
+    """(train, validation data, its name: "test" or "val"), printing where they come from."""
+    if args.data_folder is None:
+        print(datasets.fashion_mnist_source(args.data, sample=args.sample))
+        return (datasets.fashion_mnist("train", path=args.data, sample=args.sample),
+                datasets.fashion_mnist("test", path=args.data, sample=args.sample), "test")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, val = datasets.image_folder(
+            args.data_folder, size=args.size, channels=args.channels, resize=args.resize,
+            val_split=args.val_split, seed=args.seed, progress=not args.no_progress)
+    for w in caught:
+        print(f"heterocnn-train: warning: {w.message}", file=sys.stderr)
+    print(f"{train.source}: {len(train)} train / {len(val)} val images; classes "
+          f"{', '.join(train.classes)}")
+    return train, val, "val"
 
 
 def _apply_recipe(args):
@@ -102,16 +163,18 @@ def build(args):
             raise SystemExit(f"--resume {args.resume}: the checkpoint has no optimizer state")
         print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
         return place(model, args), opt, meta
-    model = place(MODELS[args.model](seed=args.seed), args)
+    model = place(MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
+                                     classes=args.classes), args)
     opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     return model, opt, None
 
 
-def place(model, args, input_shape=(1, 28, 28)):
+def place(model, args):
     """The model on --device; with auto, where the planner says for this batch size."""
     if args.device != "auto":
         return model.to(args.device)
-    model.to("auto", batch_size=args.batch_size, input_shape=input_shape)
+    model.to("auto", batch_size=args.batch_size,
+             input_shape=model.input_shape or args.input_shape)
     p = model.plan_used
     print(f"placement: {p.placement} (planned for batch {args.batch_size}: "
           f"{p.predicted_step_s * 1e3:.2f} ms a step predicted; "
@@ -126,14 +189,16 @@ def main(argv=None):
             if args.threads < 1:
                 raise SystemExit(f"--threads must be >= 1, got {args.threads}")
             set_threads(args.threads)
-        print(datasets.fashion_mnist_source(args.data, sample=args.sample))
-        train = datasets.fashion_mnist("train", path=args.data, sample=args.sample)
-        test = datasets.fashion_mnist("test", path=args.data, sample=args.sample)
+        if args.plot:
+            require("matplotlib", "plot", "--plot")  # before training, not after it
+        train, test, what = load_data(args)
+        args.input_shape, args.classes = train.images.shape[1:], len(train.classes)
         model, opt, resume = build(args)
         print(f"model {args.model if resume is None else 'from checkpoint'} on "
               f"{model.placement if args.device == 'auto' else args.device}: "
               f"{sum(np.prod(s) for _, s in model.parameters()):,} parameters; "
               f"{args.epochs} epochs, batch {args.batch_size}, {opt}")
+        print(model.summary(train.images.shape[1:], args.batch_size))
         schedule = transform = None
         if args.recipe_obj is not None:
             steps = -(-len(train) // args.batch_size)
@@ -143,21 +208,37 @@ def main(argv=None):
 
         def report(epoch, history):
             print(f"epoch {epoch + 1}: loss {history['loss'][-1]:.4f}  train acc "
-                  f"{history['accuracy'][-1]:.4f}  test acc {history['val_accuracy'][-1]:.4f}  "
+                  f"{history['accuracy'][-1]:.4f}  {what} loss {history['val_loss'][-1]:.4f}  "
+                  f"{what} acc {history['val_accuracy'][-1]:.4f}  "
                   f"{history['images_per_s'][-1]:,.0f} images/s", flush=True)
+            if args.log:
+                write_history_csv(history, args.log)
 
+        stopper = None if args.patience is None else EarlyStopping(args.patience)
         start = time.perf_counter()
         history = fit(model, opt, train, args.epochs, args.batch_size, val=test,
                       seed=args.seed, progress=not args.no_progress, on_epoch_end=report,
                       checkpoint=args.save, resume=resume, on_nan=args.on_nan,
-                      schedule=schedule, transform=transform)
+                      schedule=schedule, transform=transform, early_stopping=stopper)
         print(f"trained in {time.perf_counter() - start:.1f} s")
+        if stopper is not None and stopper.best_epoch is not None:
+            ran = ("ran all epochs" if stopper.stopped_epoch is None
+                   else f"stopped after epoch {stopper.stopped_epoch + 1}")
+            print(f"early stopping: {ran}; the model keeps epoch {stopper.best_epoch + 1}'s "
+                  f"weights ({what} loss {stopper.best:.4f})")
         if sum(history["skipped_steps"]):
             print(f"skipped steps (NaN/inf): {history['skipped_steps']}")
-        print(f"test accuracy: {evaluate(model, test):.4f}")
+        label = "test" if what == "test" else "validation"
+        print(f"{label} accuracy: {evaluate(model, test):.4f}")
+        if args.confusion:
+            print(format_confusion(confusion_matrix(model, test), train.classes))
+        if args.log:
+            print(f"history written to {args.log}")
+        if args.plot:
+            print(f"curves drawn to {plot_history(history, args.plot)}")
         if args.save:
             print(f"checkpoint saved to {args.save}")
-    except (HeteroCNNError, FileNotFoundError) as e:
+    except (HeteroCNNError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         print(f"heterocnn-train: error: {e}", file=sys.stderr)
         return 2
     return 0

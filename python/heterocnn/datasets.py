@@ -58,10 +58,13 @@ class Dataset:
 
     images: (N, C, H, W) array as the file holds it (uint8 for MNIST-format data; the training
     loop scales uint8 to [0, 1]); labels: int64 (N,) in 0..len(classes)-1; classes: tuple of
-    class names; name: what the data is ("Fashion-MNIST train"); source: where it came from.
+    class names; name: what the data is ("Fashion-MNIST train"); source: where it came from;
+    preprocessing: how image files were made into the images ({"size", "channels", "resize"}
+    of hc.datasets.image_folder; None for arrays read as they are), which checkpoints record;
+    files: each image's file (image folders), or None.
     """
 
-    def __init__(self, images, labels, classes, name, source):
+    def __init__(self, images, labels, classes, name, source, preprocessing=None, files=None):
         if images.ndim != 4 or labels.shape != (len(images),):
             raise ShapeError(f"{name}: images must be (N, C, H, W) and labels (N,); "
                              f"got {images.shape} and {labels.shape}")
@@ -70,6 +73,8 @@ class Dataset:
         self.classes = tuple(classes)
         self.name = name
         self.source = source
+        self.preprocessing = preprocessing
+        self.files = files
 
     @property
     def X(self):
@@ -87,6 +92,22 @@ class Dataset:
     def as_tuple(self):
         """(images, labels), the form ``hc.fit`` and ``hc.evaluate`` also accept."""
         return self.images, self.labels
+
+    def subset(self, indices, name=None):
+        """The samples at ``indices`` as a Dataset with the same classes and preprocessing."""
+        indices = np.asarray(indices, dtype=np.int64)
+        files = None if self.files is None else tuple(self.files[i] for i in indices)
+        return Dataset(self.images[indices], self.labels[indices], self.classes,
+                       name or self.name, self.source, self.preprocessing, files)
+
+    def split(self, fraction, seed=0):
+        """(train, val): ``fraction`` of each class in val, drawn with ``seed``
+        (hc.splits.stratified_split)."""
+        from .splits import stratified_split
+
+        train, val = stratified_split(self.labels, fraction, seed)
+        return (self.subset(train, f"{self.name} (train {1 - fraction:g})"),
+                self.subset(val, f"{self.name} (val {fraction:g})"))
 
     def __repr__(self):
         return (f"Dataset({self.name!r}: {len(self)} images {self.images.shape[1:]} "
@@ -315,3 +336,7 @@ def fashion_mnist_source(path=None, sample=False):
         with resources.as_file(_split_files(directory, split)[0]) as images_file:
             counts.append(read_idx_header(images_file)[1][0])
     return f"{description}: {counts[0]} train / {counts[1]} test{hint}"
+
+
+from .digits import digits  # noqa: E402,F401  (hc.datasets.digits; both build on Dataset)
+from .image_folder import image_folder  # noqa: E402,F401

@@ -25,6 +25,11 @@ class DataFormatError(HeteroCNNError, ValueError):
     """A data file (IDX) or checkpoint is malformed; the message names the file."""
 
 
+class MissingExtraError(HeteroCNNError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the
+    extra to install (``pip install 'heterocnn[images]'``)."""
+
+
 class StateDictError(HeteroCNNError, KeyError):
     """A state_dict has missing or unexpected keys."""
 

@@ -420,3 +420,10 @@ class Sequential:
                                                 int(optimizer_states)).items():
                 out[device] = tuple(a + b for a, b in zip(out.get(device, (0, 0, 0)), sizes))
         return out
+
+    def summary(self, input_shape, batch_size=64):
+        """Per layer: output shape, parameters, forward FLOPs, output memory in a training step
+        of ``batch_size``, device; and the step's memory per device (hc.Summary; print it)."""
+        from .summary import summary
+
+        return summary(self, input_shape, batch_size)

@@ -12,12 +12,14 @@ from .data_checks import as_arrays, check_label_range
 from .errors import InvalidValueError
 from .memory import check_memory
 from .nan_guard import NanGuard
+from .outputs import predicted_labels, probabilities
+from .preprocess import UINT8_SCALE, data_meta
 
 
 def _batch(X, idx, out):
     """X[idx] as float32 in ``out`` (uint8 images scaled to [0, 1])."""
     if X.dtype == np.uint8:
-        np.multiply(X[idx], np.float32(1 / 255), out=out[: len(idx)], casting="unsafe")
+        np.multiply(X[idx], UINT8_SCALE, out=out[: len(idx)], casting="unsafe")
     else:
         np.take(X, idx, axis=0, out=out[: len(idx)])
     return out[: len(idx)]
@@ -52,7 +54,7 @@ def _positive(name, value):
 
 def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         on_epoch_end=None, device_data="auto", checkpoint=None, resume=None, on_nan="raise",
-        schedule=None, transform=None):
+        schedule=None, transform=None, early_stopping=None):
     """Train ``model`` with ``opt`` until epoch ``epochs`` in shuffled minibatches of
     ``batch_size`` (the last one may be smaller) from ``train``; the batch order comes from
     ``np.random.default_rng(seed)``.
@@ -73,9 +75,16 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     such a step and counts it (a copy of the weights and momenta each step, and no overlap of
     steps on a GPU: slower).
 
-    Returns the history: {"loss", "accuracy", "images_per_s", "val_accuracy", "skipped_steps"}:
-    one entry per epoch (training loss and accuracy are means over the epoch's samples).
-    ``on_epoch_end(epoch, history)``, if given, runs after each epoch (e.g. a schedule).
+    Returns the history: {"loss", "accuracy", "images_per_s", "val_loss", "val_accuracy",
+    "skipped_steps"}: one entry per epoch (training loss and accuracy are means over the
+    epoch's samples; val_loss and val_accuracy over ``val`` after the epoch, None without it).
+    ``on_epoch_end(epoch, history)``, if given, runs after each epoch (e.g. a schedule); when
+    it returns True training stops after that epoch. ``early_stopping=hc.EarlyStopping(...)``
+    stops when its figure stops improving and, with restore_best, leaves the model with the
+    weights of its best epoch (the checkpoint, if any, is then written again with them).
+    The checkpoint's meta also records the data: the class names, input shape, channels,
+    normalisation and image preprocessing (hc.preprocess.data_meta), for hc.load and
+    heterocnn-predict.
 
     ``schedule(step) -> lr``, if given, sets ``opt.lr`` before every step (``step`` counts
     steps from the start of training, resumed runs included; see hc.WarmupCosine).
@@ -96,9 +105,13 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         val = as_arrays(val, "val")
         check_label_range(model, val[0].shape[1:], int(val[1].min()), int(val[1].max()), "val")
     check_memory(model, batch_size, X.shape[1:])
+    if early_stopping is not None:
+        early_stopping.check(val is not None)
+        early_stopping.reset()
+    card = data_meta(train, X)
     rng = np.random.default_rng(seed)
-    history = {"loss": [], "accuracy": [], "images_per_s": [], "val_accuracy": [],
-               "skipped_steps": []}
+    history = {"loss": [], "accuracy": [], "images_per_s": [], "val_loss": [],
+               "val_accuracy": [], "skipped_steps": []}
     first_epoch, step = 0, 0
     if resume is not None:
         first_epoch, step = _resume(resume, rng, history)
@@ -148,15 +161,32 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         history["loss"].append(stats.loss / stats.seen if stats.seen else None)
         history["accuracy"].append(stats.correct / stats.seen if stats.seen else None)
         history["images_per_s"].append(stats.seen / elapsed)
-        history["val_accuracy"].append(None if val is None else evaluate(model, val))
+        if val is None:
+            history["val_loss"].append(None)
+            history["val_accuracy"].append(None)
+        else:
+            from .metrics import loss_and_accuracy
+
+            for key, value in zip(("val_loss", "val_accuracy"), loss_and_accuracy(model, val)):
+                history[key].append(value)
         history["skipped_steps"].append(guard.take_skips())
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, history)
+        stop = bool(on_epoch_end(epoch, history)) if on_epoch_end is not None else False
+        if early_stopping is not None:
+            stop = early_stopping.update(epoch, history, model) or stop
         if checkpoint is not None:
             from .checkpoint import save
 
             save(model, checkpoint, opt, epoch=epoch + 1, step=step, seed=seed,
-                 rng=rng.bit_generator.state, history=history)
+                 rng=rng.bit_generator.state, history=history, **card)
+        if stop:
+            break
+    last = len(history["loss"]) - 1
+    if early_stopping is not None and early_stopping.finish(model, last) and checkpoint:
+        from .checkpoint import save
+
+        save(model, checkpoint, opt, epoch=last + 1, step=step, seed=seed,
+             rng=rng.bit_generator.state, history=history, best_epoch=early_stopping.best_epoch,
+             **card)
     return history
 
 
@@ -165,16 +195,19 @@ def _resume(meta, rng, history):
     try:
         first_epoch, step = int(meta["epoch"]), int(meta["step"])
         rng.bit_generator.state = meta["rng"]
-        for key in history:
-            history[key].extend(meta["history"][key])
+        for key in history:  # val_loss: not in checkpoints older than it
+            history[key].extend(meta["history"][key] if key != "val_loss" else
+                                meta["history"].get(key, [None] * first_epoch))
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidValueError(f"resume needs the meta of a checkpoint written by "
                                 f"fit(checkpoint=...): {e!r}") from None
     return first_epoch, step
 
 
-def predict(model, X, batch_size=1000, device="auto"):
-    """Logits for every sample of X (float32 or uint8, scaled), in batches.
+def predict(model, X, batch_size=1000, probs=False, device="auto"):
+    """Logits for every sample of X (float32, or uint8 scaled by 1/255 as in fit), in
+    batches; with ``probs=True`` probabilities instead: softmax over the classes for
+    cross-entropy (N, K), the sigmoid P(label 1) for bce (N, 1).
 
     ``device``: "auto" runs the batches where the planner says a forward pass of this batch
     size is fastest (hc.plan(..., mode="infer"), measured once per machine and cached; on a
@@ -190,7 +223,8 @@ def predict(model, X, batch_size=1000, device="auto"):
     for start in range(0, len(X), batch_size):
         idx = np.arange(start, min(start + batch_size, len(X)))
         out.append(runner(_batch(X, idx, buf)))
-    return np.concatenate(out)
+    logits = np.concatenate(out)
+    return probabilities(logits, model.loss) if probs else logits
 
 
 def evaluate(model, data, batch_size=1000, device="auto"):
@@ -198,6 +232,5 @@ def evaluate(model, data, batch_size=1000, device="auto"):
     cross-entropy, logit > 0 for bce. ``device`` as for predict."""
     X, y = as_arrays(data, "data")
     check_label_range(model, X.shape[1:], int(y.min()), int(y.max()), "data")
-    logits = predict(model, X, _positive("batch_size", batch_size), device)
-    pred = (logits[:, 0] > 0).astype(np.int64) if model.loss == "bce" else logits.argmax(axis=1)
-    return float((pred == y).mean())
+    logits = predict(model, X, _positive("batch_size", batch_size), device=device)
+    return float((predicted_labels(logits, model.loss) == y).mean())
