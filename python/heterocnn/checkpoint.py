@@ -25,13 +25,12 @@ import struct
 import numpy as np
 
 from . import nn
+from .registry import LAYERS
 from .errors import DataFormatError, HeteroCNNError, InvalidValueError
 
 FORMAT = "heterocnn-checkpoint-1"
 MOMENTUM = "optimizer.momentum."
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors reference reader's cap
-_LAYERS = {cls.__name__: cls for cls in (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.Flatten,
-                                         nn.ReLU, nn.Sigmoid)}
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -179,7 +178,7 @@ def _rebuild(path, arch, tensors):
     file does not hold."""
     bad = (KeyError, TypeError, ValueError, OverflowError, HeteroCNNError)
     try:
-        layers = [_LAYERS[kind](*args) for kind, args in arch["layers"]]
+        layers = [LAYERS[kind].cls(*args) for kind, args in arch["layers"]]
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):

@@ -10,7 +10,7 @@ which ``torch_state_dict(path)`` leaves out. The other way, a file from
 """
 
 from .checkpoint import MOMENTUM
-from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
+from .registry import kind_of
 
 
 def to_torch(model):
@@ -18,25 +18,8 @@ def to_torch(model):
     Same layer indices, so state_dict keys and layouts match."""
     import torch
 
-    nn = torch.nn
-    layers = []
-    for layer in model.layers:
-        if isinstance(layer, Conv2d):
-            layers.append(nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                                    stride=layer.stride, padding=layer.padding))
-        elif isinstance(layer, Linear):
-            layers.append(nn.Linear(layer.in_features, layer.out_features))
-        elif isinstance(layer, MaxPool2d):
-            layers.append(nn.MaxPool2d(layer.kernel_size, stride=layer.stride))
-        elif isinstance(layer, Flatten):
-            layers.append(nn.Flatten())
-        elif isinstance(layer, ReLU):
-            layers.append(nn.ReLU())
-        elif isinstance(layer, Sigmoid):
-            layers.append(nn.Sigmoid())
-        else:
-            raise TypeError(f"no torch equivalent for {layer!r}")
-    seq = nn.Sequential(*layers)
+    seq = torch.nn.Sequential(*(kind_of(layer).to_torch(layer, torch.nn)
+                                for layer in model.layers))
     seq.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
     return seq
 

@@ -3,36 +3,10 @@ Conv, Relu, Sigmoid, MaxPool, Flatten and Gemm, weights as initializers, batch d
 
 import numpy as np
 
-from .nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
+from .registry import kind_of
 
 OPSET = 17
 IR_VERSION = 8  # ONNX 1.10 and later: every runtime of the last years reads it
-
-
-def _node(layer, i, x):
-    """(ONNX nodes, output name) of layer i applied to tensor ``x``; its parameters are the
-    initializers "i.weight" and "i.bias"."""
-    from onnx import helper
-
-    y = f"layer{i}"
-    if isinstance(layer, Conv2d):
-        k, p = layer.kernel_size, layer.padding
-        return [helper.make_node("Conv", [x, f"{i}.weight", f"{i}.bias"], [y],
-                                 kernel_shape=[k, k], strides=[layer.stride] * 2,
-                                 pads=[p, p, p, p])], y
-    if isinstance(layer, Linear):  # x @ W.T + b
-        return [helper.make_node("Gemm", [x, f"{i}.weight", f"{i}.bias"], [y], transB=1)], y
-    if isinstance(layer, MaxPool2d):
-        k = layer.kernel_size
-        return [helper.make_node("MaxPool", [x], [y], kernel_shape=[k, k],
-                                 strides=[layer.stride] * 2)], y
-    if isinstance(layer, Flatten):
-        return [helper.make_node("Flatten", [x], [y], axis=1)], y
-    if isinstance(layer, ReLU):
-        return [helper.make_node("Relu", [x], [y])], y
-    if isinstance(layer, Sigmoid):
-        return [helper.make_node("Sigmoid", [x], [y])], y
-    raise TypeError(f"no ONNX export for {layer!r}")
 
 
 def export_onnx(model, path, input_shape=(1, 28, 28)):
@@ -46,7 +20,7 @@ def export_onnx(model, path, input_shape=(1, 28, 28)):
     weights = model.state_dict()
     nodes, x = [], "input"
     for i, layer in enumerate(model.layers):
-        new, x = _node(layer, i, x)
+        new, x = kind_of(layer).to_onnx(layer, i, x, helper)
         nodes += new
     nodes.append(helper.make_node("Identity", [x], ["logits"]))
     graph = helper.make_graph(

@@ -1,0 +1,64 @@
+"""The one list of layer kinds in Python. For each kind: its specification class (nn.py),
+the torch.nn module it is (interop.to_torch) and the ONNX nodes it becomes (onnx_export).
+hc.load rebuilds layers from it by kind, and nn, interop and ONNX export read it: a new layer
+is its class (and its core op, core/src/layer.cpp's make_layer) plus one entry here."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import nn
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    cls: type
+    # (layer, torch.nn) -> the equivalent torch module
+    to_torch: Callable
+    # (layer, i, x, onnx.helper) -> ([nodes], output name): layer i applied to tensor x, its
+    # parameters the initializers "i.weight" and "i.bias"
+    to_onnx: Callable
+
+
+def _onnx_conv(layer, i, x, helper):
+    k, p, y = layer.kernel_size, layer.padding, f"layer{i}"
+    return [helper.make_node("Conv", [x, f"{i}.weight", f"{i}.bias"], [y], kernel_shape=[k, k],
+                             strides=[layer.stride] * 2, pads=[p, p, p, p])], y
+
+
+def _onnx_linear(layer, i, x, helper):  # x @ W.T + b
+    y = f"layer{i}"
+    return [helper.make_node("Gemm", [x, f"{i}.weight", f"{i}.bias"], [y], transB=1)], y
+
+
+def _onnx_maxpool(layer, i, x, helper):
+    k, y = layer.kernel_size, f"layer{i}"
+    return [helper.make_node("MaxPool", [x], [y], kernel_shape=[k, k],
+                             strides=[layer.stride] * 2)], y
+
+
+def _onnx_op(op, **attrs):
+    def nodes(layer, i, x, helper):
+        y = f"layer{i}"
+        return [helper.make_node(op, [x], [y], **attrs)], y
+    return nodes
+
+
+LAYERS = {kind.cls.__name__: kind for kind in (
+    LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features), _onnx_linear),
+    LayerKind(nn.Conv2d, lambda l, tnn: tnn.Conv2d(l.in_channels, l.out_channels, l.kernel_size,
+                                                   stride=l.stride, padding=l.padding),
+              _onnx_conv),
+    LayerKind(nn.MaxPool2d, lambda l, tnn: tnn.MaxPool2d(l.kernel_size, stride=l.stride),
+              _onnx_maxpool),
+    LayerKind(nn.Flatten, lambda l, tnn: tnn.Flatten(), _onnx_op("Flatten", axis=1)),
+    LayerKind(nn.ReLU, lambda l, tnn: tnn.ReLU(), _onnx_op("Relu")),
+    LayerKind(nn.Sigmoid, lambda l, tnn: tnn.Sigmoid(), _onnx_op("Sigmoid")),
+)}
+
+
+def kind_of(layer):
+    """The registry entry of a layer object; TypeError for anything that is not one."""
+    kind = LAYERS.get(type(layer).__name__)
+    if kind is None or type(layer) is not kind.cls:
+        raise TypeError(f"{layer!r} is not a heterocnn layer kind")
+    return kind
