@@ -1,8 +1,9 @@
 """The one list of layer kinds in Python. For each kind: its specification class (nn.py),
-the torch.nn module it is (interop.to_torch) and the ONNX nodes it becomes (onnx_export).
-hc.load rebuilds layers from it by kind, and nn, interop and ONNX export read it: a new layer
-is its class (and its core op, core/src/layer.cpp's make_layer) plus one entry here."""
+the torch.nn module it is (interop.to_torch), the ONNX nodes it becomes (onnx_export) and
+its forward FLOPs (summary). hc.load rebuilds layers from it by kind: a new layer is its class
+(and its core op, core/src/layer.cpp's make_layer) plus one entry here."""
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,9 @@ class LayerKind:
     # (layer, i, x, onnx.helper) -> ([nodes], output name): layer i applied to tensor x, its
     # parameters the initializers "i.weight" and "i.bias"
     to_onnx: Callable
+    # (layer, number of outputs of one sample) -> floating-point operations of its forward
+    # for that sample (a multiply-add is 2)
+    flops: Callable = lambda layer, n_out: 0
 
 
 def _onnx_conv(layer, i, x, helper):
@@ -44,16 +48,22 @@ def _onnx_op(op, **attrs):
 
 
 LAYERS = {kind.cls.__name__: kind for kind in (
-    LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features), _onnx_linear),
+    LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features), _onnx_linear,
+              lambda l, n: n * (2 * l.in_features + 1)),
     LayerKind(nn.Conv2d, lambda l, tnn: tnn.Conv2d(l.in_channels, l.out_channels, l.kernel_size,
                                                    stride=l.stride, padding=l.padding),
-              _onnx_conv),
+              _onnx_conv, lambda l, n: n * (2 * l.in_channels * l.kernel_size ** 2 + 1)),
     LayerKind(nn.MaxPool2d, lambda l, tnn: tnn.MaxPool2d(l.kernel_size, stride=l.stride),
-              _onnx_maxpool),
+              _onnx_maxpool, lambda l, n: n * l.kernel_size ** 2),  # comparisons
     LayerKind(nn.Flatten, lambda l, tnn: tnn.Flatten(), _onnx_op("Flatten", axis=1)),
-    LayerKind(nn.ReLU, lambda l, tnn: tnn.ReLU(), _onnx_op("Relu")),
-    LayerKind(nn.Sigmoid, lambda l, tnn: tnn.Sigmoid(), _onnx_op("Sigmoid")),
+    LayerKind(nn.ReLU, lambda l, tnn: tnn.ReLU(), _onnx_op("Relu"), lambda l, n: n),
+    LayerKind(nn.Sigmoid, lambda l, tnn: tnn.Sigmoid(), _onnx_op("Sigmoid"), lambda l, n: n),
 )}
+
+
+def forward_flops(layer, out_shape):
+    """Floating-point operations of ``layer``'s forward for one sample of output ``out_shape``."""
+    return kind_of(layer).flops(layer, math.prod(out_shape))
 
 
 def kind_of(layer):

@@ -6,6 +6,7 @@ import math
 
 from ._core import CoreLayer
 from .memory import estimate_memory
+from .registry import forward_flops
 
 
 def layer_shapes(layers, input_shape):
@@ -17,23 +18,6 @@ def layer_shapes(layers, input_shape):
         shape = CoreLayer(kind, args).output_shape(shape)
         out.append(tuple(shape[1:]))
     return out
-
-
-def forward_flops(layer, in_shape, out_shape):
-    """Floating-point operations of ``layer``'s forward for one sample (a multiply-add is 2):
-    Conv2d 2*C*K*K per output plus the bias, Linear 2*in per output plus the bias, one per
-    element for ReLU and Sigmoid, K*K comparisons per output for MaxPool2d, none for Flatten."""
-    kind, args = layer._spec()
-    n_out = math.prod(out_shape)
-    if kind == "Conv2d":
-        return n_out * (2 * args[0] * args[2] * args[2] + 1)
-    if kind == "Linear":
-        return n_out * (2 * args[0] + 1)
-    if kind == "MaxPool2d":
-        return n_out * args[0] * args[0]
-    if kind in ("ReLU", "Sigmoid"):
-        return n_out
-    return 0
 
 
 def _bytes(n):
@@ -58,16 +42,16 @@ class Summary:
 
     def __init__(self, model, input_shape, batch_size):
         model.output_shape((batch_size,) + tuple(input_shape))  # the core's error if not
-        shapes = layer_shapes(model.layers, input_shape)
-        ins = [tuple(input_shape)] + shapes[:-1]
+        shapes = [s[1:] for s in model.layer_shapes((1,) + tuple(input_shape))]
         self.input_shape, self.batch_size = tuple(input_shape), batch_size
         self.rows = []
-        for i, (layer, s_in, s_out, device) in enumerate(zip(model.layers, ins, shapes,
-                                                             model.placement)):
+        devices = (model.placement if isinstance(model.placement, tuple)
+                   else [f"replicas {list(model.placement.devices)}"] * len(model.layers))
+        for i, (layer, s_out, device) in enumerate(zip(model.layers, shapes, devices)):
             self.rows.append({
                 "layer": f"{i}: {layer!r}", "output_shape": s_out,
                 "params": sum(math.prod(p) for p in layer.param_shapes()),
-                "flops": forward_flops(layer, s_in, s_out),
+                "flops": forward_flops(layer, s_out),
                 "output_bytes": 4 * batch_size * math.prod(s_out), "device": device})
         self.params = sum(r["params"] for r in self.rows)
         self.flops = sum(r["flops"] for r in self.rows)
