@@ -1,5 +1,6 @@
 #include "heterocnn/buffer.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -15,6 +16,11 @@ constexpr size_t kAlign = 64;
 
 float* allocate(size_t count, Place place) {
   if (count == 0) return nullptr;
+  // count comes from bounded shapes (shape.h), but a size past what any allocator can give is
+  // an out-of-memory error here rather than a wrapped, small allocation.
+  if (count > static_cast<size_t>(PTRDIFF_MAX) / sizeof(float) - kAlign)
+    fail(ErrorKind::OutOfMemory, "allocation of " + std::to_string(count) + " floats on " +
+                                     place.str() + " exceeds the address space (out of memory)");
   if (place.device == Device::CUDA) {
 #ifdef HC_WITH_CUDA
     return cuda::alloc(count, place.index);

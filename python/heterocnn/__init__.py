@@ -3,7 +3,7 @@ API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
 from .augment import Augment
-from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
+from ._core import build_info as _core_build_info, cuda_device, cuda_device_count
 from .checkpoint import load, save
 from .device_data import DeviceDataset
 from .errors import (DataFormatError, DeviceError, DeviceOutOfMemoryError, DTypeError,
@@ -14,6 +14,7 @@ from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Si
 from .onnx_export import export_onnx
 from .optim import SGD
 from .recipe import Recipe, WarmupCosine, default_recipe
+from .threads import set_threads
 from .training import evaluate, fit, predict
 
 __version__ = _core_build_info()["version"]
