@@ -1,5 +1,6 @@
 #include "heterocnn/layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "heterocnn/activation.h"
@@ -47,9 +48,14 @@ void Layer::init_params(Rng& rng) {
     }
     // fan_in: every weight dim but the first (out_features / out_channels).
     const double std = std::sqrt(2.0 / static_cast<double>(p.shape.sample_numel()));
-    std::vector<float> host(p.shape.numel());  // drawn on the host, then copied to the place
-    for (float& v : host) v = static_cast<float>(std * rng.normal());
-    p.value.copy_from_host(host.data(), host.size());
+    // Drawn on the host in chunks (no second full-size copy), then copied to the place.
+    const size_t n = static_cast<size_t>(p.shape.numel());
+    std::vector<float> host(std::min(n, size_t{1} << 20));
+    for (size_t at = 0; at < n; at += host.size()) {
+      const size_t m = std::min(host.size(), n - at);
+      for (size_t i = 0; i < m; ++i) host[i] = static_cast<float>(std * rng.normal());
+      copy_floats(p.value.data() + at, p.value.place(), host.data(), Place{}, m);
+    }
   }
 }
 
