@@ -130,13 +130,22 @@ def guarded_models():
         hc.Linear(3 * 6 * 6, 16), hc.ReLU(), hc.Linear(16, 1), loss="bce", seed=seed)
 
 
+PLACEMENTS = ["cpu"] + (["cuda", "split"] if hc.cuda_available() else [])
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("name,make", list(guarded_models()), ids=lambda v: v
                          if isinstance(v, str) else "")
-def test_divergence_is_named_on_every_architecture(name, make, data):
+def test_divergence_is_named_on_every_architecture(name, make, placement, data):
     X, y = data
     n = 32 if name == "convnet" else 128
     X, y = X[:n], (y[:n] % 2 if name.endswith("bce") else y[:n])
     model = make(seed=3)
+    if placement == "split":  # the first half of the layers on the GPU, the rest on the CPU
+        half = len(model.layers) // 2
+        model.to(["cuda"] * half + ["cpu"] * (len(model.layers) - half))
+    else:
+        model.to(placement)
     opt = hc.SGD(model, lr=1e30)
     before = model.state_dict()
     with pytest.raises(hc.NonFiniteError, match=r"NaN/inf at step \d+ .*layer \d+ \(") as info:
