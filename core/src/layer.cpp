@@ -27,17 +27,26 @@ namespace {
 #endif
 
 size_t Layer::workspace_size(const Shape& in, int threads) const {
+  size_t n = 0;
   switch (place_.device) {
     case Device::CPU:
-      return workspace_size_cpu(in, threads);
+      n = workspace_size_cpu(in, threads);
+      break;
     case Device::CUDA:
 #ifdef HC_WITH_CUDA
-      return workspace_size_cuda(in);
+      n = workspace_size_cuda(in);
+      break;
 #else
       no_cuda(kind());
 #endif
   }
-  return 0;
+  // Bounded like every other size (shape.h), with room for one part per thread, so that the
+  // net's byte counts and sums over its buffers stay in range.
+  constexpr size_t kMaxWorkspace = static_cast<size_t>(kMaxNumel) << 10;
+  if (n > kMaxWorkspace)
+    fail_shape(kind() + " on input " + in.str() + " with " + std::to_string(threads) +
+               " threads needs a workspace of " + std::to_string(n) + " floats, more than 2^50");
+  return n;
 }
 
 void Layer::init_params(Rng& rng) {
