@@ -368,7 +368,8 @@ class Worker:
     def _start(self):
         here = os.path.dirname(os.path.abspath(__file__))
         self.err = tempfile.TemporaryFile()
-        code = f"import sys; sys.path.insert(0, {here!r}); import test_property; test_property.serve()"
+        code = (f"import sys; sys.path.insert(0, {here!r}); import test_property; "
+                "test_property.serve()")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.err, text=True,
                                      preexec_fn=_limits)

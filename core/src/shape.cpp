@@ -54,13 +54,15 @@ int64_t checked_add(int64_t a, int64_t b, const char* what, int64_t limit) {
 
 size_t checked_mul(size_t a, size_t b, const char* what) {
   size_t r;
-  if (__builtin_mul_overflow(a, b, &r)) overflow(what, std::to_string(a), "*", std::to_string(b), "");
+  if (__builtin_mul_overflow(a, b, &r))
+    overflow(what, std::to_string(a), "*", std::to_string(b), "");
   return r;
 }
 
 size_t checked_add(size_t a, size_t b, const char* what) {
   size_t r;
-  if (__builtin_add_overflow(a, b, &r)) overflow(what, std::to_string(a), "+", std::to_string(b), "");
+  if (__builtin_add_overflow(a, b, &r))
+    overflow(what, std::to_string(a), "+", std::to_string(b), "");
   return r;
 }
 

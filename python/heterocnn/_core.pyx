@@ -382,7 +382,8 @@ cdef class CoreLayer:
         raise KeyError(name)
 
     def _workspace(self, tuple shape):
-        return host_array((max(1, self.layer.get().workspace_size(to_shape(shape), max_threads())),))
+        cdef size_t n = self.layer.get().workspace_size(to_shape(shape), max_threads())
+        return host_array((max(1, n),))
 
     def forward(self, cnp.ndarray x):
         cdef cnp.ndarray y = host_array(self.output_shape((<object>x).shape))

@@ -29,7 +29,10 @@ class SGD:
             # training.
             if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)):
                 raise InvalidValueError(f"SGD {name} must be a real number, got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond any float
+                raise InvalidValueError(f"SGD {name} {value!r} is beyond float32's range") from None
             with np.errstate(over="ignore", under="ignore"):
                 as_f32 = np.float32(value)
             if np.isfinite(value) and not np.isfinite(as_f32):
