@@ -196,6 +196,7 @@ def ratio(ours, theirs):
 
 def write_json(path, results):
     """Write ``results`` to ``path`` as indented JSON, creating its folder."""
+    from heterocnn.atomic import write_atomic
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+    write_atomic(path, json.dumps(results, indent=1).encode())

@@ -487,8 +487,9 @@ def regenerate(bench_dir, markdown):
         print(f"{markdown} has no <!-- bench:SUITE --> ... <!-- /bench:SUITE --> markers: "
               "nothing regenerated")
         return 1
-    with open(markdown, "w") as f:
-        f.write(text)
+    from heterocnn.atomic import write_atomic
+
+    write_atomic(markdown, text.encode())
     missing = [s for s in SUITES if s not in found]
     print(f"regenerated {', '.join(found)} in {markdown} from {len(runs)} run(s) in {bench_dir}"
           + (f"; no markers for {', '.join(missing)}" if missing else ""))

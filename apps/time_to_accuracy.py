@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict
 
 import heterocnn as hc
+from heterocnn.atomic import write_atomic
 from heterocnn.data_checks import as_arrays
 
 TARGETS = {"lenet5": 0.900, "convnet": 0.930, "mlp": 0.880}
@@ -113,8 +114,7 @@ def main(argv=None):
                              f"(best {max(rec['test_accuracy']):.4f})"), flush=True)
         out["results"].append(rec)
         if a.json:
-            with open(a.json, "w") as f:
-                json.dump(out, f, indent=1)
+            write_atomic(a.json, json.dumps(out, indent=1).encode())
     return 0
 
 

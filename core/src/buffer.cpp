@@ -1,5 +1,7 @@
 #include "heterocnn/buffer.h"
 
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -13,8 +15,32 @@ namespace {
 
 constexpr size_t kAlign = 64;
 
+// MemAvailable of /proc/meminfo in bytes, or SIZE_MAX where it cannot be read.
+size_t host_available_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return SIZE_MAX;
+  char line[256];
+  size_t kib = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f))
+    found = std::sscanf(line, "MemAvailable: %zu kB", &kib) == 1;
+  std::fclose(f);
+  return found && kib < SIZE_MAX / 1024 ? kib * 1024 : SIZE_MAX;
+}
+
+// Large host allocations are checked against the memory actually available and touched at
+// once: with Linux's overcommit, malloc hands out more than there is, and a later first touch
+// would end the process through the OOM killer instead of raising here. (Touched, the memory
+// counts as used, so the next allocation's check sees it.)
+constexpr size_t kCheckAvailableFrom = size_t{64} << 20;
+
 float* allocate(size_t count, Place place) {
   if (count == 0) return nullptr;
+  // count comes from bounded shapes (shape.h), but a size past what any allocator can give is
+  // an out-of-memory error here rather than a wrapped, small allocation.
+  if (count > static_cast<size_t>(PTRDIFF_MAX) / sizeof(float) - kAlign)
+    fail(ErrorKind::OutOfMemory, "allocation of " + std::to_string(count) + " floats on " +
+                                     place.str() + " exceeds the address space (out of memory)");
   if (place.device == Device::CUDA) {
 #ifdef HC_WITH_CUDA
     return cuda::alloc(count, place.index);
@@ -23,10 +49,18 @@ float* allocate(size_t count, Place place) {
 #endif
   }
   const size_t bytes = (count * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  if (bytes >= kCheckAvailableFrom) {
+    const size_t available = host_available_bytes();
+    if (bytes > available)
+      fail(ErrorKind::OutOfMemory, "host allocation of " + std::to_string(bytes) +
+                                       " bytes is more than the " + std::to_string(available) +
+                                       " bytes of memory available (out of memory)");
+  }
   void* p = std::aligned_alloc(kAlign, bytes);
   if (!p)
     fail(ErrorKind::OutOfMemory,
          "host allocation of " + std::to_string(bytes) + " bytes failed (out of memory)");
+  if (bytes >= kCheckAvailableFrom) std::memset(p, 0, bytes);
   return static_cast<float*>(p);
 }
 

@@ -18,7 +18,7 @@ namespace {
 bool col_is_input(const ConvGeom& g) { return g.K == 1 && g.stride == 1 && g.pad == 0; }
 
 size_t col_size(const ConvGeom& g) {
-  return static_cast<size_t>(g.col_rows() * g.col_cols());
+  return static_cast<size_t>(checked_mul(g.col_rows(), g.col_cols(), "Conv2d im2col matrix"));
 }
 
 ConvPath& forced_path() {
@@ -58,19 +58,29 @@ void relu_in_place(int64_t n, float* y) {
 
 void conv2d_force_path(ConvPath path) { forced_path() = path; }
 
+// Sizes below are products of bounded shapes (Conv2d::output_shape: the batch's unrolled
+// windows fit in 2^40 elements) and the thread count, checked all the same.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
   // GEMM path: [w | b], and per thread the unrolled sample with a row of ones below it.
   // Direct path: the weights k-major. Sized for either, so that the path may be forced.
-  const size_t gemm = col_is_input(g) ? 0
-                                      : static_cast<size_t>(M * (g.col_rows() + 1)) +
-                                            (col_size(g) + static_cast<size_t>(g.col_cols())) *
-                                                threads;
+  constexpr const char* what = "Conv2d forward workspace";
+  const size_t gemm =
+      col_is_input(g)
+          ? 0
+          : checked_add(checked_mul(static_cast<size_t>(M), static_cast<size_t>(g.col_rows()) + 1,
+                                    what),
+                        checked_mul(col_size(g) + static_cast<size_t>(g.col_cols()),
+                                    static_cast<size_t>(threads), what),
+                        what);
   return std::max(gemm, direct_weights_size(g, M));
 }
 
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
   // The direct dx's flipped weights, then each thread's part (either path).
-  return direct_weights_size(g, M) + backward_per_thread(g, M) * threads;
+  constexpr const char* what = "Conv2d backward workspace";
+  return checked_add(direct_weights_size(g, M),
+                     checked_mul(backward_per_thread(g, M), static_cast<size_t>(threads), what),
+                     what);
 }
 
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
@@ -216,6 +226,12 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
                std::to_string(M_) + ", kernel_size=" + std::to_string(K_) + ", stride=" +
                std::to_string(stride_) + ", padding=" + std::to_string(pad_) +
                "): sizes and stride must be positive and padding non-negative");
+  if (!fits_numel({M_, C_, K_, K_}) || stride_ > kMaxNumel || pad_ > kMaxNumel)
+    fail_value("Conv2d(in_channels=" + std::to_string(C_) + ", out_channels=" +
+               std::to_string(M_) + ", kernel_size=" + std::to_string(K_) + ", stride=" +
+               std::to_string(stride_) + ", padding=" + std::to_string(pad_) +
+               "): the weight would hold more than 2^40 elements, or stride or padding exceeds "
+               "2^40");
   add_param("weight", Shape{M_, C_, K_, K_});
   add_param("bias", Shape{M_});
 }
@@ -228,10 +244,24 @@ Shape Conv2d::output_shape(const Shape& in) const {
   if (in.ndim != 4 || in[1] != C_)
     fail_shape("Conv2d(" + std::to_string(C_) + ", " + std::to_string(M_) + ") expects input (N, " +
                std::to_string(C_) + ", H, W), got " + in.str());
+  in.check();  // every dim <= 2^40, so H + 2 * pad cannot overflow
   if (in[2] + 2 * pad_ < K_ || in[3] + 2 * pad_ < K_)
     fail_shape("Conv2d kernel " + std::to_string(K_) + " with padding " + std::to_string(pad_) +
                " does not fit input " + in.str());
   const ConvGeom g = geom(in);
+  if (!fits_numel({in[0], M_, g.Ho, g.Wo}))
+    fail_shape("Conv2d kernel " + std::to_string(K_) + ", stride " + std::to_string(stride_) +
+               ", padding " + std::to_string(pad_) + " on input " + in.str() + " gives output (" +
+               std::to_string(in[0]) + ", " + std::to_string(M_) + ", " + std::to_string(g.Ho) +
+               ", " + std::to_string(g.Wo) + "), more than 2^40 elements");
+  // The unrolled windows of the whole batch (N x C*K*K x Ho*Wo: the CUDA backward's col
+  // matrix, and N times the CPU's per-thread one) must be addressable too, so that every
+  // workspace product stays in range.
+  if (!fits_numel({in[0], g.col_rows(), g.col_cols()}))
+    fail_shape("Conv2d kernel " + std::to_string(K_) + " on input " + in.str() +
+               ": the unrolled windows (N * C*K*K * Ho*Wo = " + std::to_string(in[0]) + " * " +
+               std::to_string(g.col_rows()) + " * " + std::to_string(g.col_cols()) +
+               ") exceed 2^40 elements");
   return Shape{in[0], M_, g.Ho, g.Wo};
 }
 

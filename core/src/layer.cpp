@@ -1,5 +1,6 @@
 #include "heterocnn/layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "heterocnn/activation.h"
@@ -26,17 +27,26 @@ namespace {
 #endif
 
 size_t Layer::workspace_size(const Shape& in, int threads) const {
+  size_t n = 0;
   switch (place_.device) {
     case Device::CPU:
-      return workspace_size_cpu(in, threads);
+      n = workspace_size_cpu(in, threads);
+      break;
     case Device::CUDA:
 #ifdef HC_WITH_CUDA
-      return workspace_size_cuda(in);
+      n = workspace_size_cuda(in);
+      break;
 #else
       no_cuda(kind());
 #endif
   }
-  return 0;
+  // Bounded like every other size (shape.h), with room for one part per thread, so that the
+  // net's byte counts and sums over its buffers stay in range.
+  constexpr size_t kMaxWorkspace = static_cast<size_t>(kMaxNumel) << 10;
+  if (n > kMaxWorkspace)
+    fail_shape(kind() + " on input " + in.str() + " with " + std::to_string(threads) +
+               " threads needs a workspace of " + std::to_string(n) + " floats, more than 2^50");
+  return n;
 }
 
 void Layer::init_params(Rng& rng) {
@@ -47,9 +57,14 @@ void Layer::init_params(Rng& rng) {
     }
     // fan_in: every weight dim but the first (out_features / out_channels).
     const double std = std::sqrt(2.0 / static_cast<double>(p.shape.sample_numel()));
-    std::vector<float> host(p.shape.numel());  // drawn on the host, then copied to the place
-    for (float& v : host) v = static_cast<float>(std * rng.normal());
-    p.value.copy_from_host(host.data(), host.size());
+    // Drawn on the host in chunks (no second full-size copy), then copied to the place.
+    const size_t n = static_cast<size_t>(p.shape.numel());
+    std::vector<float> host(std::min(n, size_t{1} << 20));
+    for (size_t at = 0; at < n; at += host.size()) {
+      const size_t m = std::min(host.size(), n - at);
+      for (size_t i = 0; i < m; ++i) host[i] = static_cast<float>(std * rng.normal());
+      copy_floats(p.value.data() + at, p.value.place(), host.data(), Place{}, m);
+    }
   }
 }
 

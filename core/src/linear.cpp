@@ -38,6 +38,9 @@ Linear::Linear(int64_t in_features, int64_t out_features) : I_(in_features), O_(
   if (I_ <= 0 || O_ <= 0)
     fail_value("Linear(in_features=" + std::to_string(I_) + ", out_features=" +
                std::to_string(O_) + "): sizes must be positive");
+  if (!fits_numel({O_, I_}))
+    fail_value("Linear(in_features=" + std::to_string(I_) + ", out_features=" +
+               std::to_string(O_) + "): the weight would hold more than 2^40 elements");
   add_param("weight", Shape{O_, I_});
   add_param("bias", Shape{O_});
 }

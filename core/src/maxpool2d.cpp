@@ -25,7 +25,7 @@ constexpr int64_t kChunk = 64;  // outputs handled together in backward (stack a
 // Maximum of each window of output row oh, columns [ow0, ow0 + n), into v; with `arg`, also
 // the offset (kh * W + kw) of each window's first maximum.
 inline void row_max(const float* plane, int64_t W, int64_t K, int64_t stride, int64_t oh,
-                    int64_t ow0, int64_t n, float* v, int32_t* arg) {
+                    int64_t ow0, int64_t n, float* v, int64_t* arg) {
   const float* base = plane + oh * stride * W + ow0 * stride;
   for (int64_t j = 0; j < n; ++j) v[j] = base[j * stride];
   if (arg)
@@ -33,7 +33,7 @@ inline void row_max(const float* plane, int64_t W, int64_t K, int64_t stride, in
   for (int64_t kh = 0; kh < K; ++kh) {
     for (int64_t kw = 0; kw < K; ++kw) {
       const float* tap = base + kh * W + kw;
-      const int32_t offset = static_cast<int32_t>(kh * W + kw);
+      const int64_t offset = kh * W + kw;  // 64-bit: K * W may exceed 2^31
       for (int64_t j = 0; j < n; ++j) {
         const float u = tap[j * stride];
         const bool take = replaces(u, v[j]);
@@ -159,7 +159,7 @@ void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t 
     }
     std::memset(dplane, 0, H * W * sizeof(float));
     float v[kChunk];
-    int32_t arg[kChunk];
+    int64_t arg[kChunk];
     for (int64_t oh = 0; oh < Ho; ++oh) {
       for (int64_t ow0 = 0; ow0 < Wo; ow0 += kChunk) {
         const int64_t n = std::min(kChunk, Wo - ow0);
@@ -177,11 +177,15 @@ MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride) : K_(kernel), stride_(strid
   if (K_ <= 0 || stride_ <= 0)
     fail_value("MaxPool2d(kernel_size=" + std::to_string(K_) + ", stride=" +
                std::to_string(stride_) + "): both must be positive");
+  if (K_ > kMaxNumel || stride_ > kMaxNumel)
+    fail_value("MaxPool2d(kernel_size=" + std::to_string(K_) + ", stride=" +
+               std::to_string(stride_) + "): both must be at most 2^40");
 }
 
 Shape MaxPool2d::output_shape(const Shape& in) const {
   if (in.ndim != 4)
     fail_shape("MaxPool2d expects input (N, C, H, W), got " + in.str());
+  in.check();
   if (in[2] < K_ || in[3] < K_)
     fail_shape("MaxPool2d window " + std::to_string(K_) + " is larger than input " + in.str());
   return Shape{in[0], in[1], (in[2] - K_) / stride_ + 1, (in[3] - K_) / stride_ + 1};

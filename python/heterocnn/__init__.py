@@ -3,7 +3,7 @@ API of torch.nn where the two have the same thing."""
 
 from . import datasets, models
 from .augment import Augment
-from ._core import build_info as _core_build_info, cuda_device, cuda_device_count, set_threads
+from ._core import build_info as _core_build_info, cuda_device, cuda_device_count
 from .checkpoint import load, save
 from .costs import CostTable
 from .data_parallel import DataParallel
@@ -24,6 +24,7 @@ from .preprocess import load_image
 from .recipe import Recipe, WarmupCosine, default_recipe
 from .reports import plot_history, read_history_csv, write_history_csv
 from .summary import Summary
+from .threads import set_threads
 from .training import evaluate, fit, predict
 
 __version__ = _core_build_info()["version"]

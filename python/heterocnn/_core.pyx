@@ -15,6 +15,9 @@ from . import errors
 
 cnp.import_array()
 
+# The most elements of any array (and the largest dim) the core handles (shape.h).
+MAX_NUMEL = kMaxNumel
+
 
 cdef extern from "error_bridge.h" namespace "hc_py":
     void raise_py_error()
@@ -22,6 +25,7 @@ cdef extern from "error_bridge.h" namespace "hc_py":
 
 
 cdef extern from "heterocnn/shape.h" namespace "hc":
+    const int64_t kMaxNumel
     cdef cppclass Shape:
         int64_t d[4]
         int ndim
@@ -216,8 +220,20 @@ cdef Shape to_shape(tuple dims) except *:
         raise errors.ShapeError(f"arrays have at most 4 dims here, got shape {dims}")
     s.ndim = len(dims)
     for i, v in enumerate(dims):
+        if not -2**63 <= v < 2**63:  # the core checks the rest (dims <= 2^40)
+            raise errors.ShapeError(f"shape {dims}: dim {v} is far too large")
         s.d[i] = v
     return s
+
+
+def host_array(tuple shape):
+    """np.empty(shape, float32), or DeviceOutOfMemoryError naming the bytes."""
+    try:
+        return np.empty(shape, dtype=np.float32)
+    except MemoryError:
+        raise errors.DeviceOutOfMemoryError(
+            f"host allocation of {4 * int(np.prod(shape, dtype=object))} bytes for an array "
+            f"of shape {shape} failed (out of memory)") from None
 
 
 cdef tuple from_shape(Shape s):
@@ -255,7 +271,7 @@ cdef class CoreNet:
         return [from_shape(s) for s in p.shapes]
 
     def forward(self, cnp.ndarray x):
-        out = np.empty(self.output_shape((<object>x).shape), dtype=np.float32)
+        out = host_array(self.output_shape((<object>x).shape))
         self.net.get().forward(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
                                <float*>cnp.PyArray_DATA(out))
         return out
@@ -497,11 +513,11 @@ cdef class CoreLayer:
         raise KeyError(name)
 
     def _workspace(self, tuple shape):
-        return np.empty(max(1, self.layer.get().workspace_size(to_shape(shape), max_threads())),
-                        dtype=np.float32)
+        cdef size_t n = self.layer.get().workspace_size(to_shape(shape), max_threads())
+        return host_array((max(1, n),))
 
     def forward(self, cnp.ndarray x):
-        cdef cnp.ndarray y = np.empty(self.output_shape((<object>x).shape), dtype=np.float32)
+        cdef cnp.ndarray y = host_array(self.output_shape((<object>x).shape))
         cdef cnp.ndarray ws = self._workspace((<object>x).shape)
         cdef Tensor tx = as_tensor(x), ty = as_tensor(y)
         self.layer.get().forward(tx, ty, <float*>cnp.PyArray_DATA(ws))

@@ -7,7 +7,8 @@ File layout (safetensors: an 8-byte little-endian header length, a JSON header, 
 - tensors ``"optimizer.momentum.<key>"``: SGD's momentum buffer of each parameter (only when
   saved with an optimizer);
 - metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
-  layer kinds and arguments, loss, seed), ``"optimizer"`` (JSON: SGD's hyperparameters) and
+  layer kinds and arguments, loss, seed, and ``"input_shape"``, one sample's shape, when the
+  writer knew it: hc.fit records it), ``"optimizer"`` (JSON: SGD's hyperparameters) and
   ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras,
   and what the model was trained on: ``classes``, ``input_shape``, ``channels``,
   ``normalisation`` and, for image folders, ``image`` = {size, channels, resize}).
@@ -25,8 +26,9 @@ import struct
 import numpy as np
 
 from . import nn
+from .atomic import check_writable, write_atomic
+from .errors import DataFormatError, DTypeError, HeteroCNNError, InvalidValueError, NonFiniteError
 from .registry import LAYERS
-from .errors import DataFormatError, HeteroCNNError, InvalidValueError
 
 FORMAT = "heterocnn-checkpoint-1"
 MOMENTUM = "optimizer.momentum."
@@ -35,31 +37,63 @@ MAX_HEADER_BYTES = 100 * 2**20  # the safetensors reference reader's cap
 
 # -- writing --------------------------------------------------------------------------------
 
-def architecture(model):
-    """The JSON-able description hc.load rebuilds ``model`` from."""
-    return {"layers": [list(layer._spec()) for layer in model.layers], "loss": model.loss,
+def architecture(model, input_shape=None):
+    """The JSON-able description hc.load rebuilds ``model`` from (with one sample's shape,
+    when given, so that hc.load can check that a step on it can be planned)."""
+    arch = {"layers": [list(layer._spec()) for layer in model.layers], "loss": model.loss,
             "seed": model.seed}
+    if input_shape is not None:
+        arch["input_shape"] = list(input_shape)
+    return arch
 
 
-def save(model, path, opt=None, data=None, **meta):
+def _sample_shape(model, input_shape, what):
+    """``input_shape`` as a tuple of positive ints that ``model`` accepts (its step can be
+    planned for a batch of one), else InvalidValueError/ShapeError naming it."""
+    from .memory import estimate_memory
+
+    if (not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 3
+            or not all(type(d) is int or isinstance(d, np.integer) for d in input_shape)):
+        raise InvalidValueError(f"{what} must be one sample's shape, a tuple of 1 to 3 "
+                                f"integers, got {input_shape!r:.200}")
+    shape = tuple(int(d) for d in input_shape)
+    estimate_memory(model, 1, shape)  # plans the step: ShapeError naming the layer
+    return shape
+
+
+def save(model, path, opt=None, data=None, input_shape=None, **meta):
     """Write ``model`` (and ``opt``'s hyperparameters and momentum buffers) to ``path`` as
     safetensors, with ``meta`` (JSON-able values: e.g. epoch, step) in the metadata.
     ``data``, the training data (a Dataset or (X, y)), adds what the model was trained on
     as fit(checkpoint=...) records it: class names, input shape, channels, normalisation
     and image preprocessing (hc.preprocess.data_meta), for hc.load and heterocnn-predict.
+    ``input_shape``: one sample's shape (e.g. (1, 28, 28); default the data's), stored with
+    the architecture, so that hc.load checks that the model can run on it, and in the meta.
 
-    Atomic: the bytes go to a temporary file in the same folder, which is flushed, fsynced and
-    renamed over ``path`` (and the folder fsynced), so a reader sees the old file or the new
-    one, never a mix, even if the writer is killed. Returns ``path``."""
+    Weights or momenta holding NaN or inf are refused (NonFiniteError naming the key): the
+    file on disk stays the last good one.
+
+    Atomic (see hc.atomic.write_atomic): the bytes go to a fresh temporary file in the same
+    folder, which is flushed, fsynced and renamed over ``path`` (and the folder fsynced), so a
+    reader sees the old file or the new one, never a mix, even if the writer is killed or
+    several threads save the same path at once. Returns ``path``."""
     from safetensors.numpy import save as st_save
 
+    if not isinstance(model, nn.Sequential):
+        raise DTypeError(f"save needs a heterocnn Sequential, got {type(model).__name__}")
+    check_writable(path, "checkpoint path")
     if data is not None:
         from .data_checks import as_arrays
         from .preprocess import data_meta
 
         meta = {**data_meta(data, as_arrays(data, "data")[0]), **meta}
+    if input_shape is None:  # one input shape: the architecture's and the meta's
+        input_shape = meta.pop("input_shape", None)
+    if input_shape is not None:
+        input_shape = _sample_shape(model, input_shape, "input_shape")
+        meta["input_shape"] = list(input_shape)
     tensors = dict(model.state_dict())
-    metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model))}
+    metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model, input_shape))}
     if opt is not None:
         model._check_optimizer(opt)
         for key, value in opt.state().items():  # "momentum.<key>"
@@ -67,31 +101,18 @@ def save(model, path, opt=None, data=None, **meta):
         metadata["optimizer"] = json.dumps({"type": "SGD", "lr": opt.lr,
                                             "momentum": opt.momentum,
                                             "weight_decay": opt.weight_decay})
+    for key, value in tensors.items():
+        if not np.isfinite(value).all():
+            layer = int(key[len(MOMENTUM):].split(".")[0] if key.startswith(MOMENTUM)
+                        else key.split(".")[0])
+            raise NonFiniteError(f"{key} holds NaN/inf: not saved to {os.fspath(path)!r} "
+                                 "(the file there, if any, is unchanged)", None, layer)
     try:
         metadata["meta"] = json.dumps(meta)
     except (TypeError, ValueError) as e:
         raise InvalidValueError(f"checkpoint meta must be JSON-serializable: {e}") from None
-    _write_atomic(os.fspath(path), st_save(tensors, metadata=metadata))
+    write_atomic(path, st_save(tensors, metadata=metadata))
     return path
-
-
-def _write_atomic(path, data):
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -189,10 +210,17 @@ def _rebuild(path, arch, tensors):
                 raise DataFormatError(f"{path}: the architecture needs {key} of shape {shape}, "
                                       f"the file holds {got}")
     try:
-        return nn.Sequential(*layers, loss=arch["loss"], seed=arch["seed"])
+        model = nn.Sequential(*layers, loss=arch["loss"], seed=arch["seed"])
     except bad as e:
         raise DataFormatError(f"{path}: architecture is not a valid heterocnn model: "
                               f"{e!r:.300}") from None
+    if "input_shape" in arch:  # the writer knew the input: a step on it must be plannable
+        try:
+            _sample_shape(model, arch["input_shape"], "input_shape")
+        except HeteroCNNError as e:
+            raise DataFormatError(f"{path}: the architecture cannot run on its input shape "
+                                  f"{arch['input_shape']!r:.100}: {e}") from None
+    return model
 
 
 def load(path, model=None):

@@ -10,6 +10,7 @@
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -18,17 +19,19 @@ import warnings
 import numpy as np
 
 from . import datasets
-from ._core import set_threads
+from .atomic import check_writable
 from .checkpoint import load
 from .early_stopping import EarlyStopping
-from .errors import HeteroCNNError
+from .errors import HeteroCNNError, InvalidValueError
 from .extras import require
 from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
+from .nn import parse_device
 from .optim import SGD
 from .preprocess import RESIZE_MODES
 from .recipe import default_recipe
 from .reports import plot_history, write_history_csv
+from .threads import MAX_THREADS, set_threads
 from .training import evaluate, fit
 
 DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momentum": 0.9,
@@ -36,6 +39,52 @@ DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momen
 # The recipe a model gets when --recipe is not given: convnet trains with the default recipe;
 # mlp and lenet5 keep their plain 5-epoch defaults above (constant lr, no augmentation).
 DEFAULT_RECIPE = {"convnet": "default"}
+
+
+def _int_in(lo, hi):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo} to {hi}, got {v}")
+        return v
+    return parse
+
+
+def _real(positive=False):
+    """An argparse type: a finite number >= 0 (> 0 when ``positive``)."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (positive and v == 0):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>' if positive else '>='} 0, got {text!r}")
+        return v
+    return parse
+
+
+def _check_paths(p, args):
+    """Paths and devices checked before anything runs (argparse's error: message, exit 2)."""
+    try:
+        if args.device != "auto":
+            parse_device(args.device)
+    except HeteroCNNError as e:
+        p.error(f"argument --device: {e}")
+    if args.resume is not None and os.path.exists(args.resume) \
+            and not os.path.isfile(args.resume):
+        p.error(f"argument --resume: {args.resume!r} is not a checkpoint file (a folder?)")
+    if args.save is not None:
+        try:
+            check_writable(args.save, "--save")
+        except HeteroCNNError as e:
+            p.error(f"argument --save: {e}")
+    if args.data is not None and not os.path.isdir(args.data):
+        p.error(f"argument --data: {args.data!r} is not a folder")
 
 
 def parse_args(argv=None):
@@ -47,17 +96,17 @@ def parse_args(argv=None):
                         "epochs (hc.Recipe); 'none' = constant lr, no augmentation. Default: "
                         "'default' for convnet, 'none' for mlp and lenet5. Options given "
                         "explicitly override the recipe's values (--lr is then the peak lr)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=_int_in(1, 10**9), default=None,
                    help=f"default: {DEFAULTS['epochs']}, or the recipe's")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=_int_in(1, 2**31), default=None,
                    help=f"default: {DEFAULTS['batch_size']}, or the recipe's")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=_real(positive=True), default=None,
                    help=f"default: {DEFAULTS['lr']}, or the recipe's peak")
-    p.add_argument("--momentum", type=float, default=None,
+    p.add_argument("--momentum", type=_real(), default=None,
                    help=f"default: {DEFAULTS['momentum']}, or the recipe's")
-    p.add_argument("--weight-decay", type=float, default=None,
+    p.add_argument("--weight-decay", type=_real(), default=None,
                    help=f"default: {DEFAULTS['weight_decay']}, or the recipe's")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_in(0, 2**64 - 1), default=0)
     p.add_argument("--data", metavar="DIR", default=None,
                    help="directory with the Fashion-MNIST IDX files (default: the Debian "
                         "package's, else the embedded sample)")
@@ -89,7 +138,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N, or auto (the default): the placement planner's "
                         "choice from measured costs (hc.plan; the CPU where there is no GPU)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    p.add_argument("--threads", type=_int_in(1, MAX_THREADS), default=None,
+                   help="CPU threads (default: all)")
     p.add_argument("--save", metavar="PATH", default=None,
                    help="write a checkpoint (safetensors: weights, momentum, epoch, RNG state) "
                         "to PATH after every epoch")
@@ -101,7 +151,11 @@ def parse_args(argv=None):
                         "the step")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    return _apply_recipe(args)
+    _check_paths(p, args)
+    try:
+        return _apply_recipe(args)
+    except HeteroCNNError as e:
+        p.error(str(e))
 
 
 def _size(text):
@@ -160,7 +214,8 @@ def build(args):
     if args.resume and os.path.exists(args.resume):
         model, opt, meta = load(args.resume)
         if opt is None:
-            raise SystemExit(f"--resume {args.resume}: the checkpoint has no optimizer state")
+            raise InvalidValueError(f"--resume {args.resume}: the checkpoint has no optimizer "
+                                    "state")
         print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
         return place(model, args), opt, meta
     model = place(MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
@@ -183,11 +238,14 @@ def place(model, args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    """Run the job; returns the exit code: 0, or 2 with a message for a bad argument (argparse's
+    usage line first) or an error heterocnn or the file system raised."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or a bad argument (2), message printed
+        return e.code
     try:
         if args.threads is not None:
-            if args.threads < 1:
-                raise SystemExit(f"--threads must be >= 1, got {args.threads}")
             set_threads(args.threads)
         if args.plot:
             require("matplotlib", "plot", "--plot")  # before training, not after it
@@ -238,7 +296,7 @@ def main(argv=None):
             print(f"curves drawn to {plot_history(history, args.plot)}")
         if args.save:
             print(f"checkpoint saved to {args.save}")
-    except (HeteroCNNError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (HeteroCNNError, OSError) as e:
         print(f"heterocnn-train: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .errors import DataFormatError, DTypeError, InvalidValueError, ShapeError
 
 IDX_DTYPES = {
@@ -233,8 +234,7 @@ def save_idx(path, array, compress=None):
         compress = os.fspath(path).endswith(".gz")
     if compress:
         data = gzip.compress(data, compresslevel=9, mtime=0)
-    with open(path, "wb") as f:
-        f.write(data)
+    write_atomic(path, data)
 
 
 def _labels_of(labels, labels_path, n_images, images_path, n_classes):

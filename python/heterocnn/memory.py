@@ -1,7 +1,9 @@
 """How much memory a training step needs, checked before training starts."""
 
+import numpy as np
+
 from . import _core
-from .errors import DeviceOutOfMemoryError
+from .errors import DeviceOutOfMemoryError, DTypeError, InvalidValueError
 
 
 def estimate_memory(model, batch_size, sample_shape):
@@ -12,10 +14,28 @@ def estimate_memory(model, batch_size, sample_shape):
     parameters: value, gradient and momentum of every weight and bias (3 x 4 bytes each);
     buffers: every activation, the two gradient buffers, the input's staging (two upload slots
     on a GPU) and the workspaces, exactly as the core's step plans them; missing: the part of
-    those not allocated yet. Nothing is allocated to find out."""
+    those not allocated yet. Nothing is allocated to find out.
+
+    The sizes are the core's own (checked arithmetic, every array at most 2^40 elements): a
+    step whose sizes do not fit raises ShapeError naming the layer and the sizes."""
+    from .nn import Sequential
+
+    if not isinstance(model, Sequential):
+        raise DTypeError(f"estimate_memory needs a heterocnn Sequential, got "
+                         f"{type(model).__name__}")
+    if _not_int(batch_size) or batch_size < 1:
+        raise InvalidValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if (not isinstance(sample_shape, (tuple, list)) or not 1 <= len(sample_shape) <= 3
+            or any(_not_int(d) or d < 1 for d in sample_shape)):
+        raise InvalidValueError(f"sample_shape must be 1 to 3 positive integers (e.g. (1, 28, "
+                                f"28)), got {sample_shape!r:.200}")
     shape = (int(batch_size),) + tuple(int(d) for d in sample_shape)
     return {place: dict(zip(("parameters", "buffers", "missing"), sizes))
             for place, sizes in model.step_bytes(shape).items()}
+
+
+def _not_int(v):
+    return isinstance(v, bool) or not isinstance(v, (int, np.integer))
 
 
 def host_available():

@@ -1,10 +1,13 @@
 """The NaN/inf guard of the training loop: finds, and either reports or undoes, a step that
-produced a NaN or inf in the loss, a gradient or the weights."""
+produced a NaN or inf in the loss, a gradient or the weights. Where it went wrong is found by
+running the step again on the host layer by layer (each layer alone, as the op tests run it),
+so it works for every architecture on every placement."""
 
 import numpy as np
 
+from . import _core
 from .errors import InvalidValueError, NonFiniteError
-from .nn import Sequential
+from .nn import Flatten, Sequential
 
 
 def _state(model, opt):
@@ -38,21 +41,39 @@ def _bad_weights(model, state):
     return None
 
 
+def layer_outputs(model, weights, x):
+    """Yields (i, output of layer i) of ``model`` on the float32 batch ``x``, each layer run on
+    its own on the host (hc._core.CoreLayer) from ``weights`` (a state_dict), fed the output
+    of the one before: no net is built, so any prefix of any architecture can be looked at."""
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Flatten):  # a view: the core moves no data for it
+            x = x.reshape(len(x), -1)
+        else:
+            kind, args = layer._spec()
+            core = _core.CoreLayer(kind, list(args))
+            for name in ("weight", "bias"):
+                if f"{i}.{name}" in weights:
+                    core.set_param(name, np.ascontiguousarray(weights[f"{i}.{name}"]))
+            x = core.forward(np.ascontiguousarray(x, dtype=np.float32))
+        yield i, x
+
+
+def _sgd_settings(opt):
+    return {"lr": opt.lr, "momentum": opt.momentum, "weight_decay": opt.weight_decay}
+
+
 def _locate(model, opt, before, x, y):
-    """(layer index or None, description) of where a step from state ``before`` on (x, y)
-    first meets a NaN or inf: the weights in forward order, then each layer's output in
-    forward order, the loss, the gradients in the order backward makes them (last layer
-    first), else the update. ``model`` is a CPU copy whose state this changes."""
+    """(layer index or None, description) of where a step with ``opt`` from state ``before``
+    on (x, y) first meets a NaN or inf: the weights in forward order, then
+    each layer's output in forward order, the loss, the gradients in the order backward makes
+    them (last layer first), else the first parameter the update made non-finite. ``model`` is
+    a CPU copy whose state this changes."""
     _set_state(model, opt, before)
     bad = _bad_weights(model, before)
     if bad:
         return bad[0], bad[1] + " before the step"
-    for i in range(len(model.layers)):
-        prefix = Sequential(*model.layers[:i + 1], loss=model.loss)
-        keys = [key for key, _ in prefix.parameters()]
-        prefix.load_state_dict({key: value for key, (value, _) in zip(keys, before)},
-                               allow_nonfinite=True)
-        if not np.isfinite(prefix(x)).all():
+    for i, out in layer_outputs(model, model.state_dict(), x):
+        if not np.isfinite(out).all():
             return i, f"the output of layer {i} ({model.layers[i]!r}) is NaN/inf"
     loss, grads = model.loss_and_grads(x, y)
     if not np.isfinite(loss):
@@ -61,7 +82,34 @@ def _locate(model, opt, before, x, y):
         if not np.isfinite(grads[key]).all():
             i, name = _layer(model, key)
             return i, f"the gradient of {key} ({name}) is NaN/inf"
+    # Forward, loss and gradients were finite: the update overflowed. Which parameter?
+    _set_state(model, opt, before)
+    model.train_step(x, y, opt)
+    bad = _bad_weights(model, _state(model, opt))
+    if bad:
+        return bad[0], f"the SGD update overflowed: {bad[1]}"
     return None, "the SGD update overflowed"
+
+
+def checked_step(model, x, y, opt):
+    """Sequential.train_step(..., check_finite=True): one step that, when its loss or the
+    weights it leaves are not finite, puts the model back as it was before the step and raises
+    NonFiniteError naming the first layer where the NaN/inf appeared (``step`` is None)."""
+    from .optim import SGD
+
+    before = _state(model, opt)
+    bad = _bad_weights(model, before)
+    if bad:
+        raise NonFiniteError(f"before the step: {bad[1]}", None, bad[0])
+    loss = model.train_step(x, y, opt)
+    if np.isfinite(loss) and _finite(_state(model, opt)):
+        return loss
+    _set_state(model, opt, before)
+    copy = Sequential(*model.layers, loss=model.loss, seed=model.seed)
+    layer, where = _locate(copy, SGD(copy, **_sgd_settings(opt)), before,
+                           np.asarray(x, dtype=np.float32), y)
+    raise NonFiniteError(f"NaN/inf in train_step (loss {loss}): {where}; the model is as it "
+                         "was before the step", None, layer)
 
 
 class NanGuard:
@@ -127,8 +175,7 @@ class NanGuard:
         _set_state(self.model, self.opt, self._good)
 
         copy = self._cpu_copy()
-        opt = SGD(copy, lr=self.opt.lr, momentum=self.opt.momentum,
-                  weight_decay=self.opt.weight_decay)
+        opt = SGD(copy, **_sgd_settings(self.opt))
         _set_state(copy, opt, self._good)
         for b in range(last + 1):
             x, y = self._batch_at(b)

@@ -14,9 +14,24 @@ from . import _core
 from .errors import DeviceError, DTypeError, InvalidValueError, ShapeError, StateDictError
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _positive_int(layer, name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    """``value`` as an int in [minimum, 2^40] (the core's bound on any size), else
+    InvalidValueError naming it."""
+    if not _is_int(value) or value < minimum:
         raise InvalidValueError(f"{layer}: {name} must be an integer >= {minimum}, got {value!r}")
+    if value > _core.MAX_NUMEL:
+        raise InvalidValueError(f"{layer}: {name} must be at most 2^40, got {value!r}")
+    return int(value)
+
+
+def _seed(value, what="seed"):
+    """A seed: an int in [0, 2^64 - 1] (the core's RNG takes 64 bits)."""
+    if not _is_int(value) or not 0 <= value < 2**64:
+        raise InvalidValueError(f"{what} must be an integer from 0 to 2^64 - 1, got {value!r}")
     return int(value)
 
 
@@ -31,6 +46,13 @@ class Module:
         """Shapes of the layer's parameters, in state_dict order (weight, bias)."""
         return []
 
+    def _check_sizes(self):
+        """Refuse parameters the core cannot hold (more than 2^40 elements), at construction."""
+        for shape in self.param_shapes():
+            if int(np.prod(shape, dtype=object)) > _core.MAX_NUMEL:
+                raise InvalidValueError(f"{self!r}: a parameter of shape {shape} would hold more "
+                                        "than 2^40 elements")
+
     def __repr__(self):
         kind, args = self._spec()
         return f"{kind}({', '.join(map(str, args))})"
@@ -42,6 +64,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features):
         self.in_features = _positive_int("Linear", "in_features", in_features)
         self.out_features = _positive_int("Linear", "out_features", out_features)
+        self._check_sizes()
 
     def _spec(self):
         return "Linear", [self.in_features, self.out_features]
@@ -59,6 +82,7 @@ class Conv2d(Module):
         self.kernel_size = _positive_int("Conv2d", "kernel_size", kernel_size)
         self.stride = _positive_int("Conv2d", "stride", stride)
         self.padding = _positive_int("Conv2d", "padding", padding, minimum=0)
+        self._check_sizes()
 
     def _spec(self):
         return "Conv2d", [self.in_channels, self.out_channels, self.kernel_size, self.stride,
@@ -125,7 +149,7 @@ class Sequential:
             raise InvalidValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
         self.layers = tuple(layers)
         self.loss = loss
-        self.seed = int(seed)
+        self.seed = _seed(seed)
         self._net = _core.CoreNet([layer._spec() for layer in layers], loss, self.seed)
         self._params = self._net.param_list()  # [(layer, name, shape)]
         self._keys = [f"{i}.{name}" for i, name, _ in self._params]
@@ -252,6 +276,10 @@ class Sequential:
     def output_shape(self, input_shape):
         """Shape of the logits for an input of ``input_shape``; raises ShapeError naming the
         first layer that does not accept what it is given."""
+        if (not isinstance(input_shape, (tuple, list)) or not 2 <= len(input_shape) <= 4
+                or not all(_is_int(d) for d in input_shape)):
+            raise ShapeError(f"input_shape must be (N, ...): 2 to 4 integers, got "
+                             f"{input_shape!r:.200}")
         return self._net.output_shape(tuple(int(d) for d in input_shape))
 
     def layer_shapes(self, input_shape):
@@ -288,8 +316,17 @@ class Sequential:
         return OrderedDict((key, self._net.get(i, j, "grad"))
                            for key, (i, j) in zip(self._keys, self._index()))
 
-    def train_step(self, x, y, opt):
-        """One SGD step on (x, y) in a single call into the core; returns the mean loss."""
+    def train_step(self, x, y, opt, check_finite=False):
+        """One SGD step on (x, y) in a single call into the core; returns the mean loss.
+
+        ``check_finite=True``: a step whose loss or resulting weights hold NaN or inf is
+        undone (the model as it was before it) and raises NonFiniteError naming the first
+        layer where the NaN/inf appeared, as fit(on_nan="raise") does (``step`` is None). It
+        copies the weights and momenta every call: slower; the default checks nothing."""
+        if check_finite:
+            from .nan_guard import checked_step
+
+            return checked_step(self, x, y, opt)
         return (self._start_step(x, y, opt) + self._finish_steps())[-1][0]
 
     def train_step_on(self, data, idx, opt):
@@ -379,9 +416,19 @@ class Sequential:
         arrays = []
         for key, (_, _, shape) in zip(self._keys, self._params):
             try:
-                a = np.ascontiguousarray(np.asarray(state[key]), dtype=np.float32)
-            except (TypeError, ValueError) as e:
-                raise DTypeError(f"state_dict[{key!r}] is not a float array: {e}") from None
+                a = np.asarray(state[key])
+            except Exception as e:  # an object numpy cannot make an array of
+                raise DTypeError(f"state_dict[{key!r}] is not an array: {e!r:.200}") from None
+            # Real numbers only: no strings, bools, complex numbers or objects, which a cast
+            # to float32 would parse, truncate or drop the imaginary part of.
+            if a.dtype.kind not in "fiu":
+                raise DTypeError(f"state_dict[{key!r}] has dtype {a.dtype}, not a real number "
+                                 "type (float or integer)")
+            if a.shape != tuple(shape):  # before any cast: a 0-d array stays 0-d
+                raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
+                                 f"{tuple(shape)}")
+            with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, refused below
+                a = np.ascontiguousarray(a, dtype=np.float32)
             if a.shape != tuple(shape):
                 raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
                                  f"{tuple(shape)}")

@@ -3,6 +3,9 @@ Conv, Relu, Sigmoid, MaxPool, Flatten and Gemm, weights as initializers, batch d
 
 import numpy as np
 
+from .atomic import check_writable, write_atomic
+from .errors import DTypeError, InvalidValueError
+from .nn import Sequential
 from .registry import kind_of
 
 OPSET = 17
@@ -12,10 +15,19 @@ IR_VERSION = 8  # ONNX 1.10 and later: every runtime of the last years reads it
 def export_onnx(model, path, input_shape=(1, 28, 28)):
     """Write ``model`` as an ONNX file at ``path``: input "input" (batch, *input_shape) float32,
     output "logits" (batch, outputs). ``input_shape`` is one sample's shape (C, H, W) or
-    (features,). Checked with onnx.checker; returns ``path``."""
+    (features,). Checked with onnx.checker; returns ``path``. Written atomically (see
+    hc.atomic.write_atomic): a failed export leaves the previous file at ``path`` intact."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    if not isinstance(model, Sequential):
+        raise DTypeError(f"export_onnx needs a heterocnn Sequential, got {type(model).__name__}")
+    if (not isinstance(input_shape, (tuple, list)) or not 1 <= len(input_shape) <= 3
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1
+                       for d in input_shape)):
+        raise InvalidValueError(f"input_shape must be one sample's shape, 1 to 3 positive "
+                                f"integers, got {input_shape!r:.200}")
+    check_writable(path, "ONNX path")
     out_dim = model.output_shape((1,) + tuple(input_shape))[1]
     weights = model.state_dict()
     nodes, x = [], "input"
@@ -34,5 +46,5 @@ def export_onnx(model, path, input_shape=(1, 28, 28)):
     proto = helper.make_model(graph, producer_name="heterocnn", ir_version=IR_VERSION,
                               opset_imports=[helper.make_opsetid("", OPSET)])
     onnx.checker.check_model(proto)
-    onnx.save(proto, path)
+    write_atomic(path, proto.SerializeToString())
     return path

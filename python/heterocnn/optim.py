@@ -6,6 +6,7 @@ An optimizer owns its state: the momentum buffers live in the core's optimizer o
 two optimizers of one model are independent. ``state()`` / ``load_state()`` read and write
 it by state_dict key."""
 
+import numbers
 from collections import OrderedDict
 
 import numpy as np
@@ -82,9 +83,20 @@ class SGD:
 
 
 def _number(name, value):
-    if isinstance(value, (bool, str)):
-        raise InvalidValueError(f"SGD {name} must be a number, got {value!r}")
+    """``value`` as a float that float32 (the core's type) holds: a real number (not a string,
+    not a bool), finite there, and not a non-zero value that would round to 0 and silently
+    stop training. InvalidValueError naming it otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InvalidValueError(f"SGD {name} must be a real number, got {value!r}")
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InvalidValueError(f"SGD {name} must be a number, got {value!r}") from None
+        value = float(value)
+    except OverflowError:  # an int beyond any float
+        raise InvalidValueError(f"SGD {name} {value!r} is beyond float32's range") from None
+    with np.errstate(over="ignore", under="ignore"):
+        as_f32 = np.float32(value)
+    if np.isfinite(value) and not np.isfinite(as_f32):
+        raise InvalidValueError(f"SGD {name} {value!r} is beyond float32's range")
+    if value != 0 and as_f32 == 0:
+        raise InvalidValueError(f"SGD {name} {value!r} rounds to 0 in float32 (the core's "
+                                "precision): use 0 or at least 1.4e-45")
+    return value

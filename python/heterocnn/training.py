@@ -8,8 +8,9 @@ from collections import deque
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import check_writable
 from .data_checks import as_arrays, check_label_range
-from .errors import InvalidValueError
+from .errors import DTypeError, InvalidValueError, ShapeError
 from .memory import check_memory
 from .nan_guard import NanGuard
 from .outputs import predicted_labels, probabilities
@@ -97,6 +98,10 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     X, y = as_arrays(train, "train")
     epochs = _positive("epochs", epochs)
     batch_size = _positive("batch_size", batch_size)
+    if seed is not None:
+        seed = _seed(seed)
+    if checkpoint is not None:  # a path that cannot be written fails now, not after an epoch
+        check_writable(checkpoint, "checkpoint")
     if batch_size > len(X):
         raise InvalidValueError(f"batch_size {batch_size} is larger than the {len(X)} "
                                 "training samples")
@@ -114,7 +119,7 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
                "val_accuracy": [], "skipped_steps": []}
     first_epoch, step = 0, 0
     if resume is not None:
-        first_epoch, step = _resume(resume, rng, history)
+        first_epoch, step = _resume(resume, rng, history, epochs)
     guard = NanGuard(model, opt, on_nan)
     stepper = model.stepper((X, y), device_data, host_batches=transform is not None,
                             batch_size=batch_size)
@@ -190,18 +195,51 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     return history
 
 
-def _resume(meta, rng, history):
-    """(first epoch, step) from a checkpoint's meta; sets ``rng`` and fills ``history``."""
+def _seed(seed):
+    """fit's seed: None or an int in [0, 2^64 - 1]."""
+    if (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed < 2**64):
+        raise InvalidValueError(f"seed must be None or an integer from 0 to 2^64 - 1, "
+                                f"got {seed!r}")
+    return int(seed)
+
+
+def _resume(meta, rng, history, epochs):
+    """(first epoch, step) from a checkpoint's meta, checked against ``epochs``; sets ``rng``
+    and fills ``history`` (one entry per epoch done, each list of numbers or None)."""
+    def bad(why):
+        return InvalidValueError(f"resume needs the meta of a checkpoint written by "
+                                 f"fit(checkpoint=...): {why}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"got {type(meta).__name__}")
+    for key in ("epoch", "step", "rng", "history"):
+        if key not in meta:
+            raise bad(f"no {key!r}")
+    first_epoch, step = meta["epoch"], meta["step"]
+    for name, v in (("epoch", first_epoch), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise bad(f"{name} must be an integer >= 0, got {v!r:.100}")
+    if first_epoch > epochs:
+        raise bad(f"its epoch {first_epoch} is beyond epochs={epochs} (epochs counts the "
+                  "whole run, resumed epochs included)")
+    saved = meta["history"]
+    if not isinstance(saved, dict):
+        raise bad(f"history is {type(saved).__name__}, not an object")
+    for key in history:  # val_loss: not in checkpoints older than it
+        values = saved.get(key, [None] * first_epoch if key == "val_loss" else None)
+        if (not isinstance(values, list) or len(values) != first_epoch
+                or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                           for v in values)):
+            raise bad(f"history[{key!r}] must be a list of {first_epoch} numbers, got "
+                      f"{values!r:.100}")
     try:
-        first_epoch, step = int(meta["epoch"]), int(meta["step"])
         rng.bit_generator.state = meta["rng"]
-        for key in history:  # val_loss: not in checkpoints older than it
-            history[key].extend(meta["history"][key] if key != "val_loss" else
-                                meta["history"].get(key, [None] * first_epoch))
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidValueError(f"resume needs the meta of a checkpoint written by "
-                                f"fit(checkpoint=...): {e!r}") from None
-    return first_epoch, step
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise bad(f"bad rng state: {e!r:.200}") from None
+    for key in history:
+        history[key].extend(saved.get(key, [None] * first_epoch))
+    return int(first_epoch), int(step)
 
 
 def predict(model, X, batch_size=1000, probs=False, device="auto"):
@@ -215,6 +253,13 @@ def predict(model, X, batch_size=1000, probs=False, device="auto"):
     device or per-layer placement runs a copy of the model there. A copy gets the model's
     current weights each call; the model itself is never moved."""
     from .inference import inference_model
+
+    if not isinstance(X, np.ndarray) or X.dtype not in (np.float32, np.uint8):
+        raise DTypeError(f"predict needs a float32 or uint8 numpy array, got "
+                         f"{getattr(X, 'dtype', type(X).__name__)}")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ShapeError(f"predict needs samples (N, ...) with N >= 1, got shape {X.shape}")
+    batch_size = _positive("batch_size", batch_size)
 
     out = []
     n = min(batch_size, len(X))

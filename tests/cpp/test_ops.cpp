@@ -19,6 +19,7 @@
 #include "heterocnn/net.h"
 #include "heterocnn/parallel.h"
 #include "heterocnn/sgd.h"
+#include "heterocnn/shape.h"
 
 using namespace hc;
 
@@ -418,6 +419,57 @@ TEST(net_step_reduces_loss_and_rejects_bad_input) {
     threw = e.kind() == ErrorKind::Shape && std::string(e.what()).find("layer 0 (Conv2d)") != std::string::npos;
   }
   CHECK(threw);
+}
+
+// Sizes: every Shape is bounded (dims and element count <= 2^40), sizes computed from shapes
+// use checked arithmetic, and a layer whose output or workspace would not fit is a Shape error
+// naming the layer; constructor arguments the core cannot hold are Value errors.
+template <typename F>
+bool throws(F f, ErrorKind kind, const std::string& needle = "") {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.kind() == kind && std::string(e.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
+TEST(sizes_are_bounded_and_checked) {
+  CHECK(Shape({int64_t{1} << 20, int64_t{1} << 20}).numel() == kMaxNumel);
+  CHECK(throws([] { Shape({int64_t{1} << 21, int64_t{1} << 20}); }, ErrorKind::Shape, "2^40"));
+  CHECK(throws([] { Shape({-1, 3}); }, ErrorKind::Shape, "negative"));
+  CHECK(throws([] { Shape({0, int64_t{1} << 41}); }, ErrorKind::Shape));
+  Shape raw;  // filled in by hand: checked where it is used
+  raw.ndim = 4;
+  for (int i = 0; i < 4; ++i) raw.d[i] = int64_t{1} << 16;  // 2^64 elements
+  CHECK(throws([&] { (void)raw.numel(); }, ErrorKind::Shape));
+  CHECK(throws([] { checked_mul(INT64_MAX / 2, int64_t{3}, "x"); }, ErrorKind::Shape, "x: "));
+  CHECK(throws([] { checked_add(INT64_MAX, int64_t{1}, "y"); }, ErrorKind::Shape, "y: "));
+  CHECK(throws([] { checked_mul(SIZE_MAX / 2, size_t{3}, "z"); }, ErrorKind::Shape, "z: "));
+  CHECK(checked_mul(int64_t{1} << 30, int64_t{1} << 30, "w") == int64_t{1} << 60);
+  CHECK(throws([] { make_layer("Linear", {1, int64_t{1} << 62}); }, ErrorKind::Value, "2^40"));
+  CHECK(throws([] { make_layer("Conv2d", {1 << 20, 1 << 20, 3, 1, 0}); }, ErrorKind::Value));
+  CHECK(throws([] { make_layer("Conv2d", {1, 1, 1, 1, INT64_MAX / 2}); }, ErrorKind::Value));
+  CHECK(throws([] { make_layer("MaxPool2d", {INT64_MAX, 1}); }, ErrorKind::Value));
+  // The example: padding 2^30 - 1 makes a (1, 1, 2^31, 2^31) output.
+  Net net;
+  net.add(make_layer("Conv2d", {1, 1, 1, 1, (1 << 30) - 1}));
+  net.add(make_layer("MaxPool2d", {int64_t{1} << 31, int64_t{1} << 31}));
+  net.add(make_layer("Flatten", {}));
+  net.add(make_layer("Linear", {1, 2}));
+  CHECK(throws([&] { net.output_shape(Shape{1, 1, 2, 2}); }, ErrorKind::Shape,
+               "layer 0 (Conv2d)"));
+  CHECK(throws([&] { net.step_bytes(Shape{1, 1, 2, 2}); }, ErrorKind::Shape, "layer 0 (Conv2d)"));
+  // A batch so large that its bytes would wrap.
+  Net small;
+  small.add(make_layer("Flatten", {}));
+  small.add(make_layer("Linear", {4, 2}));
+  CHECK(throws([&] { small.step_bytes(Shape{int64_t{1} << 62, 4}); }, ErrorKind::Shape));
+  CHECK(small.step_bytes(Shape{int64_t{1} << 38, 4})[0].buffers >= size_t{8} << 40);  // no wrap
+  // An unrolled-window matrix beyond 2^40 (a large kernel over a large batch).
+  auto conv = make_layer("Conv2d", {64, 1, 64, 1, 32});
+  CHECK(throws([&] { conv->output_shape(Shape{1 << 16, 64, 64, 64}); }, ErrorKind::Shape,
+               "unrolled windows"));
 }
 
 TEST_MAIN()

@@ -17,7 +17,10 @@ void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx)
 class ReLU : public Layer {
  public:
   std::string kind() const override { return "ReLU"; }
-  Shape output_shape(const Shape& in) const override { return in; }
+  Shape output_shape(const Shape& in) const override {
+    in.check();
+    return in;
+  }
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
@@ -33,7 +36,10 @@ class ReLU : public Layer {
 class Sigmoid : public Layer {
  public:
   std::string kind() const override { return "Sigmoid"; }
-  Shape output_shape(const Shape& in) const override { return in; }
+  Shape output_shape(const Shape& in) const override {
+    in.check();
+    return in;
+  }
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
