@@ -254,6 +254,31 @@ void Net::check_labels(const int64_t* labels, int64_t n) const {
   }
 }
 
+void Net::prepare_host_batch(const float* x, const Shape& in, const int64_t* labels) {
+  prepare(in, StepMode::Train);
+  check_input(x, in);
+  check_labels(labels, in[0]);
+}
+
+void Net::prepare_device_batch(const DeviceDataset& data, const int64_t* idx, int64_t n) {
+  const int device = single_cuda_device();
+  if (device < 0 || device != data.place().index)
+    fail_value("training on a data set held on " + data.place().str() +
+               " needs the whole model on " + data.place().str());
+  if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
+  data.check_indices(idx, n);
+  Shape in = data.shape();
+  in[0] = n;
+  prepare(in, StepMode::Train);
+}
+
+namespace {
+void check_weight(float weight) {
+  if (!std::isfinite(weight) || weight < 0.f)
+    fail_value("gradient weight must be finite and >= 0, got " + std::to_string(weight));
+}
+}  // namespace
+
 void Net::stage_input(const float* x) {
   const Place at = plan_->input_place;
   float* data = const_cast<float*>(x);  // layers never write their input
@@ -396,11 +421,8 @@ void Net::forward(const float* x, const Shape& in, float* out) {
 
 LossResult Net::compute_grads(const float* x, const Shape& in, const int64_t* labels,
                               float weight, bool accumulate) {
-  if (!std::isfinite(weight) || weight < 0.f)
-    fail_value("gradient weight must be finite and >= 0, got " + std::to_string(weight));
-  prepare(in, StepMode::Train);
-  check_input(x, in);
-  check_labels(labels, in[0]);
+  check_weight(weight);
+  prepare_host_batch(x, in, labels);
   if (accumulate) {  // keep what the gradients hold, then add it back
     for (const Place& p : store_.places()) {
       Buffer& s = stash_.at(p);
@@ -434,9 +456,7 @@ LossResult Net::run_grads(const float* x, const int64_t* labels, float weight) {
 
 int Net::start_step(const float* x, const Shape& in, const int64_t* labels, Optimizer& opt,
                     LossResult* out) {
-  prepare(in, StepMode::Train);
-  check_input(x, in);
-  check_labels(labels, in[0]);
+  prepare_host_batch(x, in, labels);
 #ifdef HC_WITH_CUDA
   if (single_cuda_device() >= 0) {
     const int slot = upload_host_batch_cuda(x, labels, &opt);
@@ -451,18 +471,10 @@ int Net::start_step(const float* x, const Shape& in, const int64_t* labels, Opti
 
 int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt,
                        LossResult* out) {
-  const int device = single_cuda_device();
-  if (device < 0 || device != data.place().index)
-    fail_value("training on a data set held on " + data.place().str() +
-               " needs the whole model on " + data.place().str());
-  if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
-  data.check_indices(idx, n);
-  Shape in = data.shape();
-  in[0] = n;
-  prepare(in, StepMode::Train);
+  prepare_device_batch(data, idx, n);
 #ifdef HC_WITH_CUDA
   const int slot = upload_gather_batch_cuda(data, idx, n, &opt);
-  return launch_step_cuda(device, slot, &opt, 1.f, out);
+  return launch_step_cuda(data.place().index, slot, &opt, 1.f, out);
 #else
   (void)opt;
   (void)out;
@@ -494,11 +506,8 @@ LossResult Net::train_step(const float* x, const Shape& in, const int64_t* label
 }
 
 void Net::start_grads(const float* x, const Shape& in, const int64_t* labels, float weight) {
-  if (!std::isfinite(weight) || weight < 0.f)
-    fail_value("gradient weight must be finite and >= 0, got " + std::to_string(weight));
-  prepare(in, StepMode::Train);
-  check_input(x, in);
-  check_labels(labels, in[0]);
+  check_weight(weight);
+  prepare_host_batch(x, in, labels);
 #ifdef HC_WITH_CUDA
   if (single_cuda_device() >= 0) {
     const int slot = upload_host_batch_cuda(x, labels, nullptr);
@@ -513,18 +522,11 @@ void Net::start_grads(const float* x, const Shape& in, const int64_t* labels, fl
 }
 
 void Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight) {
-  const int device = single_cuda_device();
-  if (device < 0 || device != data.place().index)
-    fail_value("a gradient pass on a data set held on " + data.place().str() +
-               " needs the whole replica on " + data.place().str());
-  if (n <= 0) fail_value("a batch needs at least one index, got " + std::to_string(n));
-  data.check_indices(idx, n);
-  Shape in = data.shape();
-  in[0] = n;
-  prepare(in, StepMode::Train);
+  check_weight(weight);
+  prepare_device_batch(data, idx, n);
 #ifdef HC_WITH_CUDA
   const int slot = upload_gather_batch_cuda(data, idx, n, nullptr);
-  launch_step_cuda(device, slot, nullptr, weight, nullptr);
+  launch_step_cuda(data.place().index, slot, nullptr, weight, nullptr);
 #else
   (void)weight;
   fail(ErrorKind::Device, "heterocnn was built without CUDA");

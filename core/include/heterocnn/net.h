@@ -141,6 +141,10 @@ class Net {
   // Sizes a buffer for this step: at once on the CPU; on a CUDA device as a request that
   // pack_arenas() lays out in that device's arena. True when the buffer moved.
   bool reserve_at(Buffer& b, size_t count, Place place);
+  // prepare() for a training batch, after checking it: x and labels from the host, or the
+  // indices idx[0..n) of a data set held on the GPU the whole net is on.
+  void prepare_host_batch(const float* x, const Shape& in, const int64_t* labels);
+  void prepare_device_batch(const DeviceDataset& data, const int64_t* idx, int64_t n);
   void check_input(const float* x, const Shape& in) const;
   void check_labels(const int64_t* labels, int64_t n) const;
   void stage_input(const float* x);
