@@ -343,8 +343,25 @@ class Sequential:
         y = self._labels(y, x.shape[0])
         if self._replicas is not None:
             counts = self.placement.sub_batches(x.shape[0])
-            return [self._replicas.train_step(x, x.shape, y, counts, opt._core)]
+            return [self._replica_step(x, y, counts, opt)]
         return self._net.start_step(x, y, opt._core)
+
+    def _replica_step(self, x, y, counts, opt, on=None):
+        """(loss, correct) of one data-parallel step, replica r taking counts[r] rows. x and y
+        hold them in replica order; with ``on`` = (DeviceDataset, indices, r), replica r
+        gathers its rows from the data set on its GPU and x, y hold the others' alone."""
+        self._check_optimizer(opt)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        if on is None:
+            return self._replicas.train_step(x, x.shape, y, counts, opt._core)
+        data, idx, r = on
+        return self._replicas.train_step_on(x, (sum(counts),) + tuple(data.sample_shape), y,
+                                            counts, opt._core, data._core,
+                                            np.ascontiguousarray(idx, dtype=np.int64), r)
+
+    def _replica_seconds(self):
+        """Seconds of each replica's gradient pass in the last data-parallel step."""
+        return self._replicas.last_seconds()
 
     def _start_step_on(self, data, idx, opt):
         """_start_step on the samples ``idx`` of a DeviceDataset."""

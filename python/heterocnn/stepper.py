@@ -102,26 +102,21 @@ class ReplicaSteps:
 
     def start(self, idx, host_batch, opt):
         model = self.model
-        model._check_optimizer(opt)
         counts = model.placement.sub_batches(len(idx))
         if self.data is None:
             x = host_batch(idx)
-            y = np.ascontiguousarray(self.y[idx], dtype=np.int64)
-            result = model._replicas.train_step(x, x.shape, y, counts, opt._core)
-        else:
+            result = model._replica_step(x, self.y[idx], counts, opt)
+        else:  # the GPU replica's rows are gathered on the device, the others' on the host
             starts = np.cumsum([0] + counts)
             mine = slice(starts[self.gpu], starts[self.gpu + 1])
             rows = np.concatenate([idx[:mine.start], idx[mine.stop:]])
             x = host_batch(rows) if len(rows) else np.empty((0,) + self.data.sample_shape,
                                                             np.float32)
-            y = np.ascontiguousarray(self.y[rows], dtype=np.int64)
-            gidx = np.ascontiguousarray(idx[mine], dtype=np.int64)
-            result = model._replicas.train_step_on(
-                x, (len(idx),) + tuple(self.data.sample_shape), y, counts, opt._core,
-                self.data._core, gidx, self.gpu)
+            result = model._replica_step(x, self.y[rows], counts, opt,
+                                         on=(self.data, idx[mine], self.gpu))
         if self.rebalance is not None:
-            seconds = model._replicas.last_seconds()
-            moved = self.rebalance.observe(dict(enumerate(seconds)), dict(enumerate(counts)))
+            moved = self.rebalance.observe(dict(enumerate(model._replica_seconds())),
+                                           dict(enumerate(counts)))
             if moved is not None:
                 shares = self.rebalance.shares
                 model.placement = model.placement.with_shares([shares[i]
