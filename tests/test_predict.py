@@ -3,6 +3,7 @@ record of the data, heterocnn-predict (text and --json), and the preprocessing o
 prediction against that of training."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ def trained(tmp_path, sample, cache_home, capsys):
 def test_train_on_a_folder(trained):
     root, made, ckpt, log, plot, text = trained
     assert "36 images" not in text and "27 train / 9 val images" in text
-    assert "input 3x16x20" in text and "training step on cpu" in text  # the summary
+    # the summary (on the device the planner chose: the CPU, or a GPU where there is one)
+    assert "input 3x16x20" in text and re.search(r"training step on (cpu|cuda:\d)", text)
     assert "epoch 2: loss" in text and "val loss" in text and "validation accuracy: " in text
     assert "true \\ predicted" in text and "overall accuracy" in text
     model, _, meta = hc.load(ckpt)

@@ -5,8 +5,10 @@ threads, each GPU):
 - each layer's forward and backward (with the ReLU it fuses) at that batch size, from the
   core's per-layer profile (on a GPU from events around the layer's kernels, so small layers
   are not inflated by a host wait between layers);
-- the optimizer's update of all the parameters (split over the layers by their size) and the
-  loss (what a profiled step has beside its layers and the update);
+- the optimizer's update of all the parameters (split over the layers by their size); what a
+  profiled (op-by-op) step spends beyond its layers' kernels and the update (the host's
+  launches and waits, the loss), spread evenly over its calls, since a mixed placement runs
+  op by op;
 - a whole step as fit runs it (on a GPU the captured graph with the batch gathered on the
   device), at the batch size and at a quarter of it, for data-parallel shares;
 - copies between every ordered pair of devices at a few sizes, fitted as latency + bytes /
@@ -168,8 +170,16 @@ def _measure_device(model, device, x, y, mode, table):
     else:
         update = 0.0
         table.update_s[device] = [0.0] * len(times)
-    layers = sum(table.forward_s[device]) + sum(table.backward_s[device])
-    table.loss_s[device] = float(min(max(0.0, step_wall - layers - update), 0.2 * step_wall))
+    # What an op-by-op step spends beyond its layers' kernels and the update (the host's
+    # launches and waits, the loss) is spread evenly over its timed calls and the loss: a
+    # mixed placement runs op by op, so a chain's price must carry it (a single device's is
+    # its measured whole step, a captured graph on a GPU, and does not).
+    forward, backward = table.forward_s[device], table.backward_s[device]
+    calls = sum(1 for t in forward + backward if t > 0) + 1
+    extra = max(0.0, step_wall - sum(forward) - sum(backward) - update) / calls
+    table.forward_s[device] = [t + extra if t > 0 else 0.0 for t in forward]
+    table.backward_s[device] = [t + extra if t > 0 else 0.0 for t in backward]
+    table.loss_s[device] = float(extra)
     if device == "cpu":
         table.memory_limit[device] = host_available() or 0
     else:
