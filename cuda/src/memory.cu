@@ -80,8 +80,11 @@ void copy(float* dst, Place dst_place, const float* src, Place src_place, size_t
 void zero(float* p, size_t count, int device) {
   if (count == 0) return;
   use_device(device);
-  HC_CUDA_CHECK(cudaMemsetAsync(p, 0, count * sizeof(float),
-                                static_cast<cudaStream_t>(stream(device))));
+  // Done when it returns, like copy(): the memory may be read next on any stream (a net's
+  // own, an optimizer's first update), which the device's default stream does not order.
+  cudaStream_t s = static_cast<cudaStream_t>(stream(device));
+  HC_CUDA_CHECK(cudaMemsetAsync(p, 0, count * sizeof(float), s));
+  HC_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void* alloc_pinned(size_t bytes) {

@@ -1,7 +1,7 @@
 """heterocnn: train image classifiers on the CPU (OpenMP) and NVIDIA GPUs (CUDA), with the
 API of torch.nn where the two have the same thing."""
 
-from . import datasets, models
+from . import datasets, distributed, models
 from .augment import Augment
 from ._core import build_info as _core_build_info, cuda_device, cuda_device_count
 from .checkpoint import load, save

@@ -102,6 +102,9 @@ cdef extern from "heterocnn/sgd.h" namespace "hc":
 cdef extern from "heterocnn/param_store.h" namespace "hc":
     cdef cppclass ParamStore:
         size_t bytes(Place place)
+        size_t span(Place place)
+        float* grads(Place place)
+        vector[Place] places()
 
 
 cdef extern from "heterocnn/optimizer.h" namespace "hc":
@@ -324,6 +327,32 @@ cdef class CoreNet:
     def store_bytes(self, str device):
         """Bytes of the parameter store (values and gradients) on ``device``."""
         return self.net.get().params().bytes(to_place(device))
+
+    def store_devices(self):
+        """The devices the parameter store has a span on, in its order."""
+        return ["cpu" if p.device == Device.CPU else f"cuda:{p.index}"
+                for p in self.net.get().params().places()]
+
+    def grads_span(self, str device):
+        """A host copy of the store's gradient span on ``device`` (every parameter's gradient
+        there, each padded to 64 floats with zeros), float32."""
+        cdef Place pl = to_place(device)
+        cdef Place host = to_place("cpu")
+        cdef size_t n = self.net.get().params().span(pl)
+        out = np.empty(n, dtype=np.float32)
+        self.net.get().wait()
+        copy_floats(<float*>cnp.PyArray_DATA(out), host, self.net.get().params().grads(pl), pl, n)
+        return out
+
+    def set_grads_span(self, str device, cnp.ndarray src):
+        """Writes a float32 C-contiguous array of the span's length into the gradient span."""
+        cdef Place pl = to_place(device)
+        cdef Place host = to_place("cpu")
+        cdef size_t n = self.net.get().params().span(pl)
+        if src.shape[0] != n:
+            raise errors.ShapeError(f"a gradient span on {device} holds {n} floats, got {src.shape[0]}")
+        self.net.get().wait()
+        copy_floats(self.net.get().params().grads(pl), pl, <const float*>cnp.PyArray_DATA(src), host, n)
 
     def set_profiling(self, bint on):
         self.net.get().set_profiling(on)

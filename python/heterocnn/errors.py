@@ -52,3 +52,8 @@ class NonFiniteError(HeteroCNNError, FloatingPointError):
     def __init__(self, message, step, layer):
         super().__init__(message)
         self.step, self.layer = step, layer
+
+
+class RankMismatchError(InvalidValueError):
+    """The ranks of a distributed run disagree (build, architecture, data, seed); the message
+    names the first rank that differs. Raised on every rank alike."""

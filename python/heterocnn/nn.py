@@ -299,16 +299,17 @@ class Sequential:
         loss = self.compute_grads(x, y)
         return loss, self.gradients()
 
-    def compute_grads(self, x, y, weight=1.0, accumulate=False):
+    def compute_grads(self, x, y, weight=1.0, accumulate=False, with_correct=False):
         """Mean loss of one batch; leaves ``weight`` times its gradients in the model (added
-        to what is there when ``accumulate``), to be read with gradients()."""
+        to what is there when ``accumulate``), to be read with gradients(). With
+        ``with_correct``, (mean loss, how many samples the model classifies right)."""
         x = self._input(x)
         weight = float(weight)
         if not np.isfinite(weight) or weight < 0:
             raise InvalidValueError(f"weight must be finite and >= 0, got {weight}")
-        loss, _ = self._net.compute_grads(x, self._labels(y, x.shape[0]), weight,
-                                          bool(accumulate))
-        return loss
+        loss, right = self._net.compute_grads(x, self._labels(y, x.shape[0]), weight,
+                                              bool(accumulate))
+        return (loss, right) if with_correct else loss
 
     def gradients(self):
         """{key: host copy of the gradient} of the last compute_grads / loss_and_grads /
@@ -460,6 +461,23 @@ class Sequential:
     def parameters(self):
         """Names and shapes of the parameters, in state_dict order."""
         return [(key, tuple(shape)) for key, (_, _, shape) in zip(self._keys, self._params)]
+
+    def gradient_spans(self):
+        """[(device, float32 array)]: host copies of the parameter store's gradient spans, one
+        per device that holds parameters (the layout an optimizer and a reducer work on: every
+        parameter there, each padded to 64 floats with zeros)."""
+        return [(d, self._net.grads_span(d)) for d in self._net.store_devices()]
+
+    def set_gradient_spans(self, spans):
+        """Write spans as gradient_spans() returns them (e.g. after summing them over ranks)."""
+        for device, array in spans:
+            self._net.set_grads_span(device, np.ascontiguousarray(array, dtype=np.float32))
+
+    def apply_update(self, opt):
+        """``opt``'s update of every parameter from the gradients the model holds (as a
+        training step ends, after compute_grads or a reduction of gradients)."""
+        self._check_optimizer(opt)
+        self._net.apply_update(opt._core)
 
     def store(self):
         """The core handle of the model's parameter store, which an optimizer updates and

@@ -55,7 +55,7 @@ def _positive(name, value):
 
 def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         on_epoch_end=None, device_data="auto", checkpoint=None, resume=None, on_nan="raise",
-        schedule=None, transform=None, early_stopping=None):
+        schedule=None, transform=None, early_stopping=None, comm=None):
     """Train ``model`` with ``opt`` until epoch ``epochs`` in shuffled minibatches of
     ``batch_size`` (the last one may be smaller) from ``train``; the batch order comes from
     ``np.random.default_rng(seed)``.
@@ -76,6 +76,14 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     such a step and counts it (a copy of the weights and momenta each step, and no overlap of
     steps on a GPU: slower).
 
+    ``comm`` (an mpi4py communicator, hc.distributed.world(), or an hc.distributed.Group
+    with the ranks' shares): a data-parallel run over its ranks, every rank calling fit alike; ``batch_size`` is then the global batch, split over
+    the ranks, and the trained weights do not depend on the number of ranks beyond rounding
+    (see heterocnn.distributed). Rank 0's weights, optimizer state and ``resume`` are used,
+    the ranks must agree on the rest (RankMismatchError names one that does not), rank 0
+    alone shows progress and writes checkpoints. An error on one rank stops every rank
+    (MPI_Abort) rather than leaving the others waiting.
+
     Returns the history: {"loss", "accuracy", "images_per_s", "val_loss", "val_accuracy",
     "skipped_steps"}: one entry per epoch (training loss and accuracy are means over the
     epoch's samples; val_loss and val_accuracy over ``val`` after the epoch, None without it).
@@ -95,6 +103,17 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     host batches: on a GPU the training set then stays on the host (device_data "auto" means
     False; True is an error) and every batch is gathered, transformed and copied to the device.
     """
+    args = (model, opt, train, epochs, batch_size, val, seed, progress, on_epoch_end,
+            device_data, checkpoint, resume, on_nan, schedule, transform, early_stopping, comm)
+    if comm is None:
+        return _fit(*args)
+    from .distributed import as_group, collective
+
+    return collective(as_group(comm).comm, _fit, *args)
+
+
+def _fit(model, opt, train, epochs, batch_size, val, seed, progress, on_epoch_end,
+         device_data, checkpoint, resume, on_nan, schedule, transform, early_stopping, comm):
     X, y = as_arrays(train, "train")
     epochs = _positive("epochs", epochs)
     batch_size = _positive("batch_size", batch_size)
@@ -114,6 +133,21 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         early_stopping.check(val is not None)
         early_stopping.reset()
     card = data_meta(train, X)
+    lead = True  # this process prints and writes checkpoints (rank 0 of a distributed run)
+    if comm is not None:
+        from .distributed import agree, as_group, fingerprint, share_state
+
+        group = as_group(comm)
+        comm = group.comm
+
+        if seed is None:
+            raise InvalidValueError("a distributed fit needs a seed: every rank must draw the "
+                                    "same batch order")
+        agree(comm, **fingerprint(model), samples=len(X), sample_shape=list(X.shape[1:]),
+              seed=seed, batch_size=batch_size, epochs=epochs)
+        resume = share_state(comm, model, opt, resume)
+        lead = comm.Get_rank() == 0
+        progress = progress and lead
     rng = np.random.default_rng(seed)
     history = {"loss": [], "accuracy": [], "images_per_s": [], "val_loss": [],
                "val_accuracy": [], "skipped_steps": []}
@@ -121,8 +155,13 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
     if resume is not None:
         first_epoch, step = _resume(resume, rng, history, epochs)
     guard = NanGuard(model, opt, on_nan)
-    stepper = model.stepper((X, y), device_data, host_batches=transform is not None,
-                            batch_size=batch_size)
+    if comm is not None:
+        from .distributed import DistributedSteps
+
+        stepper = DistributedSteps(model, (X, y), group, batch_size)
+    else:
+        stepper = model.stepper((X, y), device_data, host_batches=transform is not None,
+                                batch_size=batch_size)
     buf = np.empty((batch_size,) + X.shape[1:], dtype=np.float32)
     n_batches = -(-len(X) // batch_size)
 
@@ -172,7 +211,8 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         else:
             from .metrics import loss_and_accuracy
 
-            for key, value in zip(("val_loss", "val_accuracy"), loss_and_accuracy(model, val)):
+            scores = stepper.evaluate(val) if comm is not None else loss_and_accuracy(model, val)
+            for key, value in zip(("val_loss", "val_accuracy"), scores):
                 history[key].append(value)
         history["skipped_steps"].append(guard.take_skips())
         stop = bool(on_epoch_end(epoch, history)) if on_epoch_end is not None else False
@@ -181,12 +221,16 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         if checkpoint is not None:
             from .checkpoint import save
 
-            save(model, checkpoint, opt, epoch=epoch + 1, step=step, seed=seed,
-                 rng=rng.bit_generator.state, history=history, **card)
+            if lead:
+                save(model, checkpoint, opt, epoch=epoch + 1, step=step, seed=seed,
+                     rng=rng.bit_generator.state, history=history, **card)
+            if comm is not None:
+                comm.Barrier()  # the checkpoint is whole before any rank goes on
         if stop:
             break
     last = len(history["loss"]) - 1
-    if early_stopping is not None and early_stopping.finish(model, last) and checkpoint:
+    if early_stopping is not None and early_stopping.finish(model, last) and checkpoint \
+            and lead:
         from .checkpoint import save
 
         save(model, checkpoint, opt, epoch=last + 1, step=step, seed=seed,

@@ -17,6 +17,7 @@ float* alloc(size_t count, int device);
 void release(float* p, int device) noexcept;
 // count floats from src to dst (either side may be host or device); returns when done.
 void copy(float* dst, Place dst_place, const float* src, Place src_place, size_t count);
+// count floats at p set to 0; returns when done.
 void zero(float* p, size_t count, int device);
 // Page-locked host memory, which the device reads and writes without a staging copy.
 void* alloc_pinned(size_t bytes);

@@ -1,0 +1,58 @@
+"""Run by tests/test_distributed.py under mpirun: trains lenet5 on the embedded sample with
+hc.fit(comm=COMM_WORLD) and writes, on rank 0, the weights and momenta to OUT (npz).
+
+    mpirun -n P python fit_worker.py OUT [--samples N] [--batch B] [--epochs E] [--seed S]
+        [--checkpoint PATH] [--resume PATH] [--rank-seed R:S] [--die-rank R] [--shares W,W]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import heterocnn as hc
+
+p = argparse.ArgumentParser()
+p.add_argument("out")
+p.add_argument("--samples", type=int, default=600)
+p.add_argument("--batch", type=int, default=64)
+p.add_argument("--epochs", type=int, default=1)
+p.add_argument("--seed", type=int, default=3)
+p.add_argument("--checkpoint", default=None)
+p.add_argument("--resume", default=None)
+p.add_argument("--rank-seed", default=None, help="R:S gives rank R the seed S (a mismatch)")
+p.add_argument("--die-rank", type=int, default=None, help="this rank exits mid-run")
+p.add_argument("--shares", default=None, help="comma-separated weights, one per rank")
+a = p.parse_args()
+
+comm = hc.distributed.world() if "HC_NO_MPI" not in os.environ else None
+rank = comm.Get_rank() if comm is not None else 0
+hc.set_threads(1)
+train = hc.datasets.fashion_mnist("train", sample=True)
+X, y = train.images[:a.samples], train.labels[:a.samples]
+seed = a.seed
+if a.rank_seed:
+    r, s = map(int, a.rank_seed.split(":"))
+    if r == rank:
+        seed = s
+model = hc.models.lenet5(seed=0)
+opt = hc.SGD(model, lr=0.05, momentum=0.9)
+meta = None
+if a.resume:
+    model, opt, meta = hc.load(a.resume)
+
+
+def maybe_die(epoch, history):
+    if a.die_rank is not None and a.die_rank == rank:
+        os._exit(3)  # killed: no goodbye to the others
+
+
+if comm is not None and a.shares:
+    comm = hc.distributed.Group(comm, shares=[float(w) for w in a.shares.split(",")])
+hist = hc.fit(model, opt, (X, y), a.epochs, a.batch, val=(X[:200], y[:200]), seed=seed,
+              progress=False, checkpoint=a.checkpoint, resume=meta, comm=comm,
+              on_epoch_end=maybe_die if a.die_rank is not None else None)
+if rank == 0:
+    np.savez(a.out, **model.state_dict(), **opt.state(),
+             loss=np.array(hist["loss"]), val_loss=np.array(hist["val_loss"]))
+sys.exit(0)

@@ -1,0 +1,99 @@
+"""Data-parallel training over MPI ranks (heterocnn.distributed, hc.fit(comm=...)): runs of
+tests/mpi/fit_worker.py under mpirun against one process, and what must go right around
+them (reruns, shares, uneven batches, checkpoints, a rank that differs or dies)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mpi4py")
+import heterocnn as hc  # noqa: E402
+from conftest import rel_err  # noqa: E402
+from heterocnn.distributed import FixedOrderSum  # noqa: E402
+
+WORKER = os.path.join(os.path.dirname(__file__), "mpi", "fit_worker.py")
+MPIRUN = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep
+                      + os.environ.get("PATH", ""))
+needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="no mpirun (pip install mpich)")
+
+
+def run(tmp_path, ranks, *args, name=None, expect=0, timeout=120):
+    """Runs the worker on ``ranks`` processes (0: one process without MPI); the npz it wrote
+    on rank 0, or the finished process when ``expect`` is not 0."""
+    out = tmp_path / (name or f"w{ranks}.npz")
+    cmd = [sys.executable, WORKER, str(out), *map(str, args)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if ranks == 0:
+        env["HC_NO_MPI"] = "1"
+    else:
+        cmd = [MPIRUN, "-n", str(ranks)] + cmd
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if expect == 0:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with np.load(out) as f:
+            return {k: f[k] for k in f.files}
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    return proc
+
+
+def close(a, b, tol=1e-5):
+    for key in b:
+        assert rel_err(a[key], b[key]) <= tol, key
+
+
+@needs_mpirun
+def test_two_and_three_ranks_match_one_process_and_rerun_bit_identical(tmp_path):
+    # 601 samples in batches of 64: an uneven last batch, and not divisible by the ranks
+    one = run(tmp_path, 0, "--samples", 601)
+    two = run(tmp_path, 2, "--samples", 601)
+    three = run(tmp_path, 3, "--samples", 601)  # oversubscribed on a 2-core machine
+    close(two, one)
+    close(three, one)
+    again = run(tmp_path, 2, "--samples", 601, name="again.npz")
+    for key in two:
+        np.testing.assert_array_equal(again[key], two[key])
+
+
+@needs_mpirun
+def test_unequal_shares_match_one_process(tmp_path):
+    one = run(tmp_path, 0, "--batch", 37)
+    close(run(tmp_path, 2, "--batch", 37, "--shares", "3,1"), one)
+    # a share so small that a rank gets no rows of some batches
+    close(run(tmp_path, 3, "--batch", 37, "--shares", "20,1,1", name="tiny.npz"), one)
+
+
+@needs_mpirun
+def test_rank0_checkpoint_and_resume_match_a_straight_run(tmp_path):
+    straight = run(tmp_path, 2, "--epochs", 2, name="straight.npz")
+    ckpt = tmp_path / "c.safetensors"
+    run(tmp_path, 2, "--epochs", 1, "--checkpoint", ckpt, name="first.npz")
+    resumed = run(tmp_path, 2, "--epochs", 2, "--resume", ckpt, name="resumed.npz")
+    for key in straight:
+        np.testing.assert_array_equal(resumed[key], straight[key])
+
+
+@needs_mpirun
+def test_a_rank_that_differs_is_named(tmp_path):
+    proc = run(tmp_path, 2, "--rank-seed", "1:7", expect=1)
+    assert "rank 1 differs from rank 0 in seed" in proc.stderr
+
+
+@needs_mpirun
+def test_a_rank_that_dies_stops_the_others(tmp_path):
+    start = time.perf_counter()
+    run(tmp_path, 2, "--epochs", 3, "--die-rank", 1, expect=1, timeout=90)
+    assert time.perf_counter() - start < 90
+
+
+def test_fixed_order_sum_on_one_rank_is_the_vector(rng):
+    from mpi4py import MPI
+
+    v = rng.standard_normal(1001).astype(np.float32)
+    np.testing.assert_array_equal(FixedOrderSum(MPI.COMM_SELF, bucket=100)(v), v)
+    with pytest.raises(hc.InvalidValueError, match="shares"):
+        hc.distributed.Group(MPI.COMM_SELF, shares=[1, 2])
