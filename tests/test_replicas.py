@@ -24,11 +24,13 @@ def train(model, data, lr=0.05, **opt):
 
 
 def test_two_cpu_replicas_with_different_threads_match_one_cpu_model(sample):
+    # lr 0.02 (the main job's): at 0.05 the 20 steps amplify rounding enough that another
+    # build of the same code (the sanitizer pass's) ends 4e-5 apart
     data = batches(sample, 20, 64)
-    one, losses_one, _ = train(hc.models.lenet5(seed=3), data)
+    one, losses_one, _ = train(hc.models.lenet5(seed=3), data, lr=0.02)
     dp = hc.models.lenet5(seed=3).to(hc.DataParallel(["cpu", "cpu"], shares=[2, 1],
                                                      threads=[1, 2]))
-    two, losses_two, _ = train(dp, data)
+    two, losses_two, _ = train(dp, data, lr=0.02)
     for key in one:
         assert rel_err(two[key], one[key]) < 1e-5, key
     np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)
