@@ -97,3 +97,17 @@ def test_fixed_order_sum_on_one_rank_is_the_vector(rng):
     np.testing.assert_array_equal(FixedOrderSum(MPI.COMM_SELF, bucket=100)(v), v)
     with pytest.raises(hc.InvalidValueError, match="shares"):
         hc.distributed.Group(MPI.COMM_SELF, shares=[1, 2])
+
+
+@needs_mpirun
+def test_cli_distributed_prints_on_rank_0_alone(tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "heterocnn-train")
+    proc = subprocess.run([MPIRUN, "-n", "2", cli, "--distributed", "--sample", "--model", "mlp",
+                           "--epochs", "1", "--batch-size", "128", "--no-progress",
+                           "--save", str(tmp_path / "m.safetensors")],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test accuracy: ") == 1 and proc.stdout.count("epoch 1: loss") == 1
+    model, opt, meta = hc.load(tmp_path / "m.safetensors")  # written once, by rank 0
+    assert meta["epoch"] == 1 and opt is not None

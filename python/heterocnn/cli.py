@@ -135,6 +135,11 @@ def parse_args(argv=None):
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="draw the loss and accuracy curves to this PNG after training (needs "
                         "heterocnn[plot])")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the MPI ranks this runs on (mpirun -n 4 "
+                        "heterocnn-train --distributed ...; needs heterocnn[mpi]): --batch-size "
+                        "is the global batch; each rank on a GPU of its host by local rank, "
+                        "else on the CPU with the host's cores split; rank 0 prints")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N, or auto (the default): the placement planner's "
                         "choice from measured costs (hc.plan; the CPU where there is no GPU)")
@@ -237,6 +242,23 @@ def place(model, args):
     return model
 
 
+def _join_ranks(args):
+    """This rank's communicator for --distributed; its device and threads chosen from its
+    local rank where not given; every rank but 0 quiet."""
+    from . import distributed
+
+    comm = distributed.world()
+    device, threads = distributed.default_device(comm)
+    if args.device == "auto":
+        args.device = device
+    if args.threads is None and args.device == "cpu":
+        args.threads = threads
+    if comm.Get_rank() != 0:
+        args.no_progress = True
+        sys.stdout = open(os.devnull, "w")
+    return comm
+
+
 def main(argv=None):
     """Run the job; returns the exit code: 0, or 2 with a message for a bad argument (argparse's
     usage line first) or an error heterocnn or the file system raised."""
@@ -245,6 +267,9 @@ def main(argv=None):
     except SystemExit as e:  # argparse: --help (0) or a bad argument (2), message printed
         return e.code
     try:
+        comm = None
+        if args.distributed:
+            comm = _join_ranks(args)
         if args.threads is not None:
             set_threads(args.threads)
         if args.plot:
@@ -277,7 +302,8 @@ def main(argv=None):
         history = fit(model, opt, train, args.epochs, args.batch_size, val=test,
                       seed=args.seed, progress=not args.no_progress, on_epoch_end=report,
                       checkpoint=args.save, resume=resume, on_nan=args.on_nan,
-                      schedule=schedule, transform=transform, early_stopping=stopper)
+                      schedule=schedule, transform=transform, early_stopping=stopper,
+                      comm=comm)
         print(f"trained in {time.perf_counter() - start:.1f} s")
         if stopper is not None and stopper.best_epoch is not None:
             ran = ("ran all epochs" if stopper.stopped_epoch is None
