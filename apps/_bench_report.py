@@ -49,8 +49,8 @@ def pick(runs, suite):
 
 def repeats_note(suite, run):
     """How the suite's spread was taken, for the header of its tables."""
-    if suite == "tta":
-        return ""  # one run per net: no spread
+    if suite in ("tta", "hetero"):
+        return ""  # one run per figure: no spread (the tables say so)
     if suite == "memory":  # each figure from fresh processes, not from --repeats
         n = max((len(r["peak_rss"]["repeats"]) for r in run["results"]["memory"]["rows"]
                  if isinstance(r.get("peak_rss"), dict)), default=1)
