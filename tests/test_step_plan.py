@@ -2,7 +2,6 @@
 placing by a plan: model.to(plan), to("auto"), predict/evaluate by device."""
 
 import json
-import os
 
 import numpy as np
 import pytest

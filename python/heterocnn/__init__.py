@@ -51,7 +51,7 @@ __all__ = [
     "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "MissingExtraError", "Module",
     "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError",
     "Sigmoid", "StateDictError", "Summary", "build_info", "check_memory", "confusion_matrix",
-    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "default_recipe",
+    "cuda_available", "cuda_device", "cuda_device_count", "datasets", "default_recipe", "distributed",
     "estimate_memory", "evaluate", "export_onnx", "fit", "format_confusion", "load",
     "load_image", "loss_and_accuracy", "measure", "models", "per_class_accuracy", "plan",
     "plot_history", "predict", "read_history_csv", "save", "set_threads", "WarmupCosine",

@@ -18,7 +18,6 @@ Tables are cached per machine, build, thread count, model, batch size, input sha
 and mode (cost_cache.py); a corrupt or stale cache is measured again with a one-line note.
 """
 
-import json
 import platform
 import sys
 import time

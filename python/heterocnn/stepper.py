@@ -11,7 +11,6 @@ the steps started. A new way of running a step (replicas, ranks) is a new steppe
 change to fit.
 """
 
-import time
 
 import numpy as np
 
