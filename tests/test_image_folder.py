@@ -171,7 +171,7 @@ def test_cache_is_reused_and_invalidated(folder, monkeypatch, cache_home):
     hc.datasets.image_folder(root, size=(14, 14), progress=False)  # other options: own file
     assert len(decodes) == 5 and len(os.listdir(cache_home)) == 2  # replaced, not piled up
     assert not [n for n in os.listdir(cache_home) if n.startswith(".")]  # no temporary file
-    stale, fresh = cache_home / ".tmp-killed.npz", cache_home / ".tmp-writing.npz"
+    stale, fresh = cache_home / ".killed.npz.x1.tmp", cache_home / ".writing.npz.x2.tmp"
     stale.write_bytes(b"half")
     fresh.write_bytes(b"half")
     os.utime(stale, (1, 1))  # left by a writer killed long ago: removed at the next write

@@ -7,16 +7,16 @@ architecture, batch size, input shape, devices and mode (measure() builds the ke
 
 A missing, corrupt (bad JSON, wrong schema, wrong types) or stale (another version, another
 key) file is never an error: load returns None and says why in one line; the caller
-measures again and stores over it. Files are written atomically (a temp file created
-exclusively in the same folder, fsync, os.replace), so a reader never sees half a file.
+measures again and stores over it. Files are written atomically (hc.atomic.write_atomic), so
+a reader never sees half a file.
 """
 
 import hashlib
 import json
 import math
 import os
-import tempfile
 
+from .atomic import write_atomic
 from .costs import CostTable, Transfer
 
 VERSION = 2     # bump when CostTable's fields or their meaning change
@@ -211,22 +211,9 @@ def store(key, table):
     folder = cache_dir()
     path = cache_path(key)
     text = json.dumps({"version": VERSION, "key": key, "table": _to_json(table)}, indent=1)
-    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".costs-", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, text.encode("utf-8"))
     except OSError as e:
         return f"cost cache {path} not written ({e})"
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
     return None

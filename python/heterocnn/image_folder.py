@@ -15,7 +15,6 @@ import json
 import mmap
 import os
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -23,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+from .atomic import write_atomic
 from .datasets import Dataset
 from .errors import DataFormatError, InvalidValueError
 from .preprocess import IMAGE_EXTENSIONS, check_options, decode
@@ -261,37 +261,27 @@ def _read_cache(path, root, rels):
 
 
 def _remove_stale_temporaries(folder, age_s=3600):
-    """Remove the temporary files that writers killed over ``age_s`` ago left in the cache
-    folder (a live writer's file is younger)."""
+    """Remove the temporary files (hc.atomic.write_atomic's, ".<name>.<random>.tmp") that
+    writers killed over ``age_s`` ago left in the cache folder (a live writer's is younger)."""
     now = time.time()
     with os.scandir(folder) as it:
         for e in it:
-            if e.name.startswith(".tmp-") and e.name.endswith(".npz"):
+            if e.name.startswith(".") and e.name.endswith(".tmp"):
                 with contextlib.suppress(OSError):
                     if now - e.stat().st_mtime > age_s:
                         os.remove(e.path)
 
 
 def _write_cache(path, **arrays):
-    """Write the arrays as .npz atomically: a temporary file in the cache folder, fsynced,
-    renamed over ``path``; a failure leaves no file and warns (the data is still returned)."""
+    """Write the arrays as .npz atomically (hc.atomic.write_atomic); a failure leaves no file
+    and warns (the data is still returned)."""
     folder = os.path.dirname(path)
-    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
         _remove_stale_temporaries(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, lambda f: np.savez(f, **arrays))
     except OSError as e:
         warnings.warn(f"image_folder: could not write the cache {path}: {e}", stacklevel=3)
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # -- the data set ---------------------------------------------------------------------------

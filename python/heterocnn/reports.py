@@ -2,8 +2,9 @@
 the extra ``heterocnn[plot]``)."""
 
 import csv
-import os
+import io
 
+from .atomic import write_atomic
 from .extras import require
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s",
@@ -13,19 +14,18 @@ COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_
 def write_history_csv(history, path):
     """Write ``history`` to ``path`` as CSV: a header (COLUMNS, then any other per-epoch keys)
     and one row per epoch (epoch counted from 1; empty where a value is None). Rewritten
-    whole each call, so calling it after every epoch keeps a killed run's epochs."""
+    whole (atomically: hc.atomic.write_atomic) each call, so calling it after every epoch keeps
+    a killed run's epochs."""
     epochs = len(history.get("loss", []))
     keys = [k for k in COLUMNS[1:] if k in history]
     keys += [k for k in history if k not in keys and isinstance(history[k], list)
              and len(history[k]) == epochs]
-    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["epoch"] + keys)
-        for e in range(epochs):
-            w.writerow([e + 1] + ["" if history[k][e] is None else history[k][e] for k in keys])
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["epoch"] + keys)
+    for e in range(epochs):
+        w.writerow([e + 1] + ["" if history[k][e] is None else history[k][e] for k in keys])
+    return write_atomic(path, text.getvalue().encode())
 
 
 def read_history_csv(path):
@@ -38,7 +38,8 @@ def read_history_csv(path):
 
 def plot_history(history, path, size=(9.0, 3.5), dpi=100):
     """Draw the loss (training and validation) and the accuracy curves of ``history`` per
-    epoch, side by side, into the PNG ``path`` of size[0] * dpi x size[1] * dpi pixels.
+    epoch, side by side, into the PNG ``path`` of size[0] * dpi x size[1] * dpi pixels
+    (written atomically).
     Needs matplotlib: MissingExtraError naming ``heterocnn[plot]`` without it."""
     require("matplotlib", "plot", "plot_history")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -59,5 +60,4 @@ def plot_history(history, path, size=(9.0, 3.5), dpi=100):
         if ax.get_lines():
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, format="png")
-    return path
+    return write_atomic(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
