@@ -186,8 +186,7 @@ def measure_bucket(comm, sizes=(1 << 12, 1 << 16, 1 << 20)):
     """A bucket size (floats) from a latency + bytes / bandwidth fit of a fixed-order sum
     measured on this communicator: the size at which a sum's fixed cost is a tenth of its
     transfer time (clamped to 64 Ki .. 16 Mi floats), the same on every rank (rank 0's)."""
-    probe = FixedOrderSum.__new__(FixedOrderSum)
-    probe.comm, probe.size, probe.bucket, probe.seconds = comm, comm.Get_size(), 1 << 30, 0.0
+    probe = FixedOrderSum(comm, bucket=1 << 30)  # one bucket: the sizes are measured whole
     seconds = []
     for n in sizes:
         v = np.zeros(n, np.float32)
