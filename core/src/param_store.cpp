@@ -86,8 +86,4 @@ float* ParamStore::grads(Place place) {
   return const_cast<float*>(static_cast<const ParamStore*>(this)->grads(place));
 }
 
-void ParamStore::zero_grads() {
-  for (Block& b : blocks_) Buffer::view(b.memory.data() + b.span, b.span, b.place).zero();
-}
-
 }  // namespace hc

@@ -121,17 +121,6 @@ StepPlan make_step_plan(const std::vector<std::unique_ptr<Layer>>& layers, LossK
   return p;
 }
 
-size_t StepPlan::buffer_floats(Place place) const {
-  size_t total = input_place == place ? stage_count[0] : 0;
-  for (size_t i = 0; i < out_count.size(); ++i)
-    if (places[i] == place) total += out_count[i] + (i > 0 ? stage_count[i] : 0);
-  for (const PlaceCount& c : grad_count)
-    if (c.place == place) total += 2 * c.count;
-  for (const PlaceCount& c : workspace_count)
-    if (c.place == place) total += c.count;
-  return total;
-}
-
 std::vector<Place> StepPlan::used_places() const {
   std::vector<Place> out;
   auto note = [&](Place p) {

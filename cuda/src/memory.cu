@@ -151,8 +151,4 @@ void synchronize(int device) {
   HC_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream(device))));
 }
 
-void synchronize_stream(void* stream) {
-  HC_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
-}
-
 }  // namespace hc::cuda

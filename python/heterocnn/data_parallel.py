@@ -99,12 +99,6 @@ class DataParallel:
         split = split_batch(dict(enumerate(shares)), batch_size)
         return [split[i] for i in range(len(self.devices))]
 
-    def share_of(self, device):
-        """The share of ``device`` (summed over its replicas), or None when not measured yet."""
-        if self.shares is None:
-            return None
-        return sum(s for d, s in zip(self.devices, self.shares) if d == canonical_device(device))
-
     def __eq__(self, other):
         return (isinstance(other, DataParallel) and self.devices == other.devices
                 and self.shares == other.shares and self.threads == other.threads

@@ -30,8 +30,6 @@ void synchronize(int device);
 // layers branch onto (side_branch.h); destroy_stream releases both.
 void* create_stream(int device);
 void destroy_stream(void* stream) noexcept;
-// Waits for `stream`; throws if any kernel on it failed.
-void synchronize_stream(void* stream);
 // y (n) += x (n) on `device`, done when it returns (reduce.cu).
 void add_into(int64_t n, float* y, const float* x, int device);
 

@@ -35,8 +35,6 @@ class ParamStore {
   float* grads(Place place);
   const float* values(Place place) const;
   const float* grads(Place place) const;
-  // Zeroes every gradient span.
-  void zero_grads();
   // Bytes of the store on `place` (values and gradients).
   size_t bytes(Place place) const { return 2 * span(place) * sizeof(float); }
   // Differs after every assign(), and between any two stores: whoever keeps addresses into

@@ -53,8 +53,6 @@ struct StepPlan {
 
   const Shape& output() const { return shapes.back(); }
   Place output_place() const { return act_places.back(); }
-  // Floats the plan's step buffers take on `place` (activations, staging, gradients, workspace).
-  size_t buffer_floats(Place place) const;
   // The places the plan uses, in first-use order.
   std::vector<Place> used_places() const;
 };
