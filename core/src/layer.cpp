@@ -125,26 +125,69 @@ Param& Layer::add_param(const std::string& name, Shape shape) {
   return params_.back();
 }
 
-namespace {
-void expect_args(const std::string& kind, const std::vector<int64_t>& args, size_t n) {
-  if (args.size() != n)
-    fail_value(kind + " takes " + std::to_string(n) + " integer arguments, got " +
-               std::to_string(args.size()));
+LayerBuffer& Layer::add_buffer(const std::string& name, Shape shape, bool is_int64,
+                               bool persistent) {
+  LayerBuffer b;
+  b.name = name;
+  b.shape = shape;
+  b.is_int64 = is_int64;
+  b.persistent = persistent;
+  const size_t n = static_cast<size_t>(shape.numel());
+  b.value = Buffer(is_int64 ? floats_for<int64_t>(n) : n, place_);
+  b.value.zero();
+  buffers_.push_back(std::move(b));
+  return buffers_.back();
 }
+
+std::vector<Buffer> Layer::moved_buffers(Place place) const {
+  std::vector<Buffer> out;
+  for (const LayerBuffer& b : buffers_) out.push_back(b.value.copy_to(place));
+  return out;
+}
+
+void Layer::adopt_buffers(std::vector<Buffer> values) {
+  if (values.size() != buffers_.size())
+    fail_value(kind() + ": " + std::to_string(values.size()) + " buffers for " +
+               std::to_string(buffers_.size()));
+  for (size_t k = 0; k < values.size(); ++k) buffers_[k].value = std::move(values[k]);
+}
+
+namespace {
+
+// The spec of `kind` has n arguments (or from `least` to n, the later ones optional).
+void expect_args(const std::string& kind, const std::vector<double>& args, size_t n,
+                 size_t least = static_cast<size_t>(-1)) {
+  least = std::min(least, n);
+  if (args.size() < least || args.size() > n)
+    fail_value(kind + " takes " +
+               (least == n ? std::to_string(n) : std::to_string(least) + " to " + std::to_string(n)) +
+               " arguments, got " + std::to_string(args.size()));
+}
+
+// Argument i of a spec as an integer (the layer's constructor checks its range).
+int64_t int_arg(const std::string& kind, const std::vector<double>& args, size_t i) {
+  const double v = args[i];
+  if (!(std::fabs(v) <= 0x1p62) || v != std::floor(v))
+    fail_value(kind + ": argument " + std::to_string(i) + " must be an integer, got " +
+               std::to_string(v));
+  return static_cast<int64_t>(v);
+}
+
 }  // namespace
 
-std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<int64_t>& a) {
+std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<double>& a) {
+  auto n = [&](size_t i) { return int_arg(kind, a, i); };
   if (kind == "Linear") {
     expect_args(kind, a, 2);
-    return std::make_unique<Linear>(a[0], a[1]);
+    return std::make_unique<Linear>(n(0), n(1));
   }
   if (kind == "Conv2d") {
     expect_args(kind, a, 5);
-    return std::make_unique<Conv2d>(a[0], a[1], a[2], a[3], a[4]);
+    return std::make_unique<Conv2d>(n(0), n(1), n(2), n(3), n(4));
   }
   if (kind == "MaxPool2d") {
     expect_args(kind, a, 2);
-    return std::make_unique<MaxPool2d>(a[0], a[1]);
+    return std::make_unique<MaxPool2d>(n(0), n(1));
   }
   if (kind == "Flatten") {
     expect_args(kind, a, 0);

@@ -52,6 +52,7 @@ double now_s() {
 }  // namespace
 
 void Net::add(std::unique_ptr<Layer> layer) {
+  layer->set_training(training_);
   layers_.push_back(std::move(layer));
   std::vector<Place> places;
   for (const auto& l : layers_) places.push_back(l->place());
@@ -63,6 +64,16 @@ void Net::add(std::unique_ptr<Layer> layer) {
 void Net::init(uint64_t seed) {
   Rng rng(seed);
   for (auto& layer : layers_) layer->init_params(rng);
+}
+
+void Net::set_training(bool on) {
+  if (on == training_) return;
+#ifdef HC_WITH_CUDA
+  wait_cuda();
+  forget_addresses();  // the captured steps ran the layers of the other mode
+#endif
+  training_ = on;
+  for (auto& layer : layers_) layer->set_training(on);
 }
 
 void Net::to(const std::vector<Place>& places) {
@@ -77,8 +88,16 @@ void Net::to(const std::vector<Place>& places) {
   for (const Place& p : places)
     if (p.device == Device::CUDA) fail(ErrorKind::Device, "heterocnn was built without CUDA");
 #endif
-  store_.assign(all_params(layers_), param_places(layers_, places));  // all or nothing
-  for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->set_place(places[i]);
+  // All or nothing: the buffers' new copies and the store's new layout are made before any
+  // layer changes.
+  std::vector<std::vector<Buffer>> buffers;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    buffers.push_back(layers_[i]->moved_buffers(places[i]));
+  store_.assign(all_params(layers_), param_places(layers_, places));
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i]->adopt_buffers(std::move(buffers[i]));
+    layers_[i]->set_place(places[i]);
+  }
   invalidate();
 #ifdef HC_WITH_CUDA
   pack_arenas();  // a device that holds nothing of the net any more gives its arena back

@@ -41,15 +41,25 @@ Place Replicas::place_of(size_t r) const {
   return Place{};
 }
 
-void Replicas::broadcast() {
+void Replicas::broadcast(size_t buffers_from) {
   Net& master = *nets_[0];
   const Place p0 = place_of(0);
-  master.wait();
+  for (Net* net : nets_) net->wait();
   for (size_t r = 1; r < nets_.size(); ++r) {
     const Place p = place_of(r);
-    nets_[r]->wait();
     copy_floats(nets_[r]->params().values(p), p, master.params().values(p0), p0,
                 master.params().span(p0));
+  }
+  const auto& from = nets_[buffers_from]->layers();
+  for (size_t r = 0; r < nets_.size(); ++r) {
+    if (r == buffers_from) continue;
+    const auto& to = nets_[r]->layers();
+    for (size_t i = 0; i < to.size(); ++i)
+      for (size_t k = 0; k < to[i]->buffers().size(); ++k) {
+        const Buffer& src = from[i]->buffers()[k].value;
+        Buffer& dst = to[i]->buffers()[k].value;
+        copy_floats(dst.data(), dst.place(), src.data(), src.place(), src.size());
+      }
   }
 }
 
@@ -141,7 +151,9 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
   }
   // 3. One update; 4. the new weights to every replica.
   master.apply_update(opt);
-  broadcast();
+  size_t first_with_rows = 0;
+  while (first_with_rows + 1 < K && counts[first_with_rows] == 0) ++first_with_rows;
+  broadcast(first_with_rows);
   return total;
 }
 

@@ -61,6 +61,7 @@ cdef extern from "heterocnn/buffer.h" namespace "hc":
     cdef cppclass Buffer:
         Buffer(size_t count, Place place) except +raise_py_error
         float* data()
+        size_t size()
         void copy_from_host(const float* src, size_t count) except +raise_py_error
         void copy_to_host(float* dst, size_t count) except +raise_py_error
 
@@ -70,6 +71,11 @@ cdef extern from "heterocnn/layer.h" namespace "hc":
         string name
         Shape shape
         Buffer value, grad
+    cdef cppclass LayerBuffer:
+        string name
+        Shape shape
+        cbool is_int64, persistent
+        Buffer value
     cdef cppclass Layer:
         Shape output_shape(const Shape& s) except +raise_py_error
         size_t workspace_size(const Shape& s, int threads) except +raise_py_error
@@ -77,9 +83,11 @@ cdef extern from "heterocnn/layer.h" namespace "hc":
         void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws) except +raise_py_error
         void init_params(Rng& rng) except +raise_py_error
         vector[Param]& params()
+        vector[LayerBuffer]& buffers()
+        void set_training(cbool on)
         Place place()
         void to(Place place) except +raise_py_error
-    unique_ptr[Layer] make_layer(const string& kind, const vector[int64_t]& args) except +raise_py_error
+    unique_ptr[Layer] make_layer(const string& kind, const vector[double]& args) except +raise_py_error
 
 
 cdef extern from "heterocnn/loss.h" namespace "hc":
@@ -152,6 +160,8 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         vector[unique_ptr[Layer]]& layers()
         ParamStore& params()
         void init(uint64_t seed) except +raise_py_error
+        void set_training(cbool on) except +raise_py_error
+        cbool training()
         Shape output_shape(const Shape& s) except +raise_py_error
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
         LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, float weight, cbool accumulate) except +raise_py_error
@@ -167,7 +177,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
 cdef extern from "heterocnn/replicas.h" namespace "hc":
     cdef cppclass Replicas:
         Replicas(vector[Net*] nets, vector[int] threads) except +raise_py_error
-        void broadcast() except +raise_py_error
+        void broadcast(size_t buffers_from) except +raise_py_error
         LossResult train_step(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt) except +raise_py_error
         LossResult train_step_on(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt, const DeviceDataset* data, const int64_t* idx, size_t device_replica) except +raise_py_error
         const vector[double]& last_seconds()
@@ -372,6 +382,39 @@ cdef class CoreNet:
                 out.append((i, params[0][j].name.decode(), from_shape(params[0][j].shape)))
         return out
 
+    def buffer_list(self):
+        """[(layer index, name, shape, dtype, persistent), ...]: every layer buffer, in net
+        and then layer order (torch.nn's buffer order)."""
+        cdef size_t i, k
+        out = []
+        for i in range(self.net.get().layers().size()):
+            bufs = &self.net.get().layers()[i].get().buffers()
+            for k in range(bufs.size()):
+                out.append((i, bufs[0][k].name.decode(), from_shape(bufs[0][k].shape),
+                            np.int64 if bufs[0][k].is_int64 else np.float32,
+                            bool(bufs[0][k].persistent)))
+        return out
+
+    def get_buffer(self, int layer, int index):
+        """A host copy of one layer buffer (float32 or int64)."""
+        cdef LayerBuffer* b = &self.net.get().layers()[layer].get().buffers()[index]
+        out = np.empty(from_shape(b.shape), dtype=np.int64 if b.is_int64 else np.float32)
+        self.net.get().wait()
+        b.value.copy_to_host(<float*>cnp.PyArray_DATA(out), b.value.size())
+        return out
+
+    def set_buffer(self, int layer, int index, cnp.ndarray src):
+        """Copies a C-contiguous array of the buffer's shape and dtype into it."""
+        cdef LayerBuffer* b = &self.net.get().layers()[layer].get().buffers()[index]
+        self.net.get().wait()
+        b.value.copy_from_host(<const float*>cnp.PyArray_DATA(src), b.value.size())
+
+    def set_training(self, bint on):
+        self.net.get().set_training(on)
+
+    def training(self):
+        return self.net.get().training()
+
     cdef Param* param(self, int layer, int index) except NULL:
         return &self.net.get().layers()[layer].get().params()[index]
 
@@ -455,7 +498,8 @@ cdef class CoreReplicas:
         self.reps.reset(new Replicas(v, threads))
 
     def broadcast(self):
-        self.reps.get().broadcast()
+        """The master's weights and layer buffers to every other replica."""
+        self.reps.get().broadcast(0)
 
     def train_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreSGD opt):
         """(loss, correct) of one step; x and y hold the rows of every replica, in order."""
@@ -531,6 +575,31 @@ cdef class CoreLayer:
     def params(self):
         """{name: host copy of the value}"""
         return self._copies(False)
+
+    def set_training(self, bint on):
+        self.layer.get().set_training(on)
+
+    def buffers(self):
+        """{name: host copy of each layer buffer (float32 or int64)}"""
+        cdef size_t k
+        cdef LayerBuffer* b
+        out = {}
+        for k in range(self.layer.get().buffers().size()):
+            b = &self.layer.get().buffers()[k]
+            a = np.empty(from_shape(b.shape), dtype=np.int64 if b.is_int64 else np.float32)
+            b.value.copy_to_host(<float*>cnp.PyArray_DATA(a), b.value.size())
+            out[b.name.decode()] = a
+        return out
+
+    def set_buffer(self, str name, cnp.ndarray a):
+        cdef size_t k
+        cdef LayerBuffer* b
+        for k in range(self.layer.get().buffers().size()):
+            b = &self.layer.get().buffers()[k]
+            if b.name.decode() == name:
+                b.value.copy_from_host(<const float*>cnp.PyArray_DATA(a), b.value.size())
+                return
+        raise KeyError(name)
 
     def set_param(self, str name, cnp.ndarray a):
         cdef size_t j

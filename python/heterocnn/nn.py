@@ -39,7 +39,8 @@ class Module:
     """Base of the layer specifications."""
 
     def _spec(self):
-        """(kind, integer arguments) for the core's make_layer."""
+        """(kind, arguments) for the core's make_layer: the arguments of the constructor, in
+        order, as numbers (flags as 0/1), so that ``cls(*args)`` rebuilds the layer."""
         return type(self).__name__, []
 
     def param_shapes(self):
@@ -153,6 +154,9 @@ class Sequential:
         self._net = _core.CoreNet([layer._spec() for layer in layers], loss, self.seed)
         self._params = self._net.param_list()  # [(layer, name, shape)]
         self._keys = [f"{i}.{name}" for i, name, _ in self._params]
+        # [(layer, name, shape, dtype, persistent)]: BatchNorm's running statistics, ...
+        self._buffers = self._net.buffer_list()
+        self.training = True
         self.placement = ("cpu",) * len(layers)
         self._replicas = None  # a CoreReplicas when placed with DataParallel
         self._replica_nets = None  # its nets, the master first
@@ -167,6 +171,24 @@ class Sequential:
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({body}\n)  loss={self.loss}"
+
+    # -- mode ------------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        """Training mode (or evaluation mode with ``mode=False``), as torch.nn.Module.train:
+        BatchNorm normalises by the batch and updates its running estimates, Dropout drops.
+        fit trains in training mode. Returns the model."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise InvalidValueError(f"train(mode) takes True or False, got {mode!r}")
+        self.training = bool(mode)
+        for net in self._replica_nets or [self._net]:
+            net.set_training(self.training)
+        return self
+
+    def eval(self):
+        """Evaluation mode, as torch.nn.Module.eval: BatchNorm uses its running estimates,
+        Dropout passes its input through. evaluate and predict run in it. Returns the model."""
+        return self.train(False)
 
     # -- placement -------------------------------------------------------------------------
 
@@ -220,6 +242,7 @@ class Sequential:
         for p in places[1:]:  # built first: a failure leaves the model as it was
             net = _core.CoreNet(specs, self.loss, self.seed)
             net.to(p)
+            net.set_training(self.training)
             others.append(net)
         self._net.to(places[0])
         self._replicas = _core.CoreReplicas([self._net] + others, list(dp.threads))
@@ -239,6 +262,7 @@ class Sequential:
                               input_shape=self.input_shape).to(placement)
             self._copies[key] = copy
         copy.load_state_dict(self.state_dict(), allow_nonfinite=True)
+        copy.train(self.training)
         return copy
 
     def stepper(self, train=None, device_data="auto", host_batches=False, batch_size=None):
@@ -414,25 +438,62 @@ class Sequential:
             counts[layer] = counts.get(layer, -1) + 1
             yield layer, counts[layer]
 
+    def _entries(self, persistent_only=True):
+        """[(key, layer, index, shape, dtype, is_buffer)] in state_dict order: per layer its
+        parameters, then its buffers (torch.nn's order); with ``persistent_only`` the buffers
+        state_dict holds, else all of them (checkpoints keep the rest)."""
+        out = []
+        params = list(zip(self._params, self._index()))
+        buffers, seen = [], {}
+        for layer, name, shape, dtype, persistent in self._buffers:
+            seen[layer] = seen.get(layer, -1) + 1
+            if persistent or not persistent_only:
+                buffers.append((layer, name, shape, dtype, seen[layer]))
+        for i in range(len(self.layers)):
+            out += [(f"{i}.{name}", i, j, tuple(shape), np.float32, False)
+                    for (layer, name, shape), (_, j) in params if layer == i]
+            out += [(f"{i}.{name}", i, k, tuple(shape), dtype, True)
+                    for layer, name, shape, dtype, k in buffers if layer == i]
+        return out
+
+    def _read(self, entry):
+        _, layer, index, _, _, is_buffer = entry
+        return (self._net.get_buffer(layer, index) if is_buffer
+                else self._net.get(layer, index))
+
     def state_dict(self):
         """{'0.weight': (out, in, k, k), '0.bias': (out,), ...}: copies, laid out as in
-        torch.nn.Sequential, so weights move between the two both ways."""
-        return OrderedDict((key, self._net.get(i, j)) for key, (i, j) in
-                           zip(self._keys, self._index()))
+        torch.nn.Sequential, so weights move between the two both ways. Layers with buffers
+        (BatchNorm) add them after their parameters ('1.running_mean', ...; int64
+        num_batches_tracked), as torch does."""
+        return OrderedDict((e[0], self._read(e)) for e in self._entries())
+
+    def buffers(self, all_buffers=False):
+        """{key: host copy} of the layer buffers state_dict holds (with ``all_buffers``, also
+        those it does not, such as Dropout's step counter, which checkpoints keep)."""
+        return OrderedDict((e[0], self._read(e)) for e in self._entries(not all_buffers)
+                           if e[5])
 
     def load_state_dict(self, state, allow_nonfinite=False):
-        """Copy weights in. Every key, shape and value is checked first; on any mismatch an
-        error names it and the model keeps its old weights. NaN and inf are refused unless
-        ``allow_nonfinite`` (for putting back a snapshot exactly as it was)."""
+        """Copy weights (and buffers) in. Every key, shape and value is checked first; on any
+        mismatch an error names it and the model keeps its old weights. NaN and inf are
+        refused unless ``allow_nonfinite`` (for putting back a snapshot exactly as it was).
+        Non-persistent buffers (Dropout's step counter) may be given too (as
+        buffers(all_buffers=True) returns them) and are then loaded."""
         if not hasattr(state, "keys"):
             raise DTypeError(f"state_dict must be a mapping, got {type(state).__name__}")
-        missing = [k for k in self._keys if k not in state]
-        unexpected = [k for k in state.keys() if k not in self._keys]
+        entries = self._entries()
+        keys = [e[0] for e in entries]
+        optional = {e[0]: e for e in self._entries(False) if e[0] not in keys}
+        missing = [k for k in keys if k not in state]
+        unexpected = [k for k in state.keys() if k not in keys and k not in optional]
         if missing or unexpected:
             raise StateDictError(f"state_dict does not match the model: missing keys {missing}, "
                                  f"unexpected keys {unexpected}")
+        entries += [optional[k] for k in state.keys() if k in optional]
         arrays = []
-        for key, (_, _, shape) in zip(self._keys, self._params):
+        for entry in entries:
+            key, shape, dtype = entry[0], entry[3], entry[4]
             try:
                 a = np.asarray(state[key])
             except Exception as e:  # an object numpy cannot make an array of
@@ -442,19 +503,26 @@ class Sequential:
             if a.dtype.kind not in "fiu":
                 raise DTypeError(f"state_dict[{key!r}] has dtype {a.dtype}, not a real number "
                                  "type (float or integer)")
-            if a.shape != tuple(shape):  # before any cast: a 0-d array stays 0-d
+            if a.shape != shape:  # before any cast: a 0-d array stays 0-d
                 raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
-                                 f"{tuple(shape)}")
-            with np.errstate(over="ignore"):  # float64 beyond float32's range: inf, refused below
-                a = np.ascontiguousarray(a, dtype=np.float32)
-            if a.shape != tuple(shape):
-                raise ShapeError(f"state_dict[{key!r}] has shape {a.shape}, the model expects "
-                                 f"{tuple(shape)}")
-            if not allow_nonfinite and not np.isfinite(a).all():
-                raise InvalidValueError(f"state_dict[{key!r}] holds NaN or inf")
-            arrays.append(a)
-        for (i, j), a in zip(self._index(), arrays):
-            self._net.set(i, j, a)
+                                 f"{shape}")
+            if dtype == np.int64:
+                if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
+                    raise InvalidValueError(f"state_dict[{key!r}] must hold integers")
+                if a.size and (a.min() < 0 or a.max() >= 2**62):
+                    raise InvalidValueError(f"state_dict[{key!r}] must be in [0, 2^62)")
+                a = np.ascontiguousarray(a, dtype=np.int64)
+            else:
+                with np.errstate(over="ignore"):  # beyond float32's range: inf, refused below
+                    a = np.ascontiguousarray(a, dtype=np.float32)
+                if not allow_nonfinite and not np.isfinite(a).all():
+                    raise InvalidValueError(f"state_dict[{key!r}] holds NaN or inf")
+            arrays.append((entry, a))
+        for (_, layer, index, _, _, is_buffer), a in arrays:
+            if is_buffer:
+                self._net.set_buffer(layer, index, a)
+            else:
+                self._net.set(layer, index, a)
         if self._replicas is not None:
             self._replicas.broadcast()
 

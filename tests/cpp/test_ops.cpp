@@ -449,8 +449,10 @@ TEST(sizes_are_bounded_and_checked) {
   CHECK(checked_mul(int64_t{1} << 30, int64_t{1} << 30, "w") == int64_t{1} << 60);
   CHECK(throws([] { make_layer("Linear", {1, int64_t{1} << 62}); }, ErrorKind::Value, "2^40"));
   CHECK(throws([] { make_layer("Conv2d", {1 << 20, 1 << 20, 3, 1, 0}); }, ErrorKind::Value));
-  CHECK(throws([] { make_layer("Conv2d", {1, 1, 1, 1, INT64_MAX / 2}); }, ErrorKind::Value));
-  CHECK(throws([] { make_layer("MaxPool2d", {INT64_MAX, 1}); }, ErrorKind::Value));
+  CHECK(throws([] { make_layer("Conv2d", {1, 1, 1, 1, 0x1p61}); }, ErrorKind::Value));
+  CHECK(throws([] { make_layer("MaxPool2d", {0x1p62, 1}); }, ErrorKind::Value));
+  CHECK(throws([] { make_layer("MaxPool2d", {0x1p63, 1}); }, ErrorKind::Value, "integer"));
+  CHECK(throws([] { make_layer("MaxPool2d", {2.5, 1}); }, ErrorKind::Value, "integer"));
   // The example: padding 2^30 - 1 makes a (1, 1, 2^31, 2^31) output.
   Net net;
   net.add(make_layer("Conv2d", {1, 1, 1, 1, (1 << 30) - 1}));

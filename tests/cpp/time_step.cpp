@@ -14,7 +14,7 @@
 
 namespace {
 
-using Spec = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+using Spec = std::vector<std::pair<std::string, std::vector<double>>>;
 
 Spec spec_of(const std::string& name) {
   if (name == "mlp")

@@ -23,6 +23,19 @@ struct Param {
   Buffer value, grad;
 };
 
+// State of a layer that is not learned (BatchNorm's running statistics, Dropout's step
+// counter): on the layer's place, moved with it, copied from the master to every data-parallel
+// replica after each update (as torch DDP broadcasts rank 0's buffers), saved in checkpoints.
+// `persistent` ones are in state_dict, as torch.nn's persistent buffers. An int64 buffer
+// (num_batches_tracked) holds its values in the memory of two floats each.
+struct LayerBuffer {
+  std::string name;
+  Shape shape;
+  bool is_int64 = false;
+  bool persistent = true;
+  Buffer value;
+};
+
 class Layer {
  public:
   virtual ~Layer() = default;
@@ -46,8 +59,14 @@ class Layer {
   // Set by the net: backward then writes the gradient of that ReLU's input, and the ReLU's
   // backward moves no data.
   void set_masked_dx(bool on) { masked_dx_ = on; }
-  // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases.
+  // He/Kaiming normal weights (std sqrt(2/fan_in)) and zero biases (a layer with other
+  // parameters or buffers overrides this and resets them too).
   virtual void init_params(Rng& rng);
+  // Training or evaluation mode, as torch.nn.Module.train()/eval(): BatchNorm normalises by
+  // the batch and updates its running estimates in training, by the estimates in evaluation;
+  // Dropout drops in training and is the identity in evaluation. Training by default.
+  void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
 
   // y = layer(x), all on this layer's place. `ws` holds workspace_size(x.shape) floats.
   // On a CUDA device the work is enqueued on `stream` (a cudaStream_t; null: the device's
@@ -60,11 +79,16 @@ class Layer {
   // These three are the one place where the CPU or the CUDA implementation is chosen.
 
   std::vector<Param>& params() { return params_; }
+  std::vector<LayerBuffer>& buffers() { return buffers_; }
+  const std::vector<LayerBuffer>& buffers() const { return buffers_; }
   std::vector<size_t> param_counts() const;  // floats of each parameter
   Place place() const { return place_; }
   // Says the layer runs on `place` from now on; its parameters must be there already (the
-  // net's ParamStore puts them there).
+  // net's ParamStore puts them there), and so must its buffers (moved_buffers makes them).
   void set_place(Place place) { place_ = place; }
+  // Copies of the buffers on `place`, for set_place (allocated before anything changes).
+  std::vector<Buffer> moved_buffers(Place place) const;
+  void adopt_buffers(std::vector<Buffer> values);
 
  protected:
   virtual size_t workspace_size_cpu(const Shape& in, int threads) const;
@@ -80,15 +104,21 @@ class Layer {
 #endif
 
   Param& add_param(const std::string& name, Shape shape);
+  LayerBuffer& add_buffer(const std::string& name, Shape shape, bool is_int64 = false,
+                          bool persistent = true);
   std::vector<Param> params_;
+  std::vector<LayerBuffer> buffers_;
   Place place_{};
+  bool training_ = true;
   bool fused_relu_ = false;
   bool masked_dx_ = false;
 };
 
-// Builds a layer from the spec the Python side sends: kind and integer arguments
+// Builds a layer from the spec the Python side sends: its kind and the arguments of its Python
+// constructor, in order, as numbers (integers, flags as 0/1, and real numbers):
 //   Linear(in, out), Conv2d(in, out, kernel, stride, padding), MaxPool2d(kernel, stride),
 //   Flatten(), ReLU(), Sigmoid().
-std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<int64_t>& args);
+// An argument that must be an integer and is not (or is beyond 2^62) is a Value error.
+std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<double>& args);
 
 }  // namespace hc

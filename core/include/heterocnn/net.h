@@ -56,6 +56,10 @@ class Net {
 
   // He-normal weights and zero biases from `seed`.
   void init(uint64_t seed);
+  // Every layer in training (true) or evaluation mode (Layer::set_training); what the step and
+  // the forward pass do follows it. Training after construction.
+  void set_training(bool on);
+  bool training() const { return training_; }
   // Puts layer i on places[i]. All or nothing: if a move fails (out of device memory, no such
   // device) every layer stays where it was.
   void to(const std::vector<Place>& places);
@@ -167,6 +171,7 @@ class Net {
   std::vector<std::unique_ptr<Layer>> layers_;
   LossKind loss_;
   ParamStore store_;
+  bool training_ = true;
 
   std::unique_ptr<const StepPlan> plan_;  // the prepared plan (null: none)
   std::vector<Tensor> ins_;    // input of each layer, on its place (staged where places differ)

@@ -22,8 +22,10 @@ class Replicas {
   // is replica r's CPU thread count (0: as many as the process has).
   Replicas(std::vector<Net*> nets, std::vector<int> threads);
 
-  // Copies the master's parameter values to every other replica.
-  void broadcast();
+  // Copies the master's parameter values to every other replica, and the layer buffers
+  // (BatchNorm's running statistics) of replica `buffers_from` to every other replica
+  // (the master included): after a step, those of the first replica that had rows.
+  void broadcast(size_t buffers_from = 0);
   // One step on x (in[0] rows, host memory) with replica r taking counts[r] consecutive rows
   // (the counts sum to in[0]; a count may be 0). Checked before anything changes.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels,
