@@ -7,6 +7,7 @@ the rest (shapes through the chain, labels, NaN/inf), before anything in the mod
 
 import re
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -189,6 +190,17 @@ class Sequential:
         """Evaluation mode, as torch.nn.Module.eval: BatchNorm uses its running estimates,
         Dropout passes its input through. evaluate and predict run in it. Returns the model."""
         return self.train(False)
+
+    @contextmanager
+    def evaluating(self):
+        """``with model.evaluating():`` runs the block in evaluation mode and puts back the
+        mode it found (what predict and evaluate do)."""
+        was = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was)
 
     # -- placement -------------------------------------------------------------------------
 

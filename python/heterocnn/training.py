@@ -58,7 +58,8 @@ def fit(model, opt, train, epochs, batch_size, val=None, seed=0, progress=True,
         schedule=None, transform=None, early_stopping=None, comm=None):
     """Train ``model`` with ``opt`` until epoch ``epochs`` in shuffled minibatches of
     ``batch_size`` (the last one may be smaller) from ``train``; the batch order comes from
-    ``np.random.default_rng(seed)``.
+    ``np.random.default_rng(seed)``. Each epoch trains in training mode (model.train()) and
+    evaluates ``val`` in evaluation mode; the model is left in training mode.
 
     On a GPU the training set is copied to the device once (``device_data``: "auto" when it
     takes at most half the free memory, True to insist, False to send each batch from the
@@ -177,6 +178,7 @@ def _fit(model, opt, train, epochs, batch_size, val, seed, progress, on_epoch_en
         return host_batch(b, idx, np.empty((len(idx),) + X.shape[1:], np.float32)), y[idx]
 
     for epoch in range(first_epoch, epochs):
+        model.train()  # evaluation (val, early stopping) puts back the mode it found
         order = rng.permutation(len(X))
         guard.start_epoch(step, batch_at)
         stats = _EpochStats(guard)
@@ -307,11 +309,12 @@ def predict(model, X, batch_size=1000, probs=False, device="auto"):
 
     out = []
     n = min(batch_size, len(X))
-    runner = inference_model(model, n, X.shape[1:], device)
     buf = np.empty((n,) + X.shape[1:], dtype=np.float32)
-    for start in range(0, len(X), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(X)))
-        out.append(runner(_batch(X, idx, buf)))
+    with model.evaluating():  # BatchNorm by its running estimates, no Dropout
+        runner = inference_model(model, n, X.shape[1:], device)
+        for start in range(0, len(X), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(X)))
+            out.append(runner(_batch(X, idx, buf)))
     logits = np.concatenate(out)
     return probabilities(logits, model.loss) if probs else logits
 
