@@ -183,7 +183,7 @@ Shape BatchNorm::output_shape(const Shape& in) const {
   return in;
 }
 
-BatchNormArgs BatchNorm::args(const Shape& in) const {
+BatchNormArgs BatchNorm::args(const Shape& in, bool running) const {
   const std::string name = kind();
   const bool ok = dims_ == 2 ? in.ndim == 4 : (in.ndim == 2 || in.ndim == 3);
   if (!ok)
@@ -201,7 +201,7 @@ BatchNormArgs BatchNorm::args(const Shape& in) const {
   a.momentum = momentum_;
   a.training = training_;
   a.relu = fused_relu_;
-  if (training_ && a.N * a.S == 1)
+  if (running && training_ && a.N * a.S == 1)
     fail_value(name + ": expected more than 1 value per channel when training, got input " +
                in.str());
   return a;
@@ -213,7 +213,7 @@ size_t BatchNorm::workspace_size_cpu(const Shape& in, int) const {
 }
 
 void BatchNorm::forward_cpu(const Tensor& x, Tensor& y, float* ws) {
-  const BatchNormArgs a = args(x.shape);
+  const BatchNormArgs a = args(x.shape, true);
   if (a.N == 0) return;
   batchnorm_forward_cpu(a, x.data, weight(), bias(), buffer(0), buffer(1),
                         reinterpret_cast<int64_t*>(buffer(2)), buffer(3), y.data, ws);

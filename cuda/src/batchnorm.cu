@@ -268,7 +268,7 @@ size_t BatchNorm::workspace_size_cuda(const Shape& in) const {
 }
 
 void BatchNorm::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
-  const BatchNormArgs a = args(x.shape);
+  const BatchNormArgs a = args(x.shape, true);
   batchnorm_forward_cuda(a, x.data, weight(), bias(), buffer(0), buffer(1),
                          reinterpret_cast<int64_t*>(buffer(2)), buffer(3), y.data, ws, stream);
 }

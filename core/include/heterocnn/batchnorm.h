@@ -62,9 +62,11 @@ class BatchNorm : public Layer {
 #endif
 
  private:
-  // The (N, C, S) view of `in` with this layer's settings; in training a batch of one value a
-  // channel is a Value error, as in torch.
-  BatchNormArgs args(const Shape& in) const;
+  // The (N, C, S) view of `in` with this layer's settings. `running` (forward): in training a
+  // batch of one value a channel is a Value error, as in torch (raised when the layer runs,
+  // not when a step is planned, so that planning a batch of one for estimates works; layers
+  // before it in that step have run).
+  BatchNormArgs args(const Shape& in, bool running = false) const;
   const float* weight() const { return affine_ ? params_[0].value.data() : nullptr; }
   const float* bias() const { return affine_ ? params_[1].value.data() : nullptr; }
   float* buffer(int k) { return buffers_[k].value.data(); }
