@@ -212,6 +212,7 @@ def dropout_mask(seed, step, units, p):
 
 
 def dropout_forward(x, keep, p):
-    """x * keep / (1 - p) (zeros for p = 1); keep broadcasts against x (Dropout2d: (N, C, 1, 1))."""
-    scale = 0.0 if p == 1 else 1 / (1 - p)
-    return x * np.where(keep, scale, 0.0)
+    """x * keep / (1 - p) (zeros for p = 1); keep broadcasts against x (Dropout2d: (N, C, 1, 1)).
+    In x's dtype, the scale rounded to it first (float32 x: the core's result exactly)."""
+    scale = np.asarray(0.0 if p == 1 else 1 / (1 - p), dtype=x.dtype)
+    return x * np.where(keep, scale, np.zeros((), x.dtype))
