@@ -99,7 +99,7 @@ def test_reference_gradients_in_float64(rng):
     x = rng.standard_normal((3, 4, 2, 3))
     w, r = rng.standard_normal(4), rng.standard_normal((3, 4, 2, 3))
     for training in (True, False):
-        def loss(x=x):
+        def loss(x=x, training=training):
             y = ref.batchnorm_forward(x, w, None, np.zeros(4), np.full(4, 2.0), 1e-5, 0.1,
                                       training)[0]
             return float((y * r).sum())
@@ -153,9 +153,9 @@ def test_batchnorm_one_value_per_channel_in_training_is_refused():
 
 
 def test_batchnorm_arguments_are_checked():
-    for bad in [dict(num_features=0), dict(num_features=2.5), dict(num_features=3, eps=0),
-                dict(num_features=3, momentum=1.5), dict(num_features=3, momentum=None),
-                dict(num_features=3, affine=2)]:
+    for bad in [{"num_features": 0}, {"num_features": 2.5}, {"num_features": 3, "eps": 0},
+                {"num_features": 3, "momentum": 1.5}, {"num_features": 3, "momentum": None},
+                {"num_features": 3, "affine": 2}]:
         name = [k for k in bad if k != "num_features"] or ["num_features"]
         with pytest.raises(hc.InvalidValueError, match=name[-1]):
             hc.BatchNorm2d(**bad)
@@ -247,29 +247,29 @@ def test_checkpoint_keeps_running_stats_and_rebuilds(rng, tmp_path):
     for _ in range(2):
         model.train_step(rng.standard_normal((8, 2, 6, 8)).astype(F32), rng.integers(0, 3, 8), opt)
     path = hc.save(model, tmp_path / "bn.safetensors", opt)
-    loaded, opt2, _ = hc.load(path)
+    loaded, _, _ = hc.load(path)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[k], v)
     assert loaded.state_dict()["1.num_batches_tracked"] == 2
     # a model-only file holds only state_dict keys: torch loads it strictly
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from heterocnn.interop import to_torch
+    from heterocnn.interop import to_torch, torch_state_dict
+
     hc.save(model, tmp_path / "m.safetensors")
     to_torch(model).load_state_dict(load_file(tmp_path / "m.safetensors"), strict=True)
-    from heterocnn.interop import torch_state_dict
     to_torch(model).load_state_dict(torch_state_dict(path), strict=True)
-    del torch
 
 
 def test_checkpoint_architecture_must_match_the_buffers(tmp_path):
+    import json
+
+    from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
     path = hc.save(conv_bn_net(), tmp_path / "a.safetensors")
     tensors = load_file(path)
-    import json
-    from safetensors import safe_open
     with safe_open(path, "np") as f:
         meta = f.metadata()
     del tensors["1.running_var"]

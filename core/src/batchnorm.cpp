@@ -92,6 +92,7 @@ void batchnorm_forward_cpu(const BatchNormArgs& a, const float* x, const float* 
     const float* xp = x + j * S;
     float* yp = y + j * S;
     if (a.relu) {
+#pragma omp simd
       for (int64_t s = 0; s < S; ++s) yp[s] = relu(xp[s] * k + b);
     } else {
 #pragma omp simd

@@ -176,7 +176,8 @@ def _parse_header(path, raw, data_bytes):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(info, dict) or info.get("dtype") not in _DTYPES:
+        if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) \
+                or info["dtype"] not in _DTYPES:
             raise DataFormatError(f"{path}: tensor {name!r} is not float32 (F32) or int64 "
                                   f"(I64): {info!r:.200}")
         shape, offsets = info.get("shape"), info.get("data_offsets")
