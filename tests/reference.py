@@ -136,3 +136,83 @@ def sgd_step(p, g, v, lr, momentum, weight_decay):
     g = g + weight_decay * p
     v = momentum * v + g if momentum else g
     return p - lr * v, v
+
+
+# -- normalisation and dropout ---------------------------------------------------------------
+
+def _bn_view(x):
+    """x (N,C), (N,C,L) or (N,C,H,W) -> (N, C, S) and the axes a channel's statistics span."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, eps, momentum, training):
+    """As torch.nn.functional.batch_norm: -> (y, (mean, inv_std) used, new running_mean,
+    new running_var). Training: the batch's mean and biased variance normalise, the running
+    estimates move by momentum towards the mean and the unbiased variance."""
+    v = _bn_view(x)
+    C = v.shape[1]
+    weight = np.ones(C) if weight is None else weight
+    bias = np.zeros(C) if bias is None else bias
+    if training:
+        m = v.shape[0] * v.shape[2]
+        mean = v.mean(axis=(0, 2))
+        var = ((v - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+    else:
+        mean, var = running_mean, running_var
+    inv_std = 1 / np.sqrt(var + eps)
+    xh = (v - mean[None, :, None]) * inv_std[None, :, None]
+    y = xh * weight[None, :, None] + bias[None, :, None]
+    return y.reshape(x.shape), (mean, inv_std), running_mean, running_var
+
+
+def batchnorm_backward(x, weight, mean, inv_std, dy, training):
+    """-> (dx, dweight, dbias) given the statistics the forward used. Training: the batch's
+    statistics depend on x; evaluation: the backward of the affine map."""
+    v, g = _bn_view(x), _bn_view(dy)
+    C = v.shape[1]
+    weight = np.ones(C) if weight is None else weight
+    xh = (v - mean[None, :, None]) * inv_std[None, :, None]
+    dbias = g.sum(axis=(0, 2))
+    dweight = (g * xh).sum(axis=(0, 2))
+    k = (weight * inv_std)[None, :, None]
+    if training:
+        m = v.shape[0] * v.shape[2]
+        dx = k * (g - dbias[None, :, None] / m - xh * dweight[None, :, None] / m)
+    else:
+        dx = k * g
+    return dx.reshape(x.shape), dweight, dbias
+
+
+def philox4x32_10(counter, key):
+    """Philox-4x32-10 of counters (n, 4) uint32 under key (k0, k1): (n, 4) uint32."""
+    c = [counter[:, i].astype(np.uint64) for i in range(4)]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    mask = np.uint64(0xFFFFFFFF)
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + np.uint64(0x9E3779B9)) & mask, (k1 + np.uint64(0xBB67AE85)) & mask
+        p0, p1 = np.uint64(0xD2511F53) * c[0], np.uint64(0xCD9E8D57) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & mask, (p0 >> np.uint64(32)) ^ c[3] ^ k1,
+             p0 & mask]
+    return np.stack(c, axis=1).astype(np.uint32)
+
+
+def dropout_mask(seed, step, units, p):
+    """Keep (True) or drop of units 0..units-1 at (seed, step): the top 24 bits of Philox word
+    u % 4 of block u // 4 (counter: block, step as 64-bit pairs; key: seed) below
+    round((1 - p) 2^24)."""
+    blocks = np.arange((units + 3) // 4, dtype=np.uint64)
+    ctr = np.stack([blocks & np.uint64(0xFFFFFFFF), blocks >> np.uint64(32),
+                    np.full_like(blocks, step & 0xFFFFFFFF), np.full_like(blocks, step >> 32)],
+                   axis=1).astype(np.uint32)
+    words = philox4x32_10(ctr, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:units]
+    return (words >> 8) < round((1 - p) * 2**24)
+
+
+def dropout_forward(x, keep, p):
+    """x * keep / (1 - p) (zeros for p = 1); keep broadcasts against x (Dropout2d: (N, C, 1, 1)).
+    In x's dtype, the scale rounded to it first (float32 x: the core's result exactly)."""
+    scale = np.asarray(0.0 if p == 1 else 1 / (1 - p), dtype=x.dtype)
+    return x * np.where(keep, scale, np.zeros((), x.dtype))

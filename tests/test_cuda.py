@@ -36,6 +36,12 @@ NETS = {
     "bce": (lambda: hc.Sequential(hc.Conv2d(2, 5, 3, stride=2, padding=2), hc.Sigmoid(),
                                   hc.MaxPool2d(3, 2), hc.Flatten(), hc.Linear(5 * 2 * 2, 1),
                                   loss="bce", seed=4), (2, 9, 8), 2),
+    # BatchNorm (fused with the ReLU after it, and not) and Dropout: the same seeds give the
+    # same masks on both devices, so the results must match.
+    "bn_dropout": (lambda: hc.Sequential(
+        hc.Conv2d(3, 6, 3, padding=1), hc.BatchNorm2d(6), hc.ReLU(), hc.Dropout2d(0.3),
+        hc.MaxPool2d(2), hc.BatchNorm2d(6, affine=False), hc.Flatten(), hc.Linear(6 * 5 * 3, 9),
+        hc.BatchNorm1d(9), hc.Dropout(0.4), hc.ReLU(), hc.Linear(9, 5), seed=6), (3, 11, 7), 5),
 }
 
 
@@ -54,7 +60,7 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
         assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
 
 
-@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before"])
+@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "bn_dropout"])
 def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
     make, shape, classes = NETS[name]
     cpu, gpu = pair(make)
@@ -279,3 +285,35 @@ def test_a_step_that_cannot_fit_on_the_gpu_is_rejected_before_training():
     with pytest.raises(hc.DeviceOutOfMemoryError, match=r"on cuda:0 needs an estimated .* only"):
         hc.fit(model, hc.SGD(model, lr=0.1), (X, y), 1, n, progress=False)
     assert model._net.arena_bytes(0) == arena  # nothing was allocated for it
+
+
+def test_batchnorm_and_dropout_buffers_and_eval_match_cpu(rng):
+    make, shape, classes = NETS["bn_dropout"]
+    cpu, gpu = pair(make)
+    opt_c, opt_g = hc.SGD(cpu, lr=0.05, momentum=0.9), hc.SGD(gpu, lr=0.05, momentum=0.9)
+    for n in (8, 8, 8, 5):  # replayed graphs: a new dropout step each time
+        x = rng.standard_normal((n,) + shape).astype(F32)
+        y = rng.integers(0, classes, n)
+        assert abs(gpu.train_step(x, y, opt_g) - cpu.train_step(x, y, opt_c)) < 1e-4
+    bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
+    for k, v in bc.items():
+        if v.dtype == np.int64:  # step counters and num_batches_tracked: exact
+            np.testing.assert_array_equal(bg[k], v, err_msg=k)
+        else:
+            assert rel_err(bg[k], v) < 1e-4, k
+    cpu.eval()
+    gpu.eval()
+    x = rng.standard_normal((4,) + shape).astype(F32)
+    assert rel_err(gpu(x), cpu(x)) < 1e-5
+
+
+def test_dropout_masks_are_bit_identical_on_cpu_and_gpu(rng):
+    def make():
+        return hc.Sequential(hc.Dropout(0.3), hc.Flatten(), seed=11)
+    cpu, gpu = make(), make().to("cuda")
+    x = rng.standard_normal((64, 3, 17, 19)).astype(F32)
+    for _ in range(3):
+        np.testing.assert_array_equal(gpu(x), cpu(x))
+    d2 = [hc.Sequential(hc.Dropout2d(0.5), hc.Flatten(), seed=12) for _ in range(2)]
+    d2[1].to("cuda")
+    np.testing.assert_array_equal(d2[1](x), d2[0](x))

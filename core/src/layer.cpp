@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "heterocnn/activation.h"
+#include "heterocnn/batchnorm.h"
 #include "heterocnn/conv2d.h"
+#include "heterocnn/dropout.h"
 #include "heterocnn/cuda_api.h"
 #include "heterocnn/error.h"
 #include "heterocnn/flatten.h"
@@ -132,7 +134,7 @@ LayerBuffer& Layer::add_buffer(const std::string& name, Shape shape, bool is_int
   b.shape = shape;
   b.is_int64 = is_int64;
   b.persistent = persistent;
-  const size_t n = static_cast<size_t>(shape.numel());
+  const size_t n = shape.ndim == 0 ? 1 : static_cast<size_t>(shape.numel());  // 0-d: a scalar
   b.value = Buffer(is_int64 ? floats_for<int64_t>(n) : n, place_);
   b.value.zero();
   buffers_.push_back(std::move(b));
@@ -200,6 +202,19 @@ std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<dou
   if (kind == "Sigmoid") {
     expect_args(kind, a, 0);
     return std::make_unique<Sigmoid>();
+  }
+  // Normalisation and dropout: BatchNorm2d/1d(num_features, eps, momentum, affine),
+  // Dropout/Dropout2d(p).
+  if (kind == "BatchNorm2d" || kind == "BatchNorm1d") {
+    expect_args(kind, a, 4);
+    const int64_t affine = n(3);
+    if (affine != 0 && affine != 1) fail_value(kind + ": affine must be 0 or 1");
+    return std::make_unique<BatchNorm>(kind == "BatchNorm2d" ? 2 : 1, n(0), a[1], a[2],
+                                       affine == 1);
+  }
+  if (kind == "Dropout" || kind == "Dropout2d") {
+    expect_args(kind, a, 1);
+    return std::make_unique<Dropout>(a[0], kind == "Dropout2d");
   }
   fail_value("unknown layer kind '" + kind + "'");
 }

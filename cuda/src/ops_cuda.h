@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "gemm_cuda.h"
+#include "heterocnn/batchnorm.h"
 #include "heterocnn/im2col.h"
 #include "heterocnn/loss.h"
 #include "heterocnn/sgd.h"
@@ -75,6 +76,24 @@ void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
 void sigmoid_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
 void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
                            cudaStream_t stream);
+
+// ---- batchnorm.cu: x (N,C,S) -> y (N,C,S), as batchnorm_forward_cpu/backward_cpu
+// (heterocnn/batchnorm.h); ws holds batchnorm_workspace_cuda floats.
+size_t batchnorm_workspace_cuda(int64_t N, int64_t C, int64_t S);
+void batchnorm_forward_cuda(const BatchNormArgs& a, const float* x, const float* weight,
+                            const float* bias, float* running_mean, float* running_var,
+                            int64_t* num_batches_tracked, float* stats, float* y, float* ws,
+                            cudaStream_t stream);
+void batchnorm_backward_cuda(const BatchNormArgs& a, const float* x, const float* weight,
+                             const float* stats, const float* dy, float* dx, float* dweight,
+                             float* dbias, float* ws, cudaStream_t stream);
+
+// ---- dropout.cu: x (n) -> y (n), as dropout_forward_cpu/advance_cpu (heterocnn/dropout.h);
+// state = {seed, step} in device memory.
+void dropout_forward_cuda(int64_t n, int64_t group, const float* x, float* y,
+                          const int64_t* state, uint32_t keep_below, float scale,
+                          cudaStream_t stream);
+void dropout_advance_cuda(int64_t* state, cudaStream_t stream);
 
 // ---- loss.cu: one launch each, loss and gradient together. The mean loss and the count of
 // correct predictions are written to *result (device memory; copy it back with

@@ -3,7 +3,11 @@
 File layout (safetensors: an 8-byte little-endian header length, a JSON header, the raw data):
 
 - tensors ``"0.weight"``, ``"0.bias"``, ...: the model's ``state_dict``, float32, the layouts of
-  ``torch.nn.Sequential``;
+  ``torch.nn.Sequential`` (with BatchNorm's buffers ``"1.running_mean"``, ...; its
+  ``num_batches_tracked`` int64, I64);
+- tensors ``"buffers.<key>"``: the layer buffers state_dict leaves out (Dropout's
+  ``rng_state``, int64: seed and step, so a resumed run draws the masks a straight run would;
+  BatchNorm's ``batch_stats``), only in a training checkpoint (saved with an optimizer);
 - tensors ``"optimizer.momentum.<key>"``: SGD's momentum buffer of each parameter (only when
   saved with an optimizer);
 - metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
@@ -16,7 +20,7 @@ File layout (safetensors: an 8-byte little-endian header length, a JSON header, 
 A file holding only model keys (``hc.save(model, path)``, or one written by
 ``safetensors.torch.save_file(torch_model.state_dict(), path)``) loads into torch with
 ``load_state_dict(strict=True)``; from a training checkpoint, drop the ``"optimizer."`` keys
-first. Nothing is pickled; loading validates the header before reading the data.
+and ``"buffers."`` keys first. Nothing is pickled; loading validates the header before reading the data.
 """
 
 import json
@@ -32,6 +36,8 @@ from .registry import LAYERS
 
 FORMAT = "heterocnn-checkpoint-1"
 MOMENTUM = "optimizer.momentum."
+BUFFERS = "buffers."  # layer buffers outside state_dict (training checkpoints)
+_DTYPES = {"F32": 4, "I64": 8}  # safetensors dtypes a checkpoint holds, and their bytes
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors reference reader's cap
 
 
@@ -107,6 +113,15 @@ def save(model, path, opt=None, data=None, input_shape=None, **meta):
                         else key.split(".")[0])
             raise NonFiniteError(f"{key} holds NaN/inf: not saved to {os.fspath(path)!r} "
                                  "(the file there, if any, is unchanged)", None, layer)
+    if opt is not None:  # a training checkpoint: also the buffers outside state_dict
+        for key, value in model.buffers(all_buffers=True).items():
+            if key in tensors:
+                continue
+            if not np.isfinite(value).all():
+                raise NonFiniteError(f"buffer {key} holds NaN/inf: not saved to "
+                                     f"{os.fspath(path)!r} (the file there, if any, is "
+                                     "unchanged)", None, int(key.split(".")[0]))
+            tensors[BUFFERS + key] = value
     try:
         metadata["meta"] = json.dumps(meta)
     except (TypeError, ValueError) as e:
@@ -118,9 +133,9 @@ def save(model, path, opt=None, data=None, input_shape=None, **meta):
 # -- reading --------------------------------------------------------------------------------
 
 def read_safetensors(path):
-    """({name: float32 array}, {metadata}) of a safetensors file, validated before anything
-    the file does not justify is allocated: the header length is capped and checked against
-    the file size, every tensor must be F32 with a shape whose bytes match its offsets, and
+    """({name: float32 or int64 array}, {metadata}) of a safetensors file, validated before
+    anything the file does not justify is allocated: the header length is capped and checked
+    against the file size, every tensor must be F32 (or I64: int64 buffers) with a shape whose bytes match its offsets, and
     the offsets must tile the data exactly. Raises DataFormatError naming the file."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
@@ -161,8 +176,10 @@ def _parse_header(path, raw, data_bytes):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        if not isinstance(info, dict) or info.get("dtype") != "F32":
-            raise DataFormatError(f"{path}: tensor {name!r} is not float32 (F32): {info!r:.200}")
+        if not isinstance(info, dict) or not isinstance(info.get("dtype"), str) \
+                or info["dtype"] not in _DTYPES:
+            raise DataFormatError(f"{path}: tensor {name!r} is not float32 (F32) or int64 "
+                                  f"(I64): {info!r:.200}")
         shape, offsets = info.get("shape"), info.get("data_offsets")
         if (not isinstance(shape, list) or len(shape) > 8
                 or not all(type(d) is int and 0 <= d <= data_bytes for d in shape)):
@@ -172,7 +189,7 @@ def _parse_header(path, raw, data_bytes):
                 or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
             raise DataFormatError(f"{path}: tensor {name!r} has offsets {offsets!r:.200} outside "
                                   f"the {data_bytes} data bytes")
-        if offsets[1] - offsets[0] != 4 * int(np.prod(shape, dtype=object)):
+        if offsets[1] - offsets[0] != _DTYPES[info["dtype"]] * int(np.prod(shape, dtype=object)):
             raise DataFormatError(f"{path}: tensor {name!r} of shape {shape} does not fill its "
                                   f"{offsets[1] - offsets[0]} bytes")
         spans.append(offsets)
@@ -194,8 +211,8 @@ def _json(path, metadata, key):
 
 
 def _rebuild(path, arch, tensors):
-    """The Sequential an architecture describes. Its parameter shapes are checked against the
-    file's tensors first, so a tampered architecture cannot make the core allocate what the
+    """The Sequential an architecture describes. Its parameter and buffer shapes (those in
+    state_dict) are checked against the file's tensors first, so a tampered architecture cannot make the core allocate what the
     file does not hold."""
     bad = (KeyError, TypeError, ValueError, OverflowError, HeteroCNNError)
     try:
@@ -203,7 +220,9 @@ def _rebuild(path, arch, tensors):
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):
-        for name, shape in zip(("weight", "bias"), layer.param_shapes()):
+        names_shapes = list(zip(("weight", "bias"), layer.param_shapes()))
+        names_shapes += list(getattr(layer, "buffer_shapes", dict)().items())
+        for name, shape in names_shapes:
             key = f"{i}.{name}"
             if key not in tensors or tensors[key].shape != shape:
                 got = tensors[key].shape if key in tensors else "nothing"
@@ -245,6 +264,11 @@ def load(path, model=None):
             raise DataFormatError(f"{path}: architecture is not an object")
         model = _rebuild(path, arch, tensors)
     weights = {k: v for k, v in tensors.items() if not k.startswith(MOMENTUM)}
+    buffers = {k[len(BUFFERS):]: weights.pop(k) for k in list(weights) if k.startswith(BUFFERS)}
+    persistent = {key for key, *_ in model._entries()}
+    if any(k in weights or k in persistent for k in buffers):
+        raise DataFormatError(f"{path}: a buffers.* tensor repeats a state_dict key")
+    weights.update(buffers)
     momenta = {k[len(MOMENTUM):]: v for k, v in tensors.items() if k.startswith(MOMENTUM)}
     try:
         model.load_state_dict(weights)

@@ -4,12 +4,13 @@
 Through files: ``hc.save(model, path)`` writes safetensors that
 ``torch_model.load_state_dict(safetensors.torch.load_file(path))`` takes as they are; a
 training checkpoint (saved with an optimizer) also holds ``"optimizer.momentum.*"`` tensors,
+and ``"buffers.*"`` tensors (layer buffers outside state_dict, e.g. Dropout's step counter),
 which ``torch_state_dict(path)`` leaves out. The other way, a file from
 ``safetensors.torch.save_file(torch_model.state_dict(), path)`` loads with
 ``hc.load(path, model=the_equivalent_heterocnn_model)``.
 """
 
-from .checkpoint import MOMENTUM
+from .checkpoint import BUFFERS, MOMENTUM
 from .registry import kind_of
 
 
@@ -34,10 +35,11 @@ def torch_loss(model):
 def torch_state_dict(path):
     """The model tensors of a heterocnn checkpoint as torch tensors, for
     ``load_state_dict(strict=True)`` of the equivalent torch.nn.Sequential (the optimizer's
-    tensors left out). The file is validated as hc.load does."""
+    and the "buffers." tensors left out). The file is validated as hc.load does."""
     import torch
 
     from .checkpoint import read_safetensors
 
     tensors, _ = read_safetensors(path)
-    return {k: torch.from_numpy(v) for k, v in tensors.items() if not k.startswith(MOMENTUM)}
+    return {k: torch.from_numpy(v) for k, v in tensors.items()
+            if not k.startswith(MOMENTUM) and not k.startswith(BUFFERS)}

@@ -119,6 +119,96 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x)), element-wise."""
 
 
+# -- normalisation and dropout ---------------------------------------------------------------
+
+def _real(layer, name, value, low, high, low_open=False):
+    """``value`` as a float in [low, high] ((low, high] with ``low_open``), else
+    InvalidValueError naming it."""
+    ok = (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, (bool, np.bool_)))
+    v = float(value) if ok else None
+    if not ok or not np.isfinite(v) or v > high or v < low or (low_open and v == low):
+        interval = f"{'(' if low_open else '['}{low}, {high}]"
+        raise InvalidValueError(f"{layer}: {name} must be a number in {interval}, got {value!r}")
+    return v
+
+
+def _flag(layer, name, value):
+    """``value`` as a bool (True/False, or 1/0 as a spec carries it)."""
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise InvalidValueError(f"{layer}: {name} must be True or False, got {value!r}")
+
+
+class _BatchNorm(Module):
+    """Per-channel normalisation, as torch.nn.BatchNorm2d/1d: in training mode by the batch's
+    mean and biased variance (and running_mean/running_var updated with ``momentum``, the
+    variance unbiased; num_batches_tracked += 1), in evaluation mode by the running estimates.
+    ``affine``: a learned weight (init 1) and bias (init 0) per channel. Its buffers
+    running_mean, running_var and num_batches_tracked are in state_dict, after weight and bias.
+    In data-parallel replicas each replica normalises over its own rows (as torch DDP without
+    SyncBatchNorm), and the running estimates of the first replica with rows are kept."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
+        kind = type(self).__name__
+        self.num_features = _positive_int(kind, "num_features", num_features)
+        self.eps = _real(kind, "eps", eps, 0.0, float("inf"), low_open=True)
+        self.momentum = _real(kind, "momentum", momentum, 0.0, 1.0)
+        self.affine = _flag(kind, "affine", affine)
+
+    def _spec(self):
+        return type(self).__name__, [self.num_features, self.eps, self.momentum,
+                                     int(self.affine)]
+
+    def param_shapes(self):
+        return [(self.num_features,)] * 2 if self.affine else []
+
+    def buffer_shapes(self):
+        """{name: shape} of the buffers in state_dict, in its order (num_batches_tracked is an
+        int64 scalar, as torch's)."""
+        c = self.num_features
+        return OrderedDict([("running_mean", (c,)), ("running_var", (c,)),
+                            ("num_batches_tracked", ())])
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
+                f"momentum={self.momentum}, affine={self.affine})")
+
+
+class BatchNorm2d(_BatchNorm):
+    """x (N, C, H, W) -> (N, C, H, W), statistics over N, H and W per channel."""
+
+
+class BatchNorm1d(_BatchNorm):
+    """x (N, C) or (N, C, L) -> the same shape, statistics over N (and L) per channel."""
+
+
+class _Dropout(Module):
+    """Zeroes with probability ``p`` in training mode and scales the kept values by
+    1/(1 - p) (p = 1: zeros), as torch.nn.Dropout; the identity in evaluation mode. The masks
+    come from a Philox-4x32-10 stream keyed by a per-layer seed (drawn from the model's seed)
+    and a per-layer step counter that advances with each training forward, on the device the
+    layer runs on: the same on the CPU and a GPU for the same step, and continued by a
+    resumed checkpoint (the counter is saved with it, not in state_dict)."""
+
+    def __init__(self, p=0.5):
+        self.p = _real(type(self).__name__, "p", p, 0.0, 1.0)
+
+    def _spec(self):
+        return type(self).__name__, [self.p]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class Dropout(_Dropout):
+    """Each element dropped on its own; any input shape."""
+
+
+class Dropout2d(_Dropout):
+    """Whole channels dropped: one draw per (n, c) plane of an (N, C, H, W) input."""
+
+
 LOSSES = ("cross_entropy", "bce")
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")

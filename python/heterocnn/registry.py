@@ -47,6 +47,41 @@ def _onnx_op(op, **attrs):
     return nodes
 
 
+# -- normalisation and dropout (exported in inference form) ---------------------------------
+
+def _onnx_batchnorm(layer, i, x, helper):
+    """BatchNormalization with the running estimates (inference): initializers "i.weight",
+    "i.bias", "i.running_mean", "i.running_var"; without affine, constant 1 and 0."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    y, nodes = f"layer{i}", []
+    scale, bias = f"{i}.weight", f"{i}.bias"
+    if not layer.affine:
+        scale, bias = f"layer{i}.scale", f"layer{i}.bias"
+        c = layer.num_features
+        for name, value in ((scale, np.ones(c, np.float32)), (bias, np.zeros(c, np.float32))):
+            nodes.append(helper.make_node("Constant", [], [name],
+                                          value=numpy_helper.from_array(value, name)))
+    nodes.append(helper.make_node(
+        "BatchNormalization", [x, scale, bias, f"{i}.running_mean", f"{i}.running_var"], [y],
+        epsilon=layer.eps))
+    return nodes, y
+
+
+def _torch_batchnorm(layer, tnn):
+    cls = tnn.BatchNorm2d if isinstance(layer, nn.BatchNorm2d) else tnn.BatchNorm1d
+    return cls(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
+
+
+_NORM_AND_DROPOUT = (
+    LayerKind(nn.BatchNorm2d, _torch_batchnorm, _onnx_batchnorm, lambda l, n: 2 * n),
+    LayerKind(nn.BatchNorm1d, _torch_batchnorm, _onnx_batchnorm, lambda l, n: 2 * n),
+    LayerKind(nn.Dropout, lambda l, tnn: tnn.Dropout(l.p), _onnx_op("Identity"), lambda l, n: n),
+    LayerKind(nn.Dropout2d, lambda l, tnn: tnn.Dropout2d(l.p), _onnx_op("Identity"),
+              lambda l, n: n),
+)
+
 LAYERS = {kind.cls.__name__: kind for kind in (
     LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features), _onnx_linear,
               lambda l, n: n * (2 * l.in_features + 1)),
@@ -58,7 +93,7 @@ LAYERS = {kind.cls.__name__: kind for kind in (
     LayerKind(nn.Flatten, lambda l, tnn: tnn.Flatten(), _onnx_op("Flatten", axis=1)),
     LayerKind(nn.ReLU, lambda l, tnn: tnn.ReLU(), _onnx_op("Relu"), lambda l, n: n),
     LayerKind(nn.Sigmoid, lambda l, tnn: tnn.Sigmoid(), _onnx_op("Sigmoid"), lambda l, n: n),
-)}
+) + _NORM_AND_DROPOUT}
 
 
 def forward_flops(layer, out_shape):

@@ -27,7 +27,8 @@ struct Param {
 // counter): on the layer's place, moved with it, copied from the master to every data-parallel
 // replica after each update (as torch DDP broadcasts rank 0's buffers), saved in checkpoints.
 // `persistent` ones are in state_dict, as torch.nn's persistent buffers. An int64 buffer
-// (num_batches_tracked) holds its values in the memory of two floats each.
+// (num_batches_tracked) holds its values in the memory of two floats each; a 0-d shape (torch's
+// scalar buffers) holds one value.
 struct LayerBuffer {
   std::string name;
   Shape shape;
@@ -117,7 +118,9 @@ class Layer {
 // Builds a layer from the spec the Python side sends: its kind and the arguments of its Python
 // constructor, in order, as numbers (integers, flags as 0/1, and real numbers):
 //   Linear(in, out), Conv2d(in, out, kernel, stride, padding), MaxPool2d(kernel, stride),
-//   Flatten(), ReLU(), Sigmoid().
+//   Flatten(), ReLU(), Sigmoid(),
+//   BatchNorm2d(num_features, eps, momentum, affine), BatchNorm1d(the same), Dropout(p),
+//   Dropout2d(p).
 // An argument that must be an integer and is not (or is beyond 2^62) is a Value error.
 std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<double>& args);
 
