@@ -16,6 +16,7 @@ from .measure import measure
 from .memory import check_memory, estimate_memory
 from .metrics import confusion_matrix, format_confusion, loss_and_accuracy, per_class_accuracy
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
+from .nn import GELU, AdaptiveAvgPool2d, AvgPool2d, LeakyReLU, Tanh
 from .onnx_export import export_onnx
 from .optim import SGD
 from .placement import Plan, plan
@@ -56,4 +57,5 @@ __all__ = [
     "load_image", "loss_and_accuracy", "measure", "models", "per_class_accuracy", "plan",
     "plot_history", "predict", "read_history_csv", "save", "set_threads", "WarmupCosine",
     "write_history_csv",
+    "AdaptiveAvgPool2d", "AvgPool2d", "GELU", "LeakyReLU", "Tanh",
 ]

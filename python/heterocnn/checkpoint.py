@@ -203,7 +203,7 @@ def _rebuild(path, arch, tensors):
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):
-        for name, shape in zip(("weight", "bias"), layer.param_shapes()):
+        for name, shape in zip(layer.param_names(), layer.param_shapes()):
             key = f"{i}.{name}"
             if key not in tensors or tensors[key].shape != shape:
                 got = tensors[key].shape if key in tensors else "nothing"
