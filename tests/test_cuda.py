@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heterocnn as hc
-from conftest import rel_err
+from conftest import new_layers_net, rel_err
 from test_model import small_convnet
 
 pytestmark = pytest.mark.skipif(not hc.cuda_available(), reason="no CUDA GPU available")
@@ -36,6 +36,20 @@ NETS = {
     "bce": (lambda: hc.Sequential(hc.Conv2d(2, 5, 3, stride=2, padding=2), hc.Sigmoid(),
                                   hc.MaxPool2d(3, 2), hc.Flatten(), hc.Linear(5 * 2 * 2, 1),
                                   loss="bce", seed=4), (2, 9, 8), 2),
+    # The layers of issue 13's item 4: GELU, LeakyReLU, Tanh, AvgPool2d (padded, and masking a
+    # ReLU before it), adaptive pooling with overlapping windows, global pooling after a ReLU,
+    # convolutions and linear layers without bias.
+    "new_layers": (new_layers_net, (3, 13, 11), 4),
+    # Overlapping padded windows that do not tile the input, global pooling over planes wider
+    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution.
+    "pool_and_activations": (lambda: hc.Sequential(
+        hc.Conv2d(2, 6, 3, padding=1, bias=False), hc.Tanh(), hc.AvgPool2d(4, stride=3, padding=2),
+        hc.GELU(), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
+        hc.Flatten(), hc.Linear(5, 4, bias=False), hc.LeakyReLU(-0.1), hc.Linear(4, 3),
+        seed=5), (2, 21, 19), 3),
+    "adaptive_pool": (lambda: hc.Sequential(
+        hc.Conv2d(3, 4, 3, stride=2, bias=False), hc.LeakyReLU(), hc.AdaptiveAvgPool2d(3),
+        hc.Flatten(), hc.Linear(36, 5), seed=6), (3, 15, 17), 5),
 }
 
 
@@ -54,7 +68,8 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
         assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
 
 
-@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before"])
+@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "new_layers",
+                                  "pool_and_activations"])
 def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
     make, shape, classes = NETS[name]
     cpu, gpu = pair(make)
