@@ -149,8 +149,8 @@ def _adaptive_windows(n, out):
 
 def adaptive_avgpool2d_forward(x, out):
     """x (N,C,H,W) -> (N,C,out,out), each output the mean of its window."""
-    N, C, H, W = x.shape
-    y = np.empty((N, C, out, out))
+    H, W = x.shape[2:]
+    y = np.empty(x.shape[:2] + (out, out))
     for i, (h0, h1) in enumerate(_adaptive_windows(H, out)):
         for j, (w0, w1) in enumerate(_adaptive_windows(W, out)):
             y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
@@ -158,7 +158,7 @@ def adaptive_avgpool2d_forward(x, out):
 
 
 def adaptive_avgpool2d_backward(shape, dy, out):
-    N, C, H, W = shape
+    H, W = shape[2:]
     dx = np.zeros(shape)
     for i, (h0, h1) in enumerate(_adaptive_windows(H, out)):
         for j, (w0, w1) in enumerate(_adaptive_windows(W, out)):

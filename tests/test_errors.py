@@ -169,8 +169,8 @@ def test_layer_arguments():
 
 def test_new_layer_arguments():
     """The layers of issue 13's item 4: each bad argument named, as torch would refuse it."""
-    for make, match in ((lambda: hc.AvgPool2d(3, padding=2), "padding must be at most "
-                         "kernel_size // 2 = 1, got 2"),
+    for make, match in ((lambda: hc.AvgPool2d(3, padding=2),
+                         "padding must be at most kernel_size // 2 = 1, got 2"),
                         (lambda: hc.AvgPool2d(0), "kernel_size must be an integer >= 1"),
                         (lambda: hc.AvgPool2d(2, stride=0), "stride"),
                         (lambda: hc.AvgPool2d(2, padding=-1), "padding must be an integer >= 0"),
