@@ -184,12 +184,17 @@ class LeakyReLU(Module):
     """x if x > 0 else negative_slope * x, element-wise."""
 
     def __init__(self, negative_slope=0.01):
-        if (isinstance(negative_slope, (bool, np.bool_))
-                or not isinstance(negative_slope, (int, float, np.integer, np.floating))
-                or not abs(float(negative_slope)) <= float(np.finfo(np.float32).max)):
-            raise InvalidValueError(f"LeakyReLU: negative_slope must be a finite real number, "
-                                    f"got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        slope = None
+        if (isinstance(negative_slope, (int, float, np.integer, np.floating))
+                and not isinstance(negative_slope, (bool, np.bool_))):
+            try:
+                slope = float(negative_slope)
+            except OverflowError:  # an int beyond any float
+                pass
+        if slope is None or not abs(slope) <= float(np.finfo(np.float32).max):
+            raise InvalidValueError(f"LeakyReLU: negative_slope must be a finite float32 "
+                                    f"number, got {negative_slope!r:.100}")
+        self.negative_slope = slope
 
     def _spec(self):
         return "LeakyReLU", [self.negative_slope]
