@@ -88,11 +88,11 @@ def _onnx_op(op, **attrs):
 
 LAYERS = {kind.cls.__name__: kind for kind in (
     LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features, bias=l.bias),
-              _onnx_linear, lambda l, n: n * (2 * l.in_features + l.bias)),
+              _onnx_linear, lambda l, n: n * (2 * l.in_features + int(l.bias))),
     LayerKind(nn.Conv2d, lambda l, tnn: tnn.Conv2d(l.in_channels, l.out_channels, l.kernel_size,
                                                    stride=l.stride, padding=l.padding,
                                                    bias=l.bias),
-              _onnx_conv, lambda l, n: n * (2 * l.in_channels * l.kernel_size ** 2 + l.bias)),
+              _onnx_conv, lambda l, n: n * (2 * l.in_channels * l.kernel_size ** 2 + int(l.bias))),
     LayerKind(nn.MaxPool2d, lambda l, tnn: tnn.MaxPool2d(l.kernel_size, stride=l.stride),
               _onnx_maxpool, lambda l, n: n * l.kernel_size ** 2),  # comparisons
     LayerKind(nn.Flatten, lambda l, tnn: tnn.Flatten(), _onnx_op("Flatten", axis=1)),
