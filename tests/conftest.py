@@ -76,3 +76,20 @@ def write_image_folder(root, sample, per_class=8, classes=(0, 1, 7), seed=0):
                 img.save(root / rel, **({"lossless": True} if rel.endswith("webp") else {}))
             made[rel] = (label, sample.images[i, 0])
     return made
+
+
+def new_layers_net(seed=0, adaptive=2):
+    """A small net with every layer of issue 13's item 4 (input (3, 13, 11), 4 classes):
+    convolutions and linear layers with and without bias, GELU, LeakyReLU (default and given
+    slope), Tanh, AvgPool2d with padding and without (the second after a ReLU, which it masks
+    in backward), AdaptiveAvgPool2d(adaptive) (overlapping windows for 2 on 3x3) and global
+    average pooling after a ReLU. ``adaptive=1`` only global pooling (what ONNX can export)."""
+    import heterocnn as hc
+
+    return hc.Sequential(
+        hc.Conv2d(3, 6, 3, padding=1, bias=False), hc.GELU(),
+        hc.AvgPool2d(3, stride=2, padding=1),                      # 13x11 -> 7x6
+        hc.Conv2d(6, 8, 3, padding=1), hc.ReLU(), hc.AvgPool2d(2),  # -> 3x3
+        hc.Conv2d(8, 8, 1), hc.LeakyReLU(0.1), hc.AdaptiveAvgPool2d(adaptive), hc.Tanh(),
+        hc.Conv2d(8, 8, 1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
+        hc.Flatten(), hc.Linear(8, 6, bias=False), hc.LeakyReLU(), hc.Linear(6, 4), seed=seed)

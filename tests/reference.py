@@ -1,6 +1,8 @@
 """The specification: slow, obviously correct NumPy versions of every op, in float64.
 The core's CPU (and CUDA) ops are checked against these, forward and backward."""
 
+import math
+
 import numpy as np
 
 
@@ -113,6 +115,85 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(y, dy):
     return dy * y * (1 - y)
+
+
+# -- average pooling and the activations of issue 13 -----------------------------------------
+
+def avgpool2d_forward(x, k, stride, pad):
+    """x (N,C,H,W) -> (N,C,Ho,Wo): window means over x padded by zeros, divided by k*k
+    (torch.nn.AvgPool2d, count_include_pad=True, floor mode)."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    N, C, H, W = xp.shape
+    y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1))
+    for i, j, win in _windows(xp, k, stride):
+        y[:, :, i, j] = win.sum(axis=2) / (k * k)
+    return y
+
+
+def avgpool2d_backward(shape, dy, k, stride, pad):
+    """dx (shape) of avgpool2d_forward: dy / (k*k) to every tap of each window."""
+    N, C, H, W = shape
+    dxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    _, _, Ho, Wo = dy.shape
+    for i in range(Ho):
+        for j in range(Wo):
+            dxp[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += (
+                dy[:, :, i, j, None, None] / (k * k))
+    return dxp[:, :, pad:pad + H, pad:pad + W]
+
+
+def _adaptive_windows(n, out):
+    """torch's windows: [floor(i*n/out), ceil((i+1)*n/out)) for i < out."""
+    return [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+
+
+def adaptive_avgpool2d_forward(x, out):
+    """x (N,C,H,W) -> (N,C,out,out), each output the mean of its window."""
+    H, W = x.shape[2:]
+    y = np.empty(x.shape[:2] + (out, out))
+    for i, (h0, h1) in enumerate(_adaptive_windows(H, out)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(W, out)):
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avgpool2d_backward(shape, dy, out):
+    H, W = shape[2:]
+    dx = np.zeros(shape)
+    for i, (h0, h1) in enumerate(_adaptive_windows(H, out)):
+        for j, (w0, w1) in enumerate(_adaptive_windows(W, out)):
+            dx[:, :, h0:h1, w0:w1] += dy[:, :, i, j, None, None] / ((h1 - h0) * (w1 - w0))
+    return dx
+
+
+def tanh_forward(x):
+    return np.tanh(x)
+
+
+def tanh_backward(y, dy):
+    return dy * (1 - y * y)
+
+
+def leaky_relu_forward(x, slope):
+    return np.where(x > 0, x, slope * x)
+
+
+def leaky_relu_backward(x, dy, slope):
+    """From the input x, as torch."""
+    return np.where(x > 0, dy, slope * dy)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_forward(x):
+    """x * Phi(x), Phi the standard normal CDF (torch.nn.GELU's exact form)."""
+    return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+
+def gelu_backward(x, dy):
+    """dy * (Phi(x) + x * phi(x))."""
+    return dy * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
 
 
 def softmax_cross_entropy(z, labels):

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import heterocnn as hc
+from conftest import new_layers_net
 
 pytest.importorskip("safetensors")  # the `test` extra installs it; hc.save needs it
 
@@ -88,6 +89,36 @@ def test_load_into_a_given_model_and_plain_safetensors(tmp_path):
     assert_same_weights(target, model)
     with pytest.raises(hc.DataFormatError, match="plain.safetensors.*do not fit"):
         hc.load(tmp_path / "plain.safetensors", model=hc.models.mlp())
+
+
+def test_round_trip_of_a_model_with_the_new_layers(tmp_path):
+    """AvgPool2d, AdaptiveAvgPool2d, GELU, LeakyReLU, Tanh and bias=False rebuilt from the
+    architecture, with their arguments, weights and momenta."""
+    model = new_layers_net(seed=5)
+    opt = hc.SGD(model, lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        model.train_step(rng.standard_normal((4, 3, 13, 11)).astype(np.float32),
+                         rng.integers(0, 4, 4), opt)
+    path = hc.save(model, tmp_path / "new.safetensors", opt)
+    loaded, lopt, _ = hc.load(path)
+    assert repr(loaded) == repr(model)
+    assert [type(a) for a in loaded.layers] == [type(b) for b in model.layers]
+    assert loaded.layers[7].negative_slope == 0.1 and loaded.layers[2].padding == 1
+    assert not loaded.layers[0].bias and loaded.layers[3].bias
+    assert_same_weights(loaded, model)
+    x = rng.standard_normal((3, 3, 13, 11)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
+    y = rng.integers(0, 4, 3)
+    assert lopt.model is loaded and loaded.train_step(x, y, lopt) == model.train_step(x, y, opt)
+
+
+def test_specs_of_layers_with_bias_are_unchanged():
+    # Checkpoints written before bias=False existed hold 5- and 2-argument specs: still read.
+    assert hc.Conv2d(1, 6, 5, padding=2)._spec() == ("Conv2d", [1, 6, 5, 1, 2])
+    assert hc.Linear(4, 3)._spec() == ("Linear", [4, 3])
+    assert hc.Conv2d(1, 6, 5, 1, 2, 0).param_names() == ["weight"]
+    assert hc.Linear(*hc.Linear(4, 3, bias=False)._spec()[1]).param_shapes() == [(3, 4)]
 
 
 def test_bad_inputs_to_save(tmp_path):

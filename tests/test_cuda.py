@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heterocnn as hc
-from conftest import rel_err
+from conftest import new_layers_net, rel_err
 from test_model import small_convnet
 
 pytestmark = pytest.mark.skipif(not hc.cuda_available(), reason="no CUDA GPU available")
@@ -42,6 +42,20 @@ NETS = {
         hc.Conv2d(3, 6, 3, padding=1), hc.BatchNorm2d(6), hc.ReLU(), hc.Dropout2d(0.3),
         hc.MaxPool2d(2), hc.BatchNorm2d(6, affine=False), hc.Flatten(), hc.Linear(6 * 5 * 3, 9),
         hc.BatchNorm1d(9), hc.Dropout(0.4), hc.ReLU(), hc.Linear(9, 5), seed=6), (3, 11, 7), 5),
+    # The layers of issue 13's item 4: GELU, LeakyReLU, Tanh, AvgPool2d (padded, and masking a
+    # ReLU before it), adaptive pooling with overlapping windows, global pooling after a ReLU,
+    # convolutions and linear layers without bias.
+    "new_layers": (new_layers_net, (3, 13, 11), 4),
+    # Overlapping padded windows that do not tile the input, global pooling over planes wider
+    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution.
+    "pool_and_activations": (lambda: hc.Sequential(
+        hc.Conv2d(2, 6, 3, padding=1, bias=False), hc.Tanh(), hc.AvgPool2d(4, stride=3, padding=2),
+        hc.GELU(), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
+        hc.Flatten(), hc.Linear(5, 4, bias=False), hc.LeakyReLU(-0.1), hc.Linear(4, 3),
+        seed=5), (2, 21, 19), 3),
+    "adaptive_pool": (lambda: hc.Sequential(
+        hc.Conv2d(3, 4, 3, stride=2, bias=False), hc.LeakyReLU(), hc.AdaptiveAvgPool2d(3),
+        hc.Flatten(), hc.Linear(36, 5), seed=6), (3, 15, 17), 5),
 }
 
 
@@ -60,7 +74,8 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
         assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
 
 
-@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "bn_dropout"])
+@pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "new_layers",
+                                  "pool_and_activations", "bn_dropout"])
 def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
     make, shape, classes = NETS[name]
     cpu, gpu = pair(make)

@@ -167,6 +167,33 @@ def test_layer_arguments():
         hc.Sequential(hc.Linear(2, 3), loss="bce")(np.ones((1, 2), F32))
 
 
+def test_new_layer_arguments():
+    """The layers of issue 13's item 4: each bad argument named, as torch would refuse it."""
+    for make, match in ((lambda: hc.AvgPool2d(3, padding=2),
+                         "padding must be at most kernel_size // 2 = 1, got 2"),
+                        (lambda: hc.AvgPool2d(0), "kernel_size must be an integer >= 1"),
+                        (lambda: hc.AvgPool2d(2, stride=0), "stride"),
+                        (lambda: hc.AvgPool2d(2, padding=-1), "padding must be an integer >= 0"),
+                        (lambda: hc.AdaptiveAvgPool2d(0), "output_size"),
+                        (lambda: hc.AdaptiveAvgPool2d((2, 2)), "output_size"),
+                        (lambda: hc.LeakyReLU("0.1"), "negative_slope"),
+                        (lambda: hc.LeakyReLU(float("nan")), "negative_slope"),
+                        (lambda: hc.LeakyReLU(True), "negative_slope"),
+                        (lambda: hc.LeakyReLU(10**400), "negative_slope"),
+                        (lambda: hc.LeakyReLU(1e39), "negative_slope"),
+                        (lambda: hc.GELU(approximate="tanh"), "approximate.*'tanh' is not"),
+                        (lambda: hc.GELU(approximate=None), "approximate"),
+                        (lambda: hc.Conv2d(1, 2, 3, bias="no"), "bias must be True or False"),
+                        (lambda: hc.Linear(1, 2, bias=2), "bias must be True or False")):
+        with pytest.raises(hc.InvalidValueError, match=match):
+            make()
+    model = hc.Sequential(hc.AvgPool2d(5), hc.Flatten())
+    with pytest.raises(hc.ShapeError, match="AvgPool2d window 5.*larger than input"):
+        model(np.ones((1, 1, 4, 4), F32))
+    with pytest.raises(hc.ShapeError, match=r"AdaptiveAvgPool2d expects input \(N, C, H, W\)"):
+        hc.Sequential(hc.Flatten(), hc.AdaptiveAvgPool2d(1))(np.ones((1, 3, 2, 2), F32))
+
+
 def test_unknown_devices(model):
     for name in ("gpu", "cuda:x", "cpu:1", "", 3):
         rejected(model, hc.InvalidValueError, "unknown device", model.to, name)

@@ -96,6 +96,44 @@ def test_sigmoid_gradients(rng):
     _check_layer(rng, core.CoreLayer("Sigmoid", []), rng.standard_normal((3, 7)).astype(F32))
 
 
+@pytest.mark.parametrize("N,C,H,W,K,stride,pad", [(3, 5, 7, 9, 3, 2, 1), (2, 3, 7, 9, 2, 2, 0),
+                                                  (1, 2, 6, 5, 3, 1, 1)])
+def test_avgpool2d_gradients(rng, N, C, H, W, K, stride, pad):
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    _check_layer(rng, core.CoreLayer("AvgPool2d", [K, stride, pad]), x)
+
+
+@pytest.mark.parametrize("out", [1, 3, 4])
+def test_adaptive_avgpool2d_gradients(rng, out):
+    x = rng.standard_normal((3, 5, 7, 9)).astype(F32)
+    _check_layer(rng, core.CoreLayer("AdaptiveAvgPool2d", [out]), x)
+
+
+def test_tanh_gradients(rng):
+    _check_layer(rng, core.CoreLayer("Tanh", []), (2 * rng.standard_normal((3, 7))).astype(F32))
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2, -0.5])
+def test_leaky_relu_gradients(rng, slope):
+    _check_layer(rng, core.CoreLayer("LeakyReLU", [slope]), _away_from_zero(rng, (3, 4, 5, 2)))
+
+
+def test_gelu_gradients(rng):
+    _check_layer(rng, core.CoreLayer("GELU", []), (2 * rng.standard_normal((3, 4, 5))).astype(F32))
+
+
+@pytest.mark.parametrize("N,C,H,W,M,K,stride,pad", [(2, 3, 7, 6, 5, 3, 2, 1),
+                                                    (1, 2, 4, 5, 3, 1, 1, 0)])
+def test_conv2d_without_bias_gradients(rng, N, C, H, W, M, K, stride, pad):
+    layer = core.CoreLayer("Conv2d", [C, M, K, stride, pad, 0], 3)
+    _check_layer(rng, layer, rng.standard_normal((N, C, H, W)).astype(F32), ("weight",))
+
+
+def test_linear_without_bias_gradients(rng):
+    layer = core.CoreLayer("Linear", [17, 9, 0], 4)
+    _check_layer(rng, layer, rng.standard_normal((4, 17)).astype(F32), ("weight",))
+
+
 def test_flatten_gradients(rng):
     # A view: the net moves no data, so check it through a net with Flatten before Linear.
     import heterocnn as hc
@@ -153,6 +191,22 @@ def test_reference_conv2d_backward_is_its_gradient(rng):
         fd = _fd64(L, a, rng)
         mask = fd != 0
         np.testing.assert_allclose(fd[mask], g[mask], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fwd,bwd", [
+    (lambda x: ref.avgpool2d_forward(x, 3, 2, 1),
+     lambda x, r: ref.avgpool2d_backward(x.shape, r, 3, 2, 1)),
+    (lambda x: ref.adaptive_avgpool2d_forward(x, 4),
+     lambda x, r: ref.adaptive_avgpool2d_backward(x.shape, r, 4)),
+    (ref.tanh_forward, lambda x, r: ref.tanh_backward(ref.tanh_forward(x), r)),
+    (lambda x: ref.leaky_relu_forward(x, 0.2), lambda x, r: ref.leaky_relu_backward(x, r, 0.2)),
+    (ref.gelu_forward, ref.gelu_backward)])
+def test_reference_pooling_and_activations_are_differentiated_correctly(rng, fwd, bwd):
+    x = rng.standard_normal((2, 3, 7, 9))
+    r = rng.standard_normal(fwd(x).shape)
+    fd = _fd64(lambda: (fwd(x) * r).sum(), x, rng)
+    mask = fd != 0
+    np.testing.assert_allclose(fd[mask], bwd(x, r)[mask], rtol=1e-6, atol=1e-7)
 
 
 def test_reference_losses_are_differentiated_correctly(rng):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import heterocnn as hc
-from heterocnn.interop import torch_state_dict
+from conftest import new_layers_net, rel_err
+from heterocnn.interop import to_torch, torch_state_dict
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -75,6 +76,9 @@ def test_torch_weights_load_into_heterocnn(tmp_path, rng):
                            hc.MaxPool2d(3, stride=2), hc.Flatten(), hc.Linear(5 * 3 * 3, 1),
                            loss="bce", seed=2), (3, 13, 13)),
     (lambda: hc.Sequential(hc.Linear(6, 4), hc.ReLU(), hc.Linear(4, 3)), (6,)),
+    (lambda: new_layers_net(seed=3, adaptive=1), (3, 13, 11)),
+    (lambda: hc.Sequential(hc.Flatten(), hc.Linear(6, 5, bias=False), hc.GELU(), hc.Tanh(),
+                           hc.LeakyReLU(0.3), hc.Linear(5, 3)), (6,)),
 ])
 def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path, rng):
     pytest.importorskip("onnx")
@@ -88,3 +92,87 @@ def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path, rng):
         err = max_err(logits, model(x))
         print(f"ONNX {shape} batch {n}: logits max abs error {err:.2e}")
         assert logits.shape == (n, model.output_shape((n,) + shape)[1]) and err < 1e-4
+
+
+# -- the layers of issue 13's item 4 against torch ------------------------------------------
+
+def test_new_layers_match_torch_forward_and_gradients(rng):
+    model = new_layers_net(seed=1)
+    tm = to_torch(model)
+    assert list(tm.state_dict()) == list(model.state_dict())
+    assert "0.bias" not in model.state_dict() and "14.bias" not in model.state_dict()
+    for k, v in tm.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), model.state_dict()[k])
+    x = (2 * rng.standard_normal((5, 3, 13, 11))).astype(np.float32)
+    y = rng.integers(0, 4, 5)
+    xt = torch.from_numpy(x)
+    logits = tm(xt)
+    assert rel_err(model(x), logits.detach().numpy()) < 1e-5
+    loss_t = torch.nn.CrossEntropyLoss()(logits, torch.from_numpy(y))
+    loss_t.backward()
+    loss, grads = model.loss_and_grads(x, y)
+    assert abs(loss - loss_t.item()) < 1e-5 * max(1.0, abs(loss))
+    assert list(grads) == [k for k, _ in tm.named_parameters()]
+    for k, p in tm.named_parameters():
+        assert rel_err(grads[k], p.grad.numpy()) < 1e-4, k
+
+
+def test_new_layers_train_like_torch(rng):
+    model = new_layers_net(seed=2)
+    tm = to_torch(model)
+    opt = hc.SGD(model, lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        x = rng.standard_normal((6, 3, 13, 11)).astype(np.float32)
+        y = rng.integers(0, 4, 6)
+        topt.zero_grad()
+        loss_t = torch.nn.CrossEntropyLoss()(tm(torch.from_numpy(x)), torch.from_numpy(y))
+        loss_t.backward()
+        topt.step()
+        assert abs(model.train_step(x, y, opt) - loss_t.item()) < 1e-4
+    for k, v in tm.state_dict().items():
+        assert rel_err(model.state_dict()[k], v.numpy()) < 1e-4, k
+
+
+def test_torch_state_dict_with_new_layers_loads_into_heterocnn(tmp_path, rng):
+    torch.manual_seed(4)
+    tm = to_torch(new_layers_net(seed=0))
+    for p in tm.parameters():  # torch's own initialisation, not heterocnn's
+        torch.nn.init.normal_(p, std=0.3)
+    safetensors_torch.save_file(tm.state_dict(), tmp_path / "torch.safetensors")
+    model, _, _ = hc.load(tmp_path / "torch.safetensors", model=new_layers_net(seed=9))
+    x = rng.standard_normal((4, 3, 13, 11)).astype(np.float32)
+    with torch.no_grad():
+        assert rel_err(model(x), tm(torch.from_numpy(x)).numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("layer, torch_layer", [
+    (hc.AvgPool2d(3, stride=2, padding=1), lambda: torch.nn.AvgPool2d(3, 2, 1)),
+    (hc.AvgPool2d(4, padding=2), lambda: torch.nn.AvgPool2d(4, padding=2)),
+    (hc.AdaptiveAvgPool2d(3), lambda: torch.nn.AdaptiveAvgPool2d(3)),
+    (hc.AdaptiveAvgPool2d(4), lambda: torch.nn.AdaptiveAvgPool2d(4)),
+    (hc.AdaptiveAvgPool2d(9), lambda: torch.nn.AdaptiveAvgPool2d(9)),
+    (hc.GELU(), lambda: torch.nn.GELU()),
+    (hc.LeakyReLU(-0.2), lambda: torch.nn.LeakyReLU(-0.2)),
+    (hc.Tanh(), lambda: torch.nn.Tanh()),
+])
+def test_new_layer_alone_matches_torch(rng, layer, torch_layer):
+    # Through a net (input gradients through a Conv2d before it): forward and dx.
+    model = hc.Sequential(hc.Conv2d(2, 3, 1), layer, hc.Flatten(), seed=1)
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch_layer(), torch.nn.Flatten())
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = (3 * rng.standard_normal((3, 2, 7, 9))).astype(np.float32)
+    out = tm(torch.from_numpy(x))
+    assert rel_err(model(x), out.detach().numpy()) < 1e-5
+    y = rng.integers(0, out.shape[1], 3)
+    torch.nn.CrossEntropyLoss()(out, torch.from_numpy(y)).backward()
+    _, grads = model.loss_and_grads(x, y)
+    for k, p in tm.named_parameters():
+        assert rel_err(grads[k], p.grad.numpy()) < 1e-4, k
+
+
+def test_onnx_export_of_adaptive_pooling_beyond_global_is_refused(tmp_path):
+    pytest.importorskip("onnx")
+    with pytest.raises(hc.InvalidValueError, match="AdaptiveAvgPool2d"):
+        hc.export_onnx(new_layers_net(), tmp_path / "m.onnx", input_shape=(3, 13, 11))
+    assert not (tmp_path / "m.onnx").exists()

@@ -177,3 +177,136 @@ def test_maxpool2d_nan_wins_and_takes_the_gradient(K, stride):
     assert np.isnan(y[0, 0, 0, 0])
     dx, _ = layer.backward(x, y, np.full(y.shape, 2.0, dtype=F32))
     assert dx[0, 0, 0, 1] == 2 and dx[0, 0, 1, 0] == 0 and dx[0, 0, 1, 1] == 0
+
+
+# -- average pooling, Tanh, LeakyReLU, GELU, and convolutions and linear layers without bias --
+
+AVGPOOL_CASES = [  # N, C, H, W, K, stride, pad
+    (3, 5, 7, 9, 3, 2, 1),
+    (2, 3, 7, 9, 2, 2, 0),
+    (1, 2, 6, 5, 3, 1, 1),
+    (2, 2, 5, 141, 2, 2, 1),
+    (1, 1, 4, 4, 4, 4, 2),
+    (3, 4, 11, 6, 3, 3, 0),
+    (2, 3, 8, 8, 5, 2, 2),
+]
+
+
+@pytest.mark.parametrize("N,C,H,W,K,stride,pad", AVGPOOL_CASES)
+def test_avgpool2d_matches_reference(rng, N, C, H, W, K, stride, pad):
+    layer = core.CoreLayer("AvgPool2d", [K, stride, pad])
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    y = layer.forward(x)
+    y_ref = ref.avgpool2d_forward(x.astype(np.float64), K, stride, pad)
+    assert y.shape == y_ref.shape
+    assert rel_err(y, y_ref) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, _ = layer.backward(x, y, dy)
+    assert rel_err(dx, ref.avgpool2d_backward(x.shape, dy, K, stride, pad)) < TOL
+
+
+@pytest.mark.parametrize("N,C,H,W,out", [
+    (3, 5, 7, 9, 1), (3, 5, 7, 9, 3), (2, 3, 7, 9, 4), (2, 2, 3, 4, 5), (1, 1, 1, 1, 1),
+    (4, 64, 14, 14, 1), (2, 3, 6, 6, 2)])
+def test_adaptive_avgpool2d_matches_reference(rng, N, C, H, W, out):
+    layer = core.CoreLayer("AdaptiveAvgPool2d", [out])
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    y = layer.forward(x)
+    y_ref = ref.adaptive_avgpool2d_forward(x.astype(np.float64), out)
+    assert y.shape == (N, C, out, out)
+    assert rel_err(y, y_ref) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, _ = layer.backward(x, y, dy)
+    assert rel_err(dx, ref.adaptive_avgpool2d_backward(x.shape, dy, out)) < TOL
+
+
+def _wide_inputs(rng, shape):
+    """Normal values scaled by 3, with large ones of both signs (saturation, the tails)."""
+    x = 3 * rng.standard_normal(shape)
+    flat = x.reshape(-1)
+    picks = rng.choice(flat.size, max(1, flat.size // 10), replace=False)
+    flat[picks] = rng.choice([-1, 1], picks.size) * rng.uniform(8, 40, picks.size)
+    return x.astype(F32)
+
+
+@pytest.mark.parametrize("kind,args", [("Tanh", []), ("LeakyReLU", [0.01]),
+                                       ("LeakyReLU", [0.3]), ("LeakyReLU", [-0.5]),
+                                       ("GELU", [])])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (4, 9), (1, 1), (2, 300, 200)])
+def test_new_activations_match_reference(rng, kind, args, shape):
+    layer = core.CoreLayer(kind, args)
+    x = _wide_inputs(rng, shape)
+    x64 = x.astype(np.float64)
+    y = layer.forward(x)
+    dy = rng.standard_normal(shape).astype(F32)
+    dx, _ = layer.backward(x, y, dy)
+    if kind == "Tanh":
+        y_ref = ref.tanh_forward(x64)
+        dx_ref = ref.tanh_backward(y_ref, dy)
+    elif kind == "LeakyReLU":
+        y_ref = ref.leaky_relu_forward(x64, args[0])
+        dx_ref = ref.leaky_relu_backward(x64, dy, args[0])
+    else:
+        y_ref = ref.gelu_forward(x64)
+        dx_ref = ref.gelu_backward(x64, dy)
+    assert rel_err(y, y_ref) < TOL
+    assert rel_err(dx, dx_ref) < TOL
+
+
+def test_new_activations_pass_nan_through():
+    x = np.array([[np.nan, -1.0, 2.0]], dtype=F32)
+    for kind, args in (("Tanh", []), ("LeakyReLU", [0.1]), ("GELU", [])):
+        y = core.CoreLayer(kind, args).forward(x)
+        assert np.isnan(y[0, 0]) and np.isfinite(y[0, 1:]).all(), kind
+
+
+@pytest.mark.parametrize("N,C,H,W,M,K,stride,pad", [
+    (3, 5, 7, 9, 4, 3, 2, 1), (1, 1, 5, 5, 2, 3, 1, 0), (2, 4, 6, 5, 3, 1, 1, 0),
+    (16, 1, 28, 28, 6, 5, 1, 2), (2, 32, 14, 14, 64, 3, 1, 1)])
+def test_conv2d_without_bias_matches_reference(rng, N, C, H, W, M, K, stride, pad):
+    # Every CPU path (GEMM over im2col, 1x1 on the input itself, the direct kernels).
+    layer = core.CoreLayer("Conv2d", [C, M, K, stride, pad, 0], 5)
+    p = layer.params()
+    assert list(p) == ["weight"]
+    x = rng.standard_normal((N, C, H, W)).astype(F32)
+    y = layer.forward(x)
+    zero = np.zeros(M)
+    assert rel_err(y, ref.conv2d_forward(x.astype(np.float64), p["weight"], zero, stride,
+                                         pad)) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, g = layer.backward(x, y, dy)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(x.astype(np.float64), p["weight"], dy, stride, pad)
+    assert list(g) == ["weight"]
+    assert rel_err(dx, dx_ref) < TOL
+    assert rel_err(g["weight"], dw_ref) < TOL
+
+
+@pytest.mark.parametrize("N,I,O", [(3, 7, 5), (64, 784, 256)])
+def test_linear_without_bias_matches_reference(rng, N, I, O):
+    layer = core.CoreLayer("Linear", [I, O, 0], 1)
+    p = layer.params()
+    assert list(p) == ["weight"]
+    x = rng.standard_normal((N, I)).astype(F32)
+    y = layer.forward(x)
+    assert rel_err(y, ref.linear_forward(x.astype(np.float64), p["weight"], 0.0)) < TOL
+    dy = rng.standard_normal(y.shape).astype(F32)
+    dx, g = layer.backward(x, y, dy)
+    dx_ref, dw_ref, _ = ref.linear_backward(x.astype(np.float64), p["weight"], dy)
+    assert list(g) == ["weight"]
+    assert rel_err(dx, dx_ref) < TOL
+    assert rel_err(g["weight"], dw_ref) < TOL
+
+
+@pytest.mark.parametrize("kind,args,match", [
+    ("AvgPool2d", [3, 2, 2], "padding must be at most"),
+    ("AvgPool2d", [0, 1, 0], "positive"),
+    ("AdaptiveAvgPool2d", [0], "output_size"),
+    ("LeakyReLU", [float("inf")], "finite"),
+    ("Conv2d", [1, 2, 3, 1, 0, 2], "must be 0 or 1"),
+    ("Linear", [3, 4, 0.5], "must be 0 or 1"),
+    ("Linear", [3, 4, 1, 1], "takes 2 to 3 arguments"),
+    ("GELU", [1], "takes 0 arguments"),
+])
+def test_new_layer_specs_are_checked_by_the_core(kind, args, match):
+    with pytest.raises(ValueError, match=match):
+        core.CoreLayer(kind, args)

@@ -60,14 +60,28 @@ def chain(draw):
     for _ in range(draw(st.integers(0, 4))):
         if len(shape) == 3:
             c, h, w = shape
-            kind = draw(st.sampled_from(["Conv2d", "Conv2d", "MaxPool2d", "ReLU", "Sigmoid"]))
+            kind = draw(st.sampled_from(["Conv2d", "Conv2d", "MaxPool2d", "ReLU", "Sigmoid",
+                                         "AvgPool2d", "AdaptiveAvgPool2d", "Tanh", "LeakyReLU",
+                                         "GELU"]))
             if kind == "Conv2d":
                 p = draw(st.integers(0, 2))
                 k = draw(st.integers(1, min(5, h + 2 * p, w + 2 * p)))
                 s = draw(st.integers(1, 3))
                 m = draw(st.integers(1, 4))
-                layers.append(["Conv2d", c, m, k, s, p])
+                layers.append(["Conv2d", c, m, k, s, p] + draw(st.sampled_from([[], [0], [1]])))
                 shape = (m, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+            elif kind == "AvgPool2d":
+                k = draw(st.integers(1, min(3, h, w)))
+                s = draw(st.integers(1, 3))
+                p = draw(st.integers(0, k // 2))
+                layers.append(["AvgPool2d", k, s, p])
+                shape = (c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+            elif kind == "AdaptiveAvgPool2d":
+                o = draw(st.integers(1, 4))
+                layers.append(["AdaptiveAvgPool2d", o])
+                shape = (c, o, o)
+            elif kind == "LeakyReLU":
+                layers.append(["LeakyReLU", draw(st.sampled_from([0.01, 0.2, -0.5, 0]))])
             elif kind == "MaxPool2d":
                 k = draw(st.integers(1, min(3, h, w)))
                 s = draw(st.integers(1, 3))
@@ -76,10 +90,10 @@ def chain(draw):
             else:
                 layers.append([kind])
         else:
-            kind = draw(st.sampled_from(["Linear", "ReLU", "Sigmoid"]))
+            kind = draw(st.sampled_from(["Linear", "ReLU", "Sigmoid", "Tanh", "GELU"]))
             if kind == "Linear":
                 o = draw(st.integers(1, 12))
-                layers.append(["Linear", shape[0], o])
+                layers.append(["Linear", shape[0], o] + draw(st.sampled_from([[], [0]])))
                 shape = (o,)
             else:
                 layers.append([kind])
@@ -111,8 +125,10 @@ def mutated_chain(draw):
         layers.insert(i, list(layers[i]))
     elif how == 3:  # a random layer anywhere
         kind = draw(st.sampled_from(["Linear", "Conv2d", "MaxPool2d", "Flatten", "ReLU",
-                                     "Sigmoid", "Dropout"]))
-        n = {"Linear": 2, "Conv2d": 5, "MaxPool2d": 2}.get(kind, 0)
+                                     "Sigmoid", "Dropout", "AvgPool2d", "AdaptiveAvgPool2d",
+                                     "Tanh", "LeakyReLU", "GELU"]))
+        n = {"Linear": 2, "Conv2d": 5, "MaxPool2d": 2, "AvgPool2d": 3, "AdaptiveAvgPool2d": 1,
+             "LeakyReLU": 1}.get(kind, 0)
         args = draw(st.lists(sometimes(st.integers(1, 6), ABSURD_INTS + ABSURD_OTHER, 2),
                              min_size=n, max_size=n))
         layers.insert(draw(st.integers(0, len(layers))), [kind] + args)
@@ -210,7 +226,8 @@ def _moderate(model, x):
             and np.isfinite(x.astype(np.float64)).all() and np.abs(x.astype(np.float64)).max(
                 initial=0) <= (255 if x.dtype == np.uint8 else 100)
             and all(np.isfinite(v).all() and np.abs(v).max(initial=0) <= 10
-                    for v in model.state_dict().values()))
+                    for v in model.state_dict().values())
+            and all(abs(getattr(layer, "negative_slope", 0)) <= 10 for layer in model.layers))
 
 
 def _finite_weights(model):

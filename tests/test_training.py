@@ -108,3 +108,21 @@ def test_thread_count_does_not_change_results_beyond_rounding(sample):
     finally:
         hc.set_threads(threads)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4, atol=1e-6)
+
+
+def test_net_with_the_new_layers_learns(sample):
+    """AvgPool2d, AdaptiveAvgPool2d, GELU, LeakyReLU, Tanh and bias=False in one small net: the
+    loss falls over a few epochs on part of the sample."""
+    train, test = sample
+    X, y = train.as_tuple()
+    X, y = X[:1024], y[:1024]
+    model = hc.Sequential(
+        hc.Conv2d(1, 8, 3, padding=1, bias=False), hc.GELU(), hc.AvgPool2d(2),
+        hc.Conv2d(8, 16, 3, padding=1, bias=False), hc.LeakyReLU(0.1),
+        hc.AvgPool2d(3, stride=2, padding=1), hc.Conv2d(16, 16, 3, padding=1), hc.Tanh(),
+        hc.AdaptiveAvgPool2d(1), hc.Flatten(), hc.Linear(16, 10, bias=False), seed=0)
+    opt = hc.SGD(model, lr=0.1, momentum=0.9)
+    history = hc.fit(model, opt, (X, y), epochs=4, batch_size=32, val=test, seed=0,
+                     progress=False)
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert history["val_accuracy"][-1] > 0.3  # chance is 0.10

@@ -2,6 +2,9 @@
 #include "heterocnn/activation.h"
 
 #include <cmath>
+#include <string>
+
+#include "heterocnn/error.h"
 
 namespace hc {
 
@@ -31,6 +34,50 @@ void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx)
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 
+void tanh_forward_cpu(int64_t n, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+}
+
+void tanh_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+}
+
+void leaky_relu_forward_cpu(int64_t n, float slope, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = v > 0.f ? v : slope * v;  // a NaN takes the second arm and stays NaN
+  }
+}
+
+void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = dy[i];
+    dx[i] = x[i] > 0.f ? g : slope * g;
+  }
+}
+
+void gelu_forward_cpu(int64_t n, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    y[i] = 0.5f * v * (1.f + std::erf(v * kSqrtHalf));
+  }
+}
+
+void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float cdf = 0.5f * (1.f + std::erf(v * kSqrtHalf));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
 void ReLU::forward_cpu(const Tensor& x, Tensor& y, float*) {
   relu_forward_cpu(x.numel(), x.data, y.data);
 }
@@ -46,6 +93,37 @@ void Sigmoid::forward_cpu(const Tensor& x, Tensor& y, float*) {
 void Sigmoid::backward_cpu(const Tensor&, const Tensor& y, const Tensor& dy, Tensor* dx,
                            float*) {
   if (dx) sigmoid_backward_cpu(y.numel(), y.data, dy.data, dx->data);
+}
+
+void Tanh::forward_cpu(const Tensor& x, Tensor& y, float*) {
+  tanh_forward_cpu(x.numel(), x.data, y.data);
+}
+
+void Tanh::backward_cpu(const Tensor&, const Tensor& y, const Tensor& dy, Tensor* dx, float*) {
+  if (dx) tanh_backward_cpu(y.numel(), y.data, dy.data, dx->data);
+}
+
+LeakyReLU::LeakyReLU(double negative_slope) : slope_(static_cast<float>(negative_slope)) {
+  if (!std::isfinite(negative_slope) || !std::isfinite(slope_))
+    fail_value("LeakyReLU(negative_slope=" + std::to_string(negative_slope) +
+               "): the slope must be a finite float32");
+}
+
+void LeakyReLU::forward_cpu(const Tensor& x, Tensor& y, float*) {
+  leaky_relu_forward_cpu(x.numel(), slope_, x.data, y.data);
+}
+
+void LeakyReLU::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
+                             float*) {
+  if (dx) leaky_relu_backward_cpu(x.numel(), slope_, x.data, dy.data, dx->data);
+}
+
+void GELU::forward_cpu(const Tensor& x, Tensor& y, float*) {
+  gelu_forward_cpu(x.numel(), x.data, y.data);
+}
+
+void GELU::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
+  if (dx) gelu_backward_cpu(x.numel(), x.data, dy.data, dx->data);
 }
 
 }  // namespace hc

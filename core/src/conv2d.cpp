@@ -1,4 +1,4 @@
-// x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo)
+// x (N,C,H,W), w (M,C,K,K), b (M,) or none -> y (N,M,Ho,Wo)
 #include "heterocnn/conv2d.h"
 
 #include <algorithm>
@@ -90,8 +90,10 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
       float* yn = y + n * M * hw;
-      for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
-      sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, x + n * in_n, hw, 1.f, yn, hw);
+      if (b)
+        for (int64_t m = 0; m < M; ++m) std::fill(yn + m * hw, yn + (m + 1) * hw, b[m]);
+      sgemm(Trans::N, Trans::N, M, hw, ckk, 1.f, w, ckk, x + n * in_n, hw, b ? 1.f : 0.f, yn,
+            hw);
       if (relu) relu_in_place(M * hw, yn);
     }
     return;
@@ -106,19 +108,24 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     return;
   }
   // y_n = [w | b] (M,CKK+1) * [col(x_n); 1] (CKK+1,HoWo): the bias is one more step of the
-  // GEMM's reduction, so y is written once (no bias fill, no read-back of C).
-  const int64_t kb = ckk + 1;
-  float* wb = ws;
-  for (int64_t m = 0; m < M; ++m) {
-    std::copy(w + m * ckk, w + (m + 1) * ckk, wb + m * kb);
-    wb[m * kb + ckk] = b[m];
+  // GEMM's reduction, so y is written once (no bias fill, no read-back of C). Without a bias,
+  // y_n = w * col(x_n).
+  const int64_t kb = b ? ckk + 1 : ckk;
+  const float* wb = w;
+  if (b) {
+    float* wbias = ws;
+    for (int64_t m = 0; m < M; ++m) {
+      std::copy(w + m * ckk, w + (m + 1) * ckk, wbias + m * kb);
+      wbias[m * kb + ckk] = b[m];
+    }
+    wb = wbias;
   }
-  float* cols = ws + M * kb;
+  float* cols = ws + M * (ckk + 1);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     float* col = cols + thread_id() * (col_size(g) + hw);
     im2col_cpu(g, x + n * in_n, col);
-    std::fill(col + ckk * hw, col + kb * hw, 1.f);
+    std::fill(col + ckk * hw, col + kb * hw, 1.f);  // the ones row (none without a bias)
     float* yn = y + n * M * hw;
     sgemm(Trans::N, Trans::N, M, hw, kb, 1.f, wb, kb, col, hw, 0.f, yn, hw);
     if (relu) relu_in_place(M * hw, yn);
@@ -193,7 +200,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
         im2row_cpu(g, xn, col);
         sgemm(Trans::N, Trans::N, M, ckk, hw, 1.f, dyn, hw, col, ckk, 1.f, dw_t, ckk);
       }
-      add_bias_grad(M, hw, dyn, db_t);
+      if (db) add_bias_grad(M, hw, dyn, db_t);
       if (!dx) continue;
       // dcol (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), then folded back into dx_n.
       float* dxn = dx + n * in_n;
@@ -210,7 +217,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
     // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
     const float* first = parts + col_size(g);
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < M * ckk + M; ++i) {
+    for (int64_t i = 0; i < M * ckk + (db ? M : 0); ++i) {
       float s = 0.f;
       for (int t = 0; t < team; ++t) s += first[t * per_thread + i];
       (i < M * ckk ? dw[i] : db[i - M * ckk]) = s;
@@ -219,7 +226,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-               int64_t padding)
+               int64_t padding, bool bias)
     : C_(in_channels), M_(out_channels), K_(kernel), stride_(stride), pad_(padding) {
   if (C_ <= 0 || M_ <= 0 || K_ <= 0 || stride_ <= 0 || pad_ < 0)
     fail_value("Conv2d(in_channels=" + std::to_string(C_) + ", out_channels=" +
@@ -233,7 +240,7 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
                "): the weight would hold more than 2^40 elements, or stride or padding exceeds "
                "2^40");
   add_param("weight", Shape{M_, C_, K_, K_});
-  add_param("bias", Shape{M_});
+  if (bias) add_param("bias", Shape{M_});
 }
 
 ConvGeom Conv2d::geom(const Shape& in) const {
@@ -279,8 +286,7 @@ void Conv2d::forward_cpu(const Tensor& x, Tensor& y, float* ws) {
 void Conv2d::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                           float* ws) {
   conv2d_backward_cpu(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
-                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(), ws,
-                      masked_dx_);
+                      dx ? dx->data : nullptr, params_[0].grad.data(), bias_grad(), ws, masked_dx_);
 }
 
 }  // namespace hc

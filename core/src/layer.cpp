@@ -5,6 +5,7 @@
 
 #include "heterocnn/activation.h"
 #include "heterocnn/batchnorm.h"
+#include "heterocnn/avgpool2d.h"
 #include "heterocnn/conv2d.h"
 #include "heterocnn/dropout.h"
 #include "heterocnn/cuda_api.h"
@@ -175,17 +176,27 @@ int64_t int_arg(const std::string& kind, const std::vector<double>& args, size_t
   return static_cast<int64_t>(v);
 }
 
+// Argument i of a spec as a flag (0 or 1), or `absent` when the spec stops before it.
+bool flag_arg(const std::string& kind, const std::vector<double>& args, size_t i, bool absent) {
+  if (i >= args.size()) return absent;
+  const double v = args[i];
+  if (v != 0.0 && v != 1.0)
+    fail_value(kind + ": argument " + std::to_string(i) + " must be 0 or 1, got " +
+               std::to_string(v));
+  return v == 1.0;
+}
+
 }  // namespace
 
 std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<double>& a) {
   auto n = [&](size_t i) { return int_arg(kind, a, i); };
-  if (kind == "Linear") {
-    expect_args(kind, a, 2);
-    return std::make_unique<Linear>(n(0), n(1));
+  if (kind == "Linear") {  // the bias flag is optional: older specs have 2 arguments
+    expect_args(kind, a, 3, 2);
+    return std::make_unique<Linear>(n(0), n(1), flag_arg(kind, a, 2, true));
   }
-  if (kind == "Conv2d") {
-    expect_args(kind, a, 5);
-    return std::make_unique<Conv2d>(n(0), n(1), n(2), n(3), n(4));
+  if (kind == "Conv2d") {  // the bias flag is optional: older specs have 5 arguments
+    expect_args(kind, a, 6, 5);
+    return std::make_unique<Conv2d>(n(0), n(1), n(2), n(3), n(4), flag_arg(kind, a, 5, true));
   }
   if (kind == "MaxPool2d") {
     expect_args(kind, a, 2);
@@ -215,6 +226,26 @@ std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<dou
   if (kind == "Dropout" || kind == "Dropout2d") {
     expect_args(kind, a, 1);
     return std::make_unique<Dropout>(a[0], kind == "Dropout2d");
+  }
+  if (kind == "AvgPool2d") {
+    expect_args(kind, a, 3);
+    return std::make_unique<AvgPool2d>(n(0), n(1), n(2));
+  }
+  if (kind == "AdaptiveAvgPool2d") {
+    expect_args(kind, a, 1);
+    return std::make_unique<AdaptiveAvgPool2d>(n(0));
+  }
+  if (kind == "Tanh") {
+    expect_args(kind, a, 0);
+    return std::make_unique<Tanh>();
+  }
+  if (kind == "LeakyReLU") {
+    expect_args(kind, a, 1);
+    return std::make_unique<LeakyReLU>(a[0]);
+  }
+  if (kind == "GELU") {
+    expect_args(kind, a, 0);
+    return std::make_unique<GELU>();
   }
   fail_value("unknown layer kind '" + kind + "'");
 }

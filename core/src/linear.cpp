@@ -11,8 +11,9 @@ namespace hc {
 
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                         const float* b, float* y, bool relu) {
-  for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
-  sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, 1.f, y, O);
+  if (b)
+    for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, b ? 1.f : 0.f, y, O);
   if (relu) relu_forward_cpu(N * O, y, y);  // the fused ReLU, while y is still in cache
 }
 
@@ -21,8 +22,8 @@ void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const 
   // dw (O,I) = dy^T (O,N) * x (N,I)
   sgemm(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I);
   // db (O,) = column sums of dy, row by row (the same order for every build and thread count).
-  std::fill(db, db + O, 0.f);
-  for (int64_t n = 0; n < N; ++n) {
+  if (db) std::fill(db, db + O, 0.f);
+  for (int64_t n = 0; db && n < N; ++n) {
     const float* __restrict__ d = dy + n * O;
     float* __restrict__ s = db;
 #pragma omp simd
@@ -34,7 +35,8 @@ void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const 
   if (relu_mask) relu_backward_cpu(N * I, x, dx, dx);
 }
 
-Linear::Linear(int64_t in_features, int64_t out_features) : I_(in_features), O_(out_features) {
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
+    : I_(in_features), O_(out_features) {
   if (I_ <= 0 || O_ <= 0)
     fail_value("Linear(in_features=" + std::to_string(I_) + ", out_features=" +
                std::to_string(O_) + "): sizes must be positive");
@@ -42,7 +44,7 @@ Linear::Linear(int64_t in_features, int64_t out_features) : I_(in_features), O_(
     fail_value("Linear(in_features=" + std::to_string(I_) + ", out_features=" +
                std::to_string(O_) + "): the weight would hold more than 2^40 elements");
   add_param("weight", Shape{O_, I_});
-  add_param("bias", Shape{O_});
+  if (bias) add_param("bias", Shape{O_});
 }
 
 Shape Linear::output_shape(const Shape& in) const {
@@ -54,14 +56,13 @@ Shape Linear::output_shape(const Shape& in) const {
 }
 
 void Linear::forward_cpu(const Tensor& x, Tensor& y, float*) {
-  linear_forward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), params_[1].value.data(),
-                     y.data, fused_relu_);
+  linear_forward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), bias(), y.data,
+                     fused_relu_);
 }
 
 void Linear::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
   linear_backward_cpu(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
-                      dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
-                      masked_dx_);
+                      dx ? dx->data : nullptr, params_[0].grad.data(), bias_grad(), masked_dx_);
 }
 
 }  // namespace hc

@@ -1,4 +1,4 @@
-// x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo)
+// x (N,C,H,W), w (M,C,K,K), b (M,) or none -> y (N,M,Ho,Wo)
 // Every pass is an implicit GEMM (conv_gemm.cu) that gathers the im2col entries while loading
 // its tiles, so the unrolled matrix never goes through device memory: forward with bias (and
 // ReLU) in the epilogue; dw and db together as one split GEMM over N*Ho*Wo summed in slice
@@ -53,7 +53,7 @@ void backward(const ConvGeom& g, int64_t N, int64_t M, const float* x, const flo
   const int64_t ckk = g.col_rows(), hw = g.col_cols();
   if (N == 0) {  // no samples: zero gradients
     HC_CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * M * ckk, stream));
-    HC_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * M, stream));
+    if (db) HC_CUDA_CHECK(cudaMemsetAsync(db, 0, sizeof(float) * M, stream));
     return;
   }
   if (!dx) {
@@ -118,8 +118,8 @@ void Conv2d::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t st
 void Conv2d::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx,
                            float* ws, cudaStream_t stream) {
   conv2d_backward_cuda(geom(x.shape), x.shape[0], M_, x.data, weight(), dy.data,
-                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
-                       ws, masked_dx_, stream);
+                       dx ? dx->data : nullptr, params_[0].grad.data(), bias_grad(), ws,
+                       masked_dx_, stream);
 }
 
 }  // namespace hc

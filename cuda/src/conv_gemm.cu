@@ -264,8 +264,8 @@ __global__ void wgrad_reduce_kernel(int M, int CKK, int slices, const float* __r
                                     float* __restrict__ dw, float* __restrict__ db) {
   column_sums(slices, (int64_t)M * (CKK + 1), part, [&](int64_t idx, float s) {
     const int64_t m = idx / (CKK + 1), r = idx - m * (CKK + 1);
-    if (r == CKK) db[m] = s;
-    else dw[m * CKK + r] = s;
+    if (r < CKK) dw[m * CKK + r] = s;
+    else if (db) db[m] = s;  // no bias: its row sums are dropped
   });
 }
 

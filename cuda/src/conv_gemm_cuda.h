@@ -18,7 +18,7 @@ void conv2d_implicit_forward_cuda(const ConvGeom& g, int64_t N, int64_t M, const
                                   const float* w, const float* b, bool relu, float* y,
                                   cudaStream_t stream);
 
-// x (N,C,H,W), dy (N,M,Ho,Wo) -> dw (M,C,K,K), db (M,), both overwritten. The N*Ho*Wo sum is
+// x (N,C,H,W), dy (N,M,Ho,Wo) -> dw (M,C,K,K), db (M,) (or null), overwritten. The N*Ho*Wo sum is
 // cut into slices whose partial (dw | db) products go to ws and are then added in slice order.
 size_t conv2d_implicit_wgrad_workspace(const ConvGeom& g, int64_t N, int64_t M);
 void conv2d_implicit_wgrad_cuda(const ConvGeom& g, int64_t N, int64_t M, const float* x,

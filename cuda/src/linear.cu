@@ -1,4 +1,4 @@
-// x (N,I), w (O,I), b (O,) -> y (N,O)
+// x (N,I), w (O,I), b (O,) or none -> y (N,O)
 #include <optional>
 
 #include "check.h"
@@ -38,7 +38,7 @@ void backward(int64_t N, int64_t I, int64_t O, const float* x, const float* w, c
   const cudaStream_t wstream = side ? side->stream() : stream;
   // dw (O,I) = dy^T (O,N) * x (N,I)
   sgemm_cuda(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I, wstream);
-  if (O > 0) {
+  if (O > 0 && db) {
     column_sum_kernel<<<column_sum_blocks(O), dim3(32, kColSumRows), 0, wstream>>>(N, O, dy, db);
     HC_CUDA_CHECK_LAUNCH("column_sum_kernel");
   }
@@ -81,15 +81,14 @@ size_t Linear::workspace_size_cuda(const Shape& in) const {
 
 void Linear::forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) {
   (fused_relu_ ? linear_relu_forward_cuda : linear_forward_cuda)(
-      x.shape[0], I_, O_, x.data, params_[0].value.data(), params_[1].value.data(), y.data, ws,
-      stream);
+      x.shape[0], I_, O_, x.data, params_[0].value.data(), bias(), y.data, ws, stream);
 }
 
 void Linear::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
                            cudaStream_t stream) {
   linear_backward_cuda(x.shape[0], I_, O_, x.data, params_[0].value.data(), dy.data,
-                       dx ? dx->data : nullptr, params_[0].grad.data(), params_[1].grad.data(),
-                       masked_dx_, stream);
+                       dx ? dx->data : nullptr, params_[0].grad.data(), bias_grad(), masked_dx_,
+                       stream);
 }
 
 }  // namespace hc

@@ -107,8 +107,6 @@ void check_window(const char* fn, int64_t H, int64_t W, int64_t K, int64_t strid
                std::to_string(W));
 }
 
-bool fits_int32(int64_t n) { return n < (int64_t{1} << 31) - (int64_t{1} << 24); }
-
 }  // namespace
 
 void maxpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,

@@ -28,7 +28,8 @@ void col2im_cuda(const ConvGeom& g, int64_t N, const float* col, float* x, cudaS
 void col2im_masked_cuda(const ConvGeom& g, int64_t N, const float* col, const float* mask,
                         float* x, cudaStream_t stream);
 
-// ---- conv2d.cu: x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo); ws holds the workspace
+// ---- conv2d.cu: x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo) (b and db null for a
+// convolution without bias, and so in linear.cu); ws holds the workspace
 // floats that the matching *_workspace_cuda function returns (may be null when it returns 0).
 size_t conv2d_forward_workspace_cuda(const ConvGeom& g, int64_t N, int64_t M);
 size_t conv2d_backward_workspace_cuda(const ConvGeom& g, int64_t N, int64_t M);
@@ -69,6 +70,23 @@ void maxpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t
                              const float* x, const float* dy, float* dx, bool relu_mask,
                              cudaStream_t stream);
 
+// ---- avgpool2d.cu: x (P=N*C planes, H, W) -> y (P, Ho, Wo).
+//   AvgPool2d: K x K windows moved by `stride` over the input padded by `pad` zeros, divided by
+//   K*K (the padding counted, floor mode). AdaptiveAvgPool2d: out x out windows
+//   [floor(i*H/out), ceil((i+1)*H/out)) divided by their size; out == 1 (global average
+//   pooling) is one warp per plane. dx is overwritten (one thread per input pixel gathers, no
+//   atomics); relu_mask as for maxpool2d.
+void avgpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                            int64_t pad, const float* x, float* y, cudaStream_t stream);
+void avgpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
+                             int64_t pad, const float* x, const float* dy, float* dx,
+                             bool relu_mask, cudaStream_t stream);
+void adaptive_avgpool2d_forward_cuda(int64_t P, int64_t H, int64_t W, int64_t out,
+                                     const float* x, float* y, cudaStream_t stream);
+void adaptive_avgpool2d_backward_cuda(int64_t P, int64_t H, int64_t W, int64_t out,
+                                      const float* x, const float* dy, float* dx,
+                                      bool relu_mask, cudaStream_t stream);
+
 // ---- activation.cu: x (n) -> y (n); backward from the forward's output y.
 void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
 void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
@@ -76,6 +94,17 @@ void relu_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
 void sigmoid_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
 void sigmoid_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
                            cudaStream_t stream);
+void tanh_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
+void tanh_backward_cuda(int64_t n, const float* y, const float* dy, float* dx,
+                        cudaStream_t stream);
+//   LeakyReLU and GELU: backward from the forward's input x.
+void leaky_relu_forward_cuda(int64_t n, float slope, const float* x, float* y,
+                             cudaStream_t stream);
+void leaky_relu_backward_cuda(int64_t n, float slope, const float* x, const float* dy, float* dx,
+                              cudaStream_t stream);
+void gelu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
+void gelu_backward_cuda(int64_t n, const float* x, const float* dy, float* dx,
+                        cudaStream_t stream);
 
 // ---- batchnorm.cu: x (N,C,S) -> y (N,C,S), as batchnorm_forward_cpu/backward_cpu
 // (heterocnn/batchnorm.h); ws holds batchnorm_workspace_cuda floats.

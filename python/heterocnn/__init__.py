@@ -17,6 +17,7 @@ from .memory import check_memory, estimate_memory
 from .metrics import confusion_matrix, format_confusion, loss_and_accuracy, per_class_accuracy
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .nn import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
+from .nn import GELU, AdaptiveAvgPool2d, AvgPool2d, LeakyReLU, Tanh
 from .onnx_export import export_onnx
 from .optim import SGD
 from .placement import Plan, plan
@@ -58,4 +59,5 @@ __all__ = [
     "plot_history", "predict", "read_history_csv", "save", "set_threads", "WarmupCosine",
     "write_history_csv",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "Dropout2d",
+    "AdaptiveAvgPool2d", "AvgPool2d", "GELU", "LeakyReLU", "Tanh",
 ]

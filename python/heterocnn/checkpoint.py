@@ -220,7 +220,7 @@ def _rebuild(path, arch, tensors):
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):
-        names_shapes = list(zip(("weight", "bias"), layer.param_shapes()))
+        names_shapes = list(zip(layer.param_names(), layer.param_shapes()))
         names_shapes += list(getattr(layer, "buffer_shapes", dict)().items())
         for name, shape in names_shapes:
             key = f"{i}.{name}"

@@ -29,6 +29,15 @@ def _positive_int(layer, name, value, minimum=1):
     return int(value)
 
 
+def _flag(layer, name, value):
+    """``value`` as a bool: True/False, or 1/0 as a spec holds it; else InvalidValueError."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if _is_int(value) and value in (0, 1):
+        return bool(value)
+    raise InvalidValueError(f"{layer}: {name} must be True or False, got {value!r}")
+
+
 def _seed(value, what="seed"):
     """A seed: an int in [0, 2^64 - 1] (the core's RNG takes 64 bits)."""
     if not _is_int(value) or not 0 <= value < 2**64:
@@ -48,6 +57,11 @@ class Module:
         """Shapes of the layer's parameters, in state_dict order (weight, bias)."""
         return []
 
+    def param_names(self):
+        """Names of the layer's parameters, in state_dict order, one per param_shapes() entry
+        (a layer without bias has "weight" alone)."""
+        return ["weight", "bias"][:len(self.param_shapes())]
+
     def _check_sizes(self):
         """Refuse parameters the core cannot hold (more than 2^40 elements), at construction."""
         for shape in self.param_shapes():
@@ -61,38 +75,52 @@ class Module:
 
 
 class Linear(Module):
-    """y = x @ W.T + b; x (N, in_features) -> (N, out_features)."""
+    """y = x @ W.T + b; x (N, in_features) -> (N, out_features). ``bias=False``: y = x @ W.T,
+    no bias parameter (state_dict has "i.weight" alone, as torch)."""
 
-    def __init__(self, in_features, out_features):
+    def __init__(self, in_features, out_features, bias=True):
         self.in_features = _positive_int("Linear", "in_features", in_features)
         self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.bias = _flag("Linear", "bias", bias)
         self._check_sizes()
 
-    def _spec(self):
-        return "Linear", [self.in_features, self.out_features]
+    def _spec(self):  # the bias flag only when off: specs of layers with bias stay as they were
+        return "Linear", [self.in_features, self.out_features] + ([] if self.bias else [0])
 
     def param_shapes(self):
-        return [(self.out_features, self.in_features), (self.out_features,)]
+        return [(self.out_features, self.in_features)] + ([(self.out_features,)] if self.bias
+                                                          else [])
+
+    def __repr__(self):
+        extra = "" if self.bias else ", bias=False"
+        return f"Linear({self.in_features}, {self.out_features}{extra})"
 
 
 class Conv2d(Module):
     """Cross-correlation, NCHW, square kernel; x (N, in, H, W) -> (N, out, Ho, Wo)."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         self.in_channels = _positive_int("Conv2d", "in_channels", in_channels)
         self.out_channels = _positive_int("Conv2d", "out_channels", out_channels)
         self.kernel_size = _positive_int("Conv2d", "kernel_size", kernel_size)
         self.stride = _positive_int("Conv2d", "stride", stride)
         self.padding = _positive_int("Conv2d", "padding", padding, minimum=0)
+        self.bias = _flag("Conv2d", "bias", bias)
         self._check_sizes()
 
-    def _spec(self):
+    def _spec(self):  # the bias flag only when off: specs of layers with bias stay as they were
         return "Conv2d", [self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                          self.padding]
+                          self.padding] + ([] if self.bias else [0])
 
     def param_shapes(self):
         k = self.kernel_size
-        return [(self.out_channels, self.in_channels, k, k), (self.out_channels,)]
+        return [(self.out_channels, self.in_channels, k, k)] + ([(self.out_channels,)]
+                                                                if self.bias else [])
+
+    def __repr__(self):
+        extra = "" if self.bias else ", bias=False"
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, "
+                f"{self.stride}, {self.padding}{extra})")
 
 
 class MaxPool2d(Module):
@@ -105,6 +133,36 @@ class MaxPool2d(Module):
 
     def _spec(self):
         return "MaxPool2d", [self.kernel_size, self.stride]
+
+
+class AvgPool2d(Module):
+    """Mean over kernel_size windows moved by stride (default kernel_size) over the input
+    padded by ``padding`` zeros, which count in the divisor (torch's count_include_pad=True);
+    floor mode. padding is at most kernel_size // 2, as torch requires."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel_size = _positive_int("AvgPool2d", "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else _positive_int(
+            "AvgPool2d", "stride", stride)
+        self.padding = _positive_int("AvgPool2d", "padding", padding, minimum=0)
+        if self.padding > self.kernel_size // 2:
+            raise InvalidValueError(f"AvgPool2d: padding must be at most kernel_size // 2 = "
+                                    f"{self.kernel_size // 2}, got {self.padding}")
+
+    def _spec(self):
+        return "AvgPool2d", [self.kernel_size, self.stride, self.padding]
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over the windows that cut (H, W) into output_size x output_size cells, as
+    torch.nn.AdaptiveAvgPool2d (window i: [floor(i*H/out), ceil((i+1)*H/out))). output_size=1
+    is global average pooling: (N, C, H, W) -> (N, C, 1, 1)."""
+
+    def __init__(self, output_size):
+        self.output_size = _positive_int("AdaptiveAvgPool2d", "output_size", output_size)
+
+    def _spec(self):
+        return "AdaptiveAvgPool2d", [self.output_size]
 
 
 class Flatten(Module):
@@ -207,6 +265,39 @@ class Dropout(_Dropout):
 
 class Dropout2d(_Dropout):
     """Whole channels dropped: one draw per (n, c) plane of an (N, C, H, W) input."""
+class Tanh(Module):
+    """tanh(x), element-wise."""
+
+
+class LeakyReLU(Module):
+    """x if x > 0 else negative_slope * x, element-wise."""
+
+    def __init__(self, negative_slope=0.01):
+        slope = None
+        if (isinstance(negative_slope, (int, float, np.integer, np.floating))
+                and not isinstance(negative_slope, (bool, np.bool_))):
+            try:
+                slope = float(negative_slope)
+            except OverflowError:  # an int beyond any float
+                pass
+        if slope is None or not abs(slope) <= float(np.finfo(np.float32).max):
+            raise InvalidValueError(f"LeakyReLU: negative_slope must be a finite float32 "
+                                    f"number, got {negative_slope!r:.100}")
+        self.negative_slope = slope
+
+    def _spec(self):
+        return "LeakyReLU", [self.negative_slope]
+
+
+class GELU(Module):
+    """x * Phi(x) = x/2 * (1 + erf(x / sqrt(2))), element-wise: torch's exact default
+    (approximate='none'; the 'tanh' approximation is not supported)."""
+
+    def __init__(self, approximate="none"):
+        if not isinstance(approximate, str) or approximate != "none":
+            raise InvalidValueError(f"GELU: approximate must be 'none' (the exact erf form; "
+                                    f"'tanh' is not supported), got {approximate!r}")
+        self.approximate = "none"
 
 
 LOSSES = ("cross_entropy", "bce")

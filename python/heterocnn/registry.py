@@ -16,28 +16,67 @@ class LayerKind:
     # (layer, torch.nn) -> the equivalent torch module
     to_torch: Callable
     # (layer, i, x, onnx.helper) -> ([nodes], output name): layer i applied to tensor x, its
-    # parameters the initializers "i.weight" and "i.bias"
+    # parameters the initializers "i.weight" and "i.bias" (layer.param_names())
     to_onnx: Callable
     # (layer, number of outputs of one sample) -> floating-point operations of its forward
     # for that sample (a multiply-add is 2)
     flops: Callable = lambda layer, n_out: 0
 
 
+def _params(layer, i):
+    """The initializer names of layer i's parameters (no bias input for bias=False)."""
+    return [f"{i}.{name}" for name in layer.param_names()]
+
+
 def _onnx_conv(layer, i, x, helper):
     k, p, y = layer.kernel_size, layer.padding, f"layer{i}"
-    return [helper.make_node("Conv", [x, f"{i}.weight", f"{i}.bias"], [y], kernel_shape=[k, k],
+    return [helper.make_node("Conv", [x, *_params(layer, i)], [y], kernel_shape=[k, k],
                              strides=[layer.stride] * 2, pads=[p, p, p, p])], y
 
 
 def _onnx_linear(layer, i, x, helper):  # x @ W.T + b
     y = f"layer{i}"
-    return [helper.make_node("Gemm", [x, f"{i}.weight", f"{i}.bias"], [y], transB=1)], y
+    return [helper.make_node("Gemm", [x, *_params(layer, i)], [y], transB=1)], y
 
 
 def _onnx_maxpool(layer, i, x, helper):
     k, y = layer.kernel_size, f"layer{i}"
     return [helper.make_node("MaxPool", [x], [y], kernel_shape=[k, k],
                              strides=[layer.stride] * 2)], y
+
+
+def _onnx_avgpool(layer, i, x, helper):  # zero padding counted, as torch's default
+    k, p, y = layer.kernel_size, layer.padding, f"layer{i}"
+    return [helper.make_node("AveragePool", [x], [y], kernel_shape=[k, k],
+                             strides=[layer.stride] * 2, pads=[p, p, p, p],
+                             count_include_pad=1)], y
+
+
+def _onnx_adaptive_avgpool(layer, i, x, helper):
+    if layer.output_size != 1:  # ONNX has no adaptive pooling; its windows depend on (H, W)
+        from .errors import InvalidValueError
+
+        raise InvalidValueError(f"layer {i} ({layer!r}): ONNX export supports "
+                                "AdaptiveAvgPool2d(1) (GlobalAveragePool) only")
+    y = f"layer{i}"
+    return [helper.make_node("GlobalAveragePool", [x], [y])], y
+
+
+def _onnx_gelu(layer, i, x, helper):
+    """x/2 * (1 + erf(x / sqrt 2)) from opset-13 nodes (Gelu itself needs opset 20)."""
+    from onnx import TensorProto
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(
+            name, TensorProto.FLOAT, [], [value]))
+
+    p, y = f"layer{i}_", f"layer{i}"
+    return [const(p + "sqrt2", math.sqrt(2.0)), const(p + "one", 1.0), const(p + "half", 0.5),
+            helper.make_node("Div", [x, p + "sqrt2"], [p + "scaled"]),
+            helper.make_node("Erf", [p + "scaled"], [p + "erf"]),
+            helper.make_node("Add", [p + "erf", p + "one"], [p + "cdf2"]),
+            helper.make_node("Mul", [x, p + "cdf2"], [p + "x_cdf2"]),
+            helper.make_node("Mul", [p + "x_cdf2", p + "half"], [y])], y
 
 
 def _onnx_op(op, **attrs):
@@ -83,16 +122,30 @@ _NORM_AND_DROPOUT = (
 )
 
 LAYERS = {kind.cls.__name__: kind for kind in (
-    LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features), _onnx_linear,
-              lambda l, n: n * (2 * l.in_features + 1)),
+    LayerKind(nn.Linear, lambda l, tnn: tnn.Linear(l.in_features, l.out_features, bias=l.bias),
+              _onnx_linear, lambda l, n: n * (2 * l.in_features + int(l.bias))),
     LayerKind(nn.Conv2d, lambda l, tnn: tnn.Conv2d(l.in_channels, l.out_channels, l.kernel_size,
-                                                   stride=l.stride, padding=l.padding),
-              _onnx_conv, lambda l, n: n * (2 * l.in_channels * l.kernel_size ** 2 + 1)),
+                                                   stride=l.stride, padding=l.padding,
+                                                   bias=l.bias),
+              _onnx_conv, lambda l, n: n * (2 * l.in_channels * l.kernel_size ** 2 + int(l.bias))),
     LayerKind(nn.MaxPool2d, lambda l, tnn: tnn.MaxPool2d(l.kernel_size, stride=l.stride),
               _onnx_maxpool, lambda l, n: n * l.kernel_size ** 2),  # comparisons
     LayerKind(nn.Flatten, lambda l, tnn: tnn.Flatten(), _onnx_op("Flatten", axis=1)),
     LayerKind(nn.ReLU, lambda l, tnn: tnn.ReLU(), _onnx_op("Relu"), lambda l, n: n),
     LayerKind(nn.Sigmoid, lambda l, tnn: tnn.Sigmoid(), _onnx_op("Sigmoid"), lambda l, n: n),
+    # average pooling and the activations of issue 13 (FLOPs: adds and a division per output;
+    # one per element for the activations, as for Sigmoid)
+    LayerKind(nn.AvgPool2d,
+              lambda l, tnn: tnn.AvgPool2d(l.kernel_size, stride=l.stride, padding=l.padding),
+              _onnx_avgpool, lambda l, n: n * l.kernel_size ** 2),
+    LayerKind(nn.AdaptiveAvgPool2d, lambda l, tnn: tnn.AdaptiveAvgPool2d(l.output_size),
+              _onnx_adaptive_avgpool),  # the window sizes depend on the input: not counted
+    LayerKind(nn.Tanh, lambda l, tnn: tnn.Tanh(), _onnx_op("Tanh"), lambda l, n: n),
+    LayerKind(nn.LeakyReLU, lambda l, tnn: tnn.LeakyReLU(l.negative_slope),
+              lambda l, i, x, helper: _onnx_op("LeakyRelu", alpha=l.negative_slope)(l, i, x,
+                                                                                     helper),
+              lambda l, n: n),
+    LayerKind(nn.GELU, lambda l, tnn: tnn.GELU(), _onnx_gelu, lambda l, n: n),
 ) + _NORM_AND_DROPOUT}
 
 

@@ -10,6 +10,7 @@
 #include "../../core/src/cpu_features.h"
 #include "check.h"
 #include "heterocnn/activation.h"
+#include "heterocnn/avgpool2d.h"
 #include "heterocnn/conv2d.h"
 #include "heterocnn/error.h"
 #include "heterocnn/im2col.h"
@@ -472,6 +473,75 @@ TEST(sizes_are_bounded_and_checked) {
   auto conv = make_layer("Conv2d", {64, 1, 64, 1, 32});
   CHECK(throws([&] { conv->output_shape(Shape{1 << 16, 64, 64, 64}); }, ErrorKind::Shape,
                "unrolled windows"));
+}
+
+TEST(avgpool_by_hand) {
+  // 3x4 plane, 2x2 windows, stride 2, padding 1: 2x3 outputs, each over 4 (the padding counts).
+  const float x[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  float y[6], dx[12];
+  avgpool2d_forward_cpu(1, 3, 4, 2, 2, 1, x, y);
+  const float want[] = {1 / 4.f, 5 / 4.f, 4 / 4.f, 14 / 4.f, 34 / 4.f, 20 / 4.f};
+  for (int i = 0; i < 6; ++i) CHECK(y[i] == want[i]);
+  const float dy[] = {4, 8, 12, 16, 20, 24};
+  avgpool2d_backward_cpu(1, 3, 4, 2, 2, 1, x, dy, dx);
+  const float dwant[] = {1, 2, 2, 3, 4, 5, 5, 6, 4, 5, 5, 6};
+  for (int i = 0; i < 12; ++i) CHECK(dx[i] == dwant[i]);
+  // Adaptive 3x3 of the 3x4 plane: rows one each, columns [0,2), [1,3), [2,4); global: the
+  // mean.
+  float a[9], g[1], da[4];
+  adaptive_avgpool2d_forward_cpu(1, 3, 4, 3, x, a);
+  CHECK(a[0] == 1.5f && a[1] == 2.5f && a[2] == 3.5f && a[8] == 11.5f);
+  const float row[] = {1, 2, 3, 4};
+  adaptive_avgpool2d_forward_cpu(1, 2, 2, 1, row, g);
+  CHECK(g[0] == 2.5f);
+  const float dg[] = {8};
+  adaptive_avgpool2d_backward_cpu(1, 2, 2, 1, row, dg, da);
+  for (int i = 0; i < 4; ++i) CHECK(da[i] == 2);
+}
+
+TEST(avgpool_backward_with_relu_mask_equals_relu_backward_after_it) {
+  const int64_t P = 4, H = 9, W = 7;
+  std::vector<float> x = randn(P * H * W, 21);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = i % 7 == 0 ? 0.f : std::max(x[i], 0.f);
+  x[3] = NAN;
+  const int64_t Ho = (H + 2 - 3) / 2 + 1, Wo = (W + 2 - 3) / 2 + 1;
+  std::vector<float> dy = randn(P * Ho * Wo, 22), dya = randn(P * 9, 23);
+  std::vector<float> pooled(x.size()), want(x.size()), got(x.size());
+  avgpool2d_backward_cpu(P, H, W, 3, 2, 1, x.data(), dy.data(), pooled.data());
+  relu_backward_cpu(P * H * W, x.data(), pooled.data(), want.data());
+  avgpool2d_backward_cpu(P, H, W, 3, 2, 1, x.data(), dy.data(), got.data(), true);
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  for (int64_t out : {1, 3}) {
+    adaptive_avgpool2d_backward_cpu(P, H, W, out, x.data(), dya.data(), pooled.data());
+    relu_backward_cpu(P * H * W, x.data(), pooled.data(), want.data());
+    adaptive_avgpool2d_backward_cpu(P, H, W, out, x.data(), dya.data(), got.data(), true);
+    CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST(new_activations_by_hand) {
+  const float x[] = {-2, -0.f, 0.5f, 3};
+  const float dy[] = {1, 1, 2, 3};
+  float y[4], dx[4];
+  leaky_relu_forward_cpu(4, 0.1f, x, y);
+  CHECK(y[0] == -0.2f && y[1] == 0 && y[2] == 0.5f && y[3] == 3);
+  leaky_relu_backward_cpu(4, 0.1f, x, dy, dx);
+  CHECK(dx[0] == 0.1f && dx[1] == 0.1f && dx[2] == 2 && dx[3] == 3);
+  tanh_forward_cpu(4, x, y);
+  CHECK_NEAR(y[0], std::tanh(-2.0), 1e-7);
+  tanh_backward_cpu(4, y, dy, dx);
+  CHECK_NEAR(dx[2], 2 * (1 - std::tanh(0.5) * std::tanh(0.5)), 1e-6);
+  gelu_forward_cpu(4, x, y);
+  CHECK_NEAR(y[3], 3 * 0.5 * (1 + std::erf(3 / std::sqrt(2.0))), 1e-6);
+  CHECK(y[1] == 0);
+  gelu_backward_cpu(4, x, dy, dx);
+  CHECK_NEAR(dx[1], 0.5, 1e-7);  // Phi(0) + 0
+  // Conv2d and Linear without bias: no bias parameter; the spec flag is checked.
+  CHECK(make_layer("Conv2d", {1, 2, 3, 1, 0, 0})->params().size() == 1);
+  CHECK(make_layer("Conv2d", {1, 2, 3, 1, 0})->params().size() == 2);
+  CHECK(make_layer("Linear", {3, 2, 0})->params().size() == 1);
+  CHECK(throws([] { make_layer("Linear", {3, 2, 2}); }, ErrorKind::Value, "0 or 1"));
+  CHECK(throws([] { make_layer("AvgPool2d", {3, 1, 2}); }, ErrorKind::Value, "at most"));
 }
 
 TEST_MAIN()

@@ -1,5 +1,6 @@
-// Element-wise activations, as torch.nn.ReLU and torch.nn.Sigmoid.
-//   x (any shape) -> y (same shape); backward uses the forward's output y.
+// Element-wise activations, as torch.nn.ReLU, Sigmoid, Tanh, LeakyReLU and GELU.
+//   x (any shape) -> y (same shape); backward uses the forward's output y (ReLU, Sigmoid,
+//   Tanh) or its input x (LeakyReLU, GELU).
 #pragma once
 #include "heterocnn/layer.h"
 
@@ -13,6 +14,17 @@ void relu_forward_cpu(int64_t n, const float* x, float* y);
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y);
 void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+void tanh_forward_cpu(int64_t n, const float* x, float* y);
+void tanh_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
+// y = x > 0 ? x : slope * x (NaN passes through); dx = x > 0 ? dy : slope * dy, as torch.
+void leaky_relu_forward_cpu(int64_t n, float slope, const float* x, float* y);
+void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float* dy, float* dx);
+// The exact GELU: y = x * Phi(x) = x/2 * (1 + erf(x / sqrt 2));
+// dx = dy * (Phi(x) + x * phi(x)), phi the standard normal density (constants for both sides).
+constexpr float kSqrtHalf = 0.70710678118654752f;    // 1 / sqrt(2)
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1 / sqrt(2 pi)
+void gelu_forward_cpu(int64_t n, const float* x, float* y);
+void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
 
 class ReLU : public Layer {
  public:
@@ -36,6 +48,69 @@ class ReLU : public Layer {
 class Sigmoid : public Layer {
  public:
   std::string kind() const override { return "Sigmoid"; }
+  Shape output_shape(const Shape& in) const override {
+    in.check();
+    return in;
+  }
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+#ifdef HC_WITH_CUDA
+  void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) override;
+  void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     cudaStream_t stream) override;
+#endif
+};
+
+// The three below: element-wise layers like ReLU and Sigmoid, no parameters.
+
+class Tanh : public Layer {
+ public:
+  std::string kind() const override { return "Tanh"; }
+  Shape output_shape(const Shape& in) const override {
+    in.check();
+    return in;
+  }
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+#ifdef HC_WITH_CUDA
+  void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) override;
+  void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     cudaStream_t stream) override;
+#endif
+};
+
+class LeakyReLU : public Layer {
+ public:
+  explicit LeakyReLU(double negative_slope);
+  std::string kind() const override { return "LeakyReLU"; }
+  Shape output_shape(const Shape& in) const override {
+    in.check();
+    return in;
+  }
+
+ protected:
+  void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
+  void backward_cpu(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx,
+                    float* ws) override;
+#ifdef HC_WITH_CUDA
+  void forward_cuda(const Tensor& x, Tensor& y, float* ws, cudaStream_t stream) override;
+  void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
+                     cudaStream_t stream) override;
+#endif
+
+ private:
+  float slope_;
+};
+
+class GELU : public Layer {
+ public:
+  std::string kind() const override { return "GELU"; }
   Shape output_shape(const Shape& in) const override {
     in.check();
     return in;

@@ -1,5 +1,5 @@
 // Conv2d: cross-correlation, NCHW, square kernel, as torch.nn.Conv2d.
-//   x (N,C,H,W), w (M,C,K,K), b (M,) -> y (N,M,Ho,Wo)
+//   x (N,C,H,W), w (M,C,K,K), b (M,) or none -> y (N,M,Ho,Wo)
 // Computed per sample as a GEMM over the im2col matrix (thesis 4.1-4.2): y_n = w * col(x_n) + b.
 #pragma once
 #include "heterocnn/im2col.h"
@@ -20,6 +20,7 @@ size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);
 
 // relu: y = max(conv(x) + b, 0), applied to each sample's output right after its GEMM.
+// b may be null (a convolution without bias), and so may db below.
 void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x, const float* w,
                         const float* b, float* y, float* ws, bool relu = false);
 // dx may be null (first layer). dw and db are overwritten. relu_mask: each dx_n also goes
@@ -31,7 +32,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
 class Conv2d : public Layer {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-         int64_t padding);
+         int64_t padding, bool bias = true);
   std::string kind() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
@@ -52,7 +53,9 @@ class Conv2d : public Layer {
  private:
   ConvGeom geom(const Shape& in) const;
   float* weight() { return params_[0].value.data(); }
-  float* bias() { return params_[1].value.data(); }
+  // The bias and its gradient, null without one (bias=False: no "bias" parameter at all).
+  float* bias() { return params_.size() > 1 ? params_[1].value.data() : nullptr; }
+  float* bias_grad() { return params_.size() > 1 ? params_[1].grad.data() : nullptr; }
   int64_t C_, M_, K_, stride_, pad_;
 };
 

@@ -117,8 +117,10 @@ class Layer {
 
 // Builds a layer from the spec the Python side sends: its kind and the arguments of its Python
 // constructor, in order, as numbers (integers, flags as 0/1, and real numbers):
-//   Linear(in, out), Conv2d(in, out, kernel, stride, padding), MaxPool2d(kernel, stride),
-//   Flatten(), ReLU(), Sigmoid(),
+//   Linear(in, out[, bias]), Conv2d(in, out, kernel, stride, padding[, bias]) (bias 0/1,
+//   default 1), MaxPool2d(kernel, stride), Flatten(), ReLU(), Sigmoid(),
+//   AvgPool2d(kernel, stride, padding), AdaptiveAvgPool2d(output_size), Tanh(),
+//   LeakyReLU(negative_slope) (a real number), GELU(),
 //   BatchNorm2d(num_features, eps, momentum, affine), BatchNorm1d(the same), Dropout(p),
 //   Dropout2d(p).
 // An argument that must be an integer and is not (or is beyond 2^62) is a Value error.

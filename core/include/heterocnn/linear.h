@@ -1,11 +1,12 @@
 // Linear: y = x w^T + b over the whole minibatch as one GEMM (thesis 4.3), as torch.nn.Linear.
-//   x (N,I), w (O,I), b (O,) -> y (N,O)
+//   x (N,I), w (O,I), b (O,) or none -> y (N,O)
 #pragma once
 #include "heterocnn/layer.h"
 
 namespace hc {
 
 // relu: y = max(x w^T + b, 0) (a ReLU fused into the GEMM's output pass; NaN passes through).
+// b may be null (a layer without bias), and so may db below.
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                         const float* b, float* y, bool relu = false);
 // dx may be null (first layer). dw and db are overwritten. relu_mask: dx also goes through the
@@ -16,7 +17,7 @@ void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const 
 
 class Linear : public Layer {
  public:
-  Linear(int64_t in_features, int64_t out_features);
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
   std::string kind() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
@@ -34,6 +35,9 @@ class Linear : public Layer {
 #endif
 
  private:
+  // The bias and its gradient, null without one (bias=False: no "bias" parameter at all).
+  float* bias() { return params_.size() > 1 ? params_[1].value.data() : nullptr; }
+  float* bias_grad() { return params_.size() > 1 ? params_[1].grad.data() : nullptr; }
   int64_t I_, O_;
 };
 
