@@ -323,7 +323,7 @@ void test_softmax_ce(int64_t N, int64_t K, bool grad) {
              Dev<float> dZ(z), dDZ(N * K);
              Dev<int64_t> dL(lab);
              Dev<LossResult> dR(1);
-             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 1.f, 0);
+             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 1.f, 0.f, 0);
              const LossResult g = dR.get()[0];
              c.cmp("loss", Vec{float(g.loss)}, Vec{float(r.loss)}, 1e-5);
              c.expect("correct", g.correct == r.correct);

@@ -17,7 +17,7 @@ from .memory import check_memory, estimate_memory
 from .metrics import confusion_matrix, format_confusion, loss_and_accuracy, per_class_accuracy
 from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Sigmoid
 from .onnx_export import export_onnx
-from .optim import SGD
+from .optim import SGD, Adam, AdamW
 from .placement import Plan, plan
 from .rebalance import Rebalancer
 from .preprocess import load_image
@@ -46,7 +46,7 @@ def cuda_available():
 
 
 __all__ = [
-    "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset",
+    "Adam", "AdamW", "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset",
     "DeviceError", "DeviceOutOfMemoryError", "DTypeError", "EarlyStopping", "Flatten",
     "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "MissingExtraError", "Module",
     "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError",
