@@ -370,6 +370,28 @@ def test_memory_accounting_counts_adams_two_buffers():
         hc.estimate_memory(model, 8, (1, 28, 28), optimizer_states=-1)
 
 
+def test_the_planner_counts_adams_two_buffers(monkeypatch):
+    import sys
+    import types
+
+    import heterocnn.data_parallel as dp
+    from test_placement import plan_table
+
+    monkeypatch.setattr(dp, "canonical_device", lambda d: d)  # the table names a GPU
+
+    table = plan_table()
+    two = table.with_optimizer_states(2)
+    assert two.layer_memory["cpu"] == [10**6 + 624, 10**5, 0, 10**5 + 47080]
+    assert table.layer_memory["cpu"] == [10**6, 10**5, 0, 10**5]  # the measured one unchanged
+    assert table.with_optimizer_states(1) is table
+    with pytest.raises(hc.InvalidValueError, match="optimizer_states"):
+        table.with_optimizer_states("2")
+    monkeypatch.setitem(sys.modules, "heterocnn.measure",
+                        types.SimpleNamespace(measure=lambda *a, **k: plan_table()))
+    assert hc.plan("model", 64, (1, 28, 28), optimizer_states=2).table.layer_memory == \
+        two.layer_memory
+
+
 def test_recipe_and_cli_choose_the_optimizer(tmp_path, capsys):
     pytest.importorskip("safetensors")
     from heterocnn.cli import main

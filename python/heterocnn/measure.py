@@ -21,7 +21,6 @@ and mode (cost_cache.py); a corrupt or stale cache is measured again with a one-
 import platform
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -205,8 +204,8 @@ def _measure(model, batch_size, input_shape, devices, mode):
         param_bytes=param_bytes, layer_memory={}, memory_limit={}, transfer={}, step_s={},
         notes=[f"measured {time.strftime('%Y-%m-%d %H:%M:%S')} with {_core.build_info()['threads']}"
                " CPU threads"])
-    # Parameters, their gradients and momenta (one optimizer buffer: optimizer_states()
-    # counts others), the layer's output and two gradient buffers.
+    # Parameters, their gradients and momenta (one optimizer buffer: CostTable
+    # .with_optimizer_states counts others), the layer's output and two gradient buffers.
     per_layer = [3 * p + 3 * a for p, a in zip(param_bytes, act_bytes)]
     for device in devices:
         _measure_device(model, device, x, y, mode, table)
@@ -245,13 +244,11 @@ def _dp_overhead(model, x, y, table):
     return max(0.0, seconds - cost.seconds)
 
 
-def measure(model, batch_size, input_shape, devices=None, mode="train", cache=True,
-            optimizer_states=1):
+def measure(model, batch_size, input_shape, devices=None, mode="train", cache=True):
     """The CostTable of ``model`` at ``batch_size`` samples of ``input_shape`` (one sample,
     e.g. (1, 28, 28)) on ``devices`` (default: the CPU and every GPU), for a training step
     (mode "train") or a forward pass ("infer"). From the cache when it holds one for this
-    setup (``cache=False`` measures anyway). Its layer memory counts ``optimizer_states``
-    optimizer buffers per parameter (SGD 1, Adam 2)."""
+    setup (``cache=False`` measures anyway)."""
     from .nn import Sequential
 
     if not isinstance(model, Sequential):
@@ -269,25 +266,11 @@ def measure(model, batch_size, input_shape, devices=None, mode="train", cache=Tr
     if cache:
         table, note = cost_cache.load(key)
         if table is not None:
-            return optimizer_states_of(table, optimizer_states)
+            return table
         if note:
             print(f"heterocnn: {note}", file=sys.stderr)
     table = _measure(model, batch_size, input_shape, devices, mode)
     note = cost_cache.store(key, table) if cache else None
     if note:
         print(f"heterocnn: {note}", file=sys.stderr)
-    return optimizer_states_of(table, optimizer_states)
-
-
-def optimizer_states_of(table, states):
-    """``table`` (measured and cached with one optimizer buffer per parameter, SGD's) with its
-    training step's layer memory counting ``states`` buffers instead."""
-    if isinstance(states, bool) or not isinstance(states, (int, np.integer)) \
-            or not 0 <= states <= 8:
-        raise InvalidValueError(f"optimizer_states must be an integer from 0 to 8, got "
-                                f"{states!r:.100}")
-    if states == 1 or table.mode != "train":
-        return table
-    extra = [(int(states) - 1) * p for p in table.param_bytes]
-    return replace(table, layer_memory={d: [m + e for m, e in zip(mem, extra)]
-                                        for d, mem in table.layer_memory.items()})
+    return table

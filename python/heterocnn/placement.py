@@ -681,6 +681,5 @@ def plan(model, batch_size, input_shape, devices=None, mode="train", optimizer_s
     memory limits count."""
     from .measure import measure
 
-    table = measure(model, batch_size, input_shape, devices=devices, mode=mode,
-                    optimizer_states=optimizer_states)
-    return make_plan(table)
+    table = measure(model, batch_size, input_shape, devices=devices, mode=mode)
+    return make_plan(table.with_optimizer_states(optimizer_states))
