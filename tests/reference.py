@@ -196,13 +196,14 @@ def gelu_backward(x, dy):
     return dy * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
 
 
-def softmax_cross_entropy(z, labels):
-    """z (N,K), labels (N,) -> mean loss, dz (N,K)"""
-    N = z.shape[0]
+def softmax_cross_entropy(z, labels, label_smoothing=0.0):
+    """z (N,K), labels (N,) -> mean loss, dz (N,K), against the target
+    q = (1 - label_smoothing) * onehot + label_smoothing / K (torch.nn.CrossEntropyLoss)"""
+    N, K = z.shape
     zs = z - z.max(axis=1, keepdims=True)
     logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
-    onehot = np.eye(z.shape[1])[labels]
-    return -(logp * onehot).sum() / N, (np.exp(logp) - onehot) / N
+    q = (1 - label_smoothing) * np.eye(K)[labels] + label_smoothing / K
+    return -(logp * q).sum() / N, (np.exp(logp) - q) / N
 
 
 def sigmoid_bce(z, labels):
@@ -212,11 +213,28 @@ def sigmoid_bce(z, labels):
     return loss.mean(), ((sigmoid_forward(z1) - y) / len(z1))[:, None]
 
 
-def sgd_step(p, g, v, lr, momentum, weight_decay):
-    """torch.optim.SGD: -> new p, new v"""
+def sgd_step(p, g, v, lr, momentum, weight_decay, dampening=0.0, nesterov=False, first=False):
+    """torch.optim.SGD: -> new p, new v. ``first``: the first step, where torch's buffer is
+    the gradient itself (no dampening)."""
     g = g + weight_decay * p
-    v = momentum * v + g if momentum else g
-    return p - lr * v, v
+    if not momentum:
+        return p - lr * g, g
+    v = g if first else momentum * v + (1 - dampening) * g
+    return p - lr * (g + momentum * v if nesterov else v), v
+
+
+def adam_step(p, g, m, v, t, lr, betas, eps, weight_decay, decoupled=False):
+    """torch.optim.Adam at step t (1, 2, ...), torch.optim.AdamW with ``decoupled``:
+    -> new p, new m (exp_avg), new v (exp_avg_sq)"""
+    b1, b2 = betas
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
 # -- normalisation and dropout ---------------------------------------------------------------

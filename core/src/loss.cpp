@@ -6,25 +6,37 @@
 namespace hc {
 
 LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
-                                     const int64_t* labels, float* dlogits, float grad_scale) {
+                                     const int64_t* labels, float* dlogits, float grad_scale,
+                                     float label_smoothing) {
   LossResult r;
   const float inv_n = grad_scale / static_cast<float>(N);
+  // The target's mass: `on` at the label, `off` at every class (both times inv_n for the
+  // gradient). With no smoothing on = inv_n and off = 0, the unsmoothed arithmetic exactly.
+  const double eps = label_smoothing;
+  const float on = static_cast<float>(1.0 - eps) * inv_n;
+  const float off = static_cast<float>(eps / static_cast<double>(K)) * inv_n;
   for (int64_t n = 0; n < N; ++n) {
     const float* z = logits + n * K;
     int64_t arg = 0;
     for (int64_t k = 1; k < K; ++k)
       if (z[k] > z[arg]) arg = k;
     const float zmax = z[arg];
-    double sum = 0.0;
+    double sum = 0.0, shifted = 0.0;  // sum of exp(z - zmax); of z - zmax (smoothing only)
     for (int64_t k = 0; k < K; ++k) sum += std::exp(static_cast<double>(z[k] - zmax));
     const double log_sum = std::log(sum);
-    r.loss += log_sum - (z[labels[n]] - zmax);
+    if (eps > 0.0) {
+      for (int64_t k = 0; k < K; ++k) shifted += static_cast<double>(z[k] - zmax);
+      // -sum_k q_k log softmax_k = log_sum - (1 - eps) (z_y - zmax) - eps/K sum_k (z_k - zmax)
+      r.loss += log_sum - (1.0 - eps) * (z[labels[n]] - zmax) - eps / K * shifted;
+    } else {
+      r.loss += log_sum - (z[labels[n]] - zmax);
+    }
     r.correct += arg == labels[n];
     if (dlogits) {
       float* d = dlogits + n * K;
       for (int64_t k = 0; k < K; ++k)
-        d[k] = static_cast<float>(std::exp(z[k] - zmax - log_sum)) * inv_n;
-      d[labels[n]] -= inv_n;
+        d[k] = static_cast<float>(std::exp(z[k] - zmax - log_sum)) * inv_n - off;
+      d[labels[n]] -= on;
     }
   }
   r.loss /= static_cast<double>(N);

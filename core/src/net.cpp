@@ -24,7 +24,12 @@ std::vector<Place> PlaceBuffers::places() const {
   return out;
 }
 
-Net::Net(LossKind loss) : loss_(loss) {}
+Net::Net(LossKind loss, float label_smoothing) : loss_(loss), label_smoothing_(label_smoothing) {
+  if (!(label_smoothing >= 0.f && label_smoothing <= 1.f))
+    fail_value("label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
+  if (loss == LossKind::BCE && label_smoothing != 0.f)
+    fail_value("label_smoothing is for loss 'cross_entropy', not 'bce'");
+}
 Net::~Net() = default;
 
 namespace {
@@ -415,7 +420,8 @@ LossResult Net::run_loss(const int64_t* labels, bool with_grad, float weight) {
   float* d = with_grad ? dlogits_.data : nullptr;
   return loss_ == LossKind::BCE
              ? sigmoid_bce_cpu(z.shape[0], z.data, labels, d, weight)
-             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, d, weight);
+             : softmax_cross_entropy_cpu(z.shape[0], z.shape[1], z.data, labels, d, weight,
+                                         label_smoothing_);
 }
 
 void Net::run_update(Optimizer& opt) {
@@ -476,6 +482,7 @@ LossResult Net::run_grads(const float* x, const int64_t* labels, float weight) {
 int Net::start_step(const float* x, const Shape& in, const int64_t* labels, Optimizer& opt,
                     LossResult* out) {
   prepare_host_batch(x, in, labels);
+  opt.begin_step();  // the batch is good: this step counts, before its config is written
 #ifdef HC_WITH_CUDA
   if (single_cuda_device() >= 0) {
     const int slot = upload_host_batch_cuda(x, labels, &opt);
@@ -491,6 +498,7 @@ int Net::start_step(const float* x, const Shape& in, const int64_t* labels, Opti
 int Net::start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt,
                        LossResult* out) {
   prepare_device_batch(data, idx, n);
+  opt.begin_step();
 #ifdef HC_WITH_CUDA
   const int slot = upload_gather_batch_cuda(data, idx, n, &opt);
   return launch_step_cuda(data.place().index, slot, &opt, 1.f, out);
@@ -560,6 +568,7 @@ double Net::last_grads_seconds() {
 }
 
 void Net::apply_update(Optimizer& opt) {
+  opt.begin_step();
   run_update(opt);
   wait();
 }

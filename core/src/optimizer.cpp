@@ -52,6 +52,12 @@ void Optimizer::follow(const ParamStore& store) {
 
 void Optimizer::reset() {
   for (PlaceState& s : places_) s.memory.zero();
+  steps_ = 0;
+}
+
+void Optimizer::set_steps(int64_t steps) {
+  if (steps < 0) fail_value("an optimizer's step count must be >= 0, got " + std::to_string(steps));
+  steps_ = steps;
 }
 
 void Optimizer::get_state(const ParamStore& store, int k, size_t i, float* dst) {
@@ -86,11 +92,29 @@ void Optimizer::update(ParamStore& store, Place place, const void* device_config
 #endif
 }
 
-void Sgd::write_config(void* dst) const { std::memcpy(dst, &config_, sizeof(SgdConfig)); }
+SgdConfig Sgd::step_config() const {
+  SgdConfig c = config_;
+  if (steps() <= 1) c.dampening = 0.f;  // torch: the first step's buffer is g itself
+  return c;
+}
+
+void Sgd::write_config(void* dst) const {
+  const SgdConfig c = step_config();
+  std::memcpy(dst, &c, sizeof(SgdConfig));
+}
 
 void Sgd::update_cpu(float* p, const float* g, float* const* state, size_t n) {
   const SgdSlice all{static_cast<int64_t>(n), p, g, state[0]};
-  sgd_update_all_cpu(&all, 1, config_);
+  sgd_update_all_cpu(&all, 1, step_config());
+}
+
+void Adam::write_config(void* dst) const {
+  const AdamStep s = adam_step(config_, steps());
+  std::memcpy(dst, &s, sizeof(AdamStep));
+}
+
+void Adam::update_cpu(float* p, const float* g, float* const* state, size_t n) {
+  adam_update_cpu(static_cast<int64_t>(n), p, g, state[0], state[1], adam_step(config_, steps()));
 }
 
 }  // namespace hc

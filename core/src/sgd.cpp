@@ -18,18 +18,32 @@ void validate(const SgdConfig& cfg) {
   check("lr", cfg.lr);
   check("momentum", cfg.momentum);
   check("weight_decay", cfg.weight_decay);
+  check("dampening", cfg.dampening);
+  if (cfg.nesterov && (cfg.momentum <= 0.f || cfg.dampening != 0.f))
+    fail_value("SGD nesterov needs momentum > 0 and dampening 0, got momentum " +
+               std::to_string(cfg.momentum) + " and dampening " + std::to_string(cfg.dampening));
 }
 
 void sgd_update_cpu(int64_t n, float* p, const float* g, float* v, const SgdConfig& cfg) {
   const float lr = cfg.lr, mu = cfg.momentum, wd = cfg.weight_decay;
+  const float keep = 1.f - cfg.dampening;
   if (mu == 0.f) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
     return;
   }
+  if (cfg.nesterov) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float gi = g[i] + wd * p[i];
+      v[i] = mu * v[i] + keep * gi;
+      p[i] -= lr * (gi + mu * v[i]);
+    }
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    v[i] = mu * v[i] + (g[i] + wd * p[i]);
+    v[i] = mu * v[i] + keep * (g[i] + wd * p[i]);
     p[i] -= lr * v[i];
   }
 }

@@ -311,19 +311,20 @@ void test_activations(int64_t n) {
   });
 }
 
-void test_softmax_ce(int64_t N, int64_t K, bool grad) {
+void test_softmax_ce(int64_t N, int64_t K, bool grad, float smoothing = 0.f) {
   run_case("softmax_cross_entropy N=" + std::to_string(N) + " K=" + std::to_string(K) +
-               (grad ? "" : " (no grad)"),
+               " smoothing=" + std::to_string(smoothing) + (grad ? "" : " (no grad)"),
            [&](Check& c) {
              Vec z = randv(N * K, -5.f, 5.f), dz(N * K);
              std::vector<int64_t> lab(N);
              for (auto& l : lab) l = std::uniform_int_distribution<int64_t>(0, K - 1)(rng);
-             const LossResult r = softmax_cross_entropy_cpu(N, K, z.data(), lab.data(),
-                                                            grad ? dz.data() : nullptr);
+             const LossResult r = softmax_cross_entropy_cpu(
+                 N, K, z.data(), lab.data(), grad ? dz.data() : nullptr, 1.f, smoothing);
              Dev<float> dZ(z), dDZ(N * K);
              Dev<int64_t> dL(lab);
              Dev<LossResult> dR(1);
-             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 1.f, 0);
+             softmax_cross_entropy_cuda(N, K, dZ.p, dL.p, grad ? dDZ.p : nullptr, dR.p, 1.f,
+                                        smoothing, 0);
              const LossResult g = dR.get()[0];
              c.cmp("loss", Vec{float(g.loss)}, Vec{float(r.loss)}, 1e-5);
              c.expect("correct", g.correct == r.correct);
@@ -348,15 +349,18 @@ void test_bce(int64_t N) {
   });
 }
 
-void test_sgd(float mu, float wd, int offset = 0) {
+void test_sgd(float mu, float wd, int offset = 0, float dampening = 0.f, bool nesterov = false) {
   char name[160];
-  std::snprintf(name, sizeof name, "sgd_update 4 spans mu=%.2f wd=%.3f off=%d", mu, wd, offset);
+  std::snprintf(name, sizeof name, "sgd_update 4 spans mu=%.2f wd=%.3f off=%d damp=%.2f%s", mu,
+                wd, offset, dampening, nesterov ? " nesterov" : "");
   run_case(name, [&](Check& c) {
     const std::vector<int64_t> sizes{1, 150, 7, 30001};
     SgdConfig cfg;
     cfg.lr = 0.05f;
     cfg.momentum = mu;
     cfg.weight_decay = wd;
+    cfg.dampening = dampening;
+    cfg.nesterov = nesterov;
     std::vector<Vec> p, g, v;
     for (auto n : sizes) {
       p.push_back(randv(n));
@@ -381,6 +385,49 @@ void test_sgd(float mu, float wd, int offset = 0) {
     for (size_t i = 0; i < sizes.size(); ++i) {
       c.cmp("p", dp[i]->get(), p[i], 1e-5);
       if (mu != 0.f) c.cmp("v", dv[i]->get(), v[i], 1e-5);
+    }
+  });
+}
+
+void test_adam(bool decoupled, float wd, int offset = 0) {
+  char name[160];
+  std::snprintf(name, sizeof name, "adam_update 4 spans %s wd=%.3f off=%d",
+                decoupled ? "AdamW" : "Adam", wd, offset);
+  run_case(name, [&](Check& c) {
+    const std::vector<int64_t> sizes{1, 150, 7, 30001};
+    AdamConfig cfg;
+    cfg.lr = 0.01f;
+    cfg.weight_decay = wd;
+    cfg.decoupled = decoupled;
+    std::vector<Vec> p, g, m, v;
+    for (auto n : sizes) {
+      p.push_back(randv(n));
+      g.push_back(randv(n));
+      m.push_back(Vec(n, 0.f));
+      v.push_back(Vec(n, 0.f));
+    }
+    std::vector<std::unique_ptr<Dev<float>>> dp, dg, dm, dv;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      dp.emplace_back(new Dev<float>(p[i]));
+      dg.emplace_back(new Dev<float>(g[i]));
+      dm.emplace_back(new Dev<float>(m[i]));
+      dv.emplace_back(new Dev<float>(v[i]));
+    }
+    for (int t = 1; t <= 3; ++t) {  // the step's coefficients from device memory, per step
+      const AdamStep step = adam_step(cfg, t);
+      Dev<AdamStep> dstep(std::vector<AdamStep>{step});
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        adam_update_cpu(sizes[i] - offset, p[i].data() + offset, g[i].data() + offset,
+                        m[i].data() + offset, v[i].data() + offset, step);
+        adam_update_cuda(sizes[i] - offset, dp[i]->p + offset, dg[i]->p + offset,
+                         dm[i]->p + offset, dv[i]->p + offset, dstep.p, 0);
+      }
+      HC_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      c.cmp("p", dp[i]->get(), p[i], 1e-5);
+      c.cmp("exp_avg", dm[i]->get(), m[i], 1e-5);
+      c.cmp("exp_avg_sq", dv[i]->get(), v[i], 1e-5);
     }
   });
 }
@@ -545,12 +592,20 @@ int main(int argc, char** argv) {
   test_softmax_ce(1000, 100, false);
   test_softmax_ce(2049, 32, true);   // one thread per sample, more samples than threads
   test_softmax_ce(5, 1, true);
+  test_softmax_ce(13, 7, true, 0.1f);    // label smoothing: one thread per sample
+  test_softmax_ce(33, 41, true, 0.37f);  // and one warp per sample
+  test_softmax_ce(9, 40, true, 1.f);
   test_bce(1);
   test_bce(3);
   test_bce(1001);
   test_sgd(0.f, 0.f);
   test_sgd(0.9f, 0.001f);
   test_sgd(0.9f, 0.f, 1);  // unaligned tensors: the scalar loop alone
+  test_sgd(0.9f, 0.001f, 0, 0.f, true);
+  test_sgd(0.8f, 0.f, 1, 0.3f);
+  test_adam(false, 0.f);
+  test_adam(false, 0.01f);
+  test_adam(true, 0.05f, 1);  // unaligned
   test_errors();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

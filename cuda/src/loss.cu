@@ -1,4 +1,5 @@
-// logits (N,K), labels (N,) -> loss (mean), dlogits (N,K); one block per launch, so the loss is
+// logits (N,K), labels (N,) -> loss (mean), dlogits (N,K) (label smoothing eps: the target
+// (1 - eps) * onehot + eps / K); one block per launch, so the loss is
 // summed in a fixed order (per thread or warp in sample order, then across the block in a fixed
 // tree) without atomics.
 #include <string>
@@ -38,13 +39,25 @@ __device__ void write_result(double loss, long long correct, int64_t N, LossResu
   }
 }
 
+// The target's mass times inv_n, as softmax_cross_entropy_cpu: `on` at the label, `off` at
+// every class (no smoothing: inv_n and 0, the unsmoothed arithmetic exactly).
+struct Target {
+  float on, off;
+};
+__device__ __forceinline__ Target smoothed_target(double eps, int64_t K, float inv_n) {
+  return {static_cast<float>(1.0 - eps) * inv_n,
+          static_cast<float>(eps / static_cast<double>(K)) * inv_n};
+}
+
 // One warp per sample (samples warp, warp + 32, ...), lanes over the K classes.
 __global__ void __launch_bounds__(kLossThreads)
     softmax_ce_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
                       const int64_t* __restrict__ labels, float* __restrict__ dlogits,
-                      LossResult* result, float grad_scale) {
+                      LossResult* result, float grad_scale, float label_smoothing) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float inv_n = grad_scale / static_cast<float>(N);
+  const double eps = label_smoothing;
+  const Target q = smoothed_target(eps, K, inv_n);
   double loss = 0.0;  // lane 0's running sum over this warp's samples
   long long correct = 0;
   for (int64_t n = warp; n < N; n += kLossWarps) {
@@ -65,17 +78,24 @@ __global__ void __launch_bounds__(kLossThreads)
     for (int64_t k = lane; k < K; k += 32) sum += exp(static_cast<double>(z[k] - zmax));
     for (int off = 16; off > 0; off /= 2) sum += __shfl_down_sync(0xffffffffu, sum, off);
     const double log_sum = log(__shfl_sync(0xffffffffu, sum, 0));
+    double shifted = 0.0;  // sum of z - zmax, for the smoothing term
+    if (eps > 0.0) {
+      for (int64_t k = lane; k < K; k += 32) shifted += static_cast<double>(z[k] - zmax);
+      for (int off = 16; off > 0; off /= 2) shifted += __shfl_down_sync(0xffffffffu, shifted, off);
+    }
     const int64_t label = labels[n];
     const bool valid = label >= 0 && label < K;
     if (lane == 0) {
-      loss += valid ? log_sum - (z[label] - zmax) : static_cast<double>(NAN);
+      const double nll = eps > 0.0 ? log_sum - (1.0 - eps) * (z[label] - zmax) - eps / K * shifted
+                                   : log_sum - (z[label] - zmax);
+      loss += valid ? nll : static_cast<double>(NAN);
       correct += arg == label;
     }
     if (dlogits) {
       float* d = dlogits + n * K;
       for (int64_t k = lane; k < K; k += 32) {
-        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n;
-        if (k == label) v -= inv_n;
+        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n - q.off;
+        if (k == label) v -= q.on;
         d[k] = v;
       }
     }
@@ -90,8 +110,10 @@ __global__ void __launch_bounds__(kLossThreads)
 __global__ void __launch_bounds__(kLossThreads)
     softmax_ce_few_kernel(int64_t N, int64_t K, const float* __restrict__ logits,
                           const int64_t* __restrict__ labels, float* __restrict__ dlogits,
-                          LossResult* result, float grad_scale) {
+                          LossResult* result, float grad_scale, float label_smoothing) {
   const float inv_n = grad_scale / static_cast<float>(N);
+  const double eps = label_smoothing;
+  const Target q = smoothed_target(eps, K, inv_n);
   double loss = 0.0;
   long long correct = 0;
   for (int64_t n = threadIdx.x; n < N; n += kLossThreads) {
@@ -105,13 +127,19 @@ __global__ void __launch_bounds__(kLossThreads)
     const double log_sum = log(sum);
     const int64_t label = labels[n];
     const bool valid = label >= 0 && label < K;
-    loss += valid ? log_sum - (z[label] - zmax) : static_cast<double>(NAN);
+    double nll = log_sum - (z[label] - zmax);
+    if (eps > 0.0) {
+      double shifted = 0.0;
+      for (int64_t k = 0; k < K; ++k) shifted += static_cast<double>(z[k] - zmax);
+      nll = log_sum - (1.0 - eps) * (z[label] - zmax) - eps / K * shifted;
+    }
+    loss += valid ? nll : static_cast<double>(NAN);
     correct += arg == label;
     if (dlogits) {
       float* d = dlogits + n * K;
       for (int64_t k = 0; k < K; ++k) {
-        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n;
-        if (k == label) v -= inv_n;
+        float v = static_cast<float>(exp(z[k] - zmax - log_sum)) * inv_n - q.off;
+        if (k == label) v -= q.on;
         d[k] = v;
       }
     }
@@ -147,18 +175,18 @@ __global__ void __launch_bounds__(kLossThreads)
 
 void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
                                 const int64_t* labels, float* dlogits, LossResult* result,
-                                float grad_scale, cudaStream_t stream) {
+                                float grad_scale, float label_smoothing, cudaStream_t stream) {
   if (N < 0 || K <= 0)
     fail_value("softmax_cross_entropy_cuda: bad shape N=" + std::to_string(N) + " K=" +
                std::to_string(K));
   if (K <= 32) {
     softmax_ce_few_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result,
-                                                      grad_scale);
+                                                          grad_scale, label_smoothing);
     HC_CUDA_CHECK_LAUNCH("softmax_ce_few_kernel");
     return;
   }
   softmax_ce_kernel<<<1, kLossThreads, 0, stream>>>(N, K, logits, labels, dlogits, result,
-                                                      grad_scale);
+                                                      grad_scale, label_smoothing);
   HC_CUDA_CHECK_LAUNCH("softmax_ce_kernel");
 }
 

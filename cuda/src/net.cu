@@ -321,7 +321,8 @@ void Net::enqueue_loss_cuda(int device, const int64_t* labels, LossResult* resul
   if (loss_ == LossKind::BCE)
     sigmoid_bce_cuda(z.shape[0], z.data, labels, d, result, weight, s);
   else
-    softmax_cross_entropy_cuda(z.shape[0], z.shape[1], z.data, labels, d, result, weight, s);
+    softmax_cross_entropy_cuda(z.shape[0], z.shape[1], z.data, labels, d, result, weight,
+                               label_smoothing_, s);
 }
 
 void Net::update_cuda(int device, Optimizer& opt) {

@@ -13,6 +13,7 @@
 #include "gemm_cuda.h"
 #include "heterocnn/batchnorm.h"
 #include "heterocnn/im2col.h"
+#include "heterocnn/adam.h"
 #include "heterocnn/loss.h"
 #include "heterocnn/sgd.h"
 
@@ -129,11 +130,12 @@ void dropout_advance_cuda(int64_t* state, cudaStream_t stream);
 // cudaMemcpyAsync(&host, result, sizeof(LossResult), ...)). The loss is summed in a fixed order
 // (no atomics). labels are int64 on the device; a label outside [0,K) (or not 0/1 for BCE) makes
 // the loss NaN. dlogits may be null (evaluation only).
-//   softmax CE: logits (N,K), labels (N,) -> dlogits (N,K) = (softmax - onehot)/N
+//   softmax CE: logits (N,K), labels (N,) -> dlogits (N,K) = (softmax - q)/N, the target
+//     q = (1 - label_smoothing) * onehot + label_smoothing / K
 //   sigmoid BCE: logits (N,1), labels (N,) -> dlogits (N,1) = (sigmoid - y)/N
 void softmax_cross_entropy_cuda(int64_t N, int64_t K, const float* logits,
                                 const int64_t* labels, float* dlogits, LossResult* result,
-                                float grad_scale, cudaStream_t stream);
+                                float grad_scale, float label_smoothing, cudaStream_t stream);
 void sigmoid_bce_cuda(int64_t N, const float* logits, const int64_t* labels, float* dlogits,
                       LossResult* result, float grad_scale, cudaStream_t stream);
 
@@ -149,6 +151,13 @@ struct SgdTensorCuda {
 };
 void sgd_update_cuda(int64_t n, float* p, const float* g, float* v, const SgdConfig* cfg,
                      cudaStream_t stream);
+
+// ---- adam.cu: p (n), g (n, left as it was), m, v (n, exp_avg and exp_avg_sq): one launch
+// over a flat span (a device's parameter store), the step's coefficients read from device
+// memory (`step`, written by Adam::write_config), so a captured step picks up a new learning
+// rate and step count.
+void adam_update_cuda(int64_t n, float* p, const float* g, float* m, float* v,
+                      const AdamStep* step, cudaStream_t stream);
 
 // ---- reduce.cu: y (n) += x (n), element by element.
 void add_into_cuda(int64_t n, float* y, const float* x, cudaStream_t stream);

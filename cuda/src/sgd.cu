@@ -12,14 +12,14 @@ namespace hc {
 namespace {
 
 __device__ __forceinline__ float sgd_step(float& p, float g, float v, float lr, float mu,
-                                          float wd) {
+                                          float wd, float keep, bool nesterov) {
   g += wd * p;
   if (mu == 0.f) {
     p -= lr * g;
     return v;
   }
-  v = mu * v + g;
-  p -= lr * v;
+  v = mu * v + keep * g;
+  p -= lr * (nesterov ? g + mu * v : v);
   return v;
 }
 
@@ -29,6 +29,8 @@ constexpr int kSgdVec = 4;  // float4s per thread per pass over the tensor
 // (the scalar loop takes the rest).
 __global__ void sgd_update_kernel(const SgdTensorCuda t, const SgdConfig* __restrict__ cfg) {
   const float lr = cfg->lr, mu = cfg->momentum, wd = cfg->weight_decay;
+  const float keep = 1.f - cfg->dampening;
+  const bool nesterov = cfg->nesterov;
   const bool vec = ((reinterpret_cast<uintptr_t>(t.p) | reinterpret_cast<uintptr_t>(t.g) |
                      reinterpret_cast<uintptr_t>(t.v)) & 15u) == 0;
   const int64_t n4 = vec ? t.n / 4 : 0;
@@ -52,10 +54,10 @@ __global__ void sgd_update_kernel(const SgdTensorCuda t, const SgdConfig* __rest
     for (int u = 0; u < kSgdVec; ++u) {
       const int64_t i = i0 + u * stride;
       if (i < n4) {
-        v[u].x = sgd_step(p[u].x, g[u].x, v[u].x, lr, mu, wd);
-        v[u].y = sgd_step(p[u].y, g[u].y, v[u].y, lr, mu, wd);
-        v[u].z = sgd_step(p[u].z, g[u].z, v[u].z, lr, mu, wd);
-        v[u].w = sgd_step(p[u].w, g[u].w, v[u].w, lr, mu, wd);
+        v[u].x = sgd_step(p[u].x, g[u].x, v[u].x, lr, mu, wd, keep, nesterov);
+        v[u].y = sgd_step(p[u].y, g[u].y, v[u].y, lr, mu, wd, keep, nesterov);
+        v[u].z = sgd_step(p[u].z, g[u].z, v[u].z, lr, mu, wd, keep, nesterov);
+        v[u].w = sgd_step(p[u].w, g[u].w, v[u].w, lr, mu, wd, keep, nesterov);
         p4[i] = p[u];
         if (mu != 0.f) v4[i] = v[u];
       }
@@ -63,7 +65,7 @@ __global__ void sgd_update_kernel(const SgdTensorCuda t, const SgdConfig* __rest
   }
   for (int64_t i = 4 * n4 + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < t.n; i += stride) {
     float p = t.p[i];
-    const float v = sgd_step(p, t.g[i], mu != 0.f ? t.v[i] : 0.f, lr, mu, wd);
+    const float v = sgd_step(p, t.g[i], mu != 0.f ? t.v[i] : 0.f, lr, mu, wd, keep, nesterov);
     t.p[i] = p;
     if (mu != 0.f) t.v[i] = v;
   }

@@ -19,7 +19,7 @@ from .nn import Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, Si
 from .nn import BatchNorm1d, BatchNorm2d, Dropout, Dropout2d
 from .nn import GELU, AdaptiveAvgPool2d, AvgPool2d, LeakyReLU, Tanh
 from .onnx_export import export_onnx
-from .optim import SGD
+from .optim import SGD, Adam, AdamW
 from .placement import Plan, plan
 from .rebalance import Rebalancer
 from .preprocess import load_image
@@ -48,7 +48,7 @@ def cuda_available():
 
 
 __all__ = [
-    "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset",
+    "Adam", "AdamW", "Augment", "Conv2d", "CostTable", "DataFormatError", "DataParallel", "DeviceDataset",
     "DeviceError", "DeviceOutOfMemoryError", "DTypeError", "EarlyStopping", "Flatten",
     "HeteroCNNError", "InvalidValueError", "Linear", "MaxPool2d", "MissingExtraError", "Module",
     "NonFiniteError", "Plan", "ReLU", "Rebalancer", "Recipe", "SGD", "Sequential", "ShapeError",

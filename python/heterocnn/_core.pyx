@@ -97,14 +97,22 @@ cdef extern from "heterocnn/loss.h" namespace "hc":
     cdef cppclass LossResult:
         double loss
         int64_t correct
-    LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits, const int64_t* labels, float* dlogits) except +raise_py_error
+    LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits, const int64_t* labels, float* dlogits, float grad_scale, float label_smoothing) except +raise_py_error
     LossResult sigmoid_bce_cpu(int64_t N, const float* logits, const int64_t* labels, float* dlogits) except +raise_py_error
 
 
 cdef extern from "heterocnn/sgd.h" namespace "hc":
     cdef cppclass SgdConfig:
-        float lr, momentum, weight_decay
+        float lr, momentum, weight_decay, dampening
+        cbool nesterov
     void validate(const SgdConfig& cfg) except +raise_py_error
+
+
+cdef extern from "heterocnn/adam.h" namespace "hc":
+    cdef cppclass AdamConfig:
+        float lr, beta1, beta2, eps, weight_decay
+        cbool decoupled
+    void validate(const AdamConfig& cfg) except +raise_py_error
 
 
 cdef extern from "heterocnn/param_store.h" namespace "hc":
@@ -122,9 +130,14 @@ cdef extern from "heterocnn/optimizer.h" namespace "hc":
         void get_state(const ParamStore& store, int k, size_t i, float* dst) except +raise_py_error
         void set_state(const ParamStore& store, int k, size_t i, const float* src) except +raise_py_error
         void reset() except +raise_py_error
+        int64_t steps()
+        void set_steps(int64_t steps) except +raise_py_error
     cdef cppclass Sgd(Optimizer):
         Sgd(const SgdConfig& config) except +raise_py_error
         void set_config(const SgdConfig& config) except +raise_py_error
+    cdef cppclass Adam(Optimizer):
+        Adam(const AdamConfig& config) except +raise_py_error
+        void set_config(const AdamConfig& config) except +raise_py_error
 
 
 cdef extern from "heterocnn/step_plan.h" namespace "hc":
@@ -155,7 +168,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
             size_t parameters, buffers, missing
         vector[PlaceBytes] step_bytes(const Shape& s, StepMode mode, int optimizer_states) except +raise_py_error
         vector[LayerTimes]& layer_times() except +raise_py_error
-        Net(LossKind loss)
+        Net(LossKind loss, float label_smoothing) except +raise_py_error
         void add(unique_ptr[Layer] layer) except +raise_py_error
         vector[unique_ptr[Layer]]& layers()
         ParamStore& params()
@@ -254,23 +267,39 @@ cdef tuple from_shape(Shape s):
     return tuple([s.d[i] for i in range(s.ndim)])
 
 
-cdef SgdConfig sgd_config(float lr, float momentum, float weight_decay):
+cdef SgdConfig sgd_config(float lr, float momentum, float weight_decay, float dampening,
+                          bint nesterov):
     cdef SgdConfig cfg
     cfg.lr = lr
     cfg.momentum = momentum
     cfg.weight_decay = weight_decay
+    cfg.dampening = dampening
+    cfg.nesterov = nesterov
     return cfg
 
 
-cdef class CoreSGD
+cdef AdamConfig adam_config(float lr, float beta1, float beta2, float eps, float weight_decay,
+                            bint decoupled):
+    cdef AdamConfig cfg
+    cfg.lr = lr
+    cfg.beta1 = beta1
+    cfg.beta2 = beta2
+    cfg.eps = eps
+    cfg.weight_decay = weight_decay
+    cfg.decoupled = decoupled
+    return cfg
+
+
+cdef class CoreOptimizer
 
 
 cdef class CoreNet:
     """A C++ hc::Net. Built from layer specs [(kind, [ints]), ...]."""
     cdef unique_ptr[Net] net
 
-    def __cinit__(self, list specs, str loss, uint64_t seed):
-        self.net.reset(new Net(LossKind.BCE if loss == "bce" else LossKind.CrossEntropy))
+    def __cinit__(self, list specs, str loss, uint64_t seed, float label_smoothing=0.0):
+        self.net.reset(new Net(LossKind.BCE if loss == "bce" else LossKind.CrossEntropy,
+                               label_smoothing))
         for kind, args in specs:
             self.net.get().add(make_layer(kind.encode(), args))
         self.net.get().init(seed)
@@ -296,24 +325,24 @@ cdef class CoreNet:
                                          <const int64_t*>cnp.PyArray_DATA(y), weight, accumulate)
         return r.loss, r.correct
 
-    def start_step(self, cnp.ndarray x, cnp.ndarray y, CoreSGD opt):
+    def start_step(self, cnp.ndarray x, cnp.ndarray y, CoreOptimizer opt):
         """Starts a step; returns [(loss, correct)] of the steps finished since the last
         report (on a GPU the previous step, on the CPU this one)."""
         cdef LossResult out[2]
         n = self.net.get().start_step(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
-                                      <const int64_t*>cnp.PyArray_DATA(y), opt.opt.get()[0], out)
+                                      <const int64_t*>cnp.PyArray_DATA(y), opt.ptr[0], out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
 
-    def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, CoreSGD opt):
+    def start_step_on(self, CoreDeviceDataset data, cnp.ndarray idx, CoreOptimizer opt):
         """start_step on the samples idx (int64) of a data set held on the net's GPU."""
         cdef LossResult out[2]
         n = self.net.get().start_step_on(data.data.get()[0], <const int64_t*>cnp.PyArray_DATA(idx),
-                                         idx.shape[0], opt.opt.get()[0], out)
+                                         idx.shape[0], opt.ptr[0], out)
         return [(out[i].loss, out[i].correct) for i in range(n)]
 
-    def apply_update(self, CoreSGD opt):
+    def apply_update(self, CoreOptimizer opt):
         """The optimizer's update from the gradients in the store, waited for."""
-        self.net.get().apply_update(opt.opt.get()[0])
+        self.net.get().apply_update(opt.ptr[0])
 
     def finish_steps(self):
         cdef LossResult out[1]
@@ -455,33 +484,61 @@ cdef Place to_place(str device) except *:
     return pl
 
 
-cdef class CoreSGD:
-    """A C++ hc::Sgd: SGD's hyper-parameters and its momentum buffers, laid out like the
-    parameter store of the net it updates."""
-    cdef unique_ptr[Sgd] opt
-
-    def __cinit__(self, float lr, float momentum, float weight_decay):
-        self.opt.reset(new Sgd(sgd_config(lr, momentum, weight_decay)))
-
-    def set_config(self, float lr, float momentum, float weight_decay):
-        self.opt.get().set_config(sgd_config(lr, momentum, weight_decay))
+cdef class CoreOptimizer:
+    """A C++ hc::Optimizer: its hyper-parameters, step count and state, laid out like the
+    parameter store of the net it updates. CoreSGD and CoreAdam make one."""
+    cdef Optimizer* ptr  # owned by the subclass
 
     def state_names(self):
-        return [self.opt.get().state_name(k).decode() for k in range(self.opt.get().state_count())]
+        return [self.ptr.state_name(k).decode() for k in range(self.ptr.state_count())]
 
     def get_state(self, CoreNet net, int k, int i, tuple shape):
         """A host copy of state k of parameter i (state_dict order) of ``net``."""
         out = np.empty(shape, dtype=np.float32)
         net.net.get().wait()
-        self.opt.get().get_state(net.net.get().params(), k, i, <float*>cnp.PyArray_DATA(out))
+        self.ptr.get_state(net.net.get().params(), k, i, <float*>cnp.PyArray_DATA(out))
         return out
 
     def set_state(self, CoreNet net, int k, int i, cnp.ndarray src):
         net.net.get().wait()
-        self.opt.get().set_state(net.net.get().params(), k, i, <const float*>cnp.PyArray_DATA(src))
+        self.ptr.set_state(net.net.get().params(), k, i, <const float*>cnp.PyArray_DATA(src))
+
+    def steps(self):
+        return self.ptr.steps()
+
+    def set_steps(self, int64_t steps):
+        self.ptr.set_steps(steps)
 
     def reset(self):
-        self.opt.get().reset()
+        self.ptr.reset()
+
+
+cdef class CoreSGD(CoreOptimizer):
+    """A C++ hc::Sgd (one momentum buffer per parameter)."""
+    cdef unique_ptr[Sgd] opt
+
+    def __cinit__(self, float lr, float momentum, float weight_decay, float dampening=0.0,
+                  bint nesterov=False):
+        self.opt.reset(new Sgd(sgd_config(lr, momentum, weight_decay, dampening, nesterov)))
+        self.ptr = self.opt.get()
+
+    def set_config(self, float lr, float momentum, float weight_decay, float dampening=0.0,
+                   bint nesterov=False):
+        self.opt.get().set_config(sgd_config(lr, momentum, weight_decay, dampening, nesterov))
+
+
+cdef class CoreAdam(CoreOptimizer):
+    """A C++ hc::Adam (exp_avg and exp_avg_sq per parameter); AdamW with ``decoupled``."""
+    cdef unique_ptr[Adam] opt
+
+    def __cinit__(self, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  bint decoupled):
+        self.opt.reset(new Adam(adam_config(lr, beta1, beta2, eps, weight_decay, decoupled)))
+        self.ptr = self.opt.get()
+
+    def set_config(self, float lr, float beta1, float beta2, float eps, float weight_decay,
+                   bint decoupled):
+        self.opt.get().set_config(adam_config(lr, beta1, beta2, eps, weight_decay, decoupled))
 
 
 cdef class CoreReplicas:
@@ -501,20 +558,20 @@ cdef class CoreReplicas:
         """The master's weights and layer buffers to every other replica."""
         self.reps.get().broadcast(0)
 
-    def train_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreSGD opt):
+    def train_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreOptimizer opt):
         """(loss, correct) of one step; x and y hold the rows of every replica, in order."""
         r = self.reps.get().train_step(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
                                        <const int64_t*>cnp.PyArray_DATA(y), counts,
-                                       opt.opt.get()[0])
+                                       opt.ptr[0])
         return r.loss, r.correct
 
-    def train_step_on(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreSGD opt,
+    def train_step_on(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreOptimizer opt,
                       CoreDeviceDataset data, cnp.ndarray idx, int device_replica):
         """train_step where replica ``device_replica`` gathers its rows from ``data`` by idx
         (int64) and x, y hold the other replicas' rows."""
         r = self.reps.get().train_step_on(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
                                           <const int64_t*>cnp.PyArray_DATA(y), counts,
-                                          opt.opt.get()[0], data.data.get(),
+                                          opt.ptr[0], data.data.get(),
                                           <const int64_t*>cnp.PyArray_DATA(idx), device_replica)
         return r.loss, r.correct
 
@@ -631,7 +688,7 @@ cdef class CoreLayer:
         return (dx if need_dx else None), self._copies(True)
 
 
-def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels):
+def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels, float label_smoothing=0.0):
     """(mean loss, correct count, dlogits) of the core's loss op on the CPU."""
     cdef cnp.ndarray d = np.empty_like(logits)
     cdef LossResult r
@@ -642,12 +699,18 @@ def loss_cpu(str kind, cnp.ndarray logits, cnp.ndarray labels):
         r = softmax_cross_entropy_cpu(logits.shape[0], logits.shape[1],
                                       <const float*>cnp.PyArray_DATA(logits),
                                       <const int64_t*>cnp.PyArray_DATA(labels),
-                                      <float*>cnp.PyArray_DATA(d))
+                                      <float*>cnp.PyArray_DATA(d), 1.0, label_smoothing)
     return r.loss, r.correct, d
 
 
-def validate_sgd(float lr, float momentum, float weight_decay):
-    validate(sgd_config(lr, momentum, weight_decay))
+def validate_sgd(float lr, float momentum, float weight_decay, float dampening=0.0,
+                 bint nesterov=False):
+    validate(sgd_config(lr, momentum, weight_decay, dampening, nesterov))
+
+
+def validate_adam(float lr, float beta1, float beta2, float eps, float weight_decay,
+                  bint decoupled):
+    validate(adam_config(lr, beta1, beta2, eps, weight_decay, decoupled))
 
 
 def build_info():

@@ -8,11 +8,14 @@ File layout (safetensors: an 8-byte little-endian header length, a JSON header, 
 - tensors ``"buffers.<key>"``: the layer buffers state_dict leaves out (Dropout's
   ``rng_state``, int64: seed and step, so a resumed run draws the masks a straight run would;
   BatchNorm's ``batch_stats``), only in a training checkpoint (saved with an optimizer);
-- tensors ``"optimizer.momentum.<key>"``: SGD's momentum buffer of each parameter (only when
-  saved with an optimizer);
+- tensors ``"optimizer.<buffer>.<key>"``: the optimizer's buffers of each parameter (only when
+  saved with an optimizer): SGD's ``momentum``, Adam's and AdamW's ``exp_avg`` and
+  ``exp_avg_sq``;
 - metadata (strings): ``"format"`` = ``"heterocnn-checkpoint-1"``, ``"architecture"`` (JSON:
-  layer kinds and arguments, loss, seed, and ``"input_shape"``, one sample's shape, when the
-  writer knew it: hc.fit records it), ``"optimizer"`` (JSON: SGD's hyperparameters) and
+  layer kinds and arguments, loss, label smoothing, seed, and ``"input_shape"``, one sample's
+  shape, when the writer knew it: hc.fit records it), ``"optimizer"`` (JSON: its ``"type"``,
+  ``"SGD"``, ``"Adam"`` or ``"AdamW"``, its hyperparameters and ``"step"``, the steps it has
+  taken, an exact integer; files from before Adam have SGD's three and no step) and
   ``"meta"`` (JSON: epoch, step, the training RNG state, the history, the caller's extras,
   and what the model was trained on: ``classes``, ``input_shape``, ``channels``,
   ``normalisation`` and, for image folders, ``image`` = {size, channels, resize}).
@@ -35,7 +38,7 @@ from .errors import DataFormatError, DTypeError, HeteroCNNError, InvalidValueErr
 from .registry import LAYERS
 
 FORMAT = "heterocnn-checkpoint-1"
-MOMENTUM = "optimizer.momentum."
+OPTIMIZER = "optimizer."  # the prefix of the optimizer's tensors
 BUFFERS = "buffers."  # layer buffers outside state_dict (training checkpoints)
 _DTYPES = {"F32": 4, "I64": 8}  # safetensors dtypes a checkpoint holds, and their bytes
 MAX_HEADER_BYTES = 100 * 2**20  # the safetensors reference reader's cap
@@ -47,7 +50,7 @@ def architecture(model, input_shape=None):
     """The JSON-able description hc.load rebuilds ``model`` from (with one sample's shape,
     when given, so that hc.load can check that a step on it can be planned)."""
     arch = {"layers": [list(layer._spec()) for layer in model.layers], "loss": model.loss,
-            "seed": model.seed}
+            "label_smoothing": model.label_smoothing, "seed": model.seed}
     if input_shape is not None:
         arch["input_shape"] = list(input_shape)
     return arch
@@ -68,7 +71,7 @@ def _sample_shape(model, input_shape, what):
 
 
 def save(model, path, opt=None, data=None, input_shape=None, **meta):
-    """Write ``model`` (and ``opt``'s hyperparameters and momentum buffers) to ``path`` as
+    """Write ``model`` (and ``opt``'s kind, hyperparameters, buffers and step count) to ``path`` as
     safetensors, with ``meta`` (JSON-able values: e.g. epoch, step) in the metadata.
     ``data``, the training data (a Dataset or (X, y)), adds what the model was trained on
     as fit(checkpoint=...) records it: class names, input shape, channels, normalisation
@@ -76,7 +79,7 @@ def save(model, path, opt=None, data=None, input_shape=None, **meta):
     ``input_shape``: one sample's shape (e.g. (1, 28, 28); default the data's), stored with
     the architecture, so that hc.load checks that the model can run on it, and in the meta.
 
-    Weights or momenta holding NaN or inf are refused (NonFiniteError naming the key): the
+    Weights or optimizer buffers holding NaN or inf are refused (NonFiniteError naming the key): the
     file on disk stays the last good one.
 
     Atomic (see hc.atomic.write_atomic): the bytes go to a fresh temporary file in the same
@@ -102,15 +105,16 @@ def save(model, path, opt=None, data=None, input_shape=None, **meta):
     metadata = {"format": FORMAT, "architecture": json.dumps(architecture(model, input_shape))}
     if opt is not None:
         model._check_optimizer(opt)
-        for key, value in opt.state().items():  # "momentum.<key>"
-            tensors["optimizer." + key] = value
-        metadata["optimizer"] = json.dumps({"type": "SGD", "lr": opt.lr,
-                                            "momentum": opt.momentum,
-                                            "weight_decay": opt.weight_decay})
+        state = opt.state()
+        step = state.pop("step")
+        for key, value in state.items():  # "<buffer>.<key>"
+            tensors[OPTIMIZER + key] = value
+        metadata["optimizer"] = json.dumps({"type": type(opt).__name__, **opt.settings(),
+                                            "step": step})
     for key, value in tensors.items():
         if not np.isfinite(value).all():
-            layer = int(key[len(MOMENTUM):].split(".")[0] if key.startswith(MOMENTUM)
-                        else key.split(".")[0])
+            param = key.split(".", 2)[2] if key.startswith(OPTIMIZER) else key
+            layer = int(param.split(".")[0])
             raise NonFiniteError(f"{key} holds NaN/inf: not saved to {os.fspath(path)!r} "
                                  "(the file there, if any, is unchanged)", None, layer)
     if opt is not None:  # a training checkpoint: also the buffers outside state_dict
@@ -229,7 +233,8 @@ def _rebuild(path, arch, tensors):
                 raise DataFormatError(f"{path}: the architecture needs {key} of shape {shape}, "
                                       f"the file holds {got}")
     try:
-        model = nn.Sequential(*layers, loss=arch["loss"], seed=arch["seed"])
+        model = nn.Sequential(*layers, loss=arch["loss"], seed=arch["seed"],
+                              label_smoothing=arch.get("label_smoothing", 0.0))
     except bad as e:
         raise DataFormatError(f"{path}: architecture is not a valid heterocnn model: "
                               f"{e!r:.300}") from None
@@ -247,11 +252,10 @@ def load(path, model=None):
 
     Without ``model`` the architecture in the file rebuilds the model; with it (e.g. for a
     file written from a torch state_dict, which has no architecture) the weights go into
-    ``model``. The optimizer is an SGD with the saved hyperparameters and momentum buffers
-    when the file has them. Any malformed, truncated or inconsistent file raises
-    DataFormatError naming the file and the problem; a missing file FileNotFoundError."""
-    from .optim import SGD
-
+    ``model``. The optimizer, when the file has one, is of the saved kind (hc.SGD, hc.Adam,
+    hc.AdamW) with the saved hyperparameters, buffers and step count. Any malformed,
+    truncated or inconsistent file raises DataFormatError naming the file and the problem; a
+    missing file FileNotFoundError."""
     path = os.fspath(path)
     tensors, metadata = read_safetensors(path)
     if model is None:
@@ -263,44 +267,57 @@ def load(path, model=None):
         if not isinstance(arch, dict):
             raise DataFormatError(f"{path}: architecture is not an object")
         model = _rebuild(path, arch, tensors)
-    weights = {k: v for k, v in tensors.items() if not k.startswith(MOMENTUM)}
-    buffers = {k[len(BUFFERS):]: weights.pop(k) for k in list(weights) if k.startswith(BUFFERS)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER)}
+    layer_buffers = {k[len(BUFFERS):]: weights.pop(k) for k in list(weights)
+                     if k.startswith(BUFFERS)}
     persistent = {key for key, *_ in model._entries()}
-    if any(k in weights or k in persistent for k in buffers):
+    if any(k in weights or k in persistent for k in layer_buffers):
         raise DataFormatError(f"{path}: a buffers.* tensor repeats a state_dict key")
-    weights.update(buffers)
-    momenta = {k[len(MOMENTUM):]: v for k, v in tensors.items() if k.startswith(MOMENTUM)}
+    weights.update(layer_buffers)
+    buffers = {k[len(OPTIMIZER):]: v for k, v in tensors.items() if k.startswith(OPTIMIZER)}
     try:
         model.load_state_dict(weights)
     except HeteroCNNError as e:
         raise DataFormatError(f"{path}: weights do not fit the model: {e}") from None
     opt = None
     if "optimizer" in metadata:
-        opt = _optimizer(path, model, _json(path, metadata, "optimizer"), momenta, SGD)
-    elif momenta:
-        raise DataFormatError(f"{path}: momentum buffers without optimizer metadata")
+        opt = _optimizer(path, model, _json(path, metadata, "optimizer"), buffers)
+    elif buffers:
+        raise DataFormatError(f"{path}: optimizer buffers without optimizer metadata")
     meta = _json(path, metadata, "meta") if "meta" in metadata else {}
     if not isinstance(meta, dict):
         raise DataFormatError(f"{path}: meta is {type(meta).__name__}, not an object")
     return model, opt, meta
 
 
-def _optimizer(path, model, cfg, momenta, SGD):
-    if not isinstance(cfg, dict) or cfg.get("type") != "SGD":
+def _optimizer(path, model, cfg, buffers):
+    """The optimizer ``cfg`` (the "optimizer" metadata) describes, for ``model``, holding
+    ``buffers`` ({"<buffer>.<key>": array}) and the saved step count."""
+    from .optim import OPTIMIZERS
+
+    kinds = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    if not isinstance(cfg, dict) or cfg.get("type") not in kinds:
         raise DataFormatError(f"{path}: unknown optimizer {cfg!r:.200}")
-    keys = [key for key, _ in model.parameters()]
-    if sorted(momenta) != sorted(keys):
-        raise DataFormatError(f"{path}: momentum buffers {sorted(momenta)} do not match the "
-                              f"parameters {keys}")
+    cls = kinds[cfg["type"]]
+    settings = {k: v for k, v in cfg.items() if k not in ("type", "step")}
+    if "betas" in settings and isinstance(settings["betas"], list):
+        settings["betas"] = tuple(settings["betas"])
     try:
-        opt = SGD(model, lr=cfg["lr"], momentum=cfg["momentum"],
-                  weight_decay=cfg["weight_decay"])
-    except (KeyError, HeteroCNNError) as e:
+        opt = cls(model, **settings)
+    except (TypeError, HeteroCNNError) as e:
         raise DataFormatError(f"{path}: bad optimizer settings {cfg!r:.200}: {e}") from None
-    for key, shape in model.parameters():
-        v = np.asarray(momenta[key])
-        if v.shape != tuple(shape) or not np.isfinite(v).all():
-            raise DataFormatError(f"{path}: momentum of {key} has shape {v.shape} (expected "
-                                  f"{tuple(shape)}) or holds NaN/inf")
-    opt.load_state({"momentum." + key: momenta[key] for key in keys})
+    expected = [f"{name}.{key}" for name in opt.state_names() for key, _ in model.parameters()]
+    if sorted(buffers) != sorted(expected):
+        raise DataFormatError(f"{path}: optimizer buffers {sorted(buffers)} do not match the "
+                              f"{cfg['type']} buffers of the parameters {sorted(expected)}")
+    shapes = dict(model.parameters())
+    for name, v in buffers.items():
+        shape = tuple(shapes[name.split(".", 1)[1]])
+        if np.asarray(v).shape != shape or not np.isfinite(v).all():
+            raise DataFormatError(f"{path}: optimizer buffer {name} has shape "
+                                  f"{np.asarray(v).shape} (expected {shape}) or holds NaN/inf")
+    step = cfg.get("step", 0)  # files from before the step count: SGD, where it did not matter
+    if type(step) is not int or step < 0:
+        raise DataFormatError(f"{path}: optimizer step must be an integer >= 0, got {step!r:.100}")
+    opt.load_state({**buffers, "step": step})
     return opt

@@ -26,8 +26,9 @@ from .errors import HeteroCNNError, InvalidValueError
 from .extras import require
 from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
-from .nn import parse_device
-from .optim import SGD
+from .nn import Sequential, parse_device
+from .optim import OPTIMIZERS
+from .placement import plan
 from .preprocess import RESIZE_MODES
 from .recipe import default_recipe
 from .reports import plot_history, write_history_csv
@@ -35,7 +36,10 @@ from .threads import MAX_THREADS, set_threads
 from .training import evaluate, fit
 
 DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momentum": 0.9,
-            "weight_decay": 0.0}
+            "weight_decay": 0.0, "optimizer": "sgd", "nesterov": False, "label_smoothing": 0.0}
+# The learning rate of --optimizer adam / adamw when --lr is not given (torch's default): the
+# recipes' and DEFAULTS' rates are SGD's.
+ADAM_LR = 1e-3
 # The recipe a model gets when --recipe is not given: convnet trains with the default recipe;
 # mlp and lenet5 keep their plain 5-epoch defaults above (constant lr, no augmentation).
 DEFAULT_RECIPE = {"convnet": "default"}
@@ -105,7 +109,16 @@ def parse_args(argv=None):
     p.add_argument("--momentum", type=_real(), default=None,
                    help=f"default: {DEFAULTS['momentum']}, or the recipe's")
     p.add_argument("--weight-decay", type=_real(), default=None,
-                   help=f"default: {DEFAULTS['weight_decay']}, or the recipe's")
+                   help=f"default: {DEFAULTS['weight_decay']}, or the recipe's (adam: L2 "
+                        "added to the gradient; adamw: decoupled decay)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None,
+                   help="sgd (momentum, --nesterov), adam or adamw (torch.optim's rules; "
+                        f"without --lr their lr is {ADAM_LR}). Default: sgd, or the recipe's")
+    p.add_argument("--nesterov", action="store_true", default=None,
+                   help="Nesterov momentum (--optimizer sgd, momentum > 0)")
+    p.add_argument("--label-smoothing", type=_real(), default=None, metavar="EPS",
+                   help="smooth the cross-entropy's target: (1 - EPS) * onehot + EPS / classes "
+                        "(from 0 to 1; default 0, or the recipe's)")
     p.add_argument("--seed", type=_int_in(0, 2**64 - 1), default=0)
     p.add_argument("--data", metavar="DIR", default=None,
                    help="directory with the Fashion-MNIST IDX files (default: the Debian "
@@ -197,20 +210,42 @@ def _apply_recipe(args):
     DEFAULTS."""
     if args.recipe is None:
         args.recipe = DEFAULT_RECIPE.get(args.model, "none")
-    if args.recipe == "none":
+    recipe = None if args.recipe == "none" else default_recipe(args.model)
+    kind = args.optimizer or (recipe.optimizer_kind if recipe else DEFAULTS["optimizer"])
+    if args.lr is None and kind != "sgd" and (recipe is None or recipe.optimizer_kind == "sgd"):
+        args.lr = ADAM_LR
+    if recipe is None:
         args.recipe_obj = None
         base = DEFAULTS
     else:
-        args.recipe_obj = default_recipe(args.model).with_(
+        args.recipe_obj = recipe.with_(
             lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-            batch_size=args.batch_size, epochs=args.epochs)
+            batch_size=args.batch_size, epochs=args.epochs, optimizer_kind=args.optimizer,
+            nesterov=args.nesterov, label_smoothing=args.label_smoothing)
         r = args.recipe_obj
         base = {"epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr,
-                "momentum": r.momentum, "weight_decay": r.weight_decay}
-    for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay"):
+                "momentum": r.momentum, "weight_decay": r.weight_decay,
+                "optimizer": r.optimizer_kind, "nesterov": r.nesterov,
+                "label_smoothing": r.label_smoothing}
+    for key in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
+                "nesterov", "label_smoothing"):
         if getattr(args, key) is None:
             setattr(args, key, base[key])
+    if args.nesterov and args.optimizer != "sgd":
+        raise InvalidValueError(f"--nesterov is for --optimizer sgd, not {args.optimizer}")
+    if args.label_smoothing > 1:
+        raise InvalidValueError(f"--label-smoothing must be from 0 to 1, got "
+                                f"{args.label_smoothing}")
     return args
+
+
+def make_optimizer(model, args):
+    """The optimizer --optimizer names, with the run's hyper-parameters."""
+    cls = OPTIMIZERS[args.optimizer]
+    if args.optimizer == "sgd":
+        return cls(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                   nesterov=args.nesterov)
+    return cls(model, lr=args.lr, weight_decay=args.weight_decay)
 
 
 def build(args):
@@ -222,19 +257,23 @@ def build(args):
             raise InvalidValueError(f"--resume {args.resume}: the checkpoint has no optimizer "
                                     "state")
         print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
-        return place(model, args), opt, meta
-    model = place(MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
-                                     classes=args.classes), args)
-    opt = SGD(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    return model, opt, None
+        return place(model, args, opt), opt, meta
+    model = MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
+                               classes=args.classes)
+    if args.label_smoothing:  # the same chain and weights, with the smoothed loss
+        model = Sequential(*model.layers, loss=model.loss, seed=model.seed,
+                           input_shape=model.input_shape, label_smoothing=args.label_smoothing)
+    opt = make_optimizer(model, args)
+    return place(model, args, opt), opt, None
 
 
-def place(model, args):
-    """The model on --device; with auto, where the planner says for this batch size."""
+def place(model, args, opt):
+    """The model on --device; with auto, where the planner says for this batch size (and
+    ``opt``'s buffers: the optimizer's state follows the model where it goes)."""
     if args.device != "auto":
         return model.to(args.device)
-    model.to("auto", batch_size=args.batch_size,
-             input_shape=model.input_shape or args.input_shape)
+    model.to(plan(model, args.batch_size, tuple(model.input_shape or args.input_shape),
+                  optimizer_states=len(opt.state_names())))
     p = model.plan_used
     print(f"placement: {p.placement} (planned for batch {args.batch_size}: "
           f"{p.predicted_step_s * 1e3:.2f} ms a step predicted; "

@@ -7,7 +7,9 @@ ReLU it fuses counted in its own time (the fused ReLU then costs 0). Devices are
 names: "cpu", "cuda:0", ...
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from .errors import InvalidValueError
 
 
 @dataclass
@@ -47,3 +49,15 @@ class CostTable:
     # the batch over the devices; 0 where not measured.
     dp_overhead_s: float = 0.0
     notes: list = field(default_factory=list)  # what was measured, cached or re-measured
+
+    def with_optimizer_states(self, states):
+        """This table (measured with one optimizer buffer per parameter, SGD's momentum) with
+        its training step's layer memory counting ``states`` buffers instead (Adam: 2)."""
+        if isinstance(states, bool) or not isinstance(states, int) or not 0 <= states <= 8:
+            raise InvalidValueError(f"optimizer_states must be an integer from 0 to 8, got "
+                             f"{states!r:.100}")
+        if states == 1 or self.mode != "train":
+            return self
+        extra = [(states - 1) * p for p in self.param_bytes]
+        return replace(self, layer_memory={d: [m + e for m, e in zip(mem, extra)]
+                                           for d, mem in self.layer_memory.items()})

@@ -102,17 +102,18 @@ def fingerprint(model):
     info = build_info()
     return {"build": [info["version"], info["cuda_compiled"]],
             "architecture": [list(layer._spec()) for layer in model.layers],
-            "loss": model.loss, "parameters": [[k, list(s)] for k, s in model.parameters()]}
+            "loss": model.loss, "label_smoothing": model.label_smoothing,
+            "parameters": [[k, list(s)] for k, s in model.parameters()]}
 
 
 def share_state(comm, model, opt, resume):
     """Rank 0's weights, optimizer state and resume meta on every rank (so that a resumed run
     reads its checkpoint on rank 0 alone); returns the resume meta."""
     state = (model.state_dict(), opt.state(), resume) if comm.Get_rank() == 0 else None
-    weights, momenta, resume = comm.bcast(state, root=0)
+    weights, buffers, resume = comm.bcast(state, root=0)  # buffers: the step count too
     if comm.Get_rank() != 0:
         model.load_state_dict(weights)
-        opt.load_state(momenta)
+        opt.load_state(buffers)
     return resume
 
 

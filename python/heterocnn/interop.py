@@ -3,14 +3,14 @@
 
 Through files: ``hc.save(model, path)`` writes safetensors that
 ``torch_model.load_state_dict(safetensors.torch.load_file(path))`` takes as they are; a
-training checkpoint (saved with an optimizer) also holds ``"optimizer.momentum.*"`` tensors,
+training checkpoint (saved with an optimizer) also holds ``"optimizer.*"`` tensors,
 and ``"buffers.*"`` tensors (layer buffers outside state_dict, e.g. Dropout's step counter),
 which ``torch_state_dict(path)`` leaves out. The other way, a file from
 ``safetensors.torch.save_file(torch_model.state_dict(), path)`` loads with
 ``hc.load(path, model=the_equivalent_heterocnn_model)``.
 """
 
-from .checkpoint import BUFFERS, MOMENTUM
+from .checkpoint import BUFFERS, OPTIMIZER
 from .registry import kind_of
 
 
@@ -26,10 +26,12 @@ def to_torch(model):
 
 
 def torch_loss(model):
-    """The torch loss module matching ``model.loss``."""
+    """The torch loss module matching ``model.loss`` (and its label smoothing)."""
     import torch
 
-    return torch.nn.BCEWithLogitsLoss() if model.loss == "bce" else torch.nn.CrossEntropyLoss()
+    if model.loss == "bce":
+        return torch.nn.BCEWithLogitsLoss()
+    return torch.nn.CrossEntropyLoss(label_smoothing=model.label_smoothing)
 
 
 def torch_state_dict(path):
@@ -42,4 +44,4 @@ def torch_state_dict(path):
 
     tensors, _ = read_safetensors(path)
     return {k: torch.from_numpy(v) for k, v in tensors.items()
-            if not k.startswith(MOMENTUM) and not k.startswith(BUFFERS)}
+            if not k.startswith(OPTIMIZER) and not k.startswith(BUFFERS)}

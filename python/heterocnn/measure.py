@@ -103,7 +103,8 @@ def _fit_transfer(sizes, seconds):
 def _copy_of(model, device):
     from .nn import Sequential
 
-    copy = Sequential(*model.layers, loss=model.loss, seed=model.seed)
+    copy = Sequential(*model.layers, loss=model.loss, seed=model.seed,
+                      label_smoothing=model.label_smoothing)
     copy.load_state_dict(model.state_dict(), allow_nonfinite=True)
     return copy.to(device)
 
@@ -203,7 +204,8 @@ def _measure(model, batch_size, input_shape, devices, mode):
         param_bytes=param_bytes, layer_memory={}, memory_limit={}, transfer={}, step_s={},
         notes=[f"measured {time.strftime('%Y-%m-%d %H:%M:%S')} with {_core.build_info()['threads']}"
                " CPU threads"])
-    # Parameters, their gradients and momenta, the layer's output and two gradient buffers.
+    # Parameters, their gradients and momenta (one optimizer buffer: CostTable
+    # .with_optimizer_states counts others), the layer's output and two gradient buffers.
     per_layer = [3 * p + 3 * a for p, a in zip(param_bytes, act_bytes)]
     for device in devices:
         _measure_device(model, device, x, y, mode, table)

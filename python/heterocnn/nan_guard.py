@@ -11,20 +11,26 @@ from .nn import Flatten, Sequential
 
 
 def _state(model, opt):
-    """[(value, momentum)] host copies of every parameter, in state_dict order."""
-    values, momenta = model.state_dict(), opt.state()
-    return [(values[key], momenta["momentum." + key]) for key in values]
+    """(weights, optimizer state): host copies of the model's state_dict and of opt.state()
+    (its buffers and step count)."""
+    return model.state_dict(), opt.state()
 
 
 def _set_state(model, opt, state):
-    keys = [key for key, _ in model.parameters()]
-    model.load_state_dict(dict(zip(keys, (v for v, _ in state))), allow_nonfinite=True)
-    opt.load_state({"momentum." + key: m for key, (_, m) in zip(keys, state)},
-                   allow_nonfinite=True)
+    weights, buffers = state
+    model.load_state_dict(weights, allow_nonfinite=True)
+    opt.load_state(buffers, allow_nonfinite=True)
+
+
+def _arrays_of(state, key):
+    """The weight ``key`` and every optimizer buffer of it in ``state``."""
+    weights, buffers = state
+    return [weights[key]] + [v for k, v in buffers.items()
+                             if k != "step" and k.split(".", 1)[1] == key]
 
 
 def _finite(state):
-    return all(np.isfinite(v).all() and np.isfinite(m).all() for v, m in state)
+    return all(np.isfinite(a).all() for key in state[0] for a in _arrays_of(state, key))
 
 
 def _layer(model, key):
@@ -34,8 +40,8 @@ def _layer(model, key):
 
 def _bad_weights(model, state):
     """(layer, description) of the first parameter in ``state`` holding NaN/inf, or None."""
-    for (key, _), (value, velocity) in zip(model.parameters(), state):
-        if not (np.isfinite(value).all() and np.isfinite(velocity).all()):
+    for key, _ in model.parameters():
+        if not all(np.isfinite(a).all() for a in _arrays_of(state, key)):
             i, name = _layer(model, key)
             return i, f"{key} of {name} holds NaN/inf"
     return None
@@ -56,10 +62,6 @@ def layer_outputs(model, weights, x):
                     core.set_param(name, np.ascontiguousarray(weights[f"{i}.{name}"]))
             x = core.forward(np.ascontiguousarray(x, dtype=np.float32))
         yield i, x
-
-
-def _sgd_settings(opt):
-    return {"lr": opt.lr, "momentum": opt.momentum, "weight_decay": opt.weight_decay}
 
 
 def _locate(model, opt, before, x, y):
@@ -87,16 +89,14 @@ def _locate(model, opt, before, x, y):
     model.train_step(x, y, opt)
     bad = _bad_weights(model, _state(model, opt))
     if bad:
-        return bad[0], f"the SGD update overflowed: {bad[1]}"
-    return None, "the SGD update overflowed"
+        return bad[0], f"the {type(opt).__name__} update overflowed: {bad[1]}"
+    return None, f"the {type(opt).__name__} update overflowed"
 
 
 def checked_step(model, x, y, opt):
     """Sequential.train_step(..., check_finite=True): one step that, when its loss or the
     weights it leaves are not finite, puts the model back as it was before the step and raises
     NonFiniteError naming the first layer where the NaN/inf appeared (``step`` is None)."""
-    from .optim import SGD
-
     before = _state(model, opt)
     bad = _bad_weights(model, before)
     if bad:
@@ -105,8 +105,9 @@ def checked_step(model, x, y, opt):
     if np.isfinite(loss) and _finite(_state(model, opt)):
         return loss
     _set_state(model, opt, before)
-    copy = Sequential(*model.layers, loss=model.loss, seed=model.seed)
-    layer, where = _locate(copy, SGD(copy, **_sgd_settings(opt)), before,
+    copy = Sequential(*model.layers, loss=model.loss, seed=model.seed,
+                      label_smoothing=model.label_smoothing)
+    layer, where = _locate(copy, type(opt)(copy, **opt.settings()), before,
                            np.asarray(x, dtype=np.float32), y)
     raise NonFiniteError(f"NaN/inf in train_step (loss {loss}): {where}; the model is as it "
                          "was before the step", None, layer)
@@ -119,9 +120,9 @@ class NanGuard:
     on a failure the model goes back to the state at the epoch's start (kept then), the epoch
     is replayed from it on a CPU copy to find the first bad step and where it went bad, and
     NonFiniteError is raised.
-    "skip": steps run one at a time; after each one the weights and momenta are copied out
-    and checked, and a step with a non-finite loss or state is undone from the last good
-    copy and counted."""
+    "skip": steps run one at a time; after each one the weights and the optimizer's state are
+    copied out and checked, and a step with a non-finite loss or state is undone from the
+    last good copy (its step count too) and counted."""
 
     def __init__(self, model, opt, mode):
         if mode not in ("raise", "skip"):
@@ -164,18 +165,17 @@ class NanGuard:
 
     def _cpu_copy(self):
         m = self.model
-        return Sequential(*m.layers, loss=m.loss, seed=m.seed)
+        return Sequential(*m.layers, loss=m.loss, seed=m.seed,
+                          label_smoothing=m.label_smoothing)
 
     def _fail(self, last):
         """Puts the model back to the epoch's first state, replays batches 0..last from it on
         a CPU copy and raises NonFiniteError."""
-        from .optim import SGD
-
         self.model._finish_steps()
         _set_state(self.model, self.opt, self._good)
 
         copy = self._cpu_copy()
-        opt = SGD(copy, **_sgd_settings(self.opt))
+        opt = type(self.opt)(copy, **self.opt.settings())
         _set_state(copy, opt, self._good)
         for b in range(last + 1):
             x, y = self._batch_at(b)

@@ -302,6 +302,20 @@ class GELU(Module):
 
 LOSSES = ("cross_entropy", "bce")
 
+
+def _label_smoothing(value, loss):
+    """The cross-entropy's label smoothing: a real number in [0, 1], 0 for 'bce'."""
+    import numbers
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not 0 <= float(value) <= 1:
+        raise InvalidValueError(f"label_smoothing must be a number in [0, 1], got {value!r:.100}")
+    if value and loss != "cross_entropy":
+        raise InvalidValueError(f"label_smoothing is for loss 'cross_entropy', not {loss!r} "
+                                f"(got label_smoothing={value!r})")
+    return float(value)
+
+
 _DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 
@@ -319,10 +333,13 @@ def parse_device(device):
 
 class Sequential:
     """A chain of layers with a loss: 'cross_entropy' (softmax, integer labels) or 'bce'
-    (sigmoid binary cross-entropy on one output, labels 0/1). Weights are He-normal from
-    ``seed``, biases zero."""
+    (sigmoid binary cross-entropy on one output, labels 0/1). ``label_smoothing`` (in [0, 1],
+    cross_entropy only) smooths the target as torch.nn.CrossEntropyLoss(label_smoothing=)
+    does: (1 - eps) * onehot + eps / classes. Weights are He-normal from ``seed``, biases
+    zero."""
 
-    def __init__(self, *layers, loss="cross_entropy", seed=0, input_shape=None):
+    def __init__(self, *layers, loss="cross_entropy", seed=0, input_shape=None,
+                 label_smoothing=0.0):
         if not layers:
             raise InvalidValueError("Sequential needs at least one layer")
         for i, layer in enumerate(layers):
@@ -332,8 +349,10 @@ class Sequential:
             raise InvalidValueError(f"unknown loss {loss!r}: use one of {LOSSES}")
         self.layers = tuple(layers)
         self.loss = loss
+        self.label_smoothing = _label_smoothing(label_smoothing, loss)
         self.seed = _seed(seed)
-        self._net = _core.CoreNet([layer._spec() for layer in layers], loss, self.seed)
+        self._net = _core.CoreNet([layer._spec() for layer in layers], loss, self.seed,
+                                  self.label_smoothing)
         self._params = self._net.param_list()  # [(layer, name, shape)]
         self._keys = [f"{i}.{name}" for i, name, _ in self._params]
         # [(layer, name, shape, dtype, persistent)]: BatchNorm's running statistics, ...
@@ -352,7 +371,8 @@ class Sequential:
 
     def __repr__(self):
         body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
-        return f"Sequential({body}\n)  loss={self.loss}"
+        smoothing = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"Sequential({body}\n)  loss={self.loss}{smoothing}"
 
     # -- mode ------------------------------------------------------------------------------
 
@@ -433,7 +453,7 @@ class Sequential:
         places = [[parse_device(d)] * len(self.layers) for d in dp.devices]
         others = []
         for p in places[1:]:  # built first: a failure leaves the model as it was
-            net = _core.CoreNet(specs, self.loss, self.seed)
+            net = _core.CoreNet(specs, self.loss, self.seed, self.label_smoothing)
             net.to(p)
             net.set_training(self.training)
             others.append(net)
@@ -452,7 +472,8 @@ class Sequential:
         copy = self._copies.get(key)
         if copy is None:
             copy = Sequential(*self.layers, loss=self.loss, seed=self.seed,
-                              input_shape=self.input_shape).to(placement)
+                              input_shape=self.input_shape,
+                              label_smoothing=self.label_smoothing).to(placement)
             self._copies[key] = copy
         copy.load_state_dict(self.state_dict(), allow_nonfinite=True)
         copy.train(self.training)

@@ -674,10 +674,12 @@ def make_plan(table, margin=0.0):
     return Plan(table, chosen[1], chosen[2], alternatives, chosen[0], chain, dp_costs, unfit)
 
 
-def plan(model, batch_size, input_shape, devices=None, mode="train"):
+def plan(model, batch_size, input_shape, devices=None, mode="train", optimizer_states=1):
     """Measure the model on this machine (hc.measure, cached) and plan: a Plan whose
-    .placement model.to accepts. mode: "train" (one training step) or "infer" (a forward)."""
+    .placement model.to accepts. mode: "train" (one training step) or "infer" (a forward).
+    ``optimizer_states``: the optimizer's buffers per parameter (SGD 1, Adam 2), which the
+    memory limits count."""
     from .measure import measure
 
     table = measure(model, batch_size, input_shape, devices=devices, mode=mode)
-    return make_plan(table)
+    return make_plan(table.with_optimizer_states(optimizer_states))

@@ -55,7 +55,11 @@ class WarmupCosine:
 @dataclass(frozen=True)
 class Recipe:
     """Hyperparameters of a training run. ``lr`` is the peak of the schedule; ``warmup_epochs``
-    may be fractional; ``crop_padding=0`` and ``flip=0`` turn augmentation off."""
+    may be fractional; ``crop_padding=0`` and ``flip=0`` turn augmentation off.
+    ``optimizer_kind``: "sgd" (with ``momentum``, ``nesterov``), "adam" or "adamw" (their
+    default betas and eps), each with ``weight_decay`` (Adam's L2, AdamW's decoupled decay).
+    ``label_smoothing``: the cross-entropy's, for the model the recipe is used with (the CLI
+    builds it so; a model keeps the loss it was made with)."""
 
     lr: float = 0.05
     momentum: float = 0.9
@@ -65,11 +69,34 @@ class Recipe:
     warmup_epochs: float = 1.0
     crop_padding: int = 2
     flip: float = 0.5
+    optimizer_kind: str = "sgd"
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        from .optim import OPTIMIZERS
+
+        if self.optimizer_kind not in OPTIMIZERS:
+            raise InvalidValueError(f"Recipe optimizer_kind must be one of {sorted(OPTIMIZERS)}, "
+                                    f"got {self.optimizer_kind!r:.100}")
+        if self.nesterov and self.optimizer_kind != "sgd":
+            raise InvalidValueError(f"Recipe nesterov=True is for optimizer_kind 'sgd', not "
+                                    f"{self.optimizer_kind!r}")
+        if isinstance(self.label_smoothing, bool) or not isinstance(self.label_smoothing,
+                                                                    (int, float)) \
+                or not 0 <= self.label_smoothing <= 1:
+            raise InvalidValueError(f"Recipe label_smoothing must be a number in [0, 1], got "
+                                    f"{self.label_smoothing!r:.100}")
 
     def optimizer(self, model):
-        from .optim import SGD
+        """The recipe's optimizer for ``model`` (its lr is the schedule's peak)."""
+        from .optim import OPTIMIZERS
 
-        return SGD(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        cls = OPTIMIZERS[self.optimizer_kind]
+        if self.optimizer_kind == "sgd":
+            return cls(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                       nesterov=self.nesterov)
+        return cls(model, lr=self.lr, weight_decay=self.weight_decay)
 
     def schedule(self, total_steps, steps_per_epoch=None):
         """The per-step learning rate over ``total_steps`` (warm-up of ``warmup_epochs`` of

@@ -129,7 +129,8 @@ def _fit(model, opt, train, epochs, batch_size, val, seed, progress, on_epoch_en
     if val is not None:
         val = as_arrays(val, "val")
         check_label_range(model, val[0].shape[1:], int(val[1].min()), int(val[1].max()), "val")
-    check_memory(model, batch_size, X.shape[1:])
+    model._check_optimizer(opt)
+    check_memory(model, batch_size, X.shape[1:], len(opt.state_names()))
     if early_stopping is not None:
         early_stopping.check(val is not None)
         early_stopping.reset()

@@ -18,6 +18,7 @@
 #include "heterocnn/loss.h"
 #include "heterocnn/maxpool2d.h"
 #include "heterocnn/net.h"
+#include "heterocnn/optimizer.h"
 #include "heterocnn/parallel.h"
 #include "heterocnn/sgd.h"
 #include "heterocnn/shape.h"
@@ -380,6 +381,69 @@ TEST(sgd_by_hand) {
     threw = e.kind() == ErrorKind::Value;
   }
   CHECK(threw);
+}
+
+TEST(label_smoothing_by_hand) {
+  // Equal logits: loss log(K) whatever the smoothing; gradient (1/K - q)/N with q the
+  // smoothed target (0.7 + 0.1 at the label, 0.1 elsewhere for eps = 0.3, K = 3).
+  const float z[] = {0, 0, 0, 0, 0, 0};
+  const int64_t labels[] = {2, 0};
+  float d[6];
+  const LossResult r = softmax_cross_entropy_cpu(2, 3, z, labels, d, 1.f, 0.3f);
+  CHECK_NEAR(r.loss, std::log(3.0), 1e-6);
+  CHECK_NEAR(d[2], (1.0 / 3 - 0.8) / 2, 1e-6);
+  CHECK_NEAR(d[1], (1.0 / 3 - 0.1) / 2, 1e-6);
+}
+
+TEST(adam_by_hand) {
+  // The first step of torch.optim.Adam(lr=0.1) with g = 1 moves p by lr (bias-corrected
+  // m / sqrt(v) = 1); AdamW(weight_decay=0.01) first decays p by 1 - lr * wd.
+  const float g[] = {1};
+  float p[] = {1}, m[] = {0}, v[] = {0};
+  AdamConfig cfg;
+  cfg.lr = 0.1f;
+  adam_update_cpu(1, p, g, m, v, adam_step(cfg, 1));
+  CHECK_NEAR(p[0], 0.9, 1e-6);
+  CHECK_NEAR(m[0], 0.1, 1e-7);
+  CHECK_NEAR(v[0], 0.001, 1e-7);
+  float q[] = {1}, mq[] = {0}, vq[] = {0};
+  cfg.weight_decay = 0.01f;
+  cfg.decoupled = true;
+  adam_update_cpu(1, q, g, mq, vq, adam_step(cfg, 1));
+  CHECK_NEAR(q[0], 0.999 - 0.1, 1e-6);
+  bool threw = false;
+  try {
+    adam_step(cfg, 0);  // an update before its step began
+  } catch (const Error& e) {
+    threw = e.kind() == ErrorKind::Value;
+  }
+  CHECK(threw);
+  threw = false;
+  try {
+    cfg.beta2 = 1.f;
+    validate(cfg);
+  } catch (const Error& e) {
+    threw = e.kind() == ErrorKind::Value && std::string(e.what()).find("beta2") != std::string::npos;
+  }
+  CHECK(threw);
+}
+
+TEST(net_begins_one_optimizer_step_per_training_step) {
+  Net net;
+  net.add(make_layer("Linear", {4, 3}));
+  net.init(1);
+  const Shape in{2, 4};
+  const float x[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const int64_t y[] = {0, 2};
+  Adam opt(AdamConfig{});
+  net.train_step(x, in, y, opt);
+  net.train_step(x, in, y, opt);
+  CHECK(opt.steps() == 2);
+  net.compute_grads(x, in, y);
+  net.apply_update(opt);
+  CHECK(opt.steps() == 3);
+  opt.reset();
+  CHECK(opt.steps() == 0);
 }
 
 TEST(net_step_reduces_loss_and_rejects_bad_input) {

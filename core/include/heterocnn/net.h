@@ -47,12 +47,14 @@ struct CudaStepStateDeleter {
 
 class Net {
  public:
-  explicit Net(LossKind loss = LossKind::CrossEntropy);
+  // label_smoothing: of the cross-entropy's target (see loss.h), in [0, 1]; 0 for BCE.
+  explicit Net(LossKind loss = LossKind::CrossEntropy, float label_smoothing = 0.f);
   ~Net();
 
   void add(std::unique_ptr<Layer> layer);
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   LossKind loss() const { return loss_; }
+  float label_smoothing() const { return label_smoothing_; }
 
   // He-normal weights and zero biases from `seed`.
   void init(uint64_t seed);
@@ -107,6 +109,8 @@ class Net {
   // Seconds of the last gradient pass (on a GPU between events around its graph).
   double last_grads_seconds();
   // The optimizer's update of every parameter from the gradients in the store, waited for.
+  // It, start_step and start_step_on are the steps of training: each calls opt.begin_step()
+  // once (after checking its input), however many places the update covers.
   void apply_update(Optimizer& opt);
   // The CUDA device every computing layer is on, else -1.
   int single_cuda_device() const;
@@ -170,6 +174,7 @@ class Net {
 
   std::vector<std::unique_ptr<Layer>> layers_;
   LossKind loss_;
+  float label_smoothing_;
   ParamStore store_;
   bool training_ = true;
 

@@ -1,5 +1,7 @@
-// SGD with momentum and weight decay, the update rule of torch.optim.SGD (dampening 0,
-// no Nesterov):  g += wd * p;  v = mu * v + g;  p -= lr * v   (with mu == 0: p -= lr * g).
+// SGD with momentum, dampening, Nesterov and weight decay, the update rule of torch.optim.SGD:
+//   g += wd * p;  v = mu * v + (1 - dampening) * g;  p -= lr * (nesterov ? g + mu * v : v)
+// (with mu == 0: p -= lr * g). torch's first step sets v = g whatever the dampening: the
+// optimizer passes dampening 0 for that step (Sgd::step_config).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -10,9 +12,12 @@ struct SgdConfig {
   float lr = 0.01f;
   float momentum = 0.f;
   float weight_decay = 0.f;
+  float dampening = 0.f;
+  bool nesterov = false;
 };
 
-// Throws a Value error naming the bad hyper-parameter (NaN, inf, negative).
+// Throws a Value error naming the bad hyper-parameter (NaN, inf, negative; Nesterov without
+// momentum or with dampening, as torch refuses).
 void validate(const SgdConfig& cfg);
 
 // p, g, v: n floats each; g is left as it was.
