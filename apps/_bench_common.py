@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import time
 
-NETS = ("mlp", "lenet5", "convnet")
+NETS = ("mlp", "lenet5", "convnet", "bnnet")
 SCHEMA = "heterocnn-bench/1"
 INSTALL_HINT = "pip install '.[bench]' (torch and matplotlib)"
 

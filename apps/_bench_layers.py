@@ -19,8 +19,8 @@ import time
 
 from _bench_common import figure
 
-KINDS = ("Conv2d", "Linear", "MaxPool2d")
-NETS = ("lenet5", "convnet")
+KINDS = ("Conv2d", "Linear", "MaxPool2d", "BatchNorm2d", "AdaptiveAvgPool2d")
+NETS = ("lenet5", "convnet", "bnnet")
 
 
 def calls_of(ctx, batch):
@@ -89,7 +89,7 @@ def torch_layers(ctx, name, device, batch, x, y):
                 h, i = h.flatten(1), i + 1
                 continue
             hin = h.detach().requires_grad_(learned_before)
-            fuse = kinds[i] in ("Conv2d", "Linear") and i + 1 < len(layers) \
+            fuse = kinds[i] in ("Conv2d", "Linear", "BatchNorm2d") and i + 1 < len(layers) \
                 and kinds[i + 1] == "ReLU"
             mod = layers[i]
             if fuse:

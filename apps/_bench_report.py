@@ -234,20 +234,24 @@ def memory_tables(result):
 
 def tta_tables(result):
     rows = []
+    recipes = result.get("recipes") or {}
     for r in result["runs"]:
         reached = r.get("reached")
-        rows.append([r["model"], r["device"], r.get("batch", result["recipe"]["batch_size"]),
-                     f"{r.get('lr', result['recipe']['lr']):g}", f"{r['target']:.1%}",
+        recipe = recipes.get(r["model"]) or result["recipe"]  # JSON before per-net recipes
+        rows.append([r["model"], r["device"], r.get("batch", recipe["batch_size"]),
+                     f"{r.get('lr', recipe['lr']):g}", f"{r['target']:.1%}",
                      f"{reached['epoch']} ({r['test_accuracy'][reached['epoch'] - 1]:.2%})"
                      if reached else "not reached",
                      f"{r['test_accuracy'][-1]:.2%} after {r['epochs'][-1]}",
                      f"{reached['train_s']:,.1f} s" if reached else "-",
                      f"{reached['wall_s']:,.1f} s" if reached else "-",
                      f"{r['train_s'][-1]:,.1f} s"])
-    return (f"Default recipe, seed 0, {result['train_images']:,} training images "
-            f"({result['data']}); the peak learning rate scaled linearly with the batch size "
-            f"from the recipe's (lr {result['recipe']['lr']:g} at batch "
-            f"{result['recipe']['batch_size']}); one run each, so no spread:\n\n"
+    own = "; ".join(f"{name}: lr {rec['lr']:g} at batch {rec['batch_size']}"
+                    for name, rec in recipes.items()) if recipes else (
+        f"lr {result['recipe']['lr']:g} at batch {result['recipe']['batch_size']}")
+    return (f"Each net's recipe (hc.default_recipe(name)), seed 0, {result['train_images']:,} "
+            f"training images ({result['data']}); the peak learning rate scaled linearly with "
+            f"the batch size from the recipe's ({own}); one run each, so no spread:\n\n"
             + table(["net", "device", "batch", "peak lr", "target", "epoch first reached",
                      "test accuracy, epochs",
                      "training time to target", "wall (with evaluations)", "training time, all"],

@@ -10,11 +10,12 @@ Suites (BENCHMARKS.md says what each measures and how):
           PyTorch on the CPU with the same threads
   gpu     the same on the GPU against PyTorch eager and torch.compile(mode="reduce-overhead"),
           and the CUDA GEMM lab (cuda/dev) against cuBLAS
-  layers  forward and backward time of each conv, linear and pooling layer of lenet5 and
-          convnet, heterocnn (CPU, CUDA) against PyTorch (CPU, cuDNN with benchmark on and off)
+  layers  forward and backward time of each conv, linear, BatchNorm and pooling layer of lenet5,
+          convnet and bnnet, heterocnn (CPU, CUDA) against PyTorch (CPU, cuDNN with benchmark on
+          and off)
   gemm    our CPU SGEMM against numpy's BLAS with the same threads; the CUDA GEMM lab on a GPU
   memory  peak host RSS and device memory of training, each net and batch in a fresh process
-  tta     time to accuracy with the default recipe (lenet5 90.0%, convnet 93.0%)
+  tta     time to accuracy with each net's recipe (lenet5 90.0%, convnet 93.0%, bnnet 94.5%)
   hetero  CPU+GPU training: all-CPU, all-GPU, the planner's choice and the exhaustive best
           over two-device splits and data-parallel shares (batch 64, 256, 1024); predict
           latency of the planner's inference choice (needs a GPU)
@@ -35,6 +36,7 @@ import traceback
 APPS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(APPS)
 SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero")
+NETS = ("mlp", "lenet5", "convnet", "bnnet")  # names of hc.models.MODELS
 GPU_ONLY = ("gpu", "hetero")
 RUNNERS = {"cpu": ("_bench_train", "run_cpu"), "gpu": ("_bench_train", "run_gpu"),
            "layers": ("_bench_layers", "run"), "gemm": ("_bench_gemm", "run"),
@@ -88,7 +90,7 @@ def parse_args(argv):
                    help="CPU threads for heterocnn, PyTorch and numpy alike (default 2)")
     p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed repeats per figure (default 5, --quick 2)")
-    p.add_argument("--nets", default="mlp,lenet5,convnet", help="nets, comma-separated")
+    p.add_argument("--nets", default="mlp,lenet5,convnet,bnnet", help="nets, comma-separated")
     p.add_argument("--batches", type=int_list, default=[64, 256],
                    help="batch sizes, comma-separated (default 64,256)")
     p.add_argument("--images", type=positive_int, default=None,
@@ -104,7 +106,10 @@ def parse_args(argv):
     p.add_argument("--tta-devices", default=None,
                    help="devices of the tta suite, comma-separated (default: cuda where "
                         "there is a GPU, else cpu)")
-    p.add_argument("--tta-nets", default="mlp,lenet5,convnet", help="nets of the tta suite")
+    p.add_argument("--tta-nets", default="mlp,lenet5,convnet,bnnet",
+                   help="nets of the tta suite")
+    p.add_argument("--tta-batches", type=int_list, default=None,
+                   help="batch sizes of the tta suite (default: each net's recipe's)")
     p.add_argument("--memory-steps", type=positive_int, default=None,
                    help="training steps of each memory measurement (default 20, --quick 3)")
     p.add_argument("--no-lab", action="store_true",
@@ -119,10 +124,9 @@ def parse_args(argv):
     if args.suite and args.report:
         p.error("--report regenerates from existing JSON; a --suite run regenerates it anyway")
     nets = [n.strip() for n in args.nets.split(",")]
-    bad = [n for n in nets + args.tta_nets.split(",")
-           if n not in ("mlp", "lenet5", "convnet")]
+    bad = [n for n in nets + args.tta_nets.split(",") if n not in NETS]
     if bad:
-        p.error(f"unknown net {bad[0]!r}: choose from mlp, lenet5, convnet")
+        p.error(f"unknown net {bad[0]!r}: choose from {', '.join(NETS)}")
     args.nets = nets
     args.tta_nets = args.tta_nets.split(",")
     args.devices = args.devices.split(",")

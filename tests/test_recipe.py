@@ -136,3 +136,36 @@ def test_cli_trains_with_the_recipe(capsys):
     assert rc == 0, text
     assert "recipe default: lr WarmupCosine" in text and "Augment(crop_padding=2" in text
     assert "test accuracy: 0." in text
+
+
+def test_bnnet_and_its_recipe():
+    model = hc.models.bnnet()
+    assert model.output_shape((2, 1, 28, 28)) == (2, 10) and model.label_smoothing == 0.1
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNorm2d") == 7 and kinds[-3:] == ["AdaptiveAvgPool2d", "Flatten",
+                                                              "Linear"]
+    assert all(not layer.bias for layer in model.layers if isinstance(layer, hc.Conv2d))
+    assert hc.models.bnnet(input_shape=(3, 32, 32), classes=5).output_shape((1, 3, 32, 32)) \
+        == (1, 5)
+    with pytest.raises(hc.ShapeError, match="bnnet cannot take 1x4x4"):
+        hc.models.bnnet(input_shape=(1, 4, 4))
+    r = hc.default_recipe("bnnet")
+    assert (r.epochs, r.batch_size, r.lr, r.nesterov, r.label_smoothing) == (20, 128, 0.1, True,
+                                                                            0.1)
+    assert hc.default_recipe("convnet") == hc.default_recipe() == hc.Recipe()
+    opt = r.optimizer(model)
+    assert type(opt).__name__ == "SGD" and opt.nesterov and opt.lr == 0.1
+
+
+def test_a_recipe_refuses_a_model_with_another_label_smoothing(sample):
+    train, _ = sample
+    with pytest.raises(hc.InvalidValueError, match="label_smoothing is 0.1, the model's 0.0"):
+        hc.default_recipe("bnnet").fit(hc.models.mlp(), train, epochs=1)
+
+
+def test_cli_bnnet_takes_its_recipe():
+    a = parse_args(["--model", "bnnet"])
+    assert a.recipe == "default" and (a.epochs, a.lr, a.batch_size) == (20, 0.1, 128)
+    assert a.nesterov and a.label_smoothing == 0.1 and a.optimizer == "sgd"
+    a = parse_args(["--model", "bnnet", "--label-smoothing", "0", "--epochs", "2"])
+    assert a.label_smoothing == 0 and a.epochs == 2

@@ -26,7 +26,7 @@ from .errors import HeteroCNNError, InvalidValueError
 from .extras import require
 from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
-from .nn import Sequential, parse_device
+from .nn import parse_device
 from .optim import OPTIMIZERS
 from .placement import plan
 from .preprocess import RESIZE_MODES
@@ -40,9 +40,10 @@ DEFAULTS = {"model": "lenet5", "epochs": 5, "batch_size": 64, "lr": 0.02, "momen
 # The learning rate of --optimizer adam / adamw when --lr is not given (torch's default): the
 # recipes' and DEFAULTS' rates are SGD's.
 ADAM_LR = 1e-3
-# The recipe a model gets when --recipe is not given: convnet trains with the default recipe;
-# mlp and lenet5 keep their plain 5-epoch defaults above (constant lr, no augmentation).
-DEFAULT_RECIPE = {"convnet": "default"}
+# The recipe a model gets when --recipe is not given: convnet trains with the default recipe,
+# bnnet with its own; mlp and lenet5 keep their plain 5-epoch defaults above (constant lr, no
+# augmentation).
+DEFAULT_RECIPE = {"convnet": "default", "bnnet": "default"}
 
 
 def _int_in(lo, hi):
@@ -95,10 +96,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="heterocnn-train", description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default=DEFAULTS["model"])
     p.add_argument("--recipe", choices=("none", "default"), default=None,
-                   help="training recipe: 'default' = warm-up + cosine lr schedule, momentum "
-                        "0.9, weight decay 5e-4, random 2-pixel crop and horizontal flip, 15 "
-                        "epochs (hc.Recipe); 'none' = constant lr, no augmentation. Default: "
-                        "'default' for convnet, 'none' for mlp and lenet5. Options given "
+                   help="training recipe: 'default' = the model's recipe (hc.default_recipe): "
+                        "warm-up + cosine lr schedule, momentum 0.9, weight decay 5e-4, random "
+                        "2-pixel crop and horizontal flip, 15 epochs; for bnnet its own (SGD "
+                        "with Nesterov momentum, peak lr 0.1, batch 128, label smoothing 0.1, "
+                        "20 epochs); 'none' = constant lr, no augmentation. Default: 'default' "
+                        "for convnet and bnnet, 'none' for mlp and lenet5. Options given "
                         "explicitly override the recipe's values (--lr is then the peak lr)")
     p.add_argument("--epochs", type=_int_in(1, 10**9), default=None,
                    help=f"default: {DEFAULTS['epochs']}, or the recipe's")
@@ -259,10 +262,7 @@ def build(args):
         print(f"resuming {args.resume} after epoch {meta.get('epoch')}")
         return place(model, args, opt), opt, meta
     model = MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
-                               classes=args.classes)
-    if args.label_smoothing:  # the same chain and weights, with the smoothed loss
-        model = Sequential(*model.layers, loss=model.loss, seed=model.seed,
-                           input_shape=model.input_shape, label_smoothing=args.label_smoothing)
+                               classes=args.classes, label_smoothing=args.label_smoothing)
     opt = make_optimizer(model, args)
     return place(model, args, opt), opt, None
 

@@ -121,6 +121,11 @@ class Recipe:
         from .data_checks import as_arrays
         from .training import fit
 
+        if getattr(model, "label_smoothing", 0.0) != self.label_smoothing:
+            raise InvalidValueError(
+                f"the recipe's label_smoothing is {self.label_smoothing}, the model's "
+                f"{model.label_smoothing}: build the model with label_smoothing="
+                f"{self.label_smoothing} (a model keeps the loss it was made with)")
         epochs = self.epochs if epochs is None else epochs
         n = len(as_arrays(train, "train")[0])
         steps = -(-n // self.batch_size)
@@ -130,9 +135,15 @@ class Recipe:
                    **fit_kwargs)
 
 
-RECIPES = {"default": Recipe()}
+RECIPES = {
+    "default": Recipe(),
+    # hc.models.bnnet's: the recipe tools/bnnet_torch_search.py found to reach 94.5% within 20
+    # epochs (benchmarks/bnnet-search-h200.json)
+    "bnnet": Recipe(lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=20,
+                    nesterov=True, label_smoothing=0.1),
+}
 
 
 def default_recipe(model_name=None):
-    """The default recipe (the same for every model of hc.models today)."""
-    return RECIPES["default"]
+    """The recipe of ``model_name`` (a name of hc.models): bnnet's own, else the default."""
+    return RECIPES.get(model_name, RECIPES["default"])
