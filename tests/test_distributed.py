@@ -20,6 +20,10 @@ WORKER = os.path.join(os.path.dirname(__file__), "mpi", "fit_worker.py")
 MPIRUN = shutil.which("mpirun", path=os.path.dirname(sys.executable) + os.pathsep
                       + os.environ.get("PATH", ""))
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="no mpirun (pip install mpich)")
+# One thread a rank; Open MPI's mpirun (a GPU machine's) refuses to start as root without these
+# (MPICH's ignores them).
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
 def run(tmp_path, ranks, *args, name=None, expect=0, timeout=120):
@@ -27,7 +31,7 @@ def run(tmp_path, ranks, *args, name=None, expect=0, timeout=120):
     on rank 0, or the finished process when ``expect`` is not 0."""
     out = tmp_path / (name or f"w{ranks}.npz")
     cmd = [sys.executable, WORKER, str(out), *map(str, args)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(ENV)
     if ranks == 0:
         env["HC_NO_MPI"] = "1"
     else:
@@ -106,7 +110,7 @@ def test_cli_distributed_prints_on_rank_0_alone(tmp_path):
                            "--epochs", "1", "--batch-size", "128", "--no-progress",
                            "--save", str(tmp_path / "m.safetensors")],
                           capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("test accuracy: ") == 1 and proc.stdout.count("epoch 1: loss") == 1
     model, opt, meta = hc.load(tmp_path / "m.safetensors")  # written once, by rank 0
