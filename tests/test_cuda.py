@@ -77,8 +77,13 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
     loss_c, grads_c = cpu.loss_and_grads(x, y)
     loss_g, grads_g = gpu.loss_and_grads(x, y)
     assert abs(loss_g - loss_c) < 1e-5 * max(1, abs(loss_c))
+    # Relative to the gradient, or to 1% of the largest one where a gradient is a cancelled sum
+    # (a BatchNorm's weight behind another BatchNorm: 1e-6 out of terms of 1e-3, where the
+    # GPU's float partial sums and the CPU's double sums differ in the last digits of the terms).
+    largest = max(np.linalg.norm(g) for g in grads_c.values())
     for k in grads_c:
-        assert rel_err(grads_g[k], grads_c[k]) < 1e-4, k
+        scale = max(np.linalg.norm(grads_c[k]), 1e-2 * largest)
+        assert np.linalg.norm(grads_g[k] - grads_c[k]) < 1e-4 * scale, k
 
 
 @pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "new_layers",
