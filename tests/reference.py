@@ -298,6 +298,18 @@ def philox4x32_10(counter, key):
     return np.stack(c, axis=1).astype(np.uint32)
 
 
+def dropout_stream_key(stream):
+    """The key random stream ``stream`` (a data-parallel replica's index) mixes into the seed:
+    splitmix64's finaliser of stream * golden ratio, 0 for stream 0."""
+    if stream == 0:
+        return 0
+    m = 2**64 - 1
+    z = stream * 0x9E3779B97F4A7C15 & m
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & m
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB & m
+    return z ^ (z >> 31)
+
+
 def dropout_mask(seed, step, units, p):
     """Keep (True) or drop of units 0..units-1 at (seed, step): the top 24 bits of Philox word
     u % 4 of block u // 4 (counter: block, step as 64-bit pairs; key: seed) below

@@ -168,3 +168,19 @@ def test_torch_and_onnx_see_dropout_as_dropout_and_identity(rng, tmp_path):
     m.eval()
     out = ort.InferenceSession(str(path)).run(None, {"input": x})[0]
     assert np.abs(out - m(x)).max() < 1e-4
+
+
+def test_each_replica_draws_its_own_stream():
+    """Replica r keys its masks with seed ^ stream_key(r): stream 0 (the master, or a model on
+    its own) draws the reference stream of its seed, the others independent masks."""
+    x = np.ones((4, 50), F32)
+    model = hc.Sequential(hc.Dropout(0.5), seed=9)
+    seed = int(model.buffers(all_buffers=True)["0.rng_state"][0])
+    model.to(hc.DataParallel(["cpu", "cpu", "cpu"], shares=[1, 1, 1], threads=[1, 2, 3]))
+    masks = [net.forward(x) != 0 for net in model._replica_nets]  # training mode: step 1
+    for r, got in enumerate(masks):
+        keep = ref.dropout_mask(seed ^ ref.dropout_stream_key(r), 1, x.size, 0.5)
+        np.testing.assert_array_equal(got, keep.reshape(x.shape))
+    assert (masks[0] != masks[1]).mean() > 0.3 and (masks[1] != masks[2]).mean() > 0.3
+    alone = hc.Sequential(hc.Dropout(0.5), seed=9)
+    np.testing.assert_array_equal(alone(x) != 0, masks[0])  # stream 0

@@ -19,9 +19,18 @@ uint32_t dropout_keep_below(double p) {
 
 float dropout_scale(double p) { return p < 1.0 ? static_cast<float>(1.0 / (1.0 - p)) : 0.f; }
 
+uint64_t dropout_stream_key(uint64_t stream) {
+  if (stream == 0) return 0;
+  uint64_t z = stream * 0x9E3779B97F4A7C15ull;  // splitmix64's finaliser: far-apart keys
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 void dropout_forward_cpu(int64_t n, int64_t group, const float* x, float* y, const int64_t* state,
-                         uint32_t keep_below, float scale) {
-  const uint64_t seed = static_cast<uint64_t>(state[0]), step = static_cast<uint64_t>(state[1]);
+                         uint64_t stream_key, uint32_t keep_below, float scale) {
+  const uint64_t seed = static_cast<uint64_t>(state[0]) ^ stream_key;
+  const uint64_t step = static_cast<uint64_t>(state[1]);
   if (group == 1) {  // one Philox block gives the draws of 4 consecutive elements
     const int64_t blocks = (n + 3) / 4;
 #pragma omp parallel for schedule(static) if (parallel : n > kParallelElems)
@@ -75,7 +84,8 @@ void Dropout::forward_cpu(const Tensor& x, Tensor& y, float*) {
     return;
   }
   dropout_advance_cpu(state());
-  dropout_forward_cpu(n, group(x.shape), x.data, y.data, state(), keep_below_, scale_);
+  dropout_forward_cpu(n, group(x.shape), x.data, y.data, state(), stream_key_, keep_below_,
+                      scale_);
 }
 
 void Dropout::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
@@ -86,7 +96,8 @@ void Dropout::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Ten
     return;
   }
   // The mask of the forward (the same state), applied to the gradient.
-  dropout_forward_cpu(n, group(x.shape), dy.data, dx->data, state(), keep_below_, scale_);
+  dropout_forward_cpu(n, group(x.shape), dy.data, dx->data, state(), stream_key_, keep_below_,
+                      scale_);
 }
 
 }  // namespace hc

@@ -71,6 +71,14 @@ void Net::init(uint64_t seed) {
   for (auto& layer : layers_) layer->init_params(rng);
 }
 
+void Net::set_random_stream(uint64_t stream) {
+#ifdef HC_WITH_CUDA
+  wait_cuda();
+  forget_addresses();  // the captured steps launched the layers with the old stream
+#endif
+  for (auto& layer : layers_) layer->set_random_stream(stream);
+}
+
 void Net::set_training(bool on) {
   if (on == training_) return;
 #ifdef HC_WITH_CUDA

@@ -32,6 +32,7 @@ Replicas::Replicas(std::vector<Net*> nets, std::vector<int> threads)
       fail_value("data parallel: replica " + std::to_string(r) + " is another model");
     if (threads_[r] < 0) fail_value("data parallel: a thread count must be >= 0");
   }
+  for (size_t r = 0; r < nets_.size(); ++r) nets_[r]->set_random_stream(r);
   seconds_.assign(nets_.size(), 0.0);
 }
 

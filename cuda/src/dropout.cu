@@ -22,8 +22,8 @@ __global__ void dropout_advance_kernel(int64_t* state) { ++state[1]; }
 // Dropout: thread t takes the 4 elements of Philox block t (one generator call for four).
 __global__ void dropout_elements_kernel(int64_t n, const float* __restrict__ x,
                                         float* __restrict__ y, const int64_t* __restrict__ state,
-                                        uint32_t keep_below, float scale) {
-  const uint64_t seed = (uint64_t)state[0], step = (uint64_t)state[1];
+                                        uint64_t stream_key, uint32_t keep_below, float scale) {
+  const uint64_t seed = (uint64_t)state[0] ^ stream_key, step = (uint64_t)state[1];
   const int64_t blocks = (n + 3) / 4;
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < blocks;
        b += (int64_t)gridDim.x * blockDim.x) {
@@ -40,8 +40,8 @@ __global__ void dropout_elements_kernel(int64_t n, const float* __restrict__ x,
 // the memory traffic, and no second pass).
 __global__ void dropout_planes_kernel(int64_t n, int64_t group, const float* __restrict__ x,
                                       float* __restrict__ y, const int64_t* __restrict__ state,
-                                      uint32_t keep_below, float scale) {
-  const uint64_t seed = (uint64_t)state[0], step = (uint64_t)state[1];
+                                      uint64_t stream_key, uint32_t keep_below, float scale) {
+  const uint64_t seed = (uint64_t)state[0] ^ stream_key, step = (uint64_t)state[1];
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
     const bool keep = philox_keep(philox_word(seed, step, (uint64_t)(i / group)), keep_below);
@@ -52,16 +52,16 @@ __global__ void dropout_planes_kernel(int64_t n, int64_t group, const float* __r
 }  // namespace
 
 void dropout_forward_cuda(int64_t n, int64_t group, const float* x, float* y,
-                          const int64_t* state, uint32_t keep_below, float scale,
-                          cudaStream_t stream) {
+                          const int64_t* state, uint64_t stream_key, uint32_t keep_below,
+                          float scale, cudaStream_t stream) {
   if (n <= 0) return;
   if (group == 1) {
     dropout_elements_kernel<<<op_blocks((n + 3) / 4), kOpThreads, 0, stream>>>(
-        n, x, y, state, keep_below, scale);
+        n, x, y, state, stream_key, keep_below, scale);
     HC_CUDA_CHECK_LAUNCH("dropout_elements_kernel");
   } else {
     dropout_planes_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, group, x, y, state,
-                                                                   keep_below, scale);
+                                                                   stream_key, keep_below, scale);
     HC_CUDA_CHECK_LAUNCH("dropout_planes_kernel");
   }
 }
@@ -82,7 +82,8 @@ void Dropout::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stre
     return;
   }
   dropout_advance_cuda(state(), stream);
-  dropout_forward_cuda(n, group(x.shape), x.data, y.data, state(), keep_below_, scale_, stream);
+  dropout_forward_cuda(n, group(x.shape), x.data, y.data, state(), stream_key_, keep_below_,
+                       scale_, stream);
 }
 
 void Dropout::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
@@ -95,8 +96,8 @@ void Dropout::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Te
                                     cudaMemcpyDeviceToDevice, stream));
     return;
   }
-  dropout_forward_cuda(n, group(x.shape), dy.data, dx->data, state(), keep_below_, scale_,
-                       stream);
+  dropout_forward_cuda(n, group(x.shape), dy.data, dx->data, state(), stream_key_, keep_below_,
+                       scale_, stream);
 }
 
 }  // namespace hc

@@ -121,8 +121,8 @@ void batchnorm_backward_cuda(const BatchNormArgs& a, const float* x, const float
 // ---- dropout.cu: x (n) -> y (n), as dropout_forward_cpu/advance_cpu (heterocnn/dropout.h);
 // state = {seed, step} in device memory.
 void dropout_forward_cuda(int64_t n, int64_t group, const float* x, float* y,
-                          const int64_t* state, uint32_t keep_below, float scale,
-                          cudaStream_t stream);
+                          const int64_t* state, uint64_t stream_key, uint32_t keep_below,
+                          float scale, cudaStream_t stream);
 void dropout_advance_cuda(int64_t* state, cudaStream_t stream);
 
 // ---- loss.cu: one launch each, loss and gradient together. The mean loss and the count of

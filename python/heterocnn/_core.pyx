@@ -174,6 +174,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         ParamStore& params()
         void init(uint64_t seed) except +raise_py_error
         void set_training(cbool on) except +raise_py_error
+        void set_random_stream(uint64_t stream) except +raise_py_error
         cbool training()
         Shape output_shape(const Shape& s) except +raise_py_error
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
@@ -440,6 +441,11 @@ cdef class CoreNet:
 
     def set_training(self, bint on):
         self.net.get().set_training(on)
+
+    def set_random_stream(self, uint64_t stream):
+        """The random stream of the net's Dropout layers (replica r of a data-parallel model
+        takes r; the replicas set it themselves)."""
+        self.net.get().set_random_stream(stream)
 
     def training(self):
         return self.net.get().training()

@@ -14,11 +14,11 @@
 // graph draws a new mask each step), then draws; backward recomputes the same mask from the
 // same state, nothing else is stored between the two.
 //
-// Data-parallel replicas are copies with the same rng_state (broadcast after each update), so
-// every replica draws from the same stream positions for its local rows: row r of replica A
-// and row r of replica B get the same mask in a step. The rows differ, so training is still
-// correct; the masks are not independent across replicas (a single device would draw
-// different masks for those rows).
+// Data-parallel replicas are copies with the same rng_state (broadcast after each update);
+// replica r draws from its own stream (set_random_stream(r)): the key is seed ^ stream_key(r),
+// stream_key(0) = 0, so a model on its own draws what the reference says for its seed, and
+// the replicas' masks are independent of each other (not those a single device would draw for
+// the same rows).
 #pragma once
 #include "heterocnn/layer.h"
 
@@ -29,10 +29,14 @@ namespace hc {
 uint32_t dropout_keep_below(double p);
 float dropout_scale(double p);
 
+// The key mixed into the seed of random stream `stream` (0 for stream 0).
+uint64_t dropout_stream_key(uint64_t stream);
+
 // y (n) = x * (keep(u) ? scale : 0) with u = i / group (group = 1 for Dropout, H*W for Dropout2d);
-// state = {seed, step} (host memory here; the step is read, not advanced).
+// state = {seed, step} (host memory here; the step is read, not advanced), drawn with the key
+// seed ^ stream_key.
 void dropout_forward_cpu(int64_t n, int64_t group, const float* x, float* y, const int64_t* state,
-                         uint32_t keep_below, float scale);
+                         uint64_t stream_key, uint32_t keep_below, float scale);
 // The step of a training forward: state[1] += 1.
 void dropout_advance_cpu(int64_t* state);
 
@@ -44,6 +48,7 @@ class Dropout : public Layer {
   Shape output_shape(const Shape& in) const override;
   // The seed from `rng` (in [0, 2^62)), the step 0.
   void init_params(Rng& rng) override;
+  void set_random_stream(uint64_t stream) override { stream_key_ = dropout_stream_key(stream); }
 
  protected:
   void forward_cpu(const Tensor& x, Tensor& y, float* ws) override;
@@ -62,6 +67,7 @@ class Dropout : public Layer {
   bool channels_;
   uint32_t keep_below_;
   float scale_;
+  uint64_t stream_key_ = 0;
 };
 
 }  // namespace hc

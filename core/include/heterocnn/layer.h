@@ -68,6 +68,10 @@ class Layer {
   // Dropout drops in training and is the identity in evaluation. Training by default.
   void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
+  // Which random stream a layer that draws random numbers (Dropout) takes: 0 for a model on
+  // its own; replica r of a data-parallel model takes r, so that replicas draw independent
+  // masks from the same seed and step.
+  virtual void set_random_stream(uint64_t) {}
 
   // y = layer(x), all on this layer's place. `ws` holds workspace_size(x.shape) floats.
   // On a CUDA device the work is enqueued on `stream` (a cudaStream_t; null: the device's

@@ -62,6 +62,8 @@ class Net {
   // the forward pass do follows it. Training after construction.
   void set_training(bool on);
   bool training() const { return training_; }
+  // Layer::set_random_stream for every layer (a data-parallel replica's index).
+  void set_random_stream(uint64_t stream);
   // Puts layer i on places[i]. All or nothing: if a move fails (out of device memory, no such
   // device) every layer stays where it was.
   void to(const std::vector<Place>& places);
