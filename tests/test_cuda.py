@@ -344,3 +344,32 @@ def test_dropout_masks_are_bit_identical_on_cpu_and_gpu(rng):
     d2 = [hc.Sequential(hc.Dropout2d(0.5), hc.Flatten(), seed=12) for _ in range(2)]
     d2[1].to("cuda")
     np.testing.assert_array_equal(d2[1](x), d2[0](x))
+
+
+def test_batchnorm_and_dropout_on_split_placements_and_gpu_cpu_replicas(rng):
+    """Every placement: the BatchNorm/Dropout net split between the GPU and the CPU equals it
+    on the CPU; data-parallel replicas on the GPU and the CPU equal two CPU replicas with the
+    same shares (each replica normalises its own rows and draws its own stream, wherever it
+    runs), buffers included."""
+    make, shape, classes = NETS["bn_dropout"]
+    cpu, mixed = make(), make()
+    mixed.to(["cuda"] * 5 + ["cpu"] * (len(mixed.layers) - 5))
+    on_gpu = hc.DataParallel(["cuda", "cpu"], shares=[1, 1])
+    on_cpu = hc.DataParallel(["cpu", "cpu"], shares=[1, 1], threads=[1, 2])
+    dp_g, dp_c = make().to(on_gpu), make().to(on_cpu)
+    models = (cpu, mixed, dp_g, dp_c)
+    opts = [hc.SGD(m, lr=0.05, momentum=0.9) for m in models]
+    for _ in range(3):
+        x = rng.standard_normal((8,) + shape).astype(F32)
+        y = rng.integers(0, classes, 8)
+        losses = [m.train_step(x, y, o) for m, o in zip(models, opts)]
+        assert abs(losses[1] - losses[0]) < 1e-4 and abs(losses[2] - losses[3]) < 1e-4
+    for a, b in ((mixed, cpu), (dp_g, dp_c)):
+        want = {**b.state_dict(), **b.buffers(all_buffers=True)}
+        got = {**a.state_dict(), **a.buffers(all_buffers=True)}
+        for k, v in want.items():
+            assert rel_err(got[k], v) < 1e-4, k
+    x = rng.standard_normal((5,) + shape).astype(F32)
+    for m in models:
+        m.eval()
+    assert rel_err(mixed(x), cpu(x)) < 1e-5 and rel_err(dp_g(x), dp_c(x)) < 1e-5
