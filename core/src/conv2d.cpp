@@ -87,6 +87,15 @@ size_t backward_per_thread(const ConvGeom& g, int64_t M) {
   return static_cast<size_t>(g.col_rows() * cols + M * cols + M * g.col_rows() + M);
 }
 
+// Samples per dw GEMM within a group: as many as keep dY's block and the rows of their windows
+// small enough for sgemm to read in place (kSgemmInPlaceBytes), at least one. Larger ones
+// get packed, which costs more than the fewer passes over dw they save (14 x 14: one sample,
+// 7 x 7 and 128 channels: two).
+int64_t dw_samples(const ConvGeom& g, int64_t M) {
+  const int64_t per_sample = g.col_cols() * (g.col_rows() + M) * int64_t{sizeof(float)};
+  return std::max<int64_t>(1, kSgemmInPlaceBytes / per_sample);
+}
+
 // Samples [first, end) of thread t's contiguous share of N over `team`.
 int64_t share_begin(int64_t N, int team, int t) { return N * t / team; }
 
@@ -241,7 +250,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
     const int t = thread_id();
 #pragma omp single
     team = team_size();
-    const int64_t group = group_for(g, M, N, team);
+    const int64_t group = group_for(g, M, N, team), dws = dw_samples(g, M);
     // This thread's unrolled windows (reused for dcol), gathered dy, and dw and db partials.
     float* col = parts + t * per_thread;
     float* dyg = col + ckk * group * hw;
@@ -263,7 +272,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
       const float* x0 = x + n0 * in_n;
       const float* dy0 = dy + n0 * M * hw;
       // dY (M, s*HoWo): the group's dy planes side by side (dy itself for one sample).
-      const bool gemm_pass = !dw_direct || (dx && !dx_direct);
+      const bool gemm_pass = (!dw_direct && dws > 1) || (dx && !dx_direct);
       const float* dyc = dy0;
       if (s > 1 && gemm_pass) {
         for (int64_t i = 0; i < s; ++i)
@@ -272,16 +281,21 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
                       dyg + m * cols + i * hw);
         dyc = dyg;
       }
-      // dw += dY (M, s*HoWo) * rows (s*HoWo, CKK): one GEMM reducing over every position of
-      // the group. The windows are unrolled as rows (im2row, the samples one after another),
-      // so that the matrix is read in place, k-major, instead of being transposed into panels.
+      // dw += dY (M, s*HoWo) * rows (s*HoWo, CKK), in GEMMs of dws samples reducing over every
+      // position of theirs. The windows are unrolled as rows (im2row, the samples one after
+      // another), so that the matrix is read in place, k-major, instead of being transposed.
       if (dw_direct)
         ;  // done above
       else if (col_is_input(g))
         sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyc, hw, x0, hw, 1.f, dw_t, ckk);
       else {
         for (int64_t i = 0; i < s; ++i) im2row_cpu(g, x0 + i * in_n, col + i * hw * ckk);
-        sgemm(Trans::N, Trans::N, M, ckk, cols, 1.f, dyc, cols, col, ckk, 1.f, dw_t, ckk);
+        for (int64_t i = 0; i < s; i += dws) {
+          const int64_t k = std::min(dws, s - i) * hw;
+          const bool gathered = dyc == dyg;
+          sgemm(Trans::N, Trans::N, M, ckk, k, 1.f, gathered ? dyg + i * hw : dy0 + i * M * hw,
+                gathered ? cols : hw, col + i * hw * ckk, ckk, 1.f, dw_t, ckk);
+        }
       }
       if (db)
         for (int64_t i = 0; i < s; ++i) add_bias_grad(M, hw, dy0 + i * M * hw, db_t);
