@@ -17,10 +17,6 @@ namespace {
 // A 1x1 kernel with stride 1 and no padding reads the image as its own im2col matrix.
 bool col_is_input(const ConvGeom& g) { return g.K == 1 && g.stride == 1 && g.pad == 0; }
 
-size_t col_size(const ConvGeom& g) {
-  return static_cast<size_t>(checked_mul(g.col_rows(), g.col_cols(), "Conv2d im2col matrix"));
-}
-
 ConvPath& forced_path() {
   static ConvPath path = ConvPath::Auto;
   return path;
@@ -28,13 +24,23 @@ ConvPath& forced_path() {
 
 enum class Pass { Forward, WeightGrad, InputGrad };
 
-// Whether the direct kernels (conv_direct.h) compute this pass: wherever they apply, except the
-// weight gradient of convolutions with many input channels on rows of one vector (14 x 14),
-// where the GEMM over im2row's matrix was measured faster (CPU_PERF.md, entry 8).
-bool use_direct(const ConvGeom& g, Pass pass) {
+// Whether the direct kernels (conv_direct.h) compute this pass. They hold an output row in
+// one or two 16-float vectors, so they run at the lane occupancy Wo / (16 * vectors); the GEMM
+// over a group's unrolled windows runs at ~85-90% of the FMA peak once its operands are big
+// enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
+// compute every pass where they apply, except
+//  - forward and dx of many-channel convolutions on rows that fill less than 3/4 of their
+//    vectors (7 x 7: 44%), where the grouped GEMM was measured ~1.7x faster (CPU_PERF.md,
+//    entry 11);
+//  - the weight gradient of convolutions with many input channels on rows of one vector
+//    (14 x 14, 7 x 7), where the GEMM over im2row's matrix was measured faster (entry 8).
+bool use_direct(const ConvGeom& g, int64_t M, Pass pass) {
   if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
-  return forced_path() == ConvPath::Direct || pass != Pass::WeightGrad || g.col_rows() <= 150 ||
-         g.Wo > 16;
+  if (forced_path() == ConvPath::Direct) return true;
+  if (pass == Pass::WeightGrad) return g.col_rows() <= 150 || g.Wo > 16;
+  const int64_t lanes = 16 * ((g.Wo + 15) / 16);
+  const bool gemm_fits = M >= 32 && g.col_rows() >= 256 && (pass == Pass::Forward || g.C >= 32);
+  return 4 * g.Wo >= 3 * lanes || !gemm_fits;
 }
 
 // Floats of the direct path's rearranged weights (forward's wt, backward's wf), at ws.
@@ -42,10 +48,56 @@ size_t direct_weights_size(const ConvGeom& g, int64_t M) {
   return conv_direct::fits(g) ? static_cast<size_t>(M * g.col_rows()) : 0;
 }
 
-// Floats of backward's per-thread part: the unrolled sample, dw and db partials.
-size_t backward_per_thread(const ConvGeom& g, int64_t M) {
-  return col_size(g) + static_cast<size_t>(M * g.col_rows() + M);
+int64_t& forced_group() {
+  static int64_t group = 0;
+  return group;
 }
+
+// Samples per GEMM on the GEMM path: the samples of a group are unrolled side by side into one
+// matrix (C*K*K, group*Ho*Wo), so that a small image (7 x 7: 49 columns a sample) still gives
+// the GEMM enough columns for its tiles and packing to pay. As many samples as keep a group's
+// unrolled windows and output block within this core's L2 (read from the CPU at run time), so
+// that im2col's writes are still in L2 when the GEMM packs them; at least one. (Measured on
+// 7 x 7 convolutions: groups of 1, 4, 8, 16 samples; the best was the largest within L2.)
+// A 1x1 convolution reads the image in place, one sample at a time.
+int64_t gemm_group(const ConvGeom& g, int64_t M) {
+  if (col_is_input(g)) return 1;
+  if (forced_group() > 0) return forced_group();
+  const int64_t per_sample = (g.col_rows() + 1 + M) * g.col_cols() * int64_t{sizeof(float)};
+  return std::clamp<int64_t>(cpu_l2_bytes() / per_sample, 1, 64);
+}
+
+// The group actually used for a batch of N on `threads`: no larger than a thread's share of the
+// samples, so that every thread has work.
+int64_t group_for(const ConvGeom& g, int64_t M, int64_t N, int threads) {
+  return std::max<int64_t>(1, std::min(gemm_group(g, M), (N + threads - 1) / threads));
+}
+
+// Floats of forward's per-thread part: a group's unrolled windows with a row of ones below them,
+// and its output block (M, group*HoWo) before it is spread over the samples.
+size_t forward_per_thread(const ConvGeom& g, int64_t M) {
+  const int64_t cols = gemm_group(g, M) * g.col_cols();
+  return static_cast<size_t>((g.col_rows() + 1 + M) * cols);
+}
+
+// Floats of backward's per-thread part: a group's unrolled windows (im2row's for dw, then
+// reused for dcol), its dy gathered as (M, group*HoWo), the dw and db partials.
+size_t backward_per_thread(const ConvGeom& g, int64_t M) {
+  const int64_t cols = gemm_group(g, M) * g.col_cols();
+  return static_cast<size_t>(g.col_rows() * cols + M * cols + M * g.col_rows() + M);
+}
+
+// Samples per dw GEMM within a group: as many as keep dY's block and the rows of their windows
+// small enough for sgemm to read in place (kSgemmInPlaceBytes), at least one. Larger ones
+// get packed, which costs more than the fewer passes over dw they save (14 x 14: one sample,
+// 7 x 7 and 128 channels: two).
+int64_t dw_samples(const ConvGeom& g, int64_t M) {
+  const int64_t per_sample = g.col_cols() * (g.col_rows() + M) * int64_t{sizeof(float)};
+  return std::max<int64_t>(1, kSgemmInPlaceBytes / per_sample);
+}
+
+// Samples [first, end) of thread t's contiguous share of N over `team`.
+int64_t share_begin(int64_t N, int team, int t) { return N * t / team; }
 
 // The fused ReLU over one sample's output, still in cache after its GEMM (activation.h's
 // select), on the calling thread: it runs inside the per-sample parallel loop.
@@ -58,10 +110,12 @@ void relu_in_place(int64_t n, float* y) {
 
 void conv2d_force_path(ConvPath path) { forced_path() = path; }
 
+void conv2d_force_group(int64_t samples) { forced_group() = std::max<int64_t>(0, samples); }
+
 // Sizes below are products of bounded shapes (Conv2d::output_shape: the batch's unrolled
 // windows fit in 2^40 elements) and the thread count, checked all the same.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
-  // GEMM path: [w | b], and per thread the unrolled sample with a row of ones below it.
+  // GEMM path: [w | b], and per thread a group's unrolled windows and output block.
   // Direct path: the weights k-major. Sized for either, so that the path may be forced.
   constexpr const char* what = "Conv2d forward workspace";
   const size_t gemm =
@@ -69,8 +123,7 @@ size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
           ? 0
           : checked_add(checked_mul(static_cast<size_t>(M), static_cast<size_t>(g.col_rows()) + 1,
                                     what),
-                        checked_mul(col_size(g) + static_cast<size_t>(g.col_cols()),
-                                    static_cast<size_t>(threads), what),
+                        checked_mul(forward_per_thread(g, M), static_cast<size_t>(threads), what),
                         what);
   return std::max(gemm, direct_weights_size(g, M));
 }
@@ -98,7 +151,7 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     }
     return;
   }
-  if (use_direct(g, Pass::Forward)) {
+  if (use_direct(g, M, Pass::Forward)) {
     float* wt = ws;  // (CKK, M): wt[k * M + m] = w[m, k]
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < ckk; ++k) wt[k * M + m] = w[m * ckk + k];
@@ -107,9 +160,9 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
       conv_direct::forward(g, M, x + n * in_n, wt, b, y + n * M * hw, relu);
     return;
   }
-  // y_n = [w | b] (M,CKK+1) * [col(x_n); 1] (CKK+1,HoWo): the bias is one more step of the
-  // GEMM's reduction, so y is written once (no bias fill, no read-back of C). Without a bias,
-  // y_n = w * col(x_n).
+  // Y = [w | b] (M,CKK+1) * [col(x_n0) .. col(x_n0+s-1); 1] (CKK+1, s*HoWo) for each group
+  // of s samples: the bias is one more step of the GEMM's reduction, so Y is written once (no
+  // bias fill, no read-back of C). Without a bias, Y = w * [col(x_n) ..].
   const int64_t kb = b ? ckk + 1 : ckk;
   const float* wb = w;
   if (b) {
@@ -120,15 +173,39 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     }
     wb = wbias;
   }
-  float* cols = ws + M * (ckk + 1);
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    float* col = cols + thread_id() * (col_size(g) + hw);
-    im2col_cpu(g, x + n * in_n, col);
-    std::fill(col + ckk * hw, col + kb * hw, 1.f);  // the ones row (none without a bias)
-    float* yn = y + n * M * hw;
-    sgemm(Trans::N, Trans::N, M, hw, kb, 1.f, wb, kb, col, hw, 0.f, yn, hw);
-    if (relu) relu_in_place(M * hw, yn);
+  float* parts = ws + M * (ckk + 1);
+  const size_t per_thread = forward_per_thread(g, M);
+#pragma omp parallel
+  {
+    const int team = team_size(), t = thread_id();
+    const int64_t group = group_for(g, M, N, team);
+    float* col = parts + t * per_thread;
+    for (int64_t n0 = share_begin(N, team, t), end = share_begin(N, team, t + 1); n0 < end;
+         n0 += group) {
+      const int64_t s = std::min(group, end - n0), cols = s * hw;
+      float* out = col + kb * cols;  // Y (M, cols), unless the group is one sample
+      for (int64_t i = 0; i < s; ++i) im2col_cpu(g, x + (n0 + i) * in_n, col + i * hw, cols);
+      std::fill(col + ckk * cols, col + kb * cols, 1.f);  // the ones row (none without a bias)
+      float* yn = y + n0 * M * hw;
+      sgemm(Trans::N, Trans::N, M, cols, kb, 1.f, wb, kb, col, cols, 0.f, s == 1 ? yn : out,
+            cols);
+      if (s == 1) {
+        if (relu) relu_in_place(M * hw, yn);
+        continue;
+      }
+      // Spread Y's column blocks over the samples' planes (in cache), with the fused ReLU.
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t m = 0; m < M; ++m) {
+          const float* src = out + m * cols + i * hw;
+          float* dst = yn + (i * M + m) * hw;
+          if (relu) {
+#pragma omp simd
+            for (int64_t p = 0; p < hw; ++p) dst[p] = hc::relu(src[p]);
+          } else {
+            std::copy(src, src + hw, dst);
+          }
+        }
+    }
   }
 }
 
@@ -151,8 +228,8 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
                          const float* w, const float* dy, float* dx, float* dw, float* db,
                          float* ws, bool relu_mask) {
   const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W, K = g.K;
-  const bool dw_direct = use_direct(g, Pass::WeightGrad);
-  const bool dx_direct = dx && use_direct(g, Pass::InputGrad);
+  const bool dw_direct = use_direct(g, M, Pass::WeightGrad);
+  const bool dx_direct = dx && use_direct(g, M, Pass::InputGrad);
   // The direct dx: dx_n = conv(dy_n, wf), dy (M,Ho,Wo) -> dx (C,H,W) padded by K-1-pad, with
   // the kernel transposed and flipped, stored k-major:
   //   wf[((m*K + kh)*K + kw) * C + c] = w[m, c, K-1-kh, K-1-kw].
@@ -170,56 +247,81 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
   int team = 1;
 #pragma omp parallel
   {
-    // This thread's unrolled sample (reused for dcol), and dw and db partials.
-    float* col = parts + thread_id() * per_thread;
-    float* dw_t = col + col_size(g);
-    float* db_t = dw_t + M * ckk;
-    std::fill(dw_t, db_t + M, 0.f);
+    const int t = thread_id();
 #pragma omp single
     team = team_size();
+    const int64_t group = group_for(g, M, N, team), dws = dw_samples(g, M);
+    // This thread's unrolled windows (reused for dcol), gathered dy, and dw and db partials.
+    float* col = parts + t * per_thread;
+    float* dyg = col + ckk * group * hw;
+    float* dw_t = dyg + M * group * hw;
+    float* db_t = dw_t + M * ckk;
+    std::fill(dw_t, db_t + M, 0.f);
+    // This thread's contiguous share of the samples.
+    const int64_t n_begin = share_begin(N, team, t), n_end = share_begin(N, team, t + 1);
     if (dw_direct) {
-      // This thread's share of the samples, in groups whose x and dy stay in L2 (~256 KiB)
-      // while the kernel sweeps them once per (channel block, kernel row).
-      const int64_t n0 = N * thread_id() / team, n1 = N * (thread_id() + 1) / team;
-      const int64_t group = std::max<int64_t>(1, (64 << 10) / (in_n + M * hw));
-      for (int64_t n = n0; n < n1; n += group)
-        conv_direct::weight_grad(g, M, std::min(group, n1 - n), x + n * in_n, dy + n * M * hw,
-                                 dw_t);
+      // In groups whose x and dy stay in L2 (~256 KiB) while the kernel sweeps them once per
+      // (channel block, kernel row).
+      const int64_t dgroup = std::max<int64_t>(1, (64 << 10) / (in_n + M * hw));
+      for (int64_t n = n_begin; n < n_end; n += dgroup)
+        conv_direct::weight_grad(g, M, std::min(dgroup, n_end - n), x + n * in_n,
+                                 dy + n * M * hw, dw_t);
     }
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xn = x + n * in_n;
-      const float* dyn = dy + n * M * hw;
-      // dw += dy_n (M,HoWo) * col^T (HoWo,CKK). The windows are unrolled as rows (im2row), so
-      // that col^T is read in place, k-major, instead of being transposed into packed panels.
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += group) {
+      const int64_t s = std::min(group, n_end - n0), cols = s * hw;
+      const float* x0 = x + n0 * in_n;
+      const float* dy0 = dy + n0 * M * hw;
+      // dY (M, s*HoWo): the group's dy planes side by side (dy itself for one sample).
+      const bool gemm_pass = (!dw_direct && dws > 1) || (dx && !dx_direct);
+      const float* dyc = dy0;
+      if (s > 1 && gemm_pass) {
+        for (int64_t i = 0; i < s; ++i)
+          for (int64_t m = 0; m < M; ++m)
+            std::copy(dy0 + (i * M + m) * hw, dy0 + (i * M + m + 1) * hw,
+                      dyg + m * cols + i * hw);
+        dyc = dyg;
+      }
+      // dw += dY (M, s*HoWo) * rows (s*HoWo, CKK), in GEMMs of dws samples reducing over every
+      // position of theirs. The windows are unrolled as rows (im2row, the samples one after
+      // another), so that the matrix is read in place, k-major, instead of being transposed.
       if (dw_direct)
         ;  // done above
       else if (col_is_input(g))
-        sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyn, hw, xn, hw, 1.f, dw_t, ckk);
+        sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyc, hw, x0, hw, 1.f, dw_t, ckk);
       else {
-        im2row_cpu(g, xn, col);
-        sgemm(Trans::N, Trans::N, M, ckk, hw, 1.f, dyn, hw, col, ckk, 1.f, dw_t, ckk);
+        for (int64_t i = 0; i < s; ++i) im2row_cpu(g, x0 + i * in_n, col + i * hw * ckk);
+        for (int64_t i = 0; i < s; i += dws) {
+          const int64_t k = std::min(dws, s - i) * hw;
+          const bool gathered = dyc == dyg;
+          sgemm(Trans::N, Trans::N, M, ckk, k, 1.f, gathered ? dyg + i * hw : dy0 + i * M * hw,
+                gathered ? cols : hw, col + i * hw * ckk, ckk, 1.f, dw_t, ckk);
+        }
       }
-      if (db) add_bias_grad(M, hw, dyn, db_t);
+      if (db)
+        for (int64_t i = 0; i < s; ++i) add_bias_grad(M, hw, dy0 + i * M * hw, db_t);
       if (!dx) continue;
-      // dcol (CKK,HoWo) = w^T (CKK,M) * dy_n (M,HoWo), then folded back into dx_n.
-      float* dxn = dx + n * in_n;
+      // dcol (CKK, s*HoWo) = w^T (CKK,M) * dY (M, s*HoWo), then folded back into each dx_n.
+      float* dx0 = dx + n0 * in_n;
       if (dx_direct) {
-        conv_direct::forward(gt, g.C, dyn, wf, nullptr, dxn, false);
+        for (int64_t i = 0; i < s; ++i)
+          conv_direct::forward(gt, g.C, dy0 + i * M * hw, wf, nullptr, dx0 + i * in_n, false);
       } else if (col_is_input(g)) {
-        sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, dxn, hw);
+        sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyc, hw, 0.f, dx0, hw);
       } else {
-        sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyn, hw, 0.f, col, hw);
-        col2im_cpu(g, col, dxn);
+        sgemm(Trans::T, Trans::N, ckk, cols, M, 1.f, w, ckk, dyc, cols, 0.f, col, cols);
+        for (int64_t i = 0; i < s; ++i) col2im_cpu(g, col + i * hw, dx0 + i * in_n, cols);
       }
-      if (relu_mask) relu_backward_cpu(in_n, xn, dxn, dxn);
+      if (relu_mask)
+        for (int64_t i = 0; i < s; ++i)
+          relu_backward_cpu(in_n, x0 + i * in_n, dx0 + i * in_n, dx0 + i * in_n);
     }
+#pragma omp barrier
     // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
-    const float* first = parts + col_size(g);
+    const float* first = parts + (ckk * group * hw + M * group * hw);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < M * ckk + (db ? M : 0); ++i) {
       float s = 0.f;
-      for (int t = 0; t < team; ++t) s += first[t * per_thread + i];
+      for (int u = 0; u < team; ++u) s += first[u * per_thread + i];
       (i < M * ckk ? dw[i] : db[i - M * ckk]) = s;
     }
   }

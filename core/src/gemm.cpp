@@ -26,10 +26,7 @@ namespace {
 // Blocks are evened out (block_size) so that no block is a sliver. Tuned on 512..2048 squares.
 constexpr int64_t KC = 256, MC = 1024, NC = 768;
 
-// Problems whose operands total at most this many bytes are small enough to stay in cache
-// unpacked: a transposed A and a non-transposed B are then read in place (their k-major
-// layout is what the kernel wants), saving the packing pass.
-constexpr int64_t kInPlaceBytes = 512 * 1024;
+constexpr int64_t kInPlaceBytes = kSgemmInPlaceBytes;
 
 // Below this many flops a problem runs on one thread: starting the team costs more.
 constexpr double kParallelFlops = 2e6;

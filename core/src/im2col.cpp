@@ -29,13 +29,13 @@ inline void valid_range(int64_t kw, int64_t pad, int64_t stride, int64_t W, int6
 // row copies and sums are plain unit-stride loops the compiler vectorises (short rows: no call
 // to memcpy); S = 0 reads the stride from g.
 template <int S>
-void im2col_rows(const ConvGeom& g, const float* x, float* col) {
+void im2col_rows(const ConvGeom& g, const float* x, float* col, int64_t ld) {
   const int64_t K = g.K, s = S > 0 ? S : g.stride, p = g.pad;
   for (int64_t c = 0; c < g.C; ++c) {
     const float* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < K; ++kh) {
       for (int64_t kw = 0; kw < K; ++kw) {
-        float* row = col + ((c * K + kh) * K + kw) * g.Ho * g.Wo;
+        float* row = col + ((c * K + kh) * K + kw) * ld;
         int64_t lo, hi;
         valid_range(kw, p, s, g.W, g.Wo, lo, hi);
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
@@ -57,14 +57,14 @@ void im2col_rows(const ConvGeom& g, const float* x, float* col) {
 }
 
 template <int S>
-void col2im_rows(const ConvGeom& g, const float* col, float* x) {
+void col2im_rows(const ConvGeom& g, const float* col, int64_t ld, float* x) {
   const int64_t K = g.K, s = S > 0 ? S : g.stride, p = g.pad;
   std::memset(x, 0, g.C * g.H * g.W * sizeof(float));
   for (int64_t c = 0; c < g.C; ++c) {
     float* xc = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < K; ++kh) {
       for (int64_t kw = 0; kw < K; ++kw) {
-        const float* row = col + ((c * K + kh) * K + kw) * g.Ho * g.Wo;
+        const float* row = col + ((c * K + kh) * K + kw) * ld;
         int64_t lo, hi;
         valid_range(kw, p, s, g.W, g.Wo, lo, hi);
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
@@ -81,12 +81,14 @@ void col2im_rows(const ConvGeom& g, const float* col, float* x) {
 
 }  // namespace
 
-void im2col_cpu(const ConvGeom& g, const float* x, float* col) {
-  g.stride == 1 ? im2col_rows<1>(g, x, col) : im2col_rows<0>(g, x, col);
+void im2col_cpu(const ConvGeom& g, const float* x, float* col, int64_t ld) {
+  if (ld == 0) ld = g.col_cols();
+  g.stride == 1 ? im2col_rows<1>(g, x, col, ld) : im2col_rows<0>(g, x, col, ld);
 }
 
-void col2im_cpu(const ConvGeom& g, const float* col, float* x) {
-  g.stride == 1 ? col2im_rows<1>(g, col, x) : col2im_rows<0>(g, col, x);
+void col2im_cpu(const ConvGeom& g, const float* col, float* x, int64_t ld) {
+  if (ld == 0) ld = g.col_cols();
+  g.stride == 1 ? col2im_rows<1>(g, col, ld, x) : col2im_rows<0>(g, col, ld, x);
 }
 
 namespace {

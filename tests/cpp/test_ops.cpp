@@ -194,6 +194,55 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+TEST(conv2d_gemm_groups_equal_one_sample_gemms) {
+  // The GEMM path with several samples unrolled side by side per GEMM (forced group sizes and
+  // the automatic one) against one sample per GEMM: forward with and without bias, with the
+  // fused ReLU; backward with dx (through a ReLU mask) and without, with and without db.
+  // Batches the groups do not divide, stride 2, a 1x1 kernel, a deep 7 x 7 convolution.
+  // {C, H, W, K, stride, pad, M, N}
+  const int64_t cases[][8] = {{3, 9, 8, 3, 1, 1, 5, 5},  {4, 11, 10, 3, 2, 1, 6, 7},
+                              {5, 6, 7, 1, 1, 0, 3, 4},  {2, 8, 8, 5, 1, 2, 4, 3},
+                              {64, 7, 7, 3, 1, 1, 128, 5}};
+  auto close = [](const std::vector<float>& a, const std::vector<float>& e, double tol) {
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(std::fabs(a[i] - e[i]) <= tol * (1.0 + std::fabs(e[i])))) return false;
+    return true;
+  };
+  conv2d_force_path(ConvPath::Gemm);
+  for (const auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], c[4], c[5]);
+    const int64_t M = c[6], N = c[7], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
+    const size_t wn = M * g.col_rows();
+    std::vector<float> x = randn(N * in_n, 21);
+    for (size_t i = 0; i < x.size(); i += 3) x[i] = 0.f;  // a ReLU's output, for the mask
+    const std::vector<float> w = randn(wn, 22), b = randn(M, 23), dy = randn(N * out_n, 24);
+    for (int variant = 0; variant < 2; ++variant) {  // 0: bias, relu, dx; 1: none of them
+      const float* bp = variant == 0 ? b.data() : nullptr;
+      std::vector<float> y[2], dx[2], dw[2], db[2];
+      for (int64_t group : {1, 2, 3, 0}) {
+        conv2d_force_group(group);
+        std::vector<float> ws(std::max(conv2d_forward_workspace_cpu(g, M, max_threads()),
+                                       conv2d_backward_workspace_cpu(g, M, max_threads())));
+        const int r = group == 1 ? 0 : 1;
+        y[r].assign(N * out_n, NAN), dx[r].assign(N * in_n, NAN);
+        dw[r].assign(wn, NAN), db[r].assign(M, NAN);
+        conv2d_forward_cpu(g, N, M, x.data(), w.data(), bp, y[r].data(), ws.data(),
+                           variant == 0);
+        conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(),
+                            variant == 0 ? dx[r].data() : nullptr, dw[r].data(),
+                            variant == 0 ? db[r].data() : nullptr, ws.data(), variant == 0);
+        if (r == 0) continue;
+        CHECK(close(y[1], y[0], 1e-5));
+        if (variant == 0) CHECK(close(dx[1], dx[0], 1e-5));
+        CHECK(close(dw[1], dw[0], 1e-4));
+        if (variant == 0) CHECK(close(db[1], db[0], 1e-5));
+      }
+    }
+  }
+  conv2d_force_group(0);
+  conv2d_force_path(ConvPath::Auto);
+}
+
 TEST(maxpool_2x2_against_a_reference) {
   // Every path of the 2x2 / stride-2 pooling (the AVX-512 one for widths <= 32, the portable
   // one beyond) against a tap-by-tap reference: first maximum in tap order, a NaN wins, ties

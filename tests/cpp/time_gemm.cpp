@@ -1,5 +1,6 @@
 // Times sgemm (not a test): GFLOP/s for square sizes and the shapes a small CNN produces, on
-// 1 thread and on the whole OpenMP team. Usage: time_gemm [min_seconds_per_shape]
+// 1 thread and on the whole OpenMP team. Usage: time_gemm [min_seconds_per_shape] [shape...],
+// a shape as NN|NT|TN|TT,M,N,K (e.g. NN,128,196,1153); given shapes replace the default list.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -58,6 +59,14 @@ int main(int argc, char** argv) {
   shapes.push_back({"linear x*W^T", Trans::N, Trans::T, 64, 256, 784});
   shapes.push_back({"TN", Trans::T, Trans::N, 256, 784, 64});
   shapes.push_back({"TN small", Trans::T, Trans::N, 150, 100, 16});
+  if (argc > 2) shapes.clear();
+  for (int i = 2; i < argc; ++i) {
+    char ta = 0, tb = 0;
+    long long M = 0, N = 0, K = 0;
+    if (std::sscanf(argv[i], "%c%c,%lld,%lld,%lld", &ta, &tb, &M, &N, &K) != 5) return 2;
+    shapes.push_back({"given", ta == 'T' ? Trans::T : Trans::N, tb == 'T' ? Trans::T : Trans::N,
+                      M, N, K});
+  }
 
   int team = 1;
 #ifdef _OPENMP

@@ -4,6 +4,8 @@
 // layers. Times are CPU time of the process (all threads), so that other work on a shared
 // machine counts less; with one thread that is the op's own time.
 // Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct]
+//        [nets=lenet5,convnet,mlp,bnnet]; HC_TIME_DW=1 also times each conv's dw alone,
+//        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
@@ -79,6 +81,13 @@ void time_conv(const char* name, int64_t N, int64_t C, int64_t H, int64_t M, int
   }, min_s);
   const double gemm = 2.0 * N * M * g.col_rows() * g.col_cols();
   report(std::string(name) + (first ? " (no dx)" : ""), f, bw, gemm, gemm * (first ? 1 : 2));
+  if (first || !getenv("HC_TIME_DW")) return;
+  const double dwt = best_time([&] {
+    hc::conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), nullptr, dw.data(),
+                            db.data(), ws.data());
+  }, min_s);
+  std::printf("%-28s   dw %8.1f us (%5.1f GF/s)   dx %8.1f us (%5.1f GF/s)\n", "", dwt * 1e6,
+              gemm / dwt / 1e9, (bw - dwt) * 1e6, gemm / (bw - dwt) / 1e9);
 }
 
 void time_pool(const char* name, int64_t N, int64_t C, int64_t H, double min_s) {
@@ -117,27 +126,45 @@ int main(int argc, char** argv) {
   hc::conv2d_force_path(path == "gemm"     ? hc::ConvPath::Gemm
                         : path == "direct" ? hc::ConvPath::Direct
                                            : hc::ConvPath::Auto);
+  if (const char* group = getenv("HC_CONV_GROUP")) hc::conv2d_force_group(std::atoll(group));
   std::printf("batch %lld, %d threads, conv path %s, best CPU time of repeated calls\n", (long long)N,
               hc::max_threads(), path.c_str());
-  std::printf("lenet5\n");
-  time_conv("conv1 1->6 k5 p2 28x28", N, 1, 28, 6, 5, 2, true, min_s);
-  time_pool("pool1 6x28x28", N, 6, 28, min_s);
-  time_conv("conv2 6->16 k5 14x14", N, 6, 14, 16, 5, 0, false, min_s);
-  time_pool("pool2 16x10x10", N, 16, 10, min_s);
-  time_linear("fc1 400->120", N, 400, 120, false, min_s);
-  time_linear("fc2 120->84", N, 120, 84, false, min_s);
-  time_linear("fc3 84->10", N, 84, 10, false, min_s);
-  std::printf("convnet\n");
-  time_conv("conv1 1->32 k3 p1 28x28", N, 1, 28, 32, 3, 1, true, min_s);
-  time_conv("conv2 32->32 k3 p1 28x28", N, 32, 28, 32, 3, 1, false, min_s);
-  time_pool("pool1 32x28x28", N, 32, 28, min_s);
-  time_conv("conv3 32->64 k3 p1 14x14", N, 32, 14, 64, 3, 1, false, min_s);
-  time_conv("conv4 64->64 k3 p1 14x14", N, 64, 14, 64, 3, 1, false, min_s);
-  time_pool("pool2 64x14x14", N, 64, 14, min_s);
-  time_linear("fc1 3136->256", N, 3136, 256, false, min_s);
-  time_linear("fc2 256->10", N, 256, 10, false, min_s);
-  std::printf("mlp\n");
-  time_linear("fc1 784->256 (first)", N, 784, 256, true, min_s);
-  time_linear("fc2 256->128", N, 256, 128, false, min_s);
-  time_linear("fc3 128->10", N, 128, 10, false, min_s);
+  const std::string nets = argc > 4 ? argv[4] : "lenet5,convnet,mlp,bnnet";
+  auto want = [&](const char* net) { return nets.find(net) != std::string::npos; };
+  if (want("bnnet")) {  // its convolutions have no bias; timed with one all the same
+    std::printf("bnnet\n");
+    time_conv("conv0 1->32 k3 p1 28x28", N, 1, 28, 32, 3, 1, true, min_s);
+    time_conv("conv1 32->32 k3 p1 28x28", N, 32, 28, 32, 3, 1, false, min_s);
+    time_conv("conv3 32->64 k3 p1 14x14", N, 32, 14, 64, 3, 1, false, min_s);
+    time_conv("conv4 64->64 k3 p1 14x14", N, 64, 14, 64, 3, 1, false, min_s);
+    time_conv("conv5 64->128 k3 p1 7x7", N, 64, 7, 128, 3, 1, false, min_s);
+    time_conv("conv6 128->128 k3 p1 7x7", N, 128, 7, 128, 3, 1, false, min_s);
+  }
+  if (want("lenet5")) {
+    std::printf("lenet5\n");
+    time_conv("conv1 1->6 k5 p2 28x28", N, 1, 28, 6, 5, 2, true, min_s);
+    time_pool("pool1 6x28x28", N, 6, 28, min_s);
+    time_conv("conv2 6->16 k5 14x14", N, 6, 14, 16, 5, 0, false, min_s);
+    time_pool("pool2 16x10x10", N, 16, 10, min_s);
+    time_linear("fc1 400->120", N, 400, 120, false, min_s);
+    time_linear("fc2 120->84", N, 120, 84, false, min_s);
+    time_linear("fc3 84->10", N, 84, 10, false, min_s);
+  }
+  if (want("convnet")) {
+    std::printf("convnet\n");
+    time_conv("conv1 1->32 k3 p1 28x28", N, 1, 28, 32, 3, 1, true, min_s);
+    time_conv("conv2 32->32 k3 p1 28x28", N, 32, 28, 32, 3, 1, false, min_s);
+    time_pool("pool1 32x28x28", N, 32, 28, min_s);
+    time_conv("conv3 32->64 k3 p1 14x14", N, 32, 14, 64, 3, 1, false, min_s);
+    time_conv("conv4 64->64 k3 p1 14x14", N, 64, 14, 64, 3, 1, false, min_s);
+    time_pool("pool2 64x14x14", N, 64, 14, min_s);
+    time_linear("fc1 3136->256", N, 3136, 256, false, min_s);
+    time_linear("fc2 256->10", N, 256, 10, false, min_s);
+  }
+  if (want("mlp")) {
+    std::printf("mlp\n");
+    time_linear("fc1 784->256 (first)", N, 784, 256, true, min_s);
+    time_linear("fc2 256->128", N, 256, 128, false, min_s);
+    time_linear("fc3 128->10", N, 128, 10, false, min_s);
+  }
 }

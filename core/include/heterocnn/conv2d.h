@@ -1,19 +1,24 @@
 // Conv2d: cross-correlation, NCHW, square kernel, as torch.nn.Conv2d.
 //   x (N,C,H,W), w (M,C,K,K), b (M,) or none -> y (N,M,Ho,Wo)
-// Computed per sample as a GEMM over the im2col matrix (thesis 4.1-4.2): y_n = w * col(x_n) + b.
+// Computed as GEMMs over the im2col matrix (thesis 4.1-4.2): y_n = w * col(x_n) + b, several
+// samples side by side per GEMM.
 #pragma once
 #include "heterocnn/im2col.h"
 #include "heterocnn/layer.h"
 
 namespace hc {
 
-// Which CPU kernels compute the convolution: per-sample GEMMs over the unrolled windows
+// Which CPU kernels compute the convolution: GEMMs over the unrolled windows of sample groups
 // (im2col / im2row / col2im), or the direct kernels (AVX-512, stride 1, K 3 or 5, width <= 32)
 // that never unroll. Auto picks direct for the small convolutions where it wins.
 enum class ConvPath { Auto, Gemm, Direct };
 // Test hook: use `path` where it applies (Direct falls back to Gemm where it does not).
 // Not thread-safe: call it only while no convolution is running.
 void conv2d_force_path(ConvPath path);
+
+// Test hook: the GEMM path unrolls this many samples into one matrix per GEMM (0: chosen from
+// the L2 size, the geometry and the thread count). Not thread-safe, as conv2d_force_path.
+void conv2d_force_group(int64_t samples);
 
 // Workspace floats the CPU ops need with `threads` worker threads.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads);

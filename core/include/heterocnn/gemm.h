@@ -13,6 +13,11 @@ namespace hc {
 
 enum class Trans { N, T };
 
+// Problems whose operands total at most this many bytes are small enough to stay in cache
+// unpacked: a transposed A and a non-transposed B are then read in place (their k-major
+// layout is what the kernel wants), saving the packing pass.
+constexpr int64_t kSgemmInPlaceBytes = 512 * 1024;
+
 void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 

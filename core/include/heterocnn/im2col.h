@@ -21,8 +21,11 @@ struct ConvGeom {
 
 ConvGeom make_conv_geom(int64_t C, int64_t H, int64_t W, int64_t K, int64_t stride, int64_t pad);
 
-void im2col_cpu(const ConvGeom& g, const float* x, float* col);
-void col2im_cpu(const ConvGeom& g, const float* col, float* x);
+// ld: the distance between col's rows, at least Ho*Wo (0 means Ho*Wo), so that the samples of
+// a group can be unrolled side by side into one matrix (C*K*K, samples*Ho*Wo), sample s at
+// column s*Ho*Wo, for one GEMM over all of them.
+void im2col_cpu(const ConvGeom& g, const float* x, float* col, int64_t ld = 0);
+void col2im_cpu(const ConvGeom& g, const float* col, float* x, int64_t ld = 0);
 void im2row_cpu(const ConvGeom& g, const float* x, float* row);
 
 }  // namespace hc
