@@ -6,7 +6,7 @@
     python apps/bench.py --report      # BENCHMARKS.md's tables and benchmarks/*.png from JSON
 
 Suites (BENCHMARKS.md says what each measures and how):
-  cpu     training images/s of mlp, lenet5, convnet at batch 64 and 256, heterocnn against
+  cpu     training images/s of mlp, lenet5, convnet, bnnet at batch 64 and 256, heterocnn against
           PyTorch on the CPU with the same threads
   gpu     the same on the GPU against PyTorch eager and torch.compile(mode="reduce-overhead"),
           and the CUDA GEMM lab (cuda/dev) against cuBLAS
