@@ -3,14 +3,13 @@ statistics), finite-difference gradients, torch equivalence (forward, gradients,
 statistics after SGD steps, eval outputs, state_dict both ways), ONNX in onnxruntime,
 checkpoints, data-parallel replicas (each normalises over its own share) and bad input."""
 
-import numpy as np
-import pytest
-
 import heterocnn as hc
 import heterocnn._core as core
+import numpy as np
+import pytest
 import reference as ref
 from conftest import rel_err
-from test_gradcheck import _fd_check
+from test_gradcheck import _check_layer
 
 F32 = np.float32
 TOL = 1e-5
@@ -121,19 +120,7 @@ def test_batchnorm_gradcheck(rng, kind, shape, training):
     layer = bn_layer(rng, kind, C)
     layer.set_buffer("running_var", (0.5 + rng.random(C)).astype(F32))
     layer.set_training(training)
-    params = layer.params()
-    x = rng.standard_normal(shape).astype(F32)
-    y = layer.forward(x)
-    r = rng.standard_normal(y.shape).astype(F32)
-    dx, grads = layer.backward(x, y, r)
-
-    def loss():
-        for k, v in params.items():
-            layer.set_param(k, v)
-        out = layer.forward(x).astype(np.float64)
-        return float((out * r).sum()), float(np.abs(out * r).sum())
-
-    _fd_check(loss, {"x": x, **params}, {"x": dx, **grads}, rng)
+    _check_layer(rng, layer, rng.standard_normal(shape).astype(F32))
 
 
 def test_batchnorm_one_value_per_channel_in_training_is_refused():
@@ -253,9 +240,8 @@ def test_checkpoint_keeps_running_stats_and_rebuilds(rng, tmp_path):
     assert loaded.state_dict()["1.num_batches_tracked"] == 2
     # a model-only file holds only state_dict keys: torch loads it strictly
     pytest.importorskip("torch")
-    from safetensors.torch import load_file
-
     from heterocnn.interop import to_torch, torch_state_dict
+    from safetensors.torch import load_file
 
     hc.save(model, tmp_path / "m.safetensors")
     to_torch(model).load_state_dict(load_file(tmp_path / "m.safetensors"), strict=True)

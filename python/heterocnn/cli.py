@@ -27,7 +27,7 @@ from .extras import require
 from .metrics import confusion_matrix, format_confusion
 from .models import MODELS
 from .nn import parse_device
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, make_optimizer
 from .placement import plan
 from .preprocess import RESIZE_MODES
 from .recipe import default_recipe
@@ -242,15 +242,6 @@ def _apply_recipe(args):
     return args
 
 
-def make_optimizer(model, args):
-    """The optimizer --optimizer names, with the run's hyper-parameters."""
-    cls = OPTIMIZERS[args.optimizer]
-    if args.optimizer == "sgd":
-        return cls(model, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                   nesterov=args.nesterov)
-    return cls(model, lr=args.lr, weight_decay=args.weight_decay)
-
-
 def build(args):
     """(model, optimizer, resume meta or None): from the --resume checkpoint when it exists,
     else fresh from the arguments."""
@@ -263,7 +254,8 @@ def build(args):
         return place(model, args, opt), opt, meta
     model = MODELS[args.model](seed=args.seed, input_shape=args.input_shape,
                                classes=args.classes, label_smoothing=args.label_smoothing)
-    opt = make_optimizer(model, args)
+    opt = make_optimizer(args.optimizer, model, args.lr, args.momentum, args.weight_decay,
+                         args.nesterov)
     return place(model, args, opt), opt, None
 
 

@@ -204,6 +204,15 @@ class AdamW(Adam):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}  # the CLI's and checkpoints' names
 
 
+def make_optimizer(kind, model, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """The optimizer OPTIMIZERS names ``kind`` for ``model``: SGD with ``momentum`` and
+    ``nesterov``, Adam or AdamW with their default betas and eps; each with ``weight_decay``."""
+    cls = OPTIMIZERS[kind]
+    if kind == "sgd":
+        return cls(model, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return cls(model, lr=lr, weight_decay=weight_decay)
+
+
 def _flag(name, value, who):
     if not isinstance(value, (bool, np.bool_)):
         raise InvalidValueError(f"{who} {name} must be True or False, got {value!r:.100}")

@@ -90,13 +90,10 @@ class Recipe:
 
     def optimizer(self, model):
         """The recipe's optimizer for ``model`` (its lr is the schedule's peak)."""
-        from .optim import OPTIMIZERS
+        from .optim import make_optimizer
 
-        cls = OPTIMIZERS[self.optimizer_kind]
-        if self.optimizer_kind == "sgd":
-            return cls(model, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                       nesterov=self.nesterov)
-        return cls(model, lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimizer(self.optimizer_kind, model, self.lr, self.momentum,
+                              self.weight_decay, self.nesterov)
 
     def schedule(self, total_steps, steps_per_epoch=None):
         """The per-step learning rate over ``total_steps`` (warm-up of ``warmup_epochs`` of
