@@ -137,6 +137,18 @@ def test_batchnorm_one_value_per_channel_in_training_is_refused():
     with pytest.raises(hc.InvalidValueError, match="more than 1 value per channel"):
         m2(np.ones((1, 3, 1, 1), F32))
     assert m2(np.ones((1, 3, 2, 1), F32)).shape == (1, 6)  # two values a channel, as torch
+    # Refused before anything runs: the layers before it (a BatchNorm, a Dropout) keep their
+    # running estimates and their step.
+    m3 = hc.Sequential(hc.Linear(4, 3), hc.BatchNorm1d(3), hc.Dropout(0.5), hc.Linear(3, 3),
+                       hc.BatchNorm1d(3), hc.Linear(3, 2))
+    m3(np.ones((2, 4), F32))  # one step of each buffer
+    before = m3.buffers(all_buffers=True)
+    for call in (lambda: m3(np.ones((1, 4), F32)),
+                 lambda: m3.loss_and_grads(np.ones((1, 4), F32), np.array([1]))):
+        with pytest.raises(hc.InvalidValueError, match="layer|BatchNorm1d"):
+            call()
+        for k, v in m3.buffers(all_buffers=True).items():
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
 def test_batchnorm_arguments_are_checked():

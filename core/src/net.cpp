@@ -286,8 +286,14 @@ void Net::check_labels(const int64_t* labels, int64_t n) const {
   }
 }
 
+void Net::check_batch() const {
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i]->check_batch(i == 0 ? plan_->in : plan_->shapes[i - 1]);
+}
+
 void Net::prepare_host_batch(const float* x, const Shape& in, const int64_t* labels) {
   prepare(in, StepMode::Train);
+  check_batch();
   check_input(x, in);
   check_labels(labels, in[0]);
 }
@@ -302,6 +308,7 @@ void Net::prepare_device_batch(const DeviceDataset& data, const int64_t* idx, in
   Shape in = data.shape();
   in[0] = n;
   prepare(in, StepMode::Train);
+  check_batch();
 }
 
 namespace {
@@ -446,6 +453,7 @@ void Net::run_update(Optimizer& opt) {
 
 void Net::forward(const float* x, const Shape& in, float* out) {
   prepare(in, StepMode::Infer);
+  check_batch();
   check_input(x, in);
   stage_input(x);
   run_forward();

@@ -48,6 +48,8 @@ class BatchNorm : public Layer {
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
   // weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked 0 (as torch).
   void init_params(Rng& rng) override;
+  // In training, one value a channel (N * S == 1) is a Value error, as in torch.
+  void check_batch(const Shape& in) const override { args(in, true); }
 
  protected:
   size_t workspace_size_cpu(const Shape& in, int threads) const override;
@@ -62,10 +64,9 @@ class BatchNorm : public Layer {
 #endif
 
  private:
-  // The (N, C, S) view of `in` with this layer's settings. `running` (forward): in training a
-  // batch of one value a channel is a Value error, as in torch (raised when the layer runs,
-  // not when a step is planned, so that planning a batch of one for estimates works; layers
-  // before it in that step have run).
+  // The (N, C, S) view of `in` with this layer's settings. `running` (check_batch and forward):
+  // in training a batch of one value a channel is a Value error, as in torch (not when a step
+  // is planned, so that planning a batch of one for estimates works).
   BatchNormArgs args(const Shape& in, bool running = false) const;
   const float* weight() const { return affine_ ? params_[0].value.data() : nullptr; }
   const float* bias() const { return affine_ ? params_[1].value.data() : nullptr; }

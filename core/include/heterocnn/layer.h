@@ -72,6 +72,11 @@ class Layer {
   // its own; replica r of a data-parallel model takes r, so that replicas draw independent
   // masks from the same seed and step.
   virtual void set_random_stream(uint64_t) {}
+  // Refuses (a Value error naming the layer) an input this layer cannot run in its current
+  // mode although its shape is valid: BatchNorm in training with one value per channel. The
+  // net asks every layer before a step or a forward pass runs anything, so a refused batch
+  // changes nothing (planning such a shape, e.g. for memory estimates, stays possible).
+  virtual void check_batch(const Shape&) const {}
 
   // y = layer(x), all on this layer's place. `ws` holds workspace_size(x.shape) floats.
   // On a CUDA device the work is enqueued on `stream` (a cudaStream_t; null: the device's

@@ -156,6 +156,8 @@ class Net {
   void prepare_host_batch(const float* x, const Shape& in, const int64_t* labels);
   void prepare_device_batch(const DeviceDataset& data, const int64_t* idx, int64_t n);
   void check_input(const float* x, const Shape& in) const;
+  // Layer::check_batch of every layer on its input in the prepared plan.
+  void check_batch() const;
   void check_labels(const int64_t* labels, int64_t n) const;
   void stage_input(const float* x);
   void run_forward();
