@@ -128,3 +128,29 @@ def test_a_step_that_cannot_fit_is_rejected_before_training():
         hc.fit(model, hc.SGD(model, lr=0.1), (X, y), 1, n, progress=False)
     assert time.perf_counter() - start < 5
     assert isinstance(info.value, MemoryError)
+
+
+def test_an_undone_step_puts_back_every_buffer_and_names_the_layer():
+    """BatchNorm's running statistics and Dropout's step come back with the weights: the step
+    after an undone one draws the mask the undone one drew."""
+    rng = np.random.default_rng(0)
+    model = hc.Sequential(hc.Conv2d(1, 4, 3, padding=1, bias=False), hc.BatchNorm2d(4),
+                          hc.ReLU(), hc.Dropout(0.2), hc.Flatten(), hc.Linear(4 * 8 * 8, 10))
+    x = rng.random((16, 1, 8, 8), dtype=np.float32)
+    y = np.arange(16) % 10
+    opt = hc.SGD(model, lr=0.01)
+    model.train_step(x, y, opt, check_finite=True)
+    opt.lr = 1e30
+    for _ in range(5):  # the first steps at this rate may still end finite
+        before = {**model.state_dict(), **model.buffers(all_buffers=True)}
+        try:
+            model.train_step(x, y, opt, check_finite=True)
+        except hc.NonFiniteError as e:
+            assert "layer" in str(e)
+            break
+    else:
+        pytest.fail("no step went non-finite")
+    after = {**model.state_dict(), **model.buffers(all_buffers=True)}
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        np.testing.assert_array_equal(after[k], v, err_msg=k)

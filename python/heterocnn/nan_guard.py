@@ -11,9 +11,10 @@ from .nn import Flatten, Sequential
 
 
 def _state(model, opt):
-    """(weights, optimizer state): host copies of the model's state_dict and of opt.state()
-    (its buffers and step count)."""
-    return model.state_dict(), opt.state()
+    """(weights, optimizer state): host copies of the model's state_dict with every layer
+    buffer (Dropout's step counter too, so an undone step draws again what it drew) and of
+    opt.state() (its buffers and step count)."""
+    return {**model.state_dict(), **model.buffers(all_buffers=True)}, opt.state()
 
 
 def _set_state(model, opt, state):
@@ -57,9 +58,12 @@ def layer_outputs(model, weights, x):
         else:
             kind, args = layer._spec()
             core = _core.CoreLayer(kind, list(args))
-            for name in ("weight", "bias"):
+            core.set_training(model.training)
+            for name in layer.param_names():
+                core.set_param(name, np.ascontiguousarray(weights[f"{i}.{name}"]))
+            for name in core.buffers():  # BatchNorm's statistics, Dropout's step
                 if f"{i}.{name}" in weights:
-                    core.set_param(name, np.ascontiguousarray(weights[f"{i}.{name}"]))
+                    core.set_buffer(name, np.ascontiguousarray(weights[f"{i}.{name}"]))
             x = core.forward(np.ascontiguousarray(x, dtype=np.float32))
         yield i, x
 
@@ -74,7 +78,7 @@ def _locate(model, opt, before, x, y):
     bad = _bad_weights(model, before)
     if bad:
         return bad[0], bad[1] + " before the step"
-    for i, out in layer_outputs(model, model.state_dict(), x):
+    for i, out in layer_outputs(model, before[0], x):
         if not np.isfinite(out).all():
             return i, f"the output of layer {i} ({model.layers[i]!r}) is NaN/inf"
     loss, grads = model.loss_and_grads(x, y)
@@ -106,7 +110,7 @@ def checked_step(model, x, y, opt):
         return loss
     _set_state(model, opt, before)
     copy = Sequential(*model.layers, loss=model.loss, seed=model.seed,
-                      label_smoothing=model.label_smoothing)
+                      label_smoothing=model.label_smoothing).train(model.training)
     layer, where = _locate(copy, type(opt)(copy, **opt.settings()), before,
                            np.asarray(x, dtype=np.float32), y)
     raise NonFiniteError(f"NaN/inf in train_step (loss {loss}): {where}; the model is as it "
@@ -166,7 +170,7 @@ class NanGuard:
     def _cpu_copy(self):
         m = self.model
         return Sequential(*m.layers, loss=m.loss, seed=m.seed,
-                          label_smoothing=m.label_smoothing)
+                          label_smoothing=m.label_smoothing).train(m.training)
 
     def _fail(self, last):
         """Puts the model back to the epoch's first state, replays batches 0..last from it on
