@@ -72,6 +72,19 @@ def test_unequal_shares_match_one_process(tmp_path):
 
 
 @needs_mpirun
+def test_batchnorm_and_dropout_ranks_stay_equal(tmp_path):
+    """Each rank normalises its own rows and draws its own Dropout stream; after every step the
+    BatchNorm statistics of the first rank with rows are everyone's (as torch DDP's rank 0
+    buffers): the ranks end with the same weights and buffers, bit for bit."""
+    first = run(tmp_path, 2, "--bn", "--every-rank", "--batch", 37, "--shares", "3,1")
+    ranks = [np.load(tmp_path / f"w2.npz.{r}.npz") for r in range(2)]
+    assert "1.running_var" in first and "3.rng_state" in first
+    for k in ranks[0].files:
+        np.testing.assert_array_equal(ranks[0][k], ranks[1][k], err_msg=k)
+    assert np.isfinite(first["loss"]).all() and first["1.num_batches_tracked"] == 17
+
+
+@needs_mpirun
 def test_rank0_checkpoint_and_resume_match_a_straight_run(tmp_path):
     straight = run(tmp_path, 2, "--epochs", 2, name="straight.npz")
     ckpt = tmp_path / "c.safetensors"

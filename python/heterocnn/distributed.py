@@ -109,7 +109,8 @@ def fingerprint(model):
 def share_state(comm, model, opt, resume):
     """Rank 0's weights, optimizer state and resume meta on every rank (so that a resumed run
     reads its checkpoint on rank 0 alone); returns the resume meta."""
-    state = (model.state_dict(), opt.state(), resume) if comm.Get_rank() == 0 else None
+    state = ({**model.state_dict(), **model.buffers(all_buffers=True)}, opt.state(), resume) \
+        if comm.Get_rank() == 0 else None
     weights, buffers, resume = comm.bcast(state, root=0)  # buffers: the step count too
     if comm.Get_rank() != 0:
         model.load_state_dict(weights)
@@ -220,6 +221,10 @@ class DistributedSteps:
         self.rebalance = Rebalancer(dict(enumerate(self.shares)), batch_size) \
             if group.rebalance and P > 1 else None
         self.sum = FixedOrderSum(self.comm)
+        # Each rank normalises its own rows (as torch DDP without SyncBatchNorm) and draws its
+        # own Dropout stream; the layer buffers are made equal after every step.
+        model.set_random_stream(self.comm.Get_rank())
+        self.has_buffers = bool(model.buffers(all_buffers=True))
 
     def start(self, idx, host_batch, opt):
         from .rebalance import split_batch
@@ -247,6 +252,12 @@ class DistributedSteps:
             at += len(a)
         model.set_gradient_spans(summed)
         model.apply_update(opt)
+        if self.has_buffers:  # BatchNorm's statistics of the first rank with rows (DDP: rank 0)
+            src = next(r for r in range(P) if split[r])
+            mine = model.buffers(all_buffers=True) if rank == src else None
+            theirs = comm.bcast(mine, root=src)
+            if rank != src:
+                model.load_buffers(theirs)
         if self.rebalance is not None:  # every rank sees every rank's time: one decision
             seconds = comm.allgather(time.perf_counter() - start)
             moved = self.rebalance.observe(dict(enumerate(seconds)), split)

@@ -694,11 +694,37 @@ class Sequential:
         refused unless ``allow_nonfinite`` (for putting back a snapshot exactly as it was).
         Non-persistent buffers (Dropout's step counter) may be given too (as
         buffers(all_buffers=True) returns them) and are then loaded."""
-        if not hasattr(state, "keys"):
-            raise DTypeError(f"state_dict must be a mapping, got {type(state).__name__}")
         entries = self._entries()
         keys = [e[0] for e in entries]
-        optional = {e[0]: e for e in self._entries(False) if e[0] not in keys}
+        self._load(state, entries, {e[0]: e for e in self._entries(False) if e[0] not in keys},
+                   allow_nonfinite)
+
+    def load_buffers(self, buffers):
+        """Copy layer buffers in (keys and arrays as buffers(all_buffers=True) gives them; the
+        persistent ones are required, the others optional); checked first, as
+        load_state_dict. What keeps data-parallel ranks' BatchNorm statistics equal."""
+        entries = [e for e in self._entries() if e[5]]
+        keys = [e[0] for e in entries]
+        self._load(buffers, entries, {e[0]: e for e in self._entries(False)
+                                      if e[5] and e[0] not in keys}, False)
+
+    def set_random_stream(self, stream):
+        """The random stream Dropout layers draw from: 0 (the default) for a model on its own;
+        rank r of an MPI group takes r (hc.DataParallel's replicas set theirs), so that copies
+        of one model with the same seed and step draw independent masks."""
+        if self._replicas is not None:
+            raise InvalidValueError("a data-parallel model's replicas take their own streams")
+        if not _is_int(stream) or not 0 <= stream < 2**63:
+            raise InvalidValueError(f"stream must be an integer from 0 to 2^63 - 1, got "
+                                    f"{stream!r}")
+        self._net.set_random_stream(int(stream))
+
+    def _load(self, state, entries, optional, allow_nonfinite):
+        """load_state_dict's checks and copy: every key of ``entries`` required, those of
+        ``optional`` ({key: entry}) allowed."""
+        if not hasattr(state, "keys"):
+            raise DTypeError(f"state_dict must be a mapping, got {type(state).__name__}")
+        keys = [e[0] for e in entries]
         missing = [k for k in keys if k not in state]
         unexpected = [k for k in state.keys() if k not in keys and k not in optional]
         if missing or unexpected:

@@ -3,6 +3,10 @@ hc.fit(comm=COMM_WORLD) and writes, on rank 0, the weights and momenta to OUT (n
 
     mpirun -n P python fit_worker.py OUT [--samples N] [--batch B] [--epochs E] [--seed S]
         [--checkpoint PATH] [--resume PATH] [--rank-seed R:S] [--die-rank R] [--shares W,W]
+        [--bn] [--every-rank]
+
+--bn trains a small net with BatchNorm and Dropout instead; --every-rank also writes
+OUT.<rank>.npz on every rank. The layer buffers are saved with the weights.
 """
 import argparse
 import os
@@ -23,6 +27,8 @@ p.add_argument("--resume", default=None)
 p.add_argument("--rank-seed", default=None, help="R:S gives rank R the seed S (a mismatch)")
 p.add_argument("--die-rank", type=int, default=None, help="this rank exits mid-run")
 p.add_argument("--shares", default=None, help="comma-separated weights, one per rank")
+p.add_argument("--bn", action="store_true")
+p.add_argument("--every-rank", action="store_true")
 a = p.parse_args()
 
 comm = hc.distributed.world() if "HC_NO_MPI" not in os.environ else None
@@ -35,7 +41,10 @@ if a.rank_seed:
     r, s = map(int, a.rank_seed.split(":"))
     if r == rank:
         seed = s
-model = hc.models.lenet5(seed=0)
+model = hc.models.lenet5(seed=0) if not a.bn else hc.Sequential(
+    hc.Conv2d(1, 4, 3, stride=2, bias=False), hc.BatchNorm2d(4), hc.ReLU(), hc.Dropout2d(0.2),
+    hc.Flatten(), hc.Linear(4 * 13 * 13, 16, bias=False), hc.BatchNorm1d(16), hc.ReLU(),
+    hc.Dropout(0.3), hc.Linear(16, 10), seed=0)
 opt = hc.SGD(model, lr=0.02, momentum=0.9)  # 0.05 amplifies rounding 100-fold here
 meta = None
 if a.resume:
@@ -52,7 +61,10 @@ if comm is not None and a.shares:
 hist = hc.fit(model, opt, (X, y), a.epochs, a.batch, val=(X[:200], y[:200]), seed=seed,
               progress=False, checkpoint=a.checkpoint, resume=meta, comm=comm,
               on_epoch_end=maybe_die if a.die_rank is not None else None)
+state = {**model.state_dict(), **model.buffers(all_buffers=True), **opt.state(),
+         "loss": np.array(hist["loss"]), "val_loss": np.array(hist["val_loss"])}
 if rank == 0:
-    np.savez(a.out, **model.state_dict(), **opt.state(),
-             loss=np.array(hist["loss"]), val_loss=np.array(hist["val_loss"]))
+    np.savez(a.out, **state)
+if a.every_rank:
+    np.savez(f"{a.out}.{rank}.npz", **state)
 sys.exit(0)
