@@ -85,6 +85,48 @@ def test_batchnorm_and_dropout_ranks_stay_equal(tmp_path):
 
 
 @needs_mpirun
+def test_sums_during_the_backward_pass_are_the_sums_after_it(tmp_path):
+    """Buckets of 5000 floats (lenet5's 62k in 13) summed while the backward pass runs, after
+    it, or as the first steps measure faster: the same weights, bit for bit, and those of one
+    process to rounding; BatchNorm/Dropout too."""
+    after = run(tmp_path, 2, "--overlap", "off", "--bucket", 5000, name="after.npz")
+    during = run(tmp_path, 2, "--overlap", "on", "--bucket", 5000, name="during.npz")
+    chosen = run(tmp_path, 3, "--overlap", "auto", "--bucket", 5000, name="auto.npz")
+    for key in after:
+        np.testing.assert_array_equal(during[key], after[key], err_msg=key)
+    close(after, run(tmp_path, 0))
+    close(chosen, after)
+    bn = [run(tmp_path, 2, "--bn", "--overlap", o, "--bucket", 300, name=f"bn-{o}.npz")
+          for o in ("off", "on")]
+    for key in bn[0]:
+        np.testing.assert_array_equal(bn[1][key], bn[0][key], err_msg=key)
+
+
+@needs_mpirun
+def test_ranks_with_replicas_of_their_own_match_one_process(tmp_path):
+    """Every rank a DataParallel model over two CPU replicas (1 and 2 threads): the rank's
+    gradients are its replicas' sum, summed over the ranks, one update; the result is one
+    process's to rounding, and a rerun's bit for bit."""
+    one = run(tmp_path, 0, "--batch", 37)
+    dp = run(tmp_path, 2, "--batch", 37, "--dp", "cpu,cpu", "--shares", "2,1", name="dp.npz")
+    close(dp, one)
+    again = run(tmp_path, 2, "--batch", 37, "--dp", "cpu,cpu", "--shares", "2,1",
+                name="dp2.npz")
+    for key in dp:
+        np.testing.assert_array_equal(again[key], dp[key], err_msg=key)
+
+
+@needs_mpirun
+@pytest.mark.skipif(not hc.cuda_available(), reason="needs a CUDA GPU")
+def test_ranks_each_on_the_gpu_and_the_cpu_match_one_process(tmp_path):
+    """A rank may itself be CPU+GPU: every rank's model DataParallel over cuda:0 and the
+    CPU, against one process on the CPU, to rounding."""
+    one = run(tmp_path, 0, "--batch", 64)
+    both = run(tmp_path, 2, "--batch", 64, "--dp", "cuda,cpu", name="gpu.npz")
+    close(both, one)
+
+
+@needs_mpirun
 def test_rank0_checkpoint_and_resume_match_a_straight_run(tmp_path):
     straight = run(tmp_path, 2, "--epochs", 2, name="straight.npz")
     ckpt = tmp_path / "c.safetensors"
@@ -114,6 +156,10 @@ def test_fixed_order_sum_on_one_rank_is_the_vector(rng):
     np.testing.assert_array_equal(FixedOrderSum(MPI.COMM_SELF, bucket=100)(v), v)
     with pytest.raises(hc.InvalidValueError, match="shares"):
         hc.distributed.Group(MPI.COMM_SELF, shares=[1, 2])
+    with pytest.raises(hc.InvalidValueError, match="overlap"):
+        hc.distributed.Group(MPI.COMM_SELF, overlap="yes")
+    with pytest.raises(hc.InvalidValueError, match="bucket"):
+        hc.distributed.Group(MPI.COMM_SELF, bucket=0)
 
 
 @needs_mpirun

@@ -154,3 +154,28 @@ def test_gpu_and_cpu_replicas_match_the_gpu_alone(sample):
     h = hc.fit(both, hc.SGD(both, lr=0.02, momentum=0.9),
                (train_set.images[:3000], train_set.labels[:3000]), 1, 256, progress=False)
     assert np.isfinite(h["loss"][0])
+
+
+def test_replicas_gradient_pass_and_update_apart_are_the_whole_step(sample):
+    """compute_grads then apply_update on a data-parallel model (how an MPI rank with
+    replicas trains: its gradients are summed further in between) is train_step, bit for bit;
+    a weight scales the gradients; accumulation is refused."""
+    data = batches(sample, 4, 37)
+    dp = lambda: hc.models.lenet5(seed=2).to(hc.DataParallel(  # noqa: E731
+        ["cpu", "cpu"], shares=[2, 1], threads=[1, 2]))
+    whole, losses, _ = train(dp(), data, lr=0.02)
+    apart = dp()
+    opt = hc.SGD(apart, lr=0.02, momentum=0.9)
+    for (x, y), loss in zip(data, losses):
+        assert apart.compute_grads(x, y) == loss
+        apart.apply_update(opt)
+    for key, value in apart.state_dict().items():
+        np.testing.assert_array_equal(value, whole[key], err_msg=key)
+    x, y = data[0]
+    apart.compute_grads(x, y)
+    (_, g1), = apart.gradient_spans()
+    apart.compute_grads(x, y, weight=0.25)
+    (_, g4), = apart.gradient_spans()
+    np.testing.assert_allclose(g4, 0.25 * g1, rtol=1e-6, atol=1e-12)
+    with pytest.raises(hc.InvalidValueError, match="accumulate"):
+        apart.compute_grads(x, y, accumulate=True)

@@ -392,8 +392,12 @@ void Net::run_forward() {
   }
 }
 
-void Net::run_backward() {
+void Net::run_backward(GradsReady ready) {
   const StepPlan& p = *plan_;
+  // The index of each layer's first parameter in net order (the store's slots).
+  std::vector<size_t> first_param(layers_.size() + 1, 0);
+  for (size_t i = 0; i < layers_.size(); ++i)
+    first_param[i + 1] = first_param[i] + layers_[i]->params().size();
   Tensor dy = dlogits_;
   Place dy_at = p.output_place();
   bool dy_in_a = true;  // which of the place's two gradient buffers holds dy
@@ -419,6 +423,8 @@ void Net::run_backward() {
     layer.backward(ins_[i], outs_[i], dy, p.needs_dx[i] ? &dx : nullptr,
                    workspace_.at(here).data(), stream_for(here));
     if (profiling_) profile_end(i, false, here);
+    if (ready.fn && first_param[i] < first_param[i + 1])  // this layer's gradients are done
+      ready.fn(ready.ctx, store_.slots()[first_param[i]].offset);
     if (!p.needs_dx[i]) break;  // nothing before this layer learns
     dy = dx;
     dy_in_a = !dy_in_a;
@@ -461,7 +467,7 @@ void Net::forward(const float* x, const Shape& in, float* out) {
 }
 
 LossResult Net::compute_grads(const float* x, const Shape& in, const int64_t* labels,
-                              float weight, bool accumulate) {
+                              float weight, bool accumulate, GradsReady ready) {
   check_weight(weight);
   prepare_host_batch(x, in, labels);
   if (accumulate) {  // keep what the gradients hold, then add it back
@@ -471,7 +477,10 @@ LossResult Net::compute_grads(const float* x, const Shape& in, const int64_t* la
       copy_floats(s.data(), p, store_.grads(p), p, store_.span(p));
     }
   }
-  const LossResult r = run_grads(x, labels, weight);
+  const auto places = store_.places();
+  const bool tell = ready.fn && !accumulate && places.size() == 1 &&
+                    places[0].device == Device::CPU && single_cuda_device() < 0;
+  const LossResult r = run_grads(x, labels, weight, tell ? ready : GradsReady{});
   if (accumulate) {
     for (const Place& p : store_.places()) {
       if (p.device == Device::CPU) {
@@ -487,11 +496,12 @@ LossResult Net::compute_grads(const float* x, const Shape& in, const int64_t* la
   return r;
 }
 
-LossResult Net::run_grads(const float* x, const int64_t* labels, float weight) {
+LossResult Net::run_grads(const float* x, const int64_t* labels, float weight,
+                          GradsReady ready) {
   stage_input(x);
   run_forward();
   const LossResult r = run_loss(labels, true, weight);
-  run_backward();
+  run_backward(ready);
   return r;
 }
 

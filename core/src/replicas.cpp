@@ -1,6 +1,8 @@
 #include "heterocnn/replicas.h"
 
 #include <chrono>
+#include <cmath>
+#include <string>
 
 #include "heterocnn/error.h"
 #include "heterocnn/parallel.h"
@@ -32,8 +34,12 @@ Replicas::Replicas(std::vector<Net*> nets, std::vector<int> threads)
       fail_value("data parallel: replica " + std::to_string(r) + " is another model");
     if (threads_[r] < 0) fail_value("data parallel: a thread count must be >= 0");
   }
-  for (size_t r = 0; r < nets_.size(); ++r) nets_[r]->set_random_stream(r);
+  set_random_stream(0);
   seconds_.assign(nets_.size(), 0.0);
+}
+
+void Replicas::set_random_stream(uint64_t base) {
+  for (size_t r = 0; r < nets_.size(); ++r) nets_[r]->set_random_stream(base + r);
 }
 
 Place Replicas::place_of(size_t r) const {
@@ -87,7 +93,19 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
                                    const std::vector<int64_t>& counts, Optimizer& opt,
                                    const DeviceDataset* data, const int64_t* idx,
                                    size_t device_replica) {
+  const LossResult total = compute_grads(x, in, labels, counts, 1.f, data, idx, device_replica);
+  apply_update(opt);
+  return total;
+}
+
+LossResult Replicas::compute_grads(const float* x, const Shape& in, const int64_t* labels,
+                                   const std::vector<int64_t>& counts, float weight_all,
+                                   const DeviceDataset* data, const int64_t* idx,
+                                   size_t device_replica) {
   check(in, counts);
+  if (!(weight_all >= 0.f) || !std::isfinite(weight_all))
+    fail_value("data parallel: the weight must be finite and >= 0, got " +
+               std::to_string(weight_all));
   const size_t K = nets_.size();
   const int64_t N = in[0], sample = in.sample_numel();
   // Where each replica's rows start: in x and labels, which skip the rows of the replica
@@ -95,7 +113,9 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
   std::vector<int64_t> offset(K, 0);
   for (size_t r = 1; r < K; ++r)
     offset[r] = offset[r - 1] + (data && r - 1 == device_replica ? 0 : counts[r - 1]);
-  auto weight = [&](size_t r) { return static_cast<float>(counts[r]) / static_cast<float>(N); };
+  auto weight = [&](size_t r) {
+    return weight_all * static_cast<float>(counts[r]) / static_cast<float>(N);
+  };
 
   // 1. The gradient passes: the GPU replicas start first (they do not wait), then the CPU
   //    replicas run one after another, each with its own thread count.
@@ -131,7 +151,7 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
     }
     const LossResult res = nets_[r]->finish_grads();
     if (place_of(r).device == Device::CUDA) seconds_[r] = nets_[r]->last_grads_seconds();
-    total.loss += res.loss * weight(r);
+    total.loss += res.loss * static_cast<float>(counts[r]) / static_cast<float>(N);
     total.correct += res.correct;
   }
 
@@ -150,12 +170,16 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
     if (first) add_into(p0, static_cast<int64_t>(span), grads, scratch_.data());
     first = true;
   }
-  // 3. One update; 4. the new weights to every replica.
-  master.apply_update(opt);
-  size_t first_with_rows = 0;
-  while (first_with_rows + 1 < K && counts[first_with_rows] == 0) ++first_with_rows;
-  broadcast(first_with_rows);
+  buffers_from_ = 0;
+  while (buffers_from_ + 1 < K && counts[buffers_from_] == 0) ++buffers_from_;
   return total;
+}
+
+void Replicas::apply_update(Optimizer& opt) {
+  // 3. One update; 4. the new weights to every replica, with the layer buffers of the first
+  // replica that had rows.
+  nets_[0]->apply_update(opt);
+  broadcast(buffers_from_);
 }
 
 }  // namespace hc

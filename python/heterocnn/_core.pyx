@@ -159,6 +159,9 @@ cdef extern from "heterocnn/net.h" namespace "hc":
     cdef cppclass LayerTimes:
         double forward_s, backward_s
         int64_t forward_calls, backward_calls
+    cdef struct GradsReady:
+        void (*fn)(void* ctx, size_t offset) noexcept nogil
+        void* ctx
     cdef cppclass Net:
         void set_profiling(cbool on)
         size_t arena_bytes(int device)
@@ -178,7 +181,7 @@ cdef extern from "heterocnn/net.h" namespace "hc":
         cbool training()
         Shape output_shape(const Shape& s) except +raise_py_error
         void forward(const float* x, const Shape& s, float* out) except +raise_py_error
-        LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, float weight, cbool accumulate) except +raise_py_error
+        LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, float weight, cbool accumulate, GradsReady ready) except +raise_py_error nogil
         void to(const vector[Place]& places) except +raise_py_error
         int start_step(const float* x, const Shape& s, const int64_t* y, Optimizer& opt, LossResult* out) except +raise_py_error
         int start_step_on(const DeviceDataset& data, const int64_t* idx, int64_t n, Optimizer& opt, LossResult* out) except +raise_py_error
@@ -194,6 +197,9 @@ cdef extern from "heterocnn/replicas.h" namespace "hc":
         void broadcast(size_t buffers_from) except +raise_py_error
         LossResult train_step(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt) except +raise_py_error
         LossResult train_step_on(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt, const DeviceDataset* data, const int64_t* idx, size_t device_replica) except +raise_py_error
+        LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, float weight) except +raise_py_error
+        void apply_update(Optimizer& opt) except +raise_py_error
+        void set_random_stream(uint64_t base) except +raise_py_error
         const vector[double]& last_seconds()
 
 
@@ -294,6 +300,18 @@ cdef AdamConfig adam_config(float lr, float beta1, float beta2, float eps, float
 cdef class CoreOptimizer
 
 
+cdef void _grads_ready(void* ctx, size_t offset) noexcept with gil:
+    """GradsReady's function: calls holder[0](offset) until it raises; keeps the exception
+    in holder[1] for compute_grads to raise after the pass."""
+    holder = <list>ctx
+    if holder[1] is not None:
+        return
+    try:
+        holder[0](offset)
+    except BaseException as e:  # raised after the pass, never through C++
+        holder[1] = e
+
+
 cdef class CoreNet:
     """A C++ hc::Net. Built from layer specs [(kind, [ints]), ...]."""
     cdef unique_ptr[Net] net
@@ -320,10 +338,24 @@ cdef class CoreNet:
         return out
 
     def compute_grads(self, cnp.ndarray x, cnp.ndarray y, float weight=1.0,
-                      bint accumulate=False):
-        """(loss, correct); the gradients (times weight, added when accumulate) in the store."""
-        r = self.net.get().compute_grads(<const float*>cnp.PyArray_DATA(x), to_shape((<object>x).shape),
-                                         <const int64_t*>cnp.PyArray_DATA(y), weight, accumulate)
+                      bint accumulate=False, ready=None):
+        """(loss, correct); the gradients (times weight, added when accumulate) in the store.
+        The pass runs without the GIL. ``ready(offset)`` is called (with the GIL) as the
+        gradients from ``offset`` of the CPU span on are final, where the whole net is on the
+        CPU and nothing accumulates; an exception it raises comes up after the pass."""
+        cdef GradsReady hook
+        cdef LossResult r
+        cdef const float* xp = <const float*>cnp.PyArray_DATA(x)
+        cdef const int64_t* yp = <const int64_t*>cnp.PyArray_DATA(y)
+        cdef Shape shape = to_shape((<object>x).shape)
+        holder = [ready, None]  # the callback and the first exception it raised
+        if ready is not None:
+            hook.fn = _grads_ready
+            hook.ctx = <void*>holder
+        with nogil:
+            r = self.net.get().compute_grads(xp, shape, yp, weight, accumulate, hook)
+        if holder[1] is not None:
+            raise holder[1]
         return r.loss, r.correct
 
     def start_step(self, cnp.ndarray x, cnp.ndarray y, CoreOptimizer opt):
@@ -373,15 +405,20 @@ cdef class CoreNet:
         return ["cpu" if p.device == Device.CPU else f"cuda:{p.index}"
                 for p in self.net.get().params().places()]
 
-    def grads_span(self, str device):
+    def grads_span(self, str device, size_t lo=0, hi=None):
         """A host copy of the store's gradient span on ``device`` (every parameter's gradient
-        there, each padded to 64 floats with zeros), float32."""
+        there, each padded to 64 floats with zeros), float32; floats [lo, hi) of it where
+        given."""
         cdef Place pl = to_place(device)
         cdef Place host = to_place("cpu")
         cdef size_t n = self.net.get().params().span(pl)
-        out = np.empty(n, dtype=np.float32)
+        cdef size_t end = n if hi is None else hi
+        if lo > end or end > n:
+            raise errors.ShapeError(f"floats [{lo}, {end}) of a gradient span of {n} on {device}")
+        out = np.empty(end - lo, dtype=np.float32)
         self.net.get().wait()
-        copy_floats(<float*>cnp.PyArray_DATA(out), host, self.net.get().params().grads(pl), pl, n)
+        copy_floats(<float*>cnp.PyArray_DATA(out), host, self.net.get().params().grads(pl) + lo,
+                    pl, end - lo)
         return out
 
     def set_grads_span(self, str device, cnp.ndarray src):
@@ -580,6 +617,21 @@ cdef class CoreReplicas:
                                           opt.ptr[0], data.data.get(),
                                           <const int64_t*>cnp.PyArray_DATA(idx), device_replica)
         return r.loss, r.correct
+
+    def compute_grads(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, float weight):
+        """(loss, correct) of the gradient pass alone: weight times the batch's gradients in
+        the master's store, for apply_update after they are summed further."""
+        r = self.reps.get().compute_grads(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
+                                          <const int64_t*>cnp.PyArray_DATA(y), counts, weight)
+        return r.loss, r.correct
+
+    def apply_update(self, CoreOptimizer opt):
+        """The master's update, then its weights (and the buffers) to every replica."""
+        self.reps.get().apply_update(opt.ptr[0])
+
+    def set_random_stream(self, uint64_t base):
+        """Replica r draws random stream base + r."""
+        self.reps.get().set_random_stream(base)
 
     def last_seconds(self):
         return list(self.reps.get().last_seconds())

@@ -27,17 +27,28 @@ class Group:
     """A communicator with how the ranks share each batch: ``shares`` (one positive weight
     per rank; default equal) and ``rebalance`` (move the shares toward equal finish times from
     the ranks' measured step times, every few dozen steps: for ranks of unequal speed; the
-    run then depends on timing, so it is off by default and reruns repeat bit for bit).
+    run then depends on timing, so it is off by default and reruns repeat bit for bit), and
+    ``overlap``: whether the gradients are summed bucket by bucket while the backward pass is
+    still running (True), after it (False), or as the first steps measure faster ("auto", the
+    default). Either way the sums are the same, bit for bit (see GradientSum). ``bucket``:
+    floats per message of the sums (default measured: measure_bucket).
     hc.fit(..., comm=) takes a Group or a plain communicator."""
 
-    def __init__(self, comm, shares=None, rebalance=False):
+    def __init__(self, comm, shares=None, rebalance=False, overlap="auto", bucket=None):
         P = comm.Get_size()
         if shares is not None and (len(shares) != P or not all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
                 for w in shares)):
             raise InvalidValueError(f"shares must be {P} positive numbers (one per rank), "
                                     f"got {shares!r:.200}")
+        if overlap not in (True, False, "auto"):
+            raise InvalidValueError(f"overlap must be True, False or 'auto', got {overlap!r}")
+        if bucket is not None and (not isinstance(bucket, int) or isinstance(bucket, bool)
+                                   or bucket < 1):
+            raise InvalidValueError(f"bucket must be a positive number of floats, got "
+                                    f"{bucket!r}")
         self.comm, self.shares, self.rebalance = comm, shares, bool(rebalance)
+        self.overlap, self.bucket = overlap, bucket
 
 
 def as_group(comm):
@@ -184,6 +195,108 @@ class FixedOrderSum:
         self.comm.Allgatherv([total, MPI.FLOAT], [out, (counts, bounds[:-1]), MPI.FLOAT])
 
 
+class GradientSum:
+    """One step's fixed-order sum of [loss, right answers | the gradient span] over the ranks,
+    bucket by bucket from the end of the vector (where the last layers' gradients are, final
+    first in the backward pass) to its start. With ``overlap``, a thread of its own sums each
+    bucket as soon as the backward pass has finished it (model.compute_grads' on_grads_ready)
+    while the pass goes on; without, every bucket after the pass. The buckets, their order
+    and each element's order of addition are the same either way, on every rank: the result
+    does not depend on the mode or on timing. Only this object's thread calls MPI while a
+    step's sum runs (MPI_THREAD_SERIALIZED is enough).
+
+        total = GradientSum(fixed_order_sum, span, overlap)
+        total.begin(); model.compute_grads(..., on_grads_ready=total.ready(model)); ...
+        out = total.end(loss, right)      # the summed vector, laid out as above
+    """
+
+    HEAD = 2  # loss and right answers come first
+
+    def __init__(self, fixed_order_sum, span, overlap):
+        self.sum, self.span, self.overlap = fixed_order_sum, span, bool(overlap)
+        n, b = self.HEAD + span, fixed_order_sum.bucket
+        self.buckets = [(max(0, hi - b), hi) for hi in range(n, 0, -b)]  # from the end
+        self.flat = np.zeros(n, np.float32)
+        self.out = np.empty(n, np.float32)
+        self.exposed_seconds = 0.0  # the step waiting for its sum, over the steps
+        self.busy_seconds = 0.0     # the sums themselves (partly hidden when overlapped)
+        self._thread = self._queue = None
+        self._error = None
+        self._next = 0  # the first bucket not yet handed to the sums
+
+    def begin(self):
+        self._next = 0
+        if self.overlap and self._thread is None:
+            import queue
+            import threading
+
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._serve, name="heterocnn-gradient-sum",
+                                            daemon=True)
+            self._thread.start()
+
+    def ready(self, model):
+        """The on_grads_ready callback for ``model``'s backward pass (None without overlap)."""
+        if not self.overlap:
+            return None
+
+        def told(offset):  # gradients [offset, span) are final
+            while self._next < len(self.buckets):
+                lo, hi = self.buckets[self._next]
+                if lo < self.HEAD + offset:
+                    return
+                self.flat[lo:hi] = model.gradient_span("cpu", lo - self.HEAD, hi - self.HEAD)
+                self._hand(self._next)
+        return told
+
+    def end(self, model, loss, right):
+        """The summed vector, after the rest of ``model``'s gradients (None: a rank without
+        rows, adding zeros) and (loss, right) are in."""
+        start = time.perf_counter()
+        if self._next < len(self.buckets):  # the floats below the buckets handed so far
+            upto = max(0, self.buckets[self._next][1] - self.HEAD)
+            if model is None:
+                self.flat[self.HEAD:self.HEAD + upto] = 0
+            elif self._next:  # overlapped: the CPU span alone
+                self.flat[self.HEAD:self.HEAD + upto] = model.gradient_span("cpu", 0, upto)
+            else:  # every place's span, in the store's order
+                self.flat[self.HEAD:] = np.concatenate([a for _, a in model.gradient_spans()])
+        self.flat[:self.HEAD] = (loss, right)
+        while self._next < len(self.buckets):
+            self._hand(self._next)
+        if self.overlap:
+            self._queue.join()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+        self.exposed_seconds += time.perf_counter() - start
+        return self.out
+
+    def _hand(self, k):
+        self._next = k + 1
+        if self.overlap:
+            self._queue.put(k)
+        else:
+            self._run(k)
+
+    def _run(self, k):
+        lo, hi = self.buckets[k]
+        start = time.perf_counter()
+        self.sum._sum(self.flat[lo:hi], self.out[lo:hi])
+        self.busy_seconds += time.perf_counter() - start
+
+    def _serve(self):
+        while True:
+            k = self._queue.get()
+            try:
+                if self._error is None:
+                    self._run(k)
+            except BaseException as e:  # raised by end() on the step's thread
+                self._error = e
+            finally:
+                self._queue.task_done()
+
+
 def measure_bucket(comm, sizes=(1 << 12, 1 << 16, 1 << 20)):
     """A bucket size (floats) from a latency + bytes / bandwidth fit of a fixed-order sum
     measured on this communicator: the size at which a sum's fixed cost is a tenth of its
@@ -205,6 +318,32 @@ def measure_bucket(comm, sizes=(1 << 12, 1 << 16, 1 << 20)):
     return comm.bcast(bucket, root=0)
 
 
+class _OverlapChoice:
+    """Group(overlap="auto"): after a warm-up step, steps alternate between summing after
+    the backward pass and during it, TRIALS of each; the mode of the lower median step time
+    (the slowest rank's, the same list on every rank: one decision) is kept."""
+
+    TRIALS = 3
+
+    def __init__(self):
+        self.times = {False: [], True: []}
+        self.steps = 0
+        self.mode = False
+        self.trying = True
+
+    def observe(self, seconds):
+        self.steps += 1
+        if self.steps > 1:  # the first step warms up
+            self.times[self.mode].append(seconds)
+        if min(len(t) for t in self.times.values()) >= self.TRIALS:
+            import statistics
+
+            self.mode = statistics.median(self.times[True]) < statistics.median(self.times[False])
+            self.trying = False
+        elif self.steps > 1:
+            self.mode = not self.mode
+
+
 class DistributedSteps:
     """fit's stepper over MPI ranks (a Group): each rank takes its share of every global
     batch, computes its weighted gradients on its own placement, the gradients are summed in
@@ -220,11 +359,26 @@ class DistributedSteps:
         self.shares = list(group.shares) if group.shares is not None else [1.0] * P
         self.rebalance = Rebalancer(dict(enumerate(self.shares)), batch_size) \
             if group.rebalance and P > 1 else None
-        self.sum = FixedOrderSum(self.comm)
+        self.sum = FixedOrderSum(self.comm, group.bucket)
         # Each rank normalises its own rows (as torch DDP without SyncBatchNorm) and draws its
         # own Dropout stream; the layer buffers are made equal after every step.
         model.set_random_stream(self.comm.Get_rank())
         self.has_buffers = bool(model.buffers(all_buffers=True))
+        self.layout = [(d, len(a)) for d, a in model.gradient_spans()]
+        # Summing during the backward pass needs the gradients in one CPU span (the pass
+        # tells when they are final only there) on every rank, and MPI calls from a thread.
+        from mpi4py import MPI
+
+        from .data_parallel import DataParallel
+
+        can = self.comm.allreduce(int([d for d, _ in self.layout] == ["cpu"] and
+                                        not isinstance(model.placement, DataParallel) and
+                                        MPI.Query_thread() >= MPI.THREAD_SERIALIZED), op=MPI.MIN)
+        mode = group.overlap if can else False
+        span = sum(n for _, n in self.layout)
+        self.sums = {o: GradientSum(self.sum, span, o) for o in {False, mode is not False}}
+        self.choose = _OverlapChoice() if mode == "auto" and P > 1 else None
+        self.overlap = mode is True
 
     def start(self, idx, host_batch, opt):
         from .rebalance import split_batch
@@ -235,21 +389,21 @@ class DistributedSteps:
         lo = sum(split[k] for k in range(rank))
         rows = idx[lo:lo + split[rank]]
         start = time.perf_counter()
+        overlap = self.overlap if self.choose is None else self.choose.mode
+        gsum = self.sums[overlap]
+        gsum.begin()
         if len(rows):
             loss, right = model.compute_grads(host_batch(rows), self.y[rows],
-                                              weight=len(rows) / len(idx), with_correct=True)
-            spans = model.gradient_spans()
+                                              weight=len(rows) / len(idx), with_correct=True,
+                                              on_grads_ready=gsum.ready(model))
         else:  # a rank without rows this step adds nothing
             loss, right = 0.0, 0
-            spans = [(d, np.zeros_like(a)) for d, a in model.gradient_spans()]
-        flat = np.concatenate([a for _, a in spans] +
-                              [np.array([loss * len(rows) / len(idx), right], np.float32)])
-        total = self.sum(flat)
-        at = 0
+        total = gsum.end(model if len(rows) else None, loss * len(rows) / len(idx), right)
+        at = GradientSum.HEAD
         summed = []
-        for d, a in spans:
-            summed.append((d, total[at:at + len(a)]))
-            at += len(a)
+        for d, n in self.layout:
+            summed.append((d, total[at:at + n]))
+            at += n
         model.set_gradient_spans(summed)
         model.apply_update(opt)
         if self.has_buffers:  # BatchNorm's statistics of the first rank with rows (DDP: rank 0)
@@ -258,12 +412,21 @@ class DistributedSteps:
             theirs = comm.bcast(mine, root=src)
             if rank != src:
                 model.load_buffers(theirs)
-        if self.rebalance is not None:  # every rank sees every rank's time: one decision
-            seconds = comm.allgather(time.perf_counter() - start)
-            moved = self.rebalance.observe(dict(enumerate(seconds)), split)
-            if moved is not None:
-                self.shares = [self.rebalance.shares[r] for r in range(P)]
-        return [(float(total[at]), int(round(float(total[at + 1]))))]
+        if self.rebalance is not None or (self.choose is not None and self.choose.trying):
+            seconds = comm.allgather(time.perf_counter() - start)  # the same on every rank
+            if self.rebalance is not None:
+                moved = self.rebalance.observe(dict(enumerate(seconds)), split)
+                if moved is not None:
+                    self.shares = [self.rebalance.shares[r] for r in range(P)]
+            if self.choose is not None:
+                self.choose.observe(max(seconds))
+        return [(float(total[0]), int(round(float(total[1]))))]
+
+    def comm_seconds(self):
+        """(seconds the steps waited for their gradient sums, seconds the sums took), over
+        the steps so far: the second is larger where the sums ran during the backward pass."""
+        return (sum(g.exposed_seconds for g in self.sums.values()),
+                sum(g.busy_seconds for g in self.sums.values()))
 
     def finish(self):
         return []

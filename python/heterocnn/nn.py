@@ -537,16 +537,34 @@ class Sequential:
         loss = self.compute_grads(x, y)
         return loss, self.gradients()
 
-    def compute_grads(self, x, y, weight=1.0, accumulate=False, with_correct=False):
+    def compute_grads(self, x, y, weight=1.0, accumulate=False, with_correct=False,
+                      on_grads_ready=None):
         """Mean loss of one batch; leaves ``weight`` times its gradients in the model (added
-        to what is there when ``accumulate``), to be read with gradients(). With
-        ``with_correct``, (mean loss, how many samples the model classifies right)."""
+        to what is there when ``accumulate``), to be read with gradients() or
+        gradient_spans(). With ``with_correct``, (mean loss, how many samples the model
+        classifies right). A data-parallel model splits the batch over its replicas and leaves
+        the sum in the first replica's store (apply_update then updates every replica).
+
+        ``on_grads_ready(offset)``, where the whole model is on the CPU and nothing
+        accumulates, is called during the backward pass each time the gradients from float
+        ``offset`` of the CPU gradient span (gradient_spans()) to its end are final, offset
+        decreasing: read them with gradient_span("cpu", offset, end) and start summing them
+        over processes while the pass goes on. It is not called on other placements (the
+        gradients are final when compute_grads returns); what it raises comes up after the
+        pass."""
         x = self._input(x)
         weight = float(weight)
         if not np.isfinite(weight) or weight < 0:
             raise InvalidValueError(f"weight must be finite and >= 0, got {weight}")
-        loss, right = self._net.compute_grads(x, self._labels(y, x.shape[0]), weight,
-                                              bool(accumulate))
+        y = self._labels(y, x.shape[0])
+        if self._replicas is not None:
+            if accumulate:
+                raise InvalidValueError("accumulate=True needs a model on one placement, not "
+                                        f"data parallel over {list(self.placement.devices)}")
+            counts = self.placement.sub_batches(x.shape[0])
+            loss, right = self._replicas.compute_grads(x, x.shape, y, counts, weight)
+        else:
+            loss, right = self._net.compute_grads(x, y, weight, bool(accumulate), on_grads_ready)
         return (loss, right) if with_correct else loss
 
     def gradients(self):
@@ -710,14 +728,17 @@ class Sequential:
 
     def set_random_stream(self, stream):
         """The random stream Dropout layers draw from: 0 (the default) for a model on its own;
-        rank r of an MPI group takes r (hc.DataParallel's replicas set theirs), so that copies
-        of one model with the same seed and step draw independent masks."""
-        if self._replicas is not None:
-            raise InvalidValueError("a data-parallel model's replicas take their own streams")
-        if not _is_int(stream) or not 0 <= stream < 2**63:
-            raise InvalidValueError(f"stream must be an integer from 0 to 2^63 - 1, got "
+        rank r of an MPI group takes r, so that copies of one model with the same seed and
+        step draw independent masks. hc.DataParallel's replica k draws stream
+        ``stream * 2**32 + k`` (stream below 2^31 then)."""
+        limit = 2**31 if self._replicas is not None else 2**63
+        if not _is_int(stream) or not 0 <= stream < limit:
+            raise InvalidValueError(f"stream must be an integer from 0 to {limit} - 1, got "
                                     f"{stream!r}")
-        self._net.set_random_stream(int(stream))
+        if self._replicas is not None:
+            self._replicas.set_random_stream(int(stream) << 32)
+        else:
+            self._net.set_random_stream(int(stream))
 
     def _load(self, state, entries, optional, allow_nonfinite):
         """load_state_dict's checks and copy: every key of ``entries`` required, those of
@@ -776,6 +797,11 @@ class Sequential:
         parameter there, each padded to 64 floats with zeros)."""
         return [(d, self._net.grads_span(d)) for d in self._net.store_devices()]
 
+    def gradient_span(self, device, lo, hi):
+        """A host copy of floats [lo, hi) of the gradient span on ``device`` (as in
+        gradient_spans()); safe to call from compute_grads' on_grads_ready."""
+        return self._net.grads_span(device, int(lo), int(hi))
+
     def set_gradient_spans(self, spans):
         """Write spans as gradient_spans() returns them (e.g. after summing them over ranks)."""
         for device, array in spans:
@@ -785,7 +811,10 @@ class Sequential:
         """``opt``'s update of every parameter from the gradients the model holds (as a
         training step ends, after compute_grads or a reduction of gradients)."""
         self._check_optimizer(opt)
-        self._net.apply_update(opt._core)
+        if self._replicas is not None:  # the master's update, then its weights to the others
+            self._replicas.apply_update(opt._core)
+        else:
+            self._net.apply_update(opt._core)
 
     def store(self):
         """The core handle of the model's parameter store, which an optimizer updates and

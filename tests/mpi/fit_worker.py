@@ -3,7 +3,11 @@ hc.fit(comm=COMM_WORLD) and writes, on rank 0, the weights and momenta to OUT (n
 
     mpirun -n P python fit_worker.py OUT [--samples N] [--batch B] [--epochs E] [--seed S]
         [--checkpoint PATH] [--resume PATH] [--rank-seed R:S] [--die-rank R] [--shares W,W]
-        [--bn] [--every-rank]
+        [--bn] [--every-rank] [--overlap auto|on|off] [--bucket FLOATS] [--dp DEVICES]
+
+--overlap and --bucket set hc.distributed.Group's; --dp places every rank's model as
+hc.DataParallel over DEVICES (comma-separated, e.g. cpu,cpu: two CPU replicas with 1 and 2
+threads; cuda,cpu) with equal shares.
 
 --bn trains a small net with BatchNorm and Dropout instead; --every-rank also writes
 OUT.<rank>.npz on every rank. The layer buffers are saved with the weights.
@@ -29,6 +33,9 @@ p.add_argument("--die-rank", type=int, default=None, help="this rank exits mid-r
 p.add_argument("--shares", default=None, help="comma-separated weights, one per rank")
 p.add_argument("--bn", action="store_true")
 p.add_argument("--every-rank", action="store_true")
+p.add_argument("--overlap", choices=["auto", "on", "off"], default=None)
+p.add_argument("--bucket", type=int, default=None)
+p.add_argument("--dp", default=None)
 a = p.parse_args()
 
 comm = hc.distributed.world() if "HC_NO_MPI" not in os.environ else None
@@ -56,8 +63,14 @@ def maybe_die(epoch, history):
         os._exit(3)  # killed: no goodbye to the others
 
 
-if comm is not None and a.shares:
-    comm = hc.distributed.Group(comm, shares=[float(w) for w in a.shares.split(",")])
+if a.dp:
+    devices = a.dp.split(",")
+    threads = [devices[:k + 1].count("cpu") if d == "cpu" else 0 for k, d in enumerate(devices)]
+    model.to(hc.DataParallel(devices, shares=[1] * len(devices), threads=threads))
+if comm is not None and (a.shares or a.overlap or a.bucket):
+    comm = hc.distributed.Group(
+        comm, shares=[float(w) for w in a.shares.split(",")] if a.shares else None,
+        overlap={"on": True, "off": False}.get(a.overlap, "auto"), bucket=a.bucket)
 hist = hc.fit(model, opt, (X, y), a.epochs, a.batch, val=(X[:200], y[:200]), seed=seed,
               progress=False, checkpoint=a.checkpoint, resume=meta, comm=comm,
               on_epoch_end=maybe_die if a.die_rank is not None else None)

@@ -40,6 +40,15 @@ class PlaceBuffers {
   std::deque<Buffer> items_;
 };
 
+// Told during a backward pass on the CPU that the gradients from float `offset` of the CPU
+// span of the store to its end are final (offset decreasing from call to call), so that whoever
+// sums gradients over processes starts on them while the pass goes on. A plain function and
+// its context, callable from C; it must not throw.
+struct GradsReady {
+  void (*fn)(void* ctx, size_t offset) = nullptr;
+  void* ctx = nullptr;
+};
+
 struct CudaStepState;  // net.cu: streams, events, device-side labels and results, graphs
 struct CudaStepStateDeleter {
   void operator()(CudaStepState* s) const;
@@ -79,9 +88,11 @@ class Net {
   // logits (output_shape(in)) = net(x), by the forward-only plan. x and out are host memory.
   void forward(const float* x, const Shape& in, float* out);
   // Loss of (x, labels); leaves weight * dL/dparam in the store's gradients (added to what
-  // they hold when `accumulate`). Nothing changes when it throws on bad input.
+  // they hold when `accumulate`). Nothing changes when it throws on bad input. `ready` is
+  // told as the gradients become final where the whole net is on the CPU and `accumulate` is
+  // false (elsewhere they are final when this returns, and it is not called).
   LossResult compute_grads(const float* x, const Shape& in, const int64_t* labels,
-                           float weight = 1.f, bool accumulate = false);
+                           float weight = 1.f, bool accumulate = false, GradsReady ready = {});
   // compute_grads, then opt's update, waiting for the result. Nothing changes when it throws
   // on bad input.
   LossResult train_step(const float* x, const Shape& in, const int64_t* labels, Optimizer& opt);
@@ -163,8 +174,9 @@ class Net {
   void run_forward();
   LossResult run_loss(const int64_t* labels, bool with_grad, float weight);
   // Forward, loss and backward of a checked, prepared batch.
-  LossResult run_grads(const float* x, const int64_t* labels, float weight);
-  void run_backward();
+  LossResult run_grads(const float* x, const int64_t* labels, float weight,
+                       GradsReady ready = {});
+  void run_backward(GradsReady ready = {});
   void run_update(Optimizer& opt);
   // Copies `count` floats of an activation or gradient from one place to another: an
   // explicit transfer step, ordered after the work that made it and before the work that

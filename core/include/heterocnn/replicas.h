@@ -36,6 +36,17 @@ class Replicas {
   LossResult train_step_on(const float* x, const Shape& in, const int64_t* labels,
                            const std::vector<int64_t>& counts, Optimizer& opt,
                            const DeviceDataset* data, const int64_t* idx, size_t device_replica);
+  // The two halves of a step, for a caller that sums the gradients further (MPI ranks):
+  // compute_grads leaves `weight` times the gradient of the batch's mean loss in the master's
+  // store (steps 1 and 2); apply_update then updates the master and broadcasts (3 and 4).
+  LossResult compute_grads(const float* x, const Shape& in, const int64_t* labels,
+                           const std::vector<int64_t>& counts, float weight = 1.f,
+                           const DeviceDataset* data = nullptr, const int64_t* idx = nullptr,
+                           size_t device_replica = 0);
+  void apply_update(Optimizer& opt);
+  // Replica r draws random stream `base` + r (Net::set_random_stream); 0 at construction.
+  // An MPI rank with replicas gives each replica a stream no other rank's replica has.
+  void set_random_stream(uint64_t base);
   // Seconds of each replica's gradient pass in the last step (on a GPU from events).
   const std::vector<double>& last_seconds() const { return seconds_; }
 
@@ -46,6 +57,7 @@ class Replicas {
   std::vector<int> threads_;
   std::vector<double> seconds_;
   Buffer scratch_;  // a replica's gradients on the master's place, before they are added
+  size_t buffers_from_ = 0;  // the first replica with rows in the last gradient pass
 };
 
 }  // namespace hc
