@@ -9,7 +9,11 @@ Every rank holds a replica (its own placement) and the same data set. Per global
 order rank 0's seed decides, rank r takes its share of the rows and computes their gradients
 weighted by rows / batch size; the gradients are summed over the ranks in a fixed order
 (FixedOrderSum: a reduce-scatter and an allgather whose local sums go in rank order, so a run
-repeats bit for bit for a fixed number of ranks); every rank applies the same update.
+repeats bit for bit for a fixed number of ranks); every rank applies the same update. The
+sum goes bucket by bucket, from the last layers' gradients on, and where a rank's model is on
+the CPU it may start while the backward pass still runs (GradientSum; Group's ``overlap``).
+A rank's model may itself be hc.DataParallel (a GPU and the CPU): its replicas' gradients are
+summed first, in replica order.
 """
 
 import json
