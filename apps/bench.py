@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """heterocnn's benchmark suite: every figure against its peer in the same run, as JSON.
 
-    python apps/bench.py --suite cpu|gpu|layers|gemm|memory|tta|all[,...] [--quick]
+    python apps/bench.py --suite cpu|gpu|layers|gemm|memory|tta|hetero|mpi|all[,...] [--quick]
                          [--threads 2] [--repeats 5] [--json PATH] [--no-report]
     python apps/bench.py --report      # BENCHMARKS.md's tables and benchmarks/*.png from JSON
 
@@ -19,6 +19,10 @@ Suites (BENCHMARKS.md says what each measures and how):
   hetero  CPU+GPU training: all-CPU, all-GPU, the planner's choice and the exhaustive best
           over two-device splits and data-parallel shares (batch 64, 256, 1024); predict
           latency of the planner's inference choice (needs a GPU)
+  mpi     data-parallel training over P MPI ranks of cores/P threads (--ranks, default 1, 2,
+          4, 8) of lenet5 and convnet at global batch 256 and 1024, heterocnn against PyTorch
+          DDP (gloo) on the same ranks: images/s, scaling efficiency, time in communication;
+          1 GPU rank + CPU ranks where there is a GPU (needs mpirun and mpi4py)
   all     every suite this machine can run (GPU parts skip, saying so, without a GPU)
 
 One JSON file per run (default benchmarks/<suites>-<machine>.json, e.g. cpu_gemm-amd-epyc-2t) holds the machine, the load
@@ -35,13 +39,13 @@ import traceback
 
 APPS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(APPS)
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero")
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi")
 NETS = ("mlp", "lenet5", "convnet", "bnnet")  # names of hc.models.MODELS
 GPU_ONLY = ("gpu", "hetero")
 RUNNERS = {"cpu": ("_bench_train", "run_cpu"), "gpu": ("_bench_train", "run_gpu"),
            "layers": ("_bench_layers", "run"), "gemm": ("_bench_gemm", "run"),
            "memory": ("_bench_memory", "run"), "tta": ("_bench_tta", "run"),
-           "hetero": ("_bench_hetero", "run")}
+           "hetero": ("_bench_hetero", "run"), "mpi": ("_bench_mpi", "run")}
 
 
 def suite_list(text):
@@ -63,6 +67,16 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 
@@ -112,6 +126,17 @@ def parse_args(argv):
                    help="batch sizes of the tta suite (default: each net's recipe's)")
     p.add_argument("--memory-steps", type=positive_int, default=None,
                    help="training steps of each memory measurement (default 20, --quick 3)")
+    p.add_argument("--ranks", type=int_list, default=None,
+                   help="MPI ranks of the mpi suite, comma-separated (default 1,2,4,8 up to "
+                        "--mpi-threads; 1 always runs: the baseline)")
+    p.add_argument("--mpi-threads", type=positive_int, default=None,
+                   help="CPU threads of the mpi suite, split evenly between the ranks "
+                        "(default: the CPUs this process may use)")
+    p.add_argument("--mpi-seconds", type=positive_float, default=None,
+                   help="timed seconds per repeat of each mpi suite figure (default 1, "
+                        "--quick 0.05)")
+    p.add_argument("--mpi-warmup", type=positive_int, default=None,
+                   help="untimed steps before each mpi suite figure (default 3, --quick 1)")
     p.add_argument("--no-lab", action="store_true",
                    help="skip the CUDA GEMM lab of the gpu and gemm suites (it needs nvcc and "
                         "about a minute to build)")
@@ -139,6 +164,8 @@ def parse_args(argv):
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.images = args.images or (512 if args.quick else 19200)
     args.memory_steps = args.memory_steps or (3 if args.quick else 20)
+    args.mpi_seconds = args.mpi_seconds or (0.05 if args.quick else 1.0)
+    args.mpi_warmup = args.mpi_warmup or (1 if args.quick else 3)
     args.sample = args.sample or args.quick
     return args
 
