@@ -11,7 +11,8 @@ barriers, on every rank alike. Reported: images/s, the scaling efficiency (image
 images/s of one process with every thread, each framework against its own), heterocnn's
 seconds of gradient summing per step (FixedOrderSum.seconds on rank 0, the wait for slower
 ranks included) and their share of the step, and how far the weights after the warm-up (a
-fixed number of steps on fixed data) are from P = 1's.
+fixed number of steps on fixed data) are from P = 1's and from a rerun's (a second launch
+that stops after the warm-up).
 
 Binding: each rank binds itself (sched_setaffinity, before its OpenMP threads start) to its
 own slice of cores // P CPUs of the allowed set and runs that many threads; mpirun binds
@@ -49,7 +50,7 @@ def mpi_launcher(mpirun):
     """(which MPI: "openmpi", "mpich" or "other", its version line, the flags mpirun needs):
     Open MPI binds ranks to cores by default and refuses to start as root or on more ranks
     than it counts cores; MPICH's Hydra binds nothing and needs no flag."""
-    out = subprocess.run([mpirun, "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([mpirun, "--version"], check=False, capture_output=True, text=True, timeout=60)
     text = out.stdout + out.stderr
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if "Open MPI" in text or "OpenRTE" in text:
@@ -89,12 +90,12 @@ class Launcher:
         cmd = [self.mpirun, *self.flags, "-n", str(ranks), sys.executable, WORKERS[worker],
                "--out", out, "--net", net, "--batch", str(batch), "--threads", str(threads),
                "--seconds", str(args.mpi_seconds), "--repeats", str(args.repeats),
-               "--warmup", str(args.mpi_warmup), *map(str, options)]
+               "--warmup", str(args.mpi_warmup), "--bind", args.mpi_bind, *map(str, options)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
                    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         timeout = 180 + 4 * args.repeats * args.mpi_seconds
         try:
-            run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+            run = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired as e:
             tail = ((e.stdout or b"") + (e.stderr or b"")).decode(errors="replace")[-1500:]
             return {"error": f"timed out after {timeout:.0f} s: {tail}"}
@@ -159,7 +160,11 @@ def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):
                 row["ddp_scaling_efficiency"] = over(row["ddp"], base["ddp"])
                 row["comm_s_per_step"], row["comm_share"] = (
                     comm_figures(hc_run) if "error" not in hc_run else (None, None))
-                row["weights_sha256_after_warmup"] = hc_run.get("weights_sha256_after_warmup")
+                digest = hc_run.get("weights_sha256_after_warmup")
+                rerun = launch("heterocnn", P, T, name, batch, "--warmup-only")
+                row["weights_sha256_after_warmup"] = digest
+                row["rerun_bit_identical"] = (digest == rerun["weights_sha256_after_warmup"]
+                                              if digest and "error" not in rerun else None)
                 row["weights_max_rel_diff_vs_p1"] = (
                     max_rel_diff(np, weights, base["weights"])
                     if os.path.exists(weights) and os.path.exists(base["weights"]) else None)
@@ -235,9 +240,10 @@ def run(ctx):
             "mpirun": [mpirun, *launch.flags], "cores": cores, "ranks": ranks,
             "nets": nets, "batches": batches, "seconds_per_repeat": args.mpi_seconds,
             "warmup_steps": args.mpi_warmup, "ddp": torch_status or "ok",
-            "binding": "each rank bound by sched_setaffinity to its own slice of cores // P "
-                       "CPUs, threads = cores // P (OMP_NUM_THREADS, hc.set_threads, "
-                       "torch.set_num_threads); mpirun binds nothing",
+            "binding": ("each rank bound by sched_setaffinity to its own slice of cores // P "
+                        "CPUs" if args.mpi_bind == "cores" else "none (--mpi-bind none)")
+            + "; threads = cores // P (OMP_NUM_THREADS, hc.set_threads, "
+              "torch.set_num_threads); mpirun binds nothing",
             "timing": "wall time of --repeats loops of a step count rank 0 sizes to "
                       "seconds_per_repeat, between MPI barriers, every rank alike; the "
                       "frameworks run one after the other, each under its own mpirun",

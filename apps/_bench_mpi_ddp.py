@@ -15,10 +15,8 @@ measured: DDP overlaps its bucketed allreduce with the backward pass."""
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _bench_mpi_rank as rank_env  # noqa: E402 (before torch: it binds the cores)
-
-from _bench_mpi_rank import BATCHES_HELD, LR, MOMENTUM  # noqa: E402
+import _bench_mpi_rank as rank_env  # the script's folder is on sys.path; before torch
+from _bench_mpi_rank import BATCHES_HELD, LR, MOMENTUM
 
 
 def main():

@@ -4,22 +4,20 @@ images scaled on the host, the gradients summed by FixedOrderSum), timed on ever
 
     mpirun -n P python apps/_bench_mpi_heterocnn.py --out R.json --net convnet --batch 1024 \\
         --threads 4 --seconds 1 --repeats 5 --warmup 3 [--gpu-rank] [--weights W.npz]
+        [--warmup-only]
 
 Rank 0 writes images/s and the seconds its gradient sums took per repeat (FixedOrderSum.seconds:
 the exchange and the wait for the slowest rank), and the SHA-256 of the weights after the
 warm-up (a fixed number of steps on fixed data, so reruns and rank counts can be compared);
---weights also saves those weights. --gpu-rank puts rank 0's model on cuda:0 and splits each
+--weights also saves those weights, --warmup-only stops there. --gpu-rank puts rank 0's model on cuda:0 and splits each
 batch by shares from every rank's own rate, measured first on every rank at once."""
 
 import hashlib
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _bench_mpi_rank as rank_env  # noqa: E402 (before heterocnn: it binds the cores)
-
-from _bench_mpi_rank import BATCHES_HELD, LR, MOMENTUM  # noqa: E402
+import _bench_mpi_rank as rank_env  # the script's folder is on sys.path; before heterocnn
+from _bench_mpi_rank import BATCHES_HELD, LR, MOMENTUM
 
 SHARE_SECONDS = 0.5     # each rank's own rate, for --gpu-rank's shares
 
@@ -48,7 +46,9 @@ def weights_digest(model):
 def main():
     args = rank_env.parse_args(__doc__.splitlines()[0], [
         (("--gpu-rank",), {"action": "store_true", "help": "rank 0 trains on cuda:0"}),
-        (("--weights",), {"default": None, "help": "rank 0 saves the warmed-up weights"})])
+        (("--weights",), {"default": None, "help": "rank 0 saves the warmed-up weights"}),
+        (("--warmup-only",), {"action": "store_true", "help": "stop after the warm-up's "
+                                                              "digest (a rerun check)"})])
     comm, rank, size = rank_env.join(args)
     import numpy as np
 
@@ -86,6 +86,10 @@ def main():
     digest = weights_digest(model)
     if args.weights and rank == 0:
         np.savez(args.weights, **model.state_dict())
+    if args.warmup_only:
+        rank_env.report(comm, args, device, {"framework": "heterocnn", "warmup_steps":
+                                             args.warmup, "weights_sha256_after_warmup": digest})
+        return 0
     steps = rank_env.agreed_steps(comm, step, args.warmup, args.seconds)
     seconds, talk = rank_env.timed_repeats(comm, step, args.warmup + rank_env.CALIBRATION_STEPS,
                                            steps, args.repeats, lambda: stepper.sum.seconds)

@@ -13,7 +13,7 @@ import re
 
 from _bench_common import INSTALL_HINT, SCHEMA, try_import
 
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero")
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi")
 MARK = re.compile(r"(<!-- bench:(\w+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)
 
 
@@ -49,6 +49,9 @@ def pick(runs, suite):
 
 def repeats_note(suite, run):
     """How the suite's spread was taken, for the header of its tables."""
+    if suite == "mpi":
+        return (f"Median of {run['settings']['repeats']} timed loops in one launch per "
+                "figure, ± half their range. ")
     if suite in ("tta", "hetero"):
         return ""  # one run per figure: no spread (the tables say so)
     if suite == "memory":  # each figure from fresh processes, not from --repeats
@@ -183,12 +186,16 @@ def gemm_tables(result):
     return out
 
 
+def scaled(fig, factor):
+    """A figure with its median, min and max times ``factor`` (anything else as it is)."""
+    if not isinstance(fig, dict):
+        return fig
+    return {k: fig[k] * factor for k in ("median", "min", "max")}
+
+
 def mib(row, key):
     """A figure in bytes as 'MiB ±x%'."""
-    fig = row.get(key)
-    if not isinstance(fig, dict):
-        return "n/a"
-    return spread({k: fig[k] / 2**20 for k in ("median", "min", "max")}, "{:,.1f}")
+    return spread(scaled(row.get(key), 2**-20), "{:,.1f}")
 
 
 def memory_tables(result):
@@ -284,8 +291,70 @@ def hetero_tables(result):
                      "best single / plan"], lat))
 
 
+def not_a_figure(value):
+    """What a table cell says for a figure that is missing: n/a, or why (not run, failed)."""
+    return "n/a" if value is None else str(value).split(":")[0]
+
+
+def figure_cell(fig, fmt="{:,.0f}"):
+    return spread(fig, fmt) if isinstance(fig, dict) else not_a_figure(fig)
+
+
+def fraction(value, fmt="{:.2f}"):
+    return "n/a" if value is None else fmt.format(value)
+
+
+def weights_cell(r):
+    """How far the weights after the warm-up are from P = 1's: 'same' when bit for bit."""
+    diff = r.get("weights_max_rel_diff_vs_p1")
+    if diff is None:
+        return "n/a"
+    return "same" if diff == 0 else f"{diff:.1e}"
+
+
+def rerun_cell(r):
+    same = r.get("rerun_bit_identical")
+    return "n/a" if same is None else ("yes" if same else "**no**")
+
+
+def mpi_tables(result):
+    rows = [[r["net"], r["batch"], f"{r['ranks']} x {r['threads_per_rank']}",
+             figure_cell(r["heterocnn"]), figure_cell(r["ddp"]), times(r["ratio"]),
+             fraction(r["scaling_efficiency"]), fraction(r["ddp_scaling_efficiency"]),
+             figure_cell(scaled(r["comm_s_per_step"], 1e3), "{:,.3f}"),
+             fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}"),
+             weights_cell(r), rerun_cell(r)]
+            for r in result["rows"]]
+    out = (f"{result['mpi_version']}, {result['cores']} threads split evenly over P ranks "
+           f"(each rank bound to its own cores; the heading's thread count is the other "
+           f"suites'), {result['seconds_per_repeat']:g} s per timed loop after "
+           f"{result['warmup_steps']} warm-up step{'s' if result['warmup_steps'] > 1 else ''}. "
+           "Scaling efficiency: images/s at P over the same framework's at P = 1 with every "
+           f"thread. Communication: {result['comm']}. Weights vs P = 1: the largest relative difference of the "
+           "weights after the warm-up steps (same data, same order) from P = 1's; rerun: "
+           "the same weights, bit for bit, from a second launch:\n\n"
+           + table(["net", "global batch", "P x threads", "heterocnn img/s", "DDP (gloo) img/s",
+                    "ratio", "heterocnn efficiency", "DDP efficiency", "comm ms a step",
+                    "comm share", "weights vs P = 1", "rerun bit-identical"], rows))
+    gpu = result["gpu_rows"]
+    if not isinstance(gpu, list):
+        return out + f"\n\n1 GPU rank + CPU ranks: {gpu}."
+    rows = [[r["net"], r["batch"], f"1 GPU + {r['ranks'] - 1} CPU x {r['threads_per_rank']}",
+             figure_cell(r["heterocnn"]), figure_cell(r["gpu_alone"]),
+             times(r["ratio_vs_gpu_alone"]),
+             fraction(r["shares"][0] / sum(r["shares"]) if r["shares"] else None, "{:.1%}"),
+             fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}")]
+            for r in gpu]
+    return (out + "\n\n1 GPU rank + CPU ranks (rank 0 on cuda:0; each batch split by every "
+            "rank's own measured rate) against the GPU rank alone with every thread:\n\n"
+            + table(["net", "global batch", "ranks x threads", "heterocnn img/s",
+                     "GPU alone img/s",
+                     "ratio", "GPU's share", "comm share"], rows))
+
+
 TABLES = {"cpu": cpu_tables, "gpu": gpu_tables, "layers": layers_tables, "gemm": gemm_tables,
-          "memory": memory_tables, "tta": tta_tables, "hetero": hetero_tables}
+          "memory": memory_tables, "tta": tta_tables, "hetero": hetero_tables,
+          "mpi": mpi_tables}
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -427,8 +496,28 @@ def plot_hetero(plt, result, title):
     return fig
 
 
+def plot_mpi(plt, result, title):
+    """Scaling efficiency against P, one line per framework, net and batch."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    cases = list(dict.fromkeys((r["net"], r["batch"]) for r in result["rows"]))
+    for net, batch in cases:
+        rows = [r for r in result["rows"] if (r["net"], r["batch"]) == (net, batch)]
+        for key, style, who in (("scaling_efficiency", "-o", "heterocnn"),
+                                ("ddp_scaling_efficiency", "--x", "DDP")):
+            points = [(r["ranks"], r[key]) for r in rows if r[key] is not None]
+            if points:
+                ax.plot(*zip(*points), style, label=f"{who} {net} {batch}")
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("MPI ranks P (cores / P threads each)")
+    ax.set_ylabel("images/s over P = 1's")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
 PLOTS = {"cpu": plot_cpu, "gpu": plot_gpu, "layers": plot_layers, "gemm": plot_gemm,
-         "memory": plot_memory, "tta": plot_tta, "hetero": plot_hetero}
+         "memory": plot_memory, "tta": plot_tta, "hetero": plot_hetero, "mpi": plot_mpi}
 
 
 def plot(plt, suite, run, bench_dir):

@@ -137,6 +137,9 @@ def parse_args(argv):
                         "--quick 0.05)")
     p.add_argument("--mpi-warmup", type=positive_int, default=None,
                    help="untimed steps before each mpi suite figure (default 3, --quick 1)")
+    p.add_argument("--mpi-bind", choices=("cores", "none"), default="cores",
+                   help="cores (default): each rank of the mpi suite binds itself to its own "
+                        "cores; none: the OS places the threads")
     p.add_argument("--no-lab", action="store_true",
                    help="skip the CUDA GEMM lab of the gpu and gemm suites (it needs nvcc and "
                         "about a minute to build)")

@@ -158,6 +158,8 @@ def test_report_without_markers_says_so(tmp_path, capsys):
     (["--suite", "tta", "--tta-devices", "tpu"], "--tta-devices takes cpu and/or cuda"),
     (["--suite", "layers", "--devices", "gpu"], "--devices takes cpu and/or cuda"),
     (["--suite", "cpu", "--report"], "--report regenerates from existing JSON"),
+    (["--suite", "mpi", "--ranks", "1,0"], "'0' is not a positive integer"),
+    (["--suite", "mpi", "--mpi-seconds", "nan"], "'nan' is not a positive number"),
 ])
 def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
