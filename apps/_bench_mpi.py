@@ -9,8 +9,10 @@ apps/_bench_mpi_ddp.py): untimed warm-up steps, a step count rank 0 sizes from t
 steps to --mpi-seconds and broadcasts, then --repeats timed loops of that many steps between
 barriers, on every rank alike. Reported: images/s, the scaling efficiency (images/s at P over
 images/s of one process with every thread, each framework against its own), heterocnn's
-seconds of gradient summing per step (FixedOrderSum.seconds on rank 0, the wait for slower
-ranks included) and their share of the step, and how far the weights after the warm-up (a
+seconds per step on rank 0 spent waiting for the gradient sums (exposed: the wait for slower
+ranks included) and spent in them (busy: more than exposed where the sums ran during the
+backward pass, as Group(overlap="auto") chose), the exposed seconds' share of the step, and how
+far the weights after the warm-up (a
 fixed number of steps on fixed data) are from P = 1's and from a rerun's (a second launch
 that stops after the warm-up).
 
@@ -129,10 +131,15 @@ def max_rel_diff(np, path, reference):
 
 
 def comm_figures(run):
-    """Seconds of gradient summing per step and their share of the step, per repeat."""
+    """{exposed and busy seconds of gradient summing per step, and the exposed seconds' share
+    of the step}: figures over the repeats, from a worker's JSON (all None after a failure)."""
+    if "error" in run:
+        return {"comm_s_per_step": None, "comm_busy_s_per_step": None, "comm_share": None}
     talk, steps = run["comm_seconds"], run["steps"]
-    return (figure([t / steps for t in talk], "seconds"),
-            figure([t / s for t, s in zip(talk, run["seconds"])], "share of the step"))
+    return {"comm_s_per_step": figure([t / steps for t in talk["exposed"]], "seconds"),
+            "comm_busy_s_per_step": figure([t / steps for t in talk["busy"]], "seconds"),
+            "comm_share": figure([t / s for t, s in zip(talk["exposed"], run["seconds"])],
+                                 "share of the step")}
 
 
 def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):
@@ -158,8 +165,8 @@ def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):
                 row["ratio"] = over(row["heterocnn"], row["ddp"])
                 row["scaling_efficiency"] = over(row["heterocnn"], base["heterocnn"])
                 row["ddp_scaling_efficiency"] = over(row["ddp"], base["ddp"])
-                row["comm_s_per_step"], row["comm_share"] = (
-                    comm_figures(hc_run) if "error" not in hc_run else (None, None))
+                row.update(comm_figures(hc_run), sum_during_backward=hc_run.get(
+                    "sum_during_backward"))
                 digest = hc_run.get("weights_sha256_after_warmup")
                 rerun = launch("heterocnn", P, T, name, batch, "--warmup-only")
                 row["weights_sha256_after_warmup"] = digest
@@ -194,8 +201,7 @@ def gpu_rows(ctx, launch, nets, batches, ranks, cores):
                        "heterocnn": rates(run), "gpu_alone": alone,
                        "ratio_vs_gpu_alone": None, "shares": run.get("shares"), "run": run}
                 row["ratio_vs_gpu_alone"] = over(row["heterocnn"], alone)
-                row["comm_s_per_step"], row["comm_share"] = (
-                    comm_figures(run) if "error" not in run else (None, None))
+                row.update(comm_figures(run))
                 rows.append(row)
                 ctx.log(f"mpi {name:<8} batch {batch:<5} 1 GPU + {P - 1} CPU x {T:<2} "
                         + (f"{row['heterocnn']['median']:>10,.0f} img/s, GPU alone "
@@ -247,9 +253,11 @@ def run(ctx):
             "timing": "wall time of --repeats loops of a step count rank 0 sizes to "
                       "seconds_per_repeat, between MPI barriers, every rank alike; the "
                       "frameworks run one after the other, each under its own mpirun",
-            "comm": "heterocnn: FixedOrderSum.seconds on rank 0 (the exchange and the wait "
-                    "for slower ranks); DDP: not measured (its allreduce overlaps the "
-                    "backward pass)",
+            "comm": "heterocnn: DistributedSteps.comm_seconds() on rank 0, exposed (the step "
+                    "waiting for its gradient sums, the wait for slower ranks included) and "
+                    "busy (the sums themselves, partly hidden where they ran during the "
+                    "backward pass); DDP: not measured (its allreduce overlaps the backward "
+                    "pass)",
             "note": "heterocnn as fit runs it (DistributedSteps; uint8 images scaled on the "
                     "host each step); DDP on float32 batches held in memory; both SGD lr "
                     f"{LR:g}, momentum {MOMENTUM:g}, random images and labels",

@@ -6,10 +6,13 @@ images scaled on the host, the gradients summed by FixedOrderSum), timed on ever
         --threads 4 --seconds 1 --repeats 5 --warmup 3 [--gpu-rank] [--weights W.npz]
         [--warmup-only]
 
-Rank 0 writes images/s and the seconds its gradient sums took per repeat (FixedOrderSum.seconds:
-the exchange and the wait for the slowest rank), and the SHA-256 of the weights after the
-warm-up (a fixed number of steps on fixed data, so reruns and rank counts can be compared);
---weights also saves those weights, --warmup-only stops there. --gpu-rank puts rank 0's model on cuda:0 and splits each
+Rank 0 writes images/s and, per repeat, the seconds its steps waited for their gradient sums
+(exposed: the exchange and the wait for the slowest rank) and the seconds the sums took (busy:
+more where they ran during the backward pass), DistributedSteps.comm_seconds(); and the SHA-256
+of the weights after the warm-up (a fixed number of steps on fixed data, so reruns and rank
+counts can be compared); --weights also saves those weights, --warmup-only stops there. Then
+the steps Group(overlap="auto") takes to choose whether to sum during the backward pass are
+run, untimed, before the timed ones. --gpu-rank puts rank 0's model on cuda:0 and splits each
 batch by shares from every rank's own rate, measured first on every rank at once."""
 
 import hashlib
@@ -90,12 +93,18 @@ def main():
         rank_env.report(comm, args, device, {"framework": "heterocnn", "warmup_steps":
                                              args.warmup, "weights_sha256_after_warmup": digest})
         return 0
-    steps = rank_env.agreed_steps(comm, step, args.warmup, args.seconds)
-    seconds, talk = rank_env.timed_repeats(comm, step, args.warmup + rank_env.CALIBRATION_STEPS,
-                                           steps, args.repeats, lambda: stepper.sum.seconds)
+    first = args.warmup
+    while stepper.choose is not None and stepper.choose.trying:  # overlap="auto" deciding
+        step(first)
+        first += 1
+    overlap = stepper.overlap if stepper.choose is None else stepper.choose.mode
+    steps = rank_env.agreed_steps(comm, step, first, args.seconds)
+    seconds, talk = rank_env.timed_repeats(
+        comm, step, first + rank_env.CALIBRATION_STEPS, steps, args.repeats,
+        lambda: dict(zip(("exposed", "busy"), stepper.comm_seconds())))
     rank_env.report(comm, args, device, {
-        "framework": "heterocnn", "steps": steps,
-        "warmup_steps": args.warmup, "seconds": seconds, "comm_seconds": talk,
+        "framework": "heterocnn", "steps": steps, "warmup_steps": first,
+        "sum_during_backward": overlap, "seconds": seconds, "comm_seconds": talk,
         "images_per_s": [steps * args.batch / s for s in seconds],
         "weights_sha256_after_warmup": digest, "bucket_floats": stepper.sum.bucket,
         "shares": shares, "lr": LR, "momentum": MOMENTUM})

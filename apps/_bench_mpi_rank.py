@@ -71,24 +71,24 @@ def agreed_steps(comm, step, first, seconds):
     return comm.bcast(max(MIN_STEPS, round(seconds / per_step)), root=0)
 
 
-def timed_repeats(comm, step, first, steps, repeats, comm_seconds=None):
+def timed_repeats(comm, step, first, steps, repeats, counters=None):
     """``repeats`` timed loops of ``steps`` calls of step(i), i counting on from ``first``,
-    each between barriers: ([seconds], [seconds of communication per loop, by the running
-    total comm_seconds() reports] or None)."""
-    seconds, talk = [], []
+    each between barriers: ([seconds per loop], {name: [its growth per loop]} of the running
+    totals counters() reports as {name: total}, or None without counters)."""
+    seconds, grown = [], {}
     i = first
     for _ in range(repeats):
         comm.Barrier()
-        before = comm_seconds() if comm_seconds else 0.0
+        before = counters() if counters else {}
         start = time.perf_counter()
         for _ in range(steps):
             step(i)
             i += 1
         comm.Barrier()
         seconds.append(time.perf_counter() - start)
-        if comm_seconds:
-            talk.append(comm_seconds() - before)
-    return seconds, (talk if comm_seconds else None)
+        for name, total in (counters() if counters else {}).items():
+            grown.setdefault(name, []).append(total - before[name])
+    return seconds, (grown if counters else None)
 
 
 def report(comm, args, device, result):

@@ -312,6 +312,11 @@ def weights_cell(r):
     return "same" if diff == 0 else f"{diff:.1e}"
 
 
+def overlap_cell(r):
+    same = r.get("sum_during_backward")
+    return "n/a" if same is None else ("yes" if same else "no")
+
+
 def rerun_cell(r):
     same = r.get("rerun_bit_identical")
     return "n/a" if same is None else ("yes" if same else "**no**")
@@ -322,8 +327,9 @@ def mpi_tables(result):
              figure_cell(r["heterocnn"]), figure_cell(r["ddp"]), times(r["ratio"]),
              fraction(r["scaling_efficiency"]), fraction(r["ddp_scaling_efficiency"]),
              figure_cell(scaled(r["comm_s_per_step"], 1e3), "{:,.3f}"),
+             figure_cell(scaled(r["comm_busy_s_per_step"], 1e3), "{:,.3f}"),
              fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}"),
-             weights_cell(r), rerun_cell(r)]
+             overlap_cell(r), weights_cell(r), rerun_cell(r)]
             for r in result["rows"]]
     out = (f"{result['mpi_version']}, {result['cores']} threads split evenly over P ranks "
            f"(each rank bound to its own cores; the heading's thread count is the other "
@@ -334,8 +340,9 @@ def mpi_tables(result):
            "weights after the warm-up steps (same data, same order) from P = 1's; rerun: "
            "the same weights, bit for bit, from a second launch:\n\n"
            + table(["net", "global batch", "P x threads", "heterocnn img/s", "DDP (gloo) img/s",
-                    "ratio", "heterocnn efficiency", "DDP efficiency", "comm ms a step",
-                    "comm share", "weights vs P = 1", "rerun bit-identical"], rows))
+                    "ratio", "heterocnn efficiency", "DDP efficiency", "comm exposed ms a step",
+                    "comm busy ms a step", "exposed share", "sum during backward",
+                    "weights vs P = 1", "rerun bit-identical"], rows))
     gpu = result["gpu_rows"]
     if not isinstance(gpu, list):
         return out + f"\n\n1 GPU rank + CPU ranks: {gpu}."

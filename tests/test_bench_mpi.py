@@ -48,6 +48,8 @@ def test_quick_mpi_suite(tmp_path):
     for r in rows:
         assert r["heterocnn"]["median"] > 0 and len(r["heterocnn"]["repeats"]) == 2
         assert r["comm_s_per_step"]["median"] >= 0 and 0 <= r["comm_share"]["median"] < 1
+        assert r["comm_busy_s_per_step"]["median"] >= 0
+        assert r["sum_during_backward"] in (True, False)
         assert r["rerun_bit_identical"] is True
         assert r["heterocnn_run"]["steps"] >= 3
         ranks = r["heterocnn_run"]["per_rank"]
