@@ -26,6 +26,7 @@ every thread)."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,13 +97,17 @@ class Launcher:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
                    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         timeout = 180 + 4 * args.repeats * args.mpi_seconds
+        # a session of its own, so that a run past its time goes with all its ranks
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env, start_new_session=True)
         try:
-            run = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            tail = ((e.stdout or b"") + (e.stderr or b"")).decode(errors="replace")[-1500:]
-            return {"error": f"timed out after {timeout:.0f} s: {tail}"}
-        if run.returncode != 0 or not os.path.exists(out):
-            return {"error": f"exit {run.returncode}: {(run.stdout + run.stderr)[-1500:]}"}
+            log, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            log, _ = proc.communicate()
+            return {"error": f"timed out after {timeout:.0f} s: {log[-1500:]}"}
+        if proc.returncode != 0 or not os.path.exists(out):
+            return {"error": f"exit {proc.returncode}: {log[-1500:]}"}
         with open(out) as f:
             return json.load(f)
 

@@ -26,7 +26,8 @@ SHARE_SECONDS = 0.5     # each rank's own rate, for --gpu-rank's shares
 
 
 def own_rate(hc, np, net, device, x, y, seconds):
-    """Images/s of model.train_step on this rank alone, on ``device``, at batch len(x)."""
+    """Images/s of model.train_step on this rank alone (every rank at once, each on its own
+    cores), on ``device``, at batch len(x)."""
     model = hc.models.MODELS[net](seed=0).to(device)
     opt = hc.SGD(model, lr=LR, momentum=MOMENTUM)
     model.train_step(x, y, opt)
@@ -63,11 +64,11 @@ def main():
     X = rng.integers(0, 256, (BATCHES_HELD * args.batch, 1, 28, 28), dtype=np.uint8)
     y = rng.integers(0, 10, len(X)).astype(np.int64)
     order = np.random.default_rng(1).permutation(len(X))
-    shares, own = None, None
-    if args.gpu_rank and size > 1:
-        x0 = (X[:args.batch] / np.float32(255)).astype(np.float32)
-        own = own_rate(hc, np, args.net, device, x0, y[:args.batch], SHARE_SECONDS)
-        shares = comm.allgather(own)
+    shares = None
+    if args.gpu_rank and size > 1:  # each rank's rate at an even share of the batch
+        rows = max(1, args.batch // size)
+        x0 = (X[:rows] / np.float32(255)).astype(np.float32)
+        shares = comm.allgather(own_rate(hc, np, args.net, device, x0, y[:rows], SHARE_SECONDS))
     model = hc.models.MODELS[args.net](seed=0).to(device)
     opt = hc.SGD(model, lr=LR, momentum=MOMENTUM)
     stepper = hc.distributed.DistributedSteps(model, (X, y),
