@@ -337,7 +337,9 @@ def mpi_tables(result):
            f"{result['warmup_steps']} warm-up step{'s' if result['warmup_steps'] > 1 else ''}. "
            "Scaling efficiency: images/s at P over the same framework's at P = 1 with every "
            f"thread. Communication: {result['comm']}. Weights vs P = 1: the largest relative difference of the "
-           "weights after the warm-up steps (same data, same order) from P = 1's; rerun: "
+           "weights after the warm-up steps (same data, same order) from P = 1's (BatchNorm "
+           "normalises each rank's rows, so a net with it differs by more than rounding); "
+           "rerun: "
            "the same weights, bit for bit, from a second launch:\n\n"
            + table(["net", "global batch", "P x threads", "heterocnn img/s", "DDP (gloo) img/s",
                     "ratio", "heterocnn efficiency", "DDP efficiency", "comm exposed ms a step",
