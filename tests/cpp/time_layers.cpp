@@ -2,10 +2,12 @@
 // Conv2d, MaxPool2d and Linear of lenet5 and convnet at one batch size, best of repeated calls
 // (the minimum is what a shared machine's noise least disturbs), with GFLOP/s for the GEMM
 // layers. Times are CPU time of the process (all threads), so that other work on a shared
-// machine counts less; with one thread that is the op's own time.
+// machine counts less; with one thread that is the op's own time. HC_TIME_WALL=1 times wall
+// seconds instead (with many threads the process's CPU time undercounts the other threads' short
+// calls: Linux adds their running time at its ticks).
 // Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct]
 //        [nets=lenet5,convnet,mlp,bnnet]; HC_TIME_DW=1 also times each conv's dw alone,
-//        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM.
+//        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM, HC_TIME_WALL=1 times wall seconds.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
@@ -30,10 +32,15 @@ std::vector<float> random_floats(size_t n, unsigned seed) {
   return v;
 }
 
-// CPU time of the whole process (every thread), in seconds.
+// CPU time of the whole process (every thread), or wall time with HC_TIME_WALL=1, in seconds.
+bool wall_clock() {
+  static const bool wall = getenv("HC_TIME_WALL") && std::string(getenv("HC_TIME_WALL")) == "1";
+  return wall;
+}
+
 double cpu_seconds() {
   timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  clock_gettime(wall_clock() ? CLOCK_MONOTONIC : CLOCK_PROCESS_CPUTIME_ID, &t);
   return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
@@ -127,8 +134,8 @@ int main(int argc, char** argv) {
                         : path == "direct" ? hc::ConvPath::Direct
                                            : hc::ConvPath::Auto);
   if (const char* group = getenv("HC_CONV_GROUP")) hc::conv2d_force_group(std::atoll(group));
-  std::printf("batch %lld, %d threads, conv path %s, best CPU time of repeated calls\n", (long long)N,
-              hc::max_threads(), path.c_str());
+  std::printf("batch %lld, %d threads, conv path %s, best %s time of repeated calls\n",
+              (long long)N, hc::max_threads(), path.c_str(), wall_clock() ? "wall" : "CPU");
   const std::string nets = argc > 4 ? argv[4] : "lenet5,convnet,mlp,bnnet";
   auto want = [&](const char* net) { return nets.find(net) != std::string::npos; };
   if (want("bnnet")) {  // its convolutions have no bias; timed with one all the same
