@@ -28,18 +28,17 @@ enum class Pass { Forward, WeightGrad, InputGrad };
 // one or two 16-float vectors, so they run at the lane occupancy Wo / (16 * vectors); the GEMM
 // over a group's unrolled windows runs at ~85-90% of the FMA peak once its operands are big
 // enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
-// compute every pass where they apply, except
-//  - forward and dx of many-channel convolutions on rows that fill less than 3/4 of their
-//    vectors (7 x 7: 44%), where the grouped GEMM was measured ~1.7x faster (CPU_PERF.md,
-//    entry 11);
-//  - the weight gradient of convolutions with many input channels on rows of one vector
-//    (14 x 14, 7 x 7), where the GEMM over im2row's matrix was measured faster (entry 8).
+// compute every pass where they apply, except on rows that fill less than 3/4 of their vectors
+// (7 x 7: 44%) where the GEMM is big enough: there the grouped GEMM was measured ~1.7x faster
+// forward and dx (CPU_PERF.md, entry 11) and ~2x faster for dw (entry 12). (dw of the 14 x 14
+// convolutions, 88% of a vector, went through the GEMM over im2row until entry 12: 5% faster
+// on the Zen 5 of entry 8, equal on the Zen 4 and 15% slower at 16 threads on the Xeon of
+// entry 12.)
 bool use_direct(const ConvGeom& g, int64_t M, Pass pass) {
   if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
   if (forced_path() == ConvPath::Direct) return true;
-  if (pass == Pass::WeightGrad) return g.col_rows() <= 150 || g.Wo > 16;
   const int64_t lanes = 16 * ((g.Wo + 15) / 16);
-  const bool gemm_fits = M >= 32 && g.col_rows() >= 256 && (pass == Pass::Forward || g.C >= 32);
+  const bool gemm_fits = M >= 32 && g.col_rows() >= 256 && (pass != Pass::InputGrad || g.C >= 32);
   return 4 * g.Wo >= 3 * lanes || !gemm_fits;
 }
 
@@ -94,6 +93,13 @@ size_t backward_per_thread(const ConvGeom& g, int64_t M) {
 int64_t dw_samples(const ConvGeom& g, int64_t M) {
   const int64_t per_sample = g.col_cols() * (g.col_rows() + M) * int64_t{sizeof(float)};
   return std::max<int64_t>(1, kSgemmInPlaceBytes / per_sample);
+}
+
+// Samples per sweep of the direct dw kernel: as many as keep their x and dy within half of
+// this core's L2, at least one.
+int64_t direct_dw_group(const ConvGeom& g, int64_t M) {
+  const int64_t per_sample = (g.C * g.H * g.W + M * g.col_cols()) * int64_t{sizeof(float)};
+  return std::max<int64_t>(1, cpu_l2_bytes() / 2 / per_sample);
 }
 
 // Samples [first, end) of thread t's contiguous share of N over `team`.
@@ -260,9 +266,11 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
     // This thread's contiguous share of the samples.
     const int64_t n_begin = share_begin(N, team, t), n_end = share_begin(N, team, t + 1);
     if (dw_direct) {
-      // In groups whose x and dy stay in L2 (~256 KiB) while the kernel sweeps them once per
-      // (channel block, kernel row).
-      const int64_t dgroup = std::max<int64_t>(1, (64 << 10) / (in_n + M * hw));
+      // In groups whose x and dy fill up to half of this core's L2 (read from the CPU at run
+      // time) while the kernel sweeps them once per (channel block, kernel row): each sweep
+      // ends in a horizontal sum of its accumulators, so the more positions a sweep covers,
+      // the less those sums cost (CPU_PERF.md, entry 12).
+      const int64_t dgroup = direct_dw_group(g, M);
       for (int64_t n = n_begin; n < n_end; n += dgroup)
         conv_direct::weight_grad(g, M, std::min(dgroup, n_end - n), x + n * in_n,
                                  dy + n * M * hw, dw_t);
