@@ -196,6 +196,19 @@ def gelu_backward(x, dy):
     return dy * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
 
 
+def gelu_tanh_forward(x):
+    """x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): torch.nn.GELU(approximate='tanh')."""
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_tanh_backward(x, dy):
+    """dy * d/dx of gelu_tanh_forward, by the chain rule through u and tanh."""
+    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+    du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x ** 2)
+    t = np.tanh(u)
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+
 def softmax_cross_entropy(z, labels, label_smoothing=0.0):
     """z (N,K), labels (N,) -> mean loss, dz (N,K), against the target
     q = (1 - label_smoothing) * onehot + label_smoothing / K (torch.nn.CrossEntropyLoss)"""

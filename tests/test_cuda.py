@@ -49,10 +49,11 @@ NETS = {
     # convolutions and linear layers without bias.
     "new_layers": (new_layers_net, (3, 13, 11), 4),
     # Overlapping padded windows that do not tile the input, global pooling over planes wider
-    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution.
+    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution, GELU's
+    # tanh form.
     "pool_and_activations": (lambda: hc.Sequential(
         hc.Conv2d(2, 6, 3, padding=1, bias=False), hc.Tanh(), hc.AvgPool2d(4, stride=3, padding=2),
-        hc.GELU(), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
+        hc.GELU(approximate="tanh"), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
         hc.Flatten(), hc.Linear(5, 4, bias=False), hc.LeakyReLU(-0.1), hc.Linear(4, 3),
         seed=5), (2, 21, 19), 3),
     "adaptive_pool": (lambda: hc.Sequential(

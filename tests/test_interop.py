@@ -78,7 +78,8 @@ def test_torch_weights_load_into_heterocnn(tmp_path, rng):
     (lambda: hc.Sequential(hc.Linear(6, 4), hc.ReLU(), hc.Linear(4, 3)), (6,)),
     (lambda: new_layers_net(seed=3, adaptive=1), (3, 13, 11)),
     (lambda: hc.Sequential(hc.Flatten(), hc.Linear(6, 5, bias=False), hc.GELU(), hc.Tanh(),
-                           hc.LeakyReLU(0.3), hc.Linear(5, 3)), (6,)),
+                           hc.LeakyReLU(0.3), hc.Linear(5, 4), hc.GELU("tanh"), hc.Linear(4, 3)),
+     (6,)),
 ])
 def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path, rng):
     pytest.importorskip("onnx")
@@ -153,6 +154,7 @@ def test_torch_state_dict_with_new_layers_loads_into_heterocnn(tmp_path, rng):
     (hc.AdaptiveAvgPool2d(4), lambda: torch.nn.AdaptiveAvgPool2d(4)),
     (hc.AdaptiveAvgPool2d(9), lambda: torch.nn.AdaptiveAvgPool2d(9)),
     (hc.GELU(), lambda: torch.nn.GELU()),
+    (hc.GELU(approximate="tanh"), lambda: torch.nn.GELU(approximate="tanh")),
     (hc.LeakyReLU(-0.2), lambda: torch.nn.LeakyReLU(-0.2)),
     (hc.Tanh(), lambda: torch.nn.Tanh()),
 ])

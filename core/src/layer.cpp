@@ -243,9 +243,9 @@ std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<dou
     expect_args(kind, a, 1);
     return std::make_unique<LeakyReLU>(a[0]);
   }
-  if (kind == "GELU") {
-    expect_args(kind, a, 0);
-    return std::make_unique<GELU>();
+  if (kind == "GELU") {  // the tanh flag is optional: older specs have no argument
+    expect_args(kind, a, 1, 0);
+    return std::make_unique<GELU>(flag_arg(kind, a, 0, false));
   }
   fail_value("unknown layer kind '" + kind + "'");
 }

@@ -1,7 +1,7 @@
 """ONNX export: the model's inference graph (logits, no loss) built with onnx.helper from
 Conv, Relu, Sigmoid, MaxPool, Flatten and Gemm (and AveragePool, GlobalAveragePool, Tanh,
-LeakyRelu, and GELU as Erf, Div, Add and Mul: each layer's nodes are in registry.py), weights as
-initializers, batch dim dynamic."""
+LeakyRelu, and GELU as Erf, Div, Add and Mul, or Tanh, Add and Mul for its tanh form: each
+layer's nodes are in registry.py), weights as initializers, batch dim dynamic."""
 
 import numpy as np
 

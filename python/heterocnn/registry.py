@@ -1,7 +1,8 @@
 """The one list of layer kinds in Python. For each kind: its specification class (nn.py),
 the torch.nn module it is (interop.to_torch), the ONNX nodes it becomes (onnx_export) and
-its forward FLOPs (summary). hc.load rebuilds layers from it by kind: a new layer is its class
-(and its core op, core/src/layer.cpp's make_layer) plus one entry here."""
+its forward FLOPs (summary). hc.load rebuilds layers from it by kind (``cls.from_spec``): a
+new layer is its class (and its core op, core/src/layer.cpp's make_layer) plus one entry
+here."""
 
 import math
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ def _onnx_adaptive_avgpool(layer, i, x, helper):
 
 
 def _onnx_gelu(layer, i, x, helper):
-    """x/2 * (1 + erf(x / sqrt 2)) from opset-13 nodes (Gelu itself needs opset 20)."""
+    """GELU from opset-13 nodes (Gelu itself, with its approximate attribute, needs opset 20):
+    the exact form x/2 * (1 + erf(x / sqrt 2)) from Erf, Div, Add and Mul; the tanh form
+    x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) from Mul, Add and Tanh; both are
+    x/2 * (1 + g), g the erf or the tanh term."""
     from onnx import TensorProto
 
     def const(name, value):
@@ -71,12 +75,22 @@ def _onnx_gelu(layer, i, x, helper):
             name, TensorProto.FLOAT, [], [value]))
 
     p, y = f"layer{i}_", f"layer{i}"
-    return [const(p + "sqrt2", math.sqrt(2.0)), const(p + "one", 1.0), const(p + "half", 0.5),
-            helper.make_node("Div", [x, p + "sqrt2"], [p + "scaled"]),
-            helper.make_node("Erf", [p + "scaled"], [p + "erf"]),
-            helper.make_node("Add", [p + "erf", p + "one"], [p + "cdf2"]),
-            helper.make_node("Mul", [x, p + "cdf2"], [p + "x_cdf2"]),
-            helper.make_node("Mul", [p + "x_cdf2", p + "half"], [y])], y
+    if layer.approximate == "tanh":
+        inner = [const(p + "beta", math.sqrt(2.0 / math.pi)), const(p + "kappa", 0.044715),
+                 helper.make_node("Mul", [x, x], [p + "x2"]),
+                 helper.make_node("Mul", [p + "x2", x], [p + "x3"]),
+                 helper.make_node("Mul", [p + "x3", p + "kappa"], [p + "kx3"]),
+                 helper.make_node("Add", [x, p + "kx3"], [p + "poly"]),
+                 helper.make_node("Mul", [p + "poly", p + "beta"], [p + "u"]),
+                 helper.make_node("Tanh", [p + "u"], [p + "g"])]
+    else:
+        inner = [const(p + "sqrt2", math.sqrt(2.0)),
+                 helper.make_node("Div", [x, p + "sqrt2"], [p + "scaled"]),
+                 helper.make_node("Erf", [p + "scaled"], [p + "g"])]
+    return inner + [const(p + "one", 1.0), const(p + "half", 0.5),
+                    helper.make_node("Add", [p + "g", p + "one"], [p + "cdf2"]),
+                    helper.make_node("Mul", [x, p + "cdf2"], [p + "x_cdf2"]),
+                    helper.make_node("Mul", [p + "x_cdf2", p + "half"], [y])], y
 
 
 def _onnx_op(op, **attrs):
@@ -145,7 +159,8 @@ LAYERS = {kind.cls.__name__: kind for kind in (
               lambda l, i, x, helper: _onnx_op("LeakyRelu", alpha=l.negative_slope)(l, i, x,
                                                                                      helper),
               lambda l, n: n),
-    LayerKind(nn.GELU, lambda l, tnn: tnn.GELU(), _onnx_gelu, lambda l, n: n),
+    LayerKind(nn.GELU, lambda l, tnn: tnn.GELU(approximate=l.approximate), _onnx_gelu,
+              lambda l, n: n),
 ) + _NORM_AND_DROPOUT}
 
 

@@ -129,7 +129,8 @@ class Layer {
 //   Linear(in, out[, bias]), Conv2d(in, out, kernel, stride, padding[, bias]) (bias 0/1,
 //   default 1), MaxPool2d(kernel, stride), Flatten(), ReLU(), Sigmoid(),
 //   AvgPool2d(kernel, stride, padding), AdaptiveAvgPool2d(output_size), Tanh(),
-//   LeakyReLU(negative_slope) (a real number), GELU(),
+//   LeakyReLU(negative_slope) (a real number), GELU([tanh]) (1: the tanh approximation,
+//   default 0: the exact form),
 //   BatchNorm2d(num_features, eps, momentum, affine), BatchNorm1d(the same), Dropout(p),
 //   Dropout2d(p).
 // An argument that must be an integer and is not (or is beyond 2^62) is a Value error.
