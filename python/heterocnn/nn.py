@@ -201,23 +201,38 @@ def _real(layer, name, value, low, high, low_open=False):
 
 class _BatchNorm(Module):
     """Per-channel normalisation, as torch.nn.BatchNorm2d/1d: in training mode by the batch's
-    mean and biased variance (and running_mean/running_var updated with ``momentum``, the
-    variance unbiased; num_batches_tracked += 1), in evaluation mode by the running estimates.
-    ``affine``: a learned weight (init 1) and bias (init 0) per channel. Its buffers
-    running_mean, running_var and num_batches_tracked are in state_dict, after weight and bias.
-    In data-parallel replicas each replica normalises over its own rows (as torch DDP without
-    SyncBatchNorm), and the running estimates of the first replica with rows are kept."""
+    mean and biased variance (num_batches_tracked += 1, and running_mean/running_var moved
+    towards the batch's mean and unbiased variance by ``momentum``, or with ``momentum=None``
+    by 1 / num_batches_tracked: the cumulative average of all batches so far), in evaluation
+    mode by the running estimates. ``affine``: a learned weight (init 1) and bias (init 0) per
+    channel. Its buffers running_mean, running_var and num_batches_tracked are in state_dict,
+    after weight and bias. In data-parallel replicas each replica normalises over its own rows
+    (as torch DDP without SyncBatchNorm), and the running estimates of the first replica with
+    rows are kept. Spec: [num_features, eps, momentum, affine], with ``momentum=None``
+    [num_features, eps, 0.0, affine, 1] (the trailing cumulative flag)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
         kind = type(self).__name__
         self.num_features = _positive_int(kind, "num_features", num_features)
         self.eps = _real(kind, "eps", eps, 0.0, float("inf"), low_open=True)
-        self.momentum = _real(kind, "momentum", momentum, 0.0, 1.0)
+        self.momentum = None if momentum is None else _real(kind, "momentum", momentum, 0.0,
+                                                            1.0)
         self.affine = _flag(kind, "affine", affine)
 
     def _spec(self):
+        if self.momentum is None:
+            return type(self).__name__, [self.num_features, self.eps, 0.0, int(self.affine), 1]
         return type(self).__name__, [self.num_features, self.eps, self.momentum,
                                      int(self.affine)]
+
+    @classmethod
+    def from_spec(cls, args):
+        if len(args) not in (4, 5):
+            raise InvalidValueError(f"{cls.__name__} takes 4 or 5 spec arguments, got "
+                                    f"{args!r:.100}")
+        num_features, eps, momentum, affine = args[:4]
+        cumulative = len(args) == 5 and _flag(cls.__name__, "the cumulative flag", args[4])
+        return cls(num_features, eps, None if cumulative else momentum, affine)
 
     def param_shapes(self):
         return [(self.num_features,)] * 2 if self.affine else []
