@@ -30,11 +30,14 @@ def export_onnx(model, path, input_shape=(1, 28, 28)):
         raise InvalidValueError(f"input_shape must be one sample's shape, 1 to 3 positive "
                                 f"integers, got {input_shape!r:.200}")
     check_writable(path, "ONNX path")
-    out_dim = model.output_shape((1,) + tuple(input_shape))[1]
+    # One sample's shape at each layer's input (ShapeError naming a layer that does not fit).
+    shapes = [tuple(input_shape)] + [tuple(s[1:]) for s in
+                                     model.layer_shapes((1,) + tuple(input_shape))]
+    out_dim = shapes[-1][0]
     weights = model.state_dict()
     nodes, x = [], "input"
     for i, layer in enumerate(model.layers):
-        new, x = kind_of(layer).to_onnx(layer, i, x, helper)
+        new, x = kind_of(layer).to_onnx(layer, i, x, shapes[i], helper)
         nodes += new
     nodes.append(helper.make_node("Identity", [x], ["logits"]))
     graph = helper.make_graph(
