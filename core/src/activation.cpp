@@ -142,7 +142,8 @@ void GELU::forward_cpu(const Tensor& x, Tensor& y, float*) {
 }
 
 void GELU::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
-  if (dx) (tanh_ ? gelu_tanh_backward_cpu : gelu_backward_cpu)(x.numel(), x.data, dy.data, dx->data);
+  if (dx)
+    (tanh_ ? gelu_tanh_backward_cpu : gelu_backward_cpu)(x.numel(), x.data, dy.data, dx->data);
 }
 
 }  // namespace hc

@@ -81,9 +81,10 @@ def _onnx_adaptive_avgpool(layer, i, x, shape, helper):
         k = [h // o, w // o]
         return [helper.make_node("AveragePool", [x], [y], kernel_shape=k, strides=k)], y
     p = f"layer{i}_"
-    mats = ((p + "avg_h", _averaging_matrix(h, o)), (p + "avg_wt", _averaging_matrix(w, o).T))
-    return [*(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
-                  a.copy(), name)) for name, a in mats),
+    mats = ((p + "avg_h", _averaging_matrix(h, o)),
+            (p + "avg_wt", _averaging_matrix(w, o).T.copy()))
+    return [*(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a, name))
+              for name, a in mats),
             helper.make_node("MatMul", [x, p + "avg_wt"], [p + "rows"]),  # (N, C, H, out)
             helper.make_node("MatMul", [p + "avg_h", p + "rows"], [y])], y   # (N, C, out, out)
 
