@@ -13,7 +13,7 @@ import re
 
 from _bench_common import INSTALL_HINT, SCHEMA, try_import
 
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi")
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi", "fusion")
 MARK = re.compile(r"(<!-- bench:(\w+) -->\n)(.*?)(<!-- /bench:\2 -->)", re.S)
 
 
@@ -54,6 +54,9 @@ def repeats_note(suite, run):
                 "figure, ± half their range. ")
     if suite in ("tta", "hetero"):
         return ""  # one run per figure: no spread (the tables say so)
+    if suite == "fusion":  # each repeat a fresh process per setting, not a loop in one
+        return (f"Median of {run['settings']['repeats']} fresh processes per setting, taking "
+                "turns, ± half their range. ")
     if suite == "memory":  # each figure from fresh processes, not from --repeats
         n = max((len(r["peak_rss"]["repeats"]) for r in run["results"]["memory"]["rows"]
                  if isinstance(r.get("peak_rss"), dict)), default=1)
@@ -361,9 +364,36 @@ def mpi_tables(result):
                      "ratio", "GPU's share", "comm share"], rows))
 
 
+def fusion_tables(result):
+    """Fused and unfused images/s per device, net and batch, their ratio, and per kind of pair
+    the microseconds a step spends in it, fused / unfused."""
+    ok = [r for r in result["rows"] if "error" not in r]
+    kinds = list(dict.fromkeys(k for r in ok for k in r["pairs"]))
+
+    def pair(r, kind):
+        p = r["pairs"].get(kind)
+        if p is None:
+            return "-"
+        return (f"{p['fused_us']['median']:,.0f} / {p['unfused_us']['median']:,.0f} "
+                f"({times(p['speedup'])}, {p['count']})")
+
+    rows = [[r["device"], r["net"], r["batch"], spread(r["fused"]), spread(r["unfused"]),
+             times(r["speedup"])] + [pair(r, k) for k in kinds] for r in ok]
+    out = ("Training images/s with ReLU fusion (the default) and with HC_RELU_FUSION=0, and per "
+           "kind of pair the microseconds a step spends in the layer and the ReLU after it, "
+           "fused / unfused (unfused over fused, how many such pairs in the net; from the "
+           "profiled steps, op by op):\n\n"
+           + table(["device", "net", "batch", "fused img/s", "unfused img/s", "fused / unfused"]
+                   + [f"{k} us a step" for k in kinds], rows))
+    failed = len(result["rows"]) - len(ok)
+    if failed:
+        out += f"\n\n{failed} measurement(s) failed; the JSON has their output."
+    return out
+
+
 TABLES = {"cpu": cpu_tables, "gpu": gpu_tables, "layers": layers_tables, "gemm": gemm_tables,
           "memory": memory_tables, "tta": tta_tables, "hetero": hetero_tables,
-          "mpi": mpi_tables}
+          "mpi": mpi_tables, "fusion": fusion_tables}
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -525,8 +555,22 @@ def plot_mpi(plt, result, title):
     return fig
 
 
+def plot_fusion(plt, result, title):
+    """Fused over unfused: images/s, and the BatchNorm2d+ReLU pairs' time (unfused / fused)."""
+    rows = [r for r in result["rows"] if "error" not in r]
+    bn = [r["pairs"].get("BatchNorm2d+ReLU") for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ratio_bars(ax, [f"{r['device']} {r['net']} {r['batch']}" for r in rows],
+               {"training img/s, fused / unfused": [r["speedup"] for r in rows],
+                "BatchNorm2d+ReLU time, unfused / fused": [p["speedup"] if p else None
+                                                           for p in bn]}, title)
+    ax.set_ylabel("with fusion / without")
+    return fig
+
+
 PLOTS = {"cpu": plot_cpu, "gpu": plot_gpu, "layers": plot_layers, "gemm": plot_gemm,
-         "memory": plot_memory, "tta": plot_tta, "hetero": plot_hetero, "mpi": plot_mpi}
+         "memory": plot_memory, "tta": plot_tta, "hetero": plot_hetero, "mpi": plot_mpi,
+         "fusion": plot_fusion}
 
 
 def plot(plt, suite, run, bench_dir):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """heterocnn's benchmark suite: every figure against its peer in the same run, as JSON.
 
-    python apps/bench.py --suite cpu|gpu|layers|gemm|memory|tta|hetero|mpi|all[,...] [--quick]
+    python apps/bench.py --suite cpu|gpu|layers|gemm|memory|tta|hetero|mpi|fusion|all[,...]
+                         [--quick]
                          [--threads 2] [--repeats 5] [--json PATH] [--no-report]
     python apps/bench.py --report      # BENCHMARKS.md's tables and benchmarks/*.png from JSON
 
@@ -23,6 +24,9 @@ Suites (BENCHMARKS.md says what each measures and how):
           4, 8) of lenet5 and convnet at global batch 256 and 1024, heterocnn against PyTorch
           DDP (gloo) on the same ranks: images/s, scaling efficiency, time in communication;
           1 GPU rank + CPU ranks where there is a GPU (needs mpirun and mpi4py)
+  fusion  training images/s of the nets with ReLU fusion and without (HC_RELU_FUSION=0), each
+          in fresh processes taking turns, on every device of --devices, and the time of the
+          BatchNorm+ReLU (and Conv2d/Linear+ReLU) pairs in a step
   all     every suite this machine can run (GPU parts skip, saying so, without a GPU)
 
 One JSON file per run (default benchmarks/<suites>-<machine>.json, e.g. cpu_gemm-amd-epyc-2t) holds the machine, the load
@@ -39,13 +43,14 @@ import traceback
 
 APPS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(APPS)
-SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi")
+SUITES = ("cpu", "gpu", "layers", "gemm", "memory", "tta", "hetero", "mpi", "fusion")
 NETS = ("mlp", "lenet5", "convnet", "bnnet")  # names of hc.models.MODELS
 GPU_ONLY = ("gpu", "hetero")
 RUNNERS = {"cpu": ("_bench_train", "run_cpu"), "gpu": ("_bench_train", "run_gpu"),
            "layers": ("_bench_layers", "run"), "gemm": ("_bench_gemm", "run"),
            "memory": ("_bench_memory", "run"), "tta": ("_bench_tta", "run"),
-           "hetero": ("_bench_hetero", "run"), "mpi": ("_bench_mpi", "run")}
+           "hetero": ("_bench_hetero", "run"), "mpi": ("_bench_mpi", "run"),
+           "fusion": ("_bench_fusion", "run")}
 
 
 def suite_list(text):
@@ -108,15 +113,16 @@ def parse_args(argv):
     p.add_argument("--batches", type=int_list, default=[64, 256],
                    help="batch sizes, comma-separated (default 64,256)")
     p.add_argument("--images", type=positive_int, default=None,
-                   help="images per timed repeat of the cpu and gpu suites' training figures "
-                        "(default 19200; the steps are this over the batch size); the layers "
-                        "suite profiles 2560 images' worth of steps, at least 5")
+                   help="images per timed repeat of the cpu, gpu and fusion suites' training "
+                        "figures (default 19200; the steps are this over the batch size); the "
+                        "layers and fusion suites profile 2560 images' worth of steps, at "
+                        "least 5")
     p.add_argument("--data", default=None, help="Fashion-MNIST IDX folder (default: the "
                                                 "installed set, else the embedded sample)")
     p.add_argument("--sample", action="store_true", help="use the embedded sample data")
     p.add_argument("--devices", default="cpu,cuda",
-                   help="devices of the layers and memory suites, comma-separated (default "
-                        "cpu,cuda; cuda only where there is a GPU)")
+                   help="devices of the layers, memory and fusion suites, comma-separated "
+                        "(default cpu,cuda; cuda only where there is a GPU)")
     p.add_argument("--tta-devices", default=None,
                    help="devices of the tta suite, comma-separated (default: cuda where "
                         "there is a GPU, else cpu)")
@@ -144,8 +150,9 @@ def parse_args(argv):
                    help="skip the CUDA GEMM lab of the gpu and gemm suites (it needs nvcc and "
                         "about a minute to build)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    p.add_argument("--fusion-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.memory_child:
+    if args.memory_child or args.fusion_child:
         return args
     if not args.suite and not args.report:
         p.error("nothing to do: give --suite SUITES (e.g. --suite cpu,layers) and/or --report")
@@ -190,7 +197,7 @@ class Context:
         self.gpu = hc.cuda_available()
         self.torch_gpu = bool(torch) and torch.cuda.is_available()
         self.gemm_lab = None  # the CUDA GEMM lab's result, run once for gpu and gemm
-        # the layers and memory suites' devices: those asked for that this machine has
+        # the layers, memory and fusion suites' devices: those asked for that this machine has
         self.devices = [d for d in args.devices if d == "cpu" or self.gpu]
 
     def log(self, text):
@@ -231,6 +238,10 @@ def main(argv=None):
         import _bench_memory
 
         return _bench_memory.child(args.memory_child)
+    if args.fusion_child:
+        import _bench_fusion
+
+        return _bench_fusion.child(args.fusion_child)
     if args.report:
         import _bench_report
 

@@ -83,7 +83,7 @@ def new_layers_net(seed=0, adaptive=2):
     convolutions and linear layers with and without bias, GELU, LeakyReLU (default and given
     slope), Tanh, AvgPool2d with padding and without (the second after a ReLU, which it masks
     in backward), AdaptiveAvgPool2d(adaptive) (overlapping windows for 2 on 3x3) and global
-    average pooling after a ReLU. ``adaptive=1`` only global pooling (what ONNX can export)."""
+    average pooling after a ReLU. ``adaptive=1``: global pooling twice."""
     import heterocnn as hc
 
     return hc.Sequential(

@@ -196,6 +196,19 @@ def gelu_backward(x, dy):
     return dy * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
 
 
+def gelu_tanh_forward(x):
+    """x/2 * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): torch.nn.GELU(approximate='tanh')."""
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_tanh_backward(x, dy):
+    """dy * d/dx of gelu_tanh_forward, by the chain rule through u and tanh."""
+    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+    du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x ** 2)
+    t = np.tanh(u)
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+
 def softmax_cross_entropy(z, labels, label_smoothing=0.0):
     """z (N,K), labels (N,) -> mean loss, dz (N,K), against the target
     q = (1 - label_smoothing) * onehot + label_smoothing / K (torch.nn.CrossEntropyLoss)"""
@@ -244,10 +257,12 @@ def _bn_view(x):
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def batchnorm_forward(x, weight, bias, running_mean, running_var, eps, momentum, training):
+def batchnorm_forward(x, weight, bias, running_mean, running_var, eps, momentum, training,
+                      count=None):
     """As torch.nn.functional.batch_norm: -> (y, (mean, inv_std) used, new running_mean,
     new running_var). Training: the batch's mean and biased variance normalise, the running
-    estimates move by momentum towards the mean and the unbiased variance."""
+    estimates move by momentum towards the mean and the unbiased variance; momentum None (torch's
+    cumulative average) moves them by 1 / count, count the batches seen with this one."""
     v = _bn_view(x)
     C = v.shape[1]
     weight = np.ones(C) if weight is None else weight
@@ -256,8 +271,9 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, eps, momentum,
         m = v.shape[0] * v.shape[2]
         mean = v.mean(axis=(0, 2))
         var = ((v - mean[None, :, None]) ** 2).mean(axis=(0, 2))
-        running_mean = (1 - momentum) * running_mean + momentum * mean
-        running_var = (1 - momentum) * running_var + momentum * var * m / (m - 1)
+        f = 1 / count if momentum is None else momentum
+        running_mean = (1 - f) * running_mean + f * mean
+        running_var = (1 - f) * running_var + f * var * m / (m - 1)
     else:
         mean, var = running_mean, running_var
     inv_std = 1 / np.sqrt(var + eps)

@@ -19,7 +19,9 @@ SHAPES = [("BatchNorm2d", (3, 5, 7, 9)), ("BatchNorm2d", (1, 5, 2, 3)),
 
 
 def bn_layer(rng, kind, C, affine=True, eps=1e-5, momentum=0.1):
-    layer = core.CoreLayer(kind, [C, eps, momentum, int(affine)])
+    """The core's layer of hc.<kind>(C, eps, momentum, affine) (momentum None: the cumulative
+    average), with a random weight and bias."""
+    layer = core.CoreLayer(kind, getattr(hc, kind)(C, eps, momentum, affine)._spec()[1])
     if affine:
         layer.set_param("weight", (1 + 0.5 * rng.standard_normal(C)).astype(F32))
         layer.set_param("bias", rng.standard_normal(C).astype(F32))
@@ -28,9 +30,10 @@ def bn_layer(rng, kind, C, affine=True, eps=1e-5, momentum=0.1):
 
 @pytest.mark.parametrize("kind,shape", SHAPES)
 @pytest.mark.parametrize("affine", [True, False])
-def test_batchnorm_training_matches_reference(rng, kind, shape, affine):
+@pytest.mark.parametrize("momentum", [0.3, None])
+def test_batchnorm_training_matches_reference(rng, kind, shape, affine, momentum):
     C = shape[1]
-    layer = bn_layer(rng, kind, C, affine, momentum=0.3)
+    layer = bn_layer(rng, kind, C, affine, momentum=momentum)
     p = layer.params()
     w, b = (p["weight"], p["bias"]) if affine else (None, None)
     rm, rv = np.zeros(C), np.ones(C)
@@ -38,7 +41,7 @@ def test_batchnorm_training_matches_reference(rng, kind, shape, affine):
         x = (3 * rng.standard_normal(shape) + 5).astype(F32)
         y = layer.forward(x)
         y_ref, (mean, inv_std), rm, rv = ref.batchnorm_forward(x.astype(np.float64), w, b, rm, rv,
-                                                               1e-5, 0.3, True)
+                                                               1e-5, momentum, True, step + 1)
         assert rel_err(y, y_ref) < TOL
         bufs = layer.buffers()
         assert rel_err(bufs["running_mean"], rm) < TOL and rel_err(bufs["running_var"], rv) < TOL
@@ -153,7 +156,7 @@ def test_batchnorm_one_value_per_channel_in_training_is_refused():
 
 def test_batchnorm_arguments_are_checked():
     for bad in [{"num_features": 0}, {"num_features": 2.5}, {"num_features": 3, "eps": 0},
-                {"num_features": 3, "momentum": 1.5}, {"num_features": 3, "momentum": None},
+                {"num_features": 3, "momentum": 1.5}, {"num_features": 3, "momentum": "none"},
                 {"num_features": 3, "affine": 2}]:
         name = [k for k in bad if k != "num_features"] or ["num_features"]
         with pytest.raises(hc.InvalidValueError, match=name[-1]):
@@ -166,6 +169,19 @@ def test_batchnorm_arguments_are_checked():
     assert type(bn)(*bn._spec()[1])._spec() == bn._spec() == ("BatchNorm1d", [7, 1e-3, 0.2, 0])
     assert repr(bn) == "BatchNorm1d(7, eps=0.001, momentum=0.2, affine=False)"
     assert bn.param_shapes() == [] and hc.BatchNorm2d(3).param_shapes() == [(3,), (3,)]
+    # momentum=None (torch's cumulative average): a trailing flag in the spec, from_spec
+    # inverts it; older 4-argument specs read as before
+    cma = hc.BatchNorm2d(5, momentum=None)
+    assert cma._spec() == ("BatchNorm2d", [5, 1e-5, 0.0, 1, 1])
+    assert hc.BatchNorm2d.from_spec(cma._spec()[1]).momentum is None
+    assert hc.BatchNorm2d.from_spec([5, 1e-5, 0.0, 1, 0]).momentum == 0.0
+    assert type(bn).from_spec(bn._spec()[1])._spec() == bn._spec()
+    assert repr(cma) == "BatchNorm2d(5, eps=1e-05, momentum=None, affine=True)"
+    for bad in ([5, 1e-5, 0.1], [5, 1e-5, 0.1, 1, 2], [5, 1e-5, 0.1, 1, 1, 1]):
+        with pytest.raises(hc.InvalidValueError):
+            hc.BatchNorm2d.from_spec(bad)
+    with pytest.raises(ValueError, match="takes 4 to 5 arguments"):
+        core.CoreLayer("BatchNorm2d", [5, 1e-5, 0.1, 1, 1, 1])
 
 
 def conv_bn_net(seed=0, affine=True):
@@ -224,6 +240,56 @@ def test_torch_equivalence_forward_gradients_running_stats_and_eval(rng):
     back = conv_bn_net()
     back.load_state_dict({k: v.numpy() for k, v in ts.items()})
     to_torch(back).load_state_dict(ts, strict=True)
+
+
+def test_cumulative_average_matches_torch_over_steps_and_a_checkpoint_resume(rng, tmp_path):
+    """momentum=None (torch's cumulative moving average, factor 1 / num_batches_tracked):
+    training steps against torch's, through a training checkpoint saved and loaded mid-run, and
+    a torch state_dict loaded into heterocnn continuing the average from its count."""
+    torch = pytest.importorskip("torch")
+    from heterocnn.interop import to_torch, torch_loss
+
+    def make(seed):
+        return hc.Sequential(
+            hc.Conv2d(2, 4, 3, padding=1, bias=False), hc.BatchNorm2d(4, momentum=None),
+            hc.ReLU(), hc.MaxPool2d(2), hc.Flatten(), hc.Linear(4 * 3 * 4, 8, bias=False),
+            hc.BatchNorm1d(8, momentum=None, affine=False), hc.ReLU(), hc.Linear(8, 3),
+            seed=seed)
+
+    model = make(4)
+    tm = to_torch(model)
+    assert tm[1].momentum is None and tm[6].momentum is None
+    opt = hc.SGD(model, lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9)
+    for step in range(6):
+        x = (2 * rng.standard_normal((6, 2, 6, 8)) + 1).astype(F32)
+        y = rng.integers(0, 3, 6)
+        if step == 3:
+            path = hc.save(model, tmp_path / "cma.safetensors", opt)
+            model, opt, _ = hc.load(path)
+            assert model.layers[1].momentum is None and model.layers[6].momentum is None
+        model.train_step(x, y, opt)
+        topt.zero_grad()
+        torch_loss(model)(tm(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        topt.step()
+    ts = tm.state_dict()
+    assert model.state_dict()["1.num_batches_tracked"] == 6 == ts["1.num_batches_tracked"]
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(v, ts[k].numpy(), rtol=1e-4, atol=1e-6, err_msg=k)
+    # torch's state (count 6) in a fresh heterocnn model: the 7th batch weighs 1/7 in both
+    fresh = make(0)
+    fresh.load_state_dict({k: v.numpy() for k, v in ts.items()})
+    x = (2 * rng.standard_normal((5, 2, 6, 8)) + 1).astype(F32)
+    fresh(x)
+    with torch.no_grad():
+        tm(torch.from_numpy(x))
+    for k, v in tm.state_dict().items():
+        np.testing.assert_allclose(fresh.state_dict()[k], v.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=k)
+    fresh.eval()
+    tm.eval()
+    with torch.no_grad():
+        assert rel_err(fresh(x), tm(torch.from_numpy(x)).numpy()) < 1e-4
 
 
 def test_onnx_export_in_eval_form(rng, tmp_path):

@@ -113,6 +113,21 @@ def test_round_trip_of_a_model_with_the_new_layers(tmp_path):
     assert lopt.model is loaded and loaded.train_step(x, y, lopt) == model.train_step(x, y, opt)
 
 
+def test_round_trip_of_gelu_tanh(tmp_path):
+    """GELU(approximate="tanh") keeps its form through the architecture (spec [1]); the exact
+    form keeps the spec it had before the tanh form existed."""
+    model = hc.Sequential(hc.Flatten(), hc.Linear(6, 5), hc.GELU("tanh"), hc.Linear(5, 4),
+                          hc.GELU(), hc.Linear(4, 3), seed=2)
+    path = hc.save(model, tmp_path / "gelu.safetensors")
+    arch = json.loads(hc.checkpoint.read_safetensors(path)[1]["architecture"])
+    assert arch["layers"][2] == ["GELU", [1]] and arch["layers"][4] == ["GELU", []]
+    loaded, _, _ = hc.load(path)
+    assert [getattr(layer, "approximate", None) for layer in loaded.layers] == [
+        None, None, "tanh", None, "none", None]
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
 def test_specs_of_layers_with_bias_are_unchanged():
     # Checkpoints written before bias=False existed hold 5- and 2-argument specs: still read.
     assert hc.Conv2d(1, 6, 5, padding=2)._spec() == ("Conv2d", [1, 6, 5, 1, 2])

@@ -44,15 +44,22 @@ NETS = {
         hc.Dropout2d(0.3), hc.MaxPool2d(2), hc.BatchNorm2d(6, affine=False), hc.Flatten(),
         hc.Linear(6 * 5 * 3, 9, bias=False), hc.BatchNorm1d(9), hc.Dropout(0.4), hc.ReLU(),
         hc.Linear(9, 5), seed=6), (3, 11, 7), 5),
+    # BatchNorm with momentum=None (torch's cumulative average: the factor 1 / count read from
+    # the device-side num_batches_tracked), fused with the ReLU after it and not.
+    "bn_cumulative": (lambda: hc.Sequential(
+        hc.Conv2d(3, 6, 3, padding=1, bias=False), hc.BatchNorm2d(6, momentum=None), hc.ReLU(),
+        hc.MaxPool2d(2), hc.Flatten(), hc.Linear(6 * 5 * 3, 9, bias=False),
+        hc.BatchNorm1d(9, momentum=None, affine=False), hc.Linear(9, 5), seed=7), (3, 11, 7), 5),
     # The layers of issue 13's item 4: GELU, LeakyReLU, Tanh, AvgPool2d (padded, and masking a
     # ReLU before it), adaptive pooling with overlapping windows, global pooling after a ReLU,
     # convolutions and linear layers without bias.
     "new_layers": (new_layers_net, (3, 13, 11), 4),
     # Overlapping padded windows that do not tile the input, global pooling over planes wider
-    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution.
+    # than a warp (8x7), a negative LeakyReLU slope, a bias-free strided convolution, GELU's
+    # tanh form.
     "pool_and_activations": (lambda: hc.Sequential(
         hc.Conv2d(2, 6, 3, padding=1, bias=False), hc.Tanh(), hc.AvgPool2d(4, stride=3, padding=2),
-        hc.GELU(), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
+        hc.GELU(approximate="tanh"), hc.Conv2d(6, 5, 3, padding=1, bias=False), hc.ReLU(), hc.AdaptiveAvgPool2d(1),
         hc.Flatten(), hc.Linear(5, 4, bias=False), hc.LeakyReLU(-0.1), hc.Linear(4, 3),
         seed=5), (2, 21, 19), 3),
     "adaptive_pool": (lambda: hc.Sequential(
@@ -87,7 +94,7 @@ def test_forward_and_gradients_match_cpu(rng, name, N):
 
 
 @pytest.mark.parametrize("name", ["small_convnet", "lenet5", "bce", "relu_before", "new_layers",
-                                  "pool_and_activations", "bn_dropout"])
+                                  "pool_and_activations", "bn_dropout", "bn_cumulative"])
 def test_train_steps_match_cpu_across_batch_sizes_and_lr_changes(rng, name):
     make, shape, classes = NETS[name]
     cpu, gpu = pair(make)
@@ -325,6 +332,36 @@ def test_batchnorm_and_dropout_buffers_and_eval_match_cpu(rng):
     bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
     for k, v in bc.items():
         if v.dtype == np.int64:  # step counters and num_batches_tracked: exact
+            np.testing.assert_array_equal(bg[k], v, err_msg=k)
+        else:
+            assert rel_err(bg[k], v) < 1e-4, k
+    cpu.eval()
+    gpu.eval()
+    x = rng.standard_normal((4,) + shape).astype(F32)
+    assert rel_err(gpu(x), cpu(x)) < 1e-5
+
+
+def test_cumulative_batchnorm_factor_comes_from_the_device_count(rng):
+    """BatchNorm(momentum=None) in a captured step replayed at one batch shape: each replay
+    counts its batch on the device and moves the running estimates by 1 / that count, as the
+    CPU does; a count loaded mid-run (a resume from step 10) is what the next replay uses."""
+    make, shape, classes = NETS["bn_cumulative"]
+    cpu, gpu = pair(make)
+    opt_c, opt_g = hc.SGD(cpu, lr=0.05, momentum=0.9), hc.SGD(gpu, lr=0.05, momentum=0.9)
+    for step in range(7):
+        if step == 4:  # as a checkpoint resume does: new buffers into the same device memory
+            state = cpu.state_dict()
+            for key in ("1.num_batches_tracked", "6.num_batches_tracked"):
+                state[key] = np.array(10, np.int64)
+            cpu.load_state_dict(state)
+            gpu.load_state_dict(state)
+        x = (2 * rng.standard_normal((8,) + shape) + 1).astype(F32)
+        y = rng.integers(0, classes, 8)
+        assert abs(gpu.train_step(x, y, opt_g) - cpu.train_step(x, y, opt_c)) < 1e-4
+    bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
+    assert bc["1.num_batches_tracked"] == bg["1.num_batches_tracked"] == 13
+    for k, v in bc.items():
+        if v.dtype == np.int64:
             np.testing.assert_array_equal(bg[k], v, err_msg=k)
         else:
             assert rel_err(bg[k], v) < 1e-4, k

@@ -181,7 +181,8 @@ def test_new_layer_arguments():
                         (lambda: hc.LeakyReLU(True), "negative_slope"),
                         (lambda: hc.LeakyReLU(10**400), "negative_slope"),
                         (lambda: hc.LeakyReLU(1e39), "negative_slope"),
-                        (lambda: hc.GELU(approximate="tanh"), "approximate.*'tanh' is not"),
+                        (lambda: hc.GELU(approximate="erf"), "approximate.*'tanh', got 'erf'"),
+                        (lambda: hc.GELU(approximate="Tanh"), "got 'Tanh'"),
                         (lambda: hc.GELU(approximate=None), "approximate"),
                         (lambda: hc.Conv2d(1, 2, 3, bias="no"), "bias must be True or False"),
                         (lambda: hc.Linear(1, 2, bias=2), "bias must be True or False")):

@@ -118,8 +118,9 @@ def test_leaky_relu_gradients(rng, slope):
     _check_layer(rng, core.CoreLayer("LeakyReLU", [slope]), _away_from_zero(rng, (3, 4, 5, 2)))
 
 
-def test_gelu_gradients(rng):
-    _check_layer(rng, core.CoreLayer("GELU", []), (2 * rng.standard_normal((3, 4, 5))).astype(F32))
+@pytest.mark.parametrize("args", [[], [1]])  # exact, tanh
+def test_gelu_gradients(rng, args):
+    _check_layer(rng, core.CoreLayer("GELU", args), (2 * rng.standard_normal((3, 4, 5))).astype(F32))
 
 
 @pytest.mark.parametrize("N,C,H,W,M,K,stride,pad", [(2, 3, 7, 6, 5, 3, 2, 1),
@@ -200,7 +201,7 @@ def test_reference_conv2d_backward_is_its_gradient(rng):
      lambda x, r: ref.adaptive_avgpool2d_backward(x.shape, r, 4)),
     (ref.tanh_forward, lambda x, r: ref.tanh_backward(ref.tanh_forward(x), r)),
     (lambda x: ref.leaky_relu_forward(x, 0.2), lambda x, r: ref.leaky_relu_backward(x, r, 0.2)),
-    (ref.gelu_forward, ref.gelu_backward)])
+    (ref.gelu_forward, ref.gelu_backward), (ref.gelu_tanh_forward, ref.gelu_tanh_backward)])
 def test_reference_pooling_and_activations_are_differentiated_correctly(rng, fwd, bwd):
     x = rng.standard_normal((2, 3, 7, 9))
     r = rng.standard_normal(fwd(x).shape)

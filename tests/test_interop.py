@@ -77,8 +77,10 @@ def test_torch_weights_load_into_heterocnn(tmp_path, rng):
                            loss="bce", seed=2), (3, 13, 13)),
     (lambda: hc.Sequential(hc.Linear(6, 4), hc.ReLU(), hc.Linear(4, 3)), (6,)),
     (lambda: new_layers_net(seed=3, adaptive=1), (3, 13, 11)),
+    (lambda: new_layers_net(seed=3), (3, 13, 11)),  # AdaptiveAvgPool2d(2) of 3x3: MatMuls
     (lambda: hc.Sequential(hc.Flatten(), hc.Linear(6, 5, bias=False), hc.GELU(), hc.Tanh(),
-                           hc.LeakyReLU(0.3), hc.Linear(5, 3)), (6,)),
+                           hc.LeakyReLU(0.3), hc.Linear(5, 4), hc.GELU("tanh"), hc.Linear(4, 3)),
+     (6,)),
 ])
 def test_onnx_export_runs_in_onnxruntime(make, shape, tmp_path, rng):
     pytest.importorskip("onnx")
@@ -153,6 +155,7 @@ def test_torch_state_dict_with_new_layers_loads_into_heterocnn(tmp_path, rng):
     (hc.AdaptiveAvgPool2d(4), lambda: torch.nn.AdaptiveAvgPool2d(4)),
     (hc.AdaptiveAvgPool2d(9), lambda: torch.nn.AdaptiveAvgPool2d(9)),
     (hc.GELU(), lambda: torch.nn.GELU()),
+    (hc.GELU(approximate="tanh"), lambda: torch.nn.GELU(approximate="tanh")),
     (hc.LeakyReLU(-0.2), lambda: torch.nn.LeakyReLU(-0.2)),
     (hc.Tanh(), lambda: torch.nn.Tanh()),
 ])
@@ -171,8 +174,23 @@ def test_new_layer_alone_matches_torch(rng, layer, torch_layer):
         assert rel_err(grads[k], p.grad.numpy()) < 1e-4, k
 
 
-def test_onnx_export_of_adaptive_pooling_beyond_global_is_refused(tmp_path):
-    pytest.importorskip("onnx")
-    with pytest.raises(hc.InvalidValueError, match="AdaptiveAvgPool2d"):
-        hc.export_onnx(new_layers_net(), tmp_path / "m.onnx", input_shape=(3, 13, 11))
-    assert not (tmp_path / "m.onnx").exists()
+@pytest.mark.parametrize("sample, out, ops", [
+    ((2, 7, 5), 1, ["GlobalAveragePool"]),
+    ((2, 8, 8), 4, ["AveragePool"]),                  # windows that tile the input
+    ((2, 6, 9), 3, ["AveragePool"]),                  # non-square windows (2, 3)
+    ((3, 13, 11), 2, ["Constant", "Constant", "MatMul", "MatMul"]),  # overlapping windows
+    ((3, 13, 11), 5, ["Constant", "Constant", "MatMul", "MatMul"]),
+    ((2, 8, 6), 4, ["Constant", "Constant", "MatMul", "MatMul"]),    # W not divisible
+    ((2, 3, 4), 5, ["Constant", "Constant", "MatMul", "MatMul"]),    # larger than the input
+])
+def test_onnx_export_of_adaptive_pooling_of_every_size(tmp_path, rng, sample, out, ops):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = hc.Sequential(hc.Conv2d(sample[0], 4, 1), hc.AdaptiveAvgPool2d(out), hc.Flatten(),
+                          hc.Linear(4 * out * out, 3), seed=1)
+    path = hc.export_onnx(model, str(tmp_path / "m.onnx"), input_shape=sample)
+    assert [n.op_type for n in onnx.load(path).graph.node][1:-3] == ops
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for n in (1, 6):
+        x = (3 * rng.standard_normal((n,) + sample)).astype(np.float32)
+        assert max_err(session.run(["logits"], {"input": x})[0], model(x)) < 1e-5

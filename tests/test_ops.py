@@ -231,7 +231,7 @@ def _wide_inputs(rng, shape):
 
 @pytest.mark.parametrize("kind,args", [("Tanh", []), ("LeakyReLU", [0.01]),
                                        ("LeakyReLU", [0.3]), ("LeakyReLU", [-0.5]),
-                                       ("GELU", [])])
+                                       ("GELU", []), ("GELU", [1])])
 @pytest.mark.parametrize("shape", [(3, 5, 7, 9), (4, 9), (1, 1), (2, 300, 200)])
 def test_new_activations_match_reference(rng, kind, args, shape):
     layer = core.CoreLayer(kind, args)
@@ -246,6 +246,9 @@ def test_new_activations_match_reference(rng, kind, args, shape):
     elif kind == "LeakyReLU":
         y_ref = ref.leaky_relu_forward(x64, args[0])
         dx_ref = ref.leaky_relu_backward(x64, dy, args[0])
+    elif args:  # GELU(approximate="tanh")
+        y_ref = ref.gelu_tanh_forward(x64)
+        dx_ref = ref.gelu_tanh_backward(x64, dy)
     else:
         y_ref = ref.gelu_forward(x64)
         dx_ref = ref.gelu_backward(x64, dy)
@@ -255,7 +258,7 @@ def test_new_activations_match_reference(rng, kind, args, shape):
 
 def test_new_activations_pass_nan_through():
     x = np.array([[np.nan, -1.0, 2.0]], dtype=F32)
-    for kind, args in (("Tanh", []), ("LeakyReLU", [0.1]), ("GELU", [])):
+    for kind, args in (("Tanh", []), ("LeakyReLU", [0.1]), ("GELU", []), ("GELU", [1])):
         y = core.CoreLayer(kind, args).forward(x)
         assert np.isnan(y[0, 0]) and np.isfinite(y[0, 1:]).all(), kind
 
@@ -305,7 +308,8 @@ def test_linear_without_bias_matches_reference(rng, N, I, O):
     ("Conv2d", [1, 2, 3, 1, 0, 2], "must be 0 or 1"),
     ("Linear", [3, 4, 0.5], "must be 0 or 1"),
     ("Linear", [3, 4, 1, 1], "takes 2 to 3 arguments"),
-    ("GELU", [1], "takes 0 arguments"),
+    ("GELU", [2], "must be 0 or 1"),
+    ("GELU", [1, 0], "takes 0 to 1 arguments"),
 ])
 def test_new_layer_specs_are_checked_by_the_core(kind, args, match):
     with pytest.raises(ValueError, match=match):

@@ -87,6 +87,8 @@ def chain(draw):
                 s = draw(st.integers(1, 3))
                 layers.append(["MaxPool2d", k, s])
                 shape = (c, (h - k) // s + 1, (w - k) // s + 1)
+            elif kind == "GELU":
+                layers.append(["GELU"] + draw(st.sampled_from([[], ["tanh"]])))
             else:
                 layers.append([kind])
         else:

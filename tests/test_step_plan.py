@@ -9,6 +9,7 @@ import pytest
 import heterocnn as hc
 from heterocnn import cost_cache
 from heterocnn.measure import available_devices, cache_key
+from heterocnn.placement import make_plan
 
 
 def test_inference_allocates_no_training_buffers(rng):
@@ -46,6 +47,7 @@ def test_measure_fills_the_table_and_is_cached(capsys):
     assert again.step_s == table.step_s
     # a corrupt cache file is measured again with a one-line note, never an error
     key = cache_key(model, 64, (1, 28, 28), table.devices, "train")
+    assert key["build"]["relu_fusion"] is True  # HC_RELU_FUSION=0 measures tables of its own
     with open(cost_cache.cache_path(key), "w") as f:
         f.write("{not json")
     fresh = hc.measure(model, 64, (1, 28, 28))
@@ -57,6 +59,21 @@ def test_measure_fills_the_table_and_is_cached(capsys):
         hc.measure(model, 0, (1, 28, 28))
     with pytest.raises(hc.ShapeError):
         hc.measure(model, 8, (3, 28, 28))
+
+
+def test_cost_tables_list_the_layer_forms_of_issue_13():
+    """GELU's tanh form, BatchNorm's cumulative average and adaptive pooling beyond 1 are
+    measured and priced like any layer; a ReLU fused into the BatchNorm before it costs 0."""
+    model = hc.Sequential(hc.Conv2d(1, 4, 3, bias=False), hc.BatchNorm2d(4, momentum=None),
+                          hc.ReLU(), hc.GELU("tanh"), hc.AdaptiveAvgPool2d(3), hc.Flatten(),
+                          hc.Linear(36, 3), seed=1)
+    table = hc.measure(model, 16, (1, 9, 9), devices=["cpu"], cache=False)
+    assert table.layers[1] == "1: BatchNorm2d(4, eps=1e-05, momentum=None, affine=True)"
+    assert table.layers[3] == "3: GELU(approximate='tanh')"
+    for i in (1, 3, 4):
+        assert table.forward_s["cpu"][i] > 0 and table.backward_s["cpu"][i] > 0, i
+    assert table.forward_s["cpu"][2] == 0  # computed by the BatchNorm's forward
+    assert make_plan(table).placement == "cpu"
 
 
 def test_to_auto_and_to_plan_place_the_model(rng):

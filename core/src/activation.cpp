@@ -78,6 +78,25 @@ void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
   }
 }
 
+void gelu_tanh_forward_cpu(int64_t n, const float* x, float* y) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float t = std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+    y[i] = 0.5f * v * (1.f + t);
+  }
+}
+
+void gelu_tanh_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
+#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float t = std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+    const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * v * v);  // d u / d x
+    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du);
+  }
+}
+
 void ReLU::forward_cpu(const Tensor& x, Tensor& y, float*) {
   relu_forward_cpu(x.numel(), x.data, y.data);
 }
@@ -119,11 +138,12 @@ void LeakyReLU::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, T
 }
 
 void GELU::forward_cpu(const Tensor& x, Tensor& y, float*) {
-  gelu_forward_cpu(x.numel(), x.data, y.data);
+  (tanh_ ? gelu_tanh_forward_cpu : gelu_forward_cpu)(x.numel(), x.data, y.data);
 }
 
 void GELU::backward_cpu(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*) {
-  if (dx) gelu_backward_cpu(x.numel(), x.data, dy.data, dx->data);
+  if (dx)
+    (tanh_ ? gelu_tanh_backward_cpu : gelu_backward_cpu)(x.numel(), x.data, dy.data, dx->data);
 }
 
 }  // namespace hc

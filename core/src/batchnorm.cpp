@@ -67,17 +67,17 @@ void batchnorm_forward_cpu(const BatchNormArgs& a, const float* x, const float* 
       }
     });
     const double M = static_cast<double>(N * S);
+    ++*num_batches_tracked;
+    const double f = a.cumulative ? 1.0 / static_cast<double>(*num_batches_tracked) : a.momentum;
     for (int64_t c = 0; c < C; ++c) {
       const double m = sums[2 * c] / M;
       const double var = std::max(0.0, sums[2 * c + 1] / M - m * m);  // biased
       const double mu = x[c * S] + m;
       mean[c] = static_cast<float>(mu);
       inv_std[c] = static_cast<float>(1.0 / std::sqrt(var + a.eps));
-      running_mean[c] = static_cast<float>((1.0 - a.momentum) * running_mean[c] + a.momentum * mu);
-      running_var[c] = static_cast<float>((1.0 - a.momentum) * running_var[c] +
-                                          a.momentum * var * M / (M - 1.0));
+      running_mean[c] = static_cast<float>((1.0 - f) * running_mean[c] + f * mu);
+      running_var[c] = static_cast<float>((1.0 - f) * running_var[c] + f * var * M / (M - 1.0));
     }
-    ++*num_batches_tracked;
   } else {
     for (int64_t c = 0; c < C; ++c) {
       mean[c] = running_mean[c];
@@ -142,8 +142,14 @@ void batchnorm_backward_cpu(const BatchNormArgs& a, const float* x, const float*
   }
 }
 
-BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, double momentum, bool affine)
-    : dims_(dims), C_(num_features), eps_(eps), momentum_(momentum), affine_(affine) {
+BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, double momentum, bool affine,
+                     bool cumulative)
+    : dims_(dims),
+      C_(num_features),
+      eps_(eps),
+      momentum_(momentum),
+      affine_(affine),
+      cumulative_(cumulative) {
   const std::string name = kind();
   if (C_ < 1 || C_ > kMaxNumel)
     fail_value(name + ": num_features must be from 1 to 2^40, got " + std::to_string(C_));
@@ -200,6 +206,7 @@ BatchNormArgs BatchNorm::args(const Shape& in, bool running) const {
   a.S = in.ndim == 2 ? 1 : in.sample_numel() / C_;
   a.eps = eps_;
   a.momentum = momentum_;
+  a.cumulative = cumulative_;
   a.training = training_;
   a.relu = fused_relu_;
   if (running && training_ && a.N * a.S == 1)

@@ -2,6 +2,7 @@
 
 #include "heterocnn/gemm.h"
 #include "heterocnn/parallel.h"
+#include "heterocnn/step_plan.h"
 
 namespace hc {
 
@@ -14,6 +15,7 @@ BuildInfo build_info() {
   b.cuda_compiled = true;
 #endif
   b.gemm_kernel = sgemm_kernel_name();
+  b.relu_fusion = relu_fusion_enabled();
   return b;
 }
 

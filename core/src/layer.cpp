@@ -214,14 +214,15 @@ std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<dou
     expect_args(kind, a, 0);
     return std::make_unique<Sigmoid>();
   }
-  // Normalisation and dropout: BatchNorm2d/1d(num_features, eps, momentum, affine),
-  // Dropout/Dropout2d(p).
+  // Normalisation and dropout: BatchNorm2d/1d(num_features, eps, momentum, affine[,
+  // cumulative]) (the cumulative flag, torch's momentum=None, is optional: older specs have 4
+  // arguments), Dropout/Dropout2d(p).
   if (kind == "BatchNorm2d" || kind == "BatchNorm1d") {
-    expect_args(kind, a, 4);
+    expect_args(kind, a, 5, 4);
     const int64_t affine = n(3);
     if (affine != 0 && affine != 1) fail_value(kind + ": affine must be 0 or 1");
     return std::make_unique<BatchNorm>(kind == "BatchNorm2d" ? 2 : 1, n(0), a[1], a[2],
-                                       affine == 1);
+                                       affine == 1, flag_arg(kind, a, 4, false));
   }
   if (kind == "Dropout" || kind == "Dropout2d") {
     expect_args(kind, a, 1);
@@ -243,9 +244,9 @@ std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<dou
     expect_args(kind, a, 1);
     return std::make_unique<LeakyReLU>(a[0]);
   }
-  if (kind == "GELU") {
-    expect_args(kind, a, 0);
-    return std::make_unique<GELU>();
+  if (kind == "GELU") {  // the tanh flag is optional: older specs have no argument
+    expect_args(kind, a, 1, 0);
+    return std::make_unique<GELU>(flag_arg(kind, a, 0, false));
   }
   fail_value("unknown layer kind '" + kind + "'");
 }

@@ -1,6 +1,8 @@
 #include "heterocnn/step_plan.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "heterocnn/error.h"
 #include "heterocnn/param_store.h"
@@ -32,7 +34,20 @@ void add(std::vector<PlaceCount>& sizes, Place place, size_t n) {
 
 size_t floats(const Shape& s) { return static_cast<size_t>(s.numel()); }
 
+bool read_relu_fusion() {
+  const char* v = std::getenv("HC_RELU_FUSION");
+  const std::string s = v ? v : "";
+  if (s != "" && s != "0" && s != "1")
+    fail_value("HC_RELU_FUSION must be 0 (no ReLU fusion) or 1 (the default), got '" + s + "'");
+  return s != "0";
+}
+
 }  // namespace
+
+bool relu_fusion_enabled() {
+  static const bool on = read_relu_fusion();
+  return on;
+}
 
 Shape chain_output_shape(const std::vector<std::unique_ptr<Layer>>& layers, LossKind loss,
                          const Shape& in) {
@@ -86,13 +101,15 @@ StepPlan make_step_plan(const std::vector<std::unique_ptr<Layer>>& layers, LossK
     p.act_places.push_back(at);
   }
   // Fusion: a ReLU computed in the epilogue of the layer before it on the same place, and a
-  // ReLU whose backward the next layer on the same place applies to its dx.
+  // ReLU whose backward the next layer on the same place applies to its dx (neither with
+  // HC_RELU_FUSION=0).
   p.fused.assign(L, false);
   p.masked.assign(L, false);
-  for (size_t i = 0; i + 1 < L; ++i)
+  const bool fuse = relu_fusion_enabled();
+  for (size_t i = 0; fuse && i + 1 < L; ++i)
     p.fused[i + 1] = layers[i]->can_fuse_relu() && layers[i + 1]->kind() == "ReLU" &&
                      layers[i + 1]->place() == layers[i]->place();
-  for (size_t i = 1; i < L; ++i)
+  for (size_t i = 1; fuse && i < L; ++i)
     if (layers[i - 1]->kind() == "ReLU" && layers[i]->can_mask_dx() &&
         layers[i - 1]->place() == layers[i]->place())
       p.masked[i - 1] = true;

@@ -87,6 +87,27 @@ __global__ void gelu_backward_kernel(int64_t n, const float* __restrict__ x,
   }
 }
 
+__global__ void gelu_tanh_forward_kernel(int64_t n, const float* __restrict__ x,
+                                         float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+    y[i] = 0.5f * v * (1.f + t);
+  }
+}
+
+__global__ void gelu_tanh_backward_kernel(int64_t n, const float* __restrict__ x,
+                                          const float* __restrict__ dy, float* __restrict__ dx) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    const float v = x[i];
+    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+    const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * v * v);  // d u / d x
+    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du);
+  }
+}
+
 }  // namespace
 
 void relu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream) {
@@ -155,6 +176,19 @@ void gelu_backward_cuda(int64_t n, const float* x, const float* dy, float* dx,
   HC_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
 }
 
+void gelu_tanh_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  gelu_tanh_forward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, x, y);
+  HC_CUDA_CHECK_LAUNCH("gelu_tanh_forward_kernel");
+}
+
+void gelu_tanh_backward_cuda(int64_t n, const float* x, const float* dy, float* dx,
+                             cudaStream_t stream) {
+  if (n <= 0) return;
+  gelu_tanh_backward_kernel<<<op_blocks(n), kOpThreads, 0, stream>>>(n, x, dy, dx);
+  HC_CUDA_CHECK_LAUNCH("gelu_tanh_backward_kernel");
+}
+
 // The layers on their CUDA device (the CPU side is in core/src/activation.cpp).
 
 void ReLU::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stream) {
@@ -194,12 +228,14 @@ void LeakyReLU::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, 
 }
 
 void GELU::forward_cuda(const Tensor& x, Tensor& y, float*, cudaStream_t stream) {
-  gelu_forward_cuda(x.numel(), x.data, y.data, stream);
+  (tanh_ ? gelu_tanh_forward_cuda : gelu_forward_cuda)(x.numel(), x.data, y.data, stream);
 }
 
 void GELU::backward_cuda(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, float*,
                          cudaStream_t stream) {
-  if (dx) gelu_backward_cuda(x.numel(), x.data, dy.data, dx->data, stream);
+  if (dx)
+    (tanh_ ? gelu_tanh_backward_cuda : gelu_backward_cuda)(x.numel(), x.data, dy.data, dx->data,
+                                                           stream);
 }
 
 }  // namespace hc

@@ -2,10 +2,12 @@
 //
 // Training forward: (1) block partials: channel c's M = N*S values are split into B pieces of
 // `chunk` values, one block each (grid B x C, so a small batch with few channels still fills
-// the GPU), each summing (x - shift) and its square, shift = the channel's first value;
-// (2) one warp per channel adds its B partials in a fixed order (in double), writes the mean
-// and 1/sqrt(var + eps) to the layer's batch_stats, updates the running estimates (and
-// num_batches_tracked) and the per-channel scale and offset; (3) y = x * scale + offset
+// the GPU), each summing (x - shift) and its square, shift = the channel's first value; block
+// (0, 0) also adds 1 to num_batches_tracked (on the device: a replayed graph counts every
+// step); (2) one warp per channel adds its B partials in a fixed order (in double), writes the
+// mean and 1/sqrt(var + eps) to the layer's batch_stats, updates the running estimates by the
+// factor (momentum, or 1 / the new num_batches_tracked, read from device memory, for the
+// cumulative average) and the per-channel scale and offset; (3) y = x * scale + offset
 // (ReLU fused when asked). Evaluation skips (1), (2) reads the running estimates. Backward:
 // block partials of dy and dy * x_hat, the fixed-order final sums (the weight and bias
 // gradients, the dx coefficients), then dx. No atomics: the result depends on the shape alone.
@@ -57,12 +59,14 @@ __device__ void block_sum2(float& s0, float& s1) {
 }
 
 // part[2 (c B + b) + {0, 1}]: forward (dy null) the sums of x - shift and its square over
-// piece b of channel c; backward the sums of dy and dy * x_hat.
+// piece b of channel c; backward the sums of dy and dy * x_hat. count (the training forward's
+// num_batches_tracked, else null) += 1 by one thread, before bn_stats_kernel reads it.
 template <typename I>
 __global__ void bn_partials_kernel(I C, I S, I M, I chunk, const float* __restrict__ x,
                                    const float* __restrict__ dy, const float* __restrict__ stats,
-                                   float* __restrict__ part) {
+                                   float* __restrict__ part, int64_t* __restrict__ count) {
   const I c = blockIdx.y, b = blockIdx.x;
+  if (count && c == 0 && b == 0 && threadIdx.x == 0) ++*count;
   const I begin = b * chunk;
   const I end = begin + chunk < M ? begin + chunk : M;
   float s0 = 0.f, s1 = 0.f;
@@ -108,11 +112,13 @@ __device__ void warp_sum2(const float* part, int64_t c, int64_t B, double& s0, d
 
 // The statistics (and, in training, the running-estimate update) of each channel, and the
 // scale/offset of the forward map: coef[c] = w inv_std, coef[C + c] = b - mean w inv_std.
+// num_batches_tracked is read only (bn_partials_kernel counted this batch).
 __global__ void bn_stats_kernel(int64_t N, int64_t C, int64_t S, int64_t B, double eps,
-                                double momentum, bool training, const float* __restrict__ x,
-                                const float* __restrict__ part, const float* __restrict__ weight,
-                                const float* __restrict__ bias, float* __restrict__ running_mean,
-                                float* __restrict__ running_var, int64_t* num_batches_tracked,
+                                double momentum, bool cumulative, bool training,
+                                const float* __restrict__ x, const float* __restrict__ part,
+                                const float* __restrict__ weight, const float* __restrict__ bias,
+                                float* __restrict__ running_mean, float* __restrict__ running_var,
+                                const int64_t* __restrict__ num_batches_tracked,
                                 float* __restrict__ stats, float* __restrict__ coef) {
   const int64_t c = (int64_t)blockIdx.x * kBnChannelsPerBlock + threadIdx.x / 32;
   if (c >= C) return;  // whole warps
@@ -126,9 +132,9 @@ __global__ void bn_stats_kernel(int64_t N, int64_t C, int64_t S, int64_t B, doub
     const double var = fmax(0.0, s1 / M - m * m);
     mu = x[c * S] + m;
     is = 1.0 / sqrt(var + eps);
-    running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
-    running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var * M / (M - 1.0));
-    if (c == 0) ++*num_batches_tracked;
+    const double f = cumulative ? 1.0 / (double)*num_batches_tracked : momentum;
+    running_mean[c] = (float)((1.0 - f) * running_mean[c] + f * mu);
+    running_var[c] = (float)((1.0 - f) * running_var[c] + f * var * M / (M - 1.0));
   } else {
     if (threadIdx.x % 32) return;
     mu = running_mean[c];
@@ -187,11 +193,11 @@ unsigned channel_blocks(int64_t C) {
 
 template <typename I>
 void partials(const BatchNormArgs& a, int64_t B, const float* x, const float* dy,
-              const float* stats, float* part, cudaStream_t stream) {
+              const float* stats, float* part, int64_t* count, cudaStream_t stream) {
   const int64_t M = a.N * a.S;
   const int64_t chunk = (M + B - 1) / B;
   bn_partials_kernel<I><<<dim3(static_cast<unsigned>(B), static_cast<unsigned>(a.C)), kBnThreads,
-                          0, stream>>>((I)a.C, (I)a.S, (I)M, (I)chunk, x, dy, stats, part);
+                          0, stream>>>((I)a.C, (I)a.S, (I)M, (I)chunk, x, dy, stats, part, count);
   HC_CUDA_CHECK_LAUNCH("bn_partials_kernel");
 }
 
@@ -213,13 +219,13 @@ void batchnorm_forward_cuda(const BatchNormArgs& a, const float* x, const float*
   float* coef = ws + 2 * a.C * B;
   if (a.training) {
     if (small_index(a))
-      partials<uint32_t>(a, B, x, nullptr, nullptr, part, stream);
+      partials<uint32_t>(a, B, x, nullptr, nullptr, part, num_batches_tracked, stream);
     else
-      partials<int64_t>(a, B, x, nullptr, nullptr, part, stream);
+      partials<int64_t>(a, B, x, nullptr, nullptr, part, num_batches_tracked, stream);
   }
   bn_stats_kernel<<<channel_blocks(a.C), 32 * kBnChannelsPerBlock, 0, stream>>>(
-      a.N, a.C, a.S, B, a.eps, a.momentum, a.training, x, part, weight, bias, running_mean,
-      running_var, num_batches_tracked, stats, coef);
+      a.N, a.C, a.S, B, a.eps, a.momentum, a.cumulative, a.training, x, part, weight, bias,
+      running_mean, running_var, num_batches_tracked, stats, coef);
   HC_CUDA_CHECK_LAUNCH("bn_stats_kernel");
   if (small_index(a)) {
     auto k = a.relu ? bn_apply_kernel<uint32_t, true> : bn_apply_kernel<uint32_t, false>;
@@ -244,9 +250,9 @@ void batchnorm_backward_cuda(const BatchNormArgs& a, const float* x, const float
     return;
   }
   if (small_index(a))
-    partials<uint32_t>(a, B, x, dy, stats, part, stream);
+    partials<uint32_t>(a, B, x, dy, stats, part, nullptr, stream);
   else
-    partials<int64_t>(a, B, x, dy, stats, part, stream);
+    partials<int64_t>(a, B, x, dy, stats, part, nullptr, stream);
   bn_grads_kernel<<<channel_blocks(a.C), 32 * kBnChannelsPerBlock, 0, stream>>>(
       a.N, a.C, a.S, B, a.training, part, weight, stats, dweight, dbias, coef);
   HC_CUDA_CHECK_LAUNCH("bn_grads_kernel");

@@ -106,6 +106,9 @@ void leaky_relu_backward_cuda(int64_t n, float slope, const float* x, const floa
 void gelu_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
 void gelu_backward_cuda(int64_t n, const float* x, const float* dy, float* dx,
                         cudaStream_t stream);
+void gelu_tanh_forward_cuda(int64_t n, const float* x, float* y, cudaStream_t stream);
+void gelu_tanh_backward_cuda(int64_t n, const float* x, const float* dy, float* dx,
+                             cudaStream_t stream);
 
 // ---- batchnorm.cu: x (N,C,S) -> y (N,C,S), as batchnorm_forward_cpu/backward_cpu
 // (heterocnn/batchnorm.h); ws holds batchnorm_workspace_cuda floats.

@@ -34,8 +34,9 @@ __version__ = _core_build_info()["version"]
 
 def build_info():
     """What this build contains: version, OpenMP (and its thread count), the CPU GEMM kernel,
-    whether CUDA was compiled in and is available, and each GPU's name, compute capability
-    and memory."""
+    whether CUDA was compiled in and is available, each GPU's name, compute capability and
+    memory, and whether ReLUs are fused into the layers beside them ("relu_fusion": off with
+    HC_RELU_FUSION=0 in the environment at start)."""
     info = _core_build_info()
     info["cuda_available"] = cuda_available()
     info["gpus"] = [cuda_device(i) for i in range(cuda_device_count())]

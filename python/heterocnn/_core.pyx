@@ -210,6 +210,7 @@ cdef extern from "heterocnn/build_info.h" namespace "hc":
         int threads
         cbool cuda_compiled
         string gemm_kernel
+        cbool relu_fusion
     BuildInfo c_build_info "hc::build_info"() except +raise_py_error
 
 
@@ -774,7 +775,8 @@ def validate_adam(float lr, float beta1, float beta2, float eps, float weight_de
 def build_info():
     b = c_build_info()
     return {"version": b.version.decode(), "openmp": b.openmp, "threads": b.threads,
-            "cuda_compiled": b.cuda_compiled, "gemm_kernel": b.gemm_kernel.decode()}
+            "cuda_compiled": b.cuda_compiled, "gemm_kernel": b.gemm_kernel.decode(),
+            "relu_fusion": b.relu_fusion}
 
 
 def cuda_device_count():

@@ -220,7 +220,7 @@ def _rebuild(path, arch, tensors):
     file does not hold."""
     bad = (KeyError, TypeError, ValueError, OverflowError, HeteroCNNError)
     try:
-        layers = [LAYERS[kind].cls(*args) for kind, args in arch["layers"]]
+        layers = [LAYERS[kind].cls.from_spec(args) for kind, args in arch["layers"]]
     except bad as e:
         raise DataFormatError(f"{path}: bad architecture layers: {e!r:.300}") from None
     for i, layer in enumerate(layers):

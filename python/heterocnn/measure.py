@@ -71,7 +71,8 @@ def cache_key(model, batch_size, input_shape, devices, mode):
     gpus = [_core.cuda_device(int(d.split(":")[1]))["name"] for d in devices if d != "cpu"]
     return {"machine": {"cpu": _cpu_model(), "host": platform.node(), "gpus": gpus},
             "build": {"version": info["version"], "gemm": info["gemm_kernel"],
-                      "cuda": info["cuda_compiled"], "openmp": info["openmp"]},
+                      "cuda": info["cuda_compiled"], "openmp": info["openmp"],
+                      "relu_fusion": info["relu_fusion"]},
             "threads": info["threads"],
             "model": {"layers": [list(layer._spec()) for layer in model.layers],
                       "loss": model.loss},

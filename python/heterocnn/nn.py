@@ -50,8 +50,16 @@ class Module:
 
     def _spec(self):
         """(kind, arguments) for the core's make_layer: the arguments of the constructor, in
-        order, as numbers (flags as 0/1), so that ``cls(*args)`` rebuilds the layer."""
+        order, as numbers (flags as 0/1), so that ``from_spec(args)`` (for most layers
+        ``cls(*args)``) rebuilds the layer."""
         return type(self).__name__, []
+
+    @classmethod
+    def from_spec(cls, args):
+        """The layer whose _spec() has these arguments (what hc.load rebuilds from). A layer
+        whose spec encodes an argument that is not a number (GELU's approximate, BatchNorm's
+        momentum=None) overrides this."""
+        return cls(*args)
 
     def param_shapes(self):
         """Shapes of the layer's parameters, in state_dict order (weight, bias)."""
@@ -191,32 +199,40 @@ def _real(layer, name, value, low, high, low_open=False):
     return v
 
 
-def _flag(layer, name, value):
-    """``value`` as a bool (True/False, or 1/0 as a spec carries it)."""
-    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
-        return bool(value)
-    raise InvalidValueError(f"{layer}: {name} must be True or False, got {value!r}")
-
-
 class _BatchNorm(Module):
     """Per-channel normalisation, as torch.nn.BatchNorm2d/1d: in training mode by the batch's
-    mean and biased variance (and running_mean/running_var updated with ``momentum``, the
-    variance unbiased; num_batches_tracked += 1), in evaluation mode by the running estimates.
-    ``affine``: a learned weight (init 1) and bias (init 0) per channel. Its buffers
-    running_mean, running_var and num_batches_tracked are in state_dict, after weight and bias.
-    In data-parallel replicas each replica normalises over its own rows (as torch DDP without
-    SyncBatchNorm), and the running estimates of the first replica with rows are kept."""
+    mean and biased variance (num_batches_tracked += 1, and running_mean/running_var moved
+    towards the batch's mean and unbiased variance by ``momentum``, or with ``momentum=None``
+    by 1 / num_batches_tracked: the cumulative average of all batches so far), in evaluation
+    mode by the running estimates. ``affine``: a learned weight (init 1) and bias (init 0) per
+    channel. Its buffers running_mean, running_var and num_batches_tracked are in state_dict,
+    after weight and bias. In data-parallel replicas each replica normalises over its own rows
+    (as torch DDP without SyncBatchNorm), and the running estimates of the first replica with
+    rows are kept. Spec: [num_features, eps, momentum, affine], with ``momentum=None``
+    [num_features, eps, 0.0, affine, 1] (the trailing cumulative flag)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True):
         kind = type(self).__name__
         self.num_features = _positive_int(kind, "num_features", num_features)
         self.eps = _real(kind, "eps", eps, 0.0, float("inf"), low_open=True)
-        self.momentum = _real(kind, "momentum", momentum, 0.0, 1.0)
+        self.momentum = None if momentum is None else _real(kind, "momentum", momentum, 0.0,
+                                                            1.0)
         self.affine = _flag(kind, "affine", affine)
 
     def _spec(self):
+        if self.momentum is None:
+            return type(self).__name__, [self.num_features, self.eps, 0.0, int(self.affine), 1]
         return type(self).__name__, [self.num_features, self.eps, self.momentum,
                                      int(self.affine)]
+
+    @classmethod
+    def from_spec(cls, args):
+        if len(args) not in (4, 5):
+            raise InvalidValueError(f"{cls.__name__} takes 4 or 5 spec arguments, got "
+                                    f"{args!r:.100}")
+        num_features, eps, momentum, affine = args[:4]
+        cumulative = len(args) == 5 and _flag(cls.__name__, "the cumulative flag", args[4])
+        return cls(num_features, eps, None if cumulative else momentum, affine)
 
     def param_shapes(self):
         return [(self.num_features,)] * 2 if self.affine else []
@@ -291,13 +307,30 @@ class LeakyReLU(Module):
 
 class GELU(Module):
     """x * Phi(x) = x/2 * (1 + erf(x / sqrt(2))), element-wise: torch's exact default
-    (approximate='none'; the 'tanh' approximation is not supported)."""
+    (approximate='none'); approximate='tanh' is torch's tanh form,
+    x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))). Its spec holds the form as a flag:
+    [] for 'none' (as before the tanh form existed), [1] for 'tanh'."""
+
+    APPROXIMATIONS = ("none", "tanh")
 
     def __init__(self, approximate="none"):
-        if not isinstance(approximate, str) or approximate != "none":
-            raise InvalidValueError(f"GELU: approximate must be 'none' (the exact erf form; "
-                                    f"'tanh' is not supported), got {approximate!r}")
-        self.approximate = "none"
+        if not isinstance(approximate, str) or approximate not in self.APPROXIMATIONS:
+            raise InvalidValueError(f"GELU: approximate must be 'none' (the exact erf form) or "
+                                    f"'tanh', got {approximate!r:.100}")
+        self.approximate = approximate
+
+    def _spec(self):
+        return "GELU", [1] if self.approximate == "tanh" else []
+
+    @classmethod
+    def from_spec(cls, args):
+        if len(args) > 1:
+            raise InvalidValueError(f"GELU takes 0 or 1 spec arguments, got {args!r:.100}")
+        tanh = bool(args) and _flag("GELU", "the tanh flag", args[0])
+        return cls("tanh" if tanh else "none")
+
+    def __repr__(self):
+        return "GELU()" if self.approximate == "none" else f"GELU(approximate={self.approximate!r})"
 
 
 LOSSES = ("cross_entropy", "bce")

@@ -1,7 +1,7 @@
 """ONNX export: the model's inference graph (logits, no loss) built with onnx.helper from
 Conv, Relu, Sigmoid, MaxPool, Flatten and Gemm (and AveragePool, GlobalAveragePool, Tanh,
-LeakyRelu, and GELU as Erf, Div, Add and Mul: each layer's nodes are in registry.py), weights as
-initializers, batch dim dynamic."""
+LeakyRelu, and GELU as Erf, Div, Add and Mul, or Tanh, Add and Mul for its tanh form: each
+layer's nodes are in registry.py), weights as initializers, batch dim dynamic."""
 
 import numpy as np
 
@@ -30,11 +30,14 @@ def export_onnx(model, path, input_shape=(1, 28, 28)):
         raise InvalidValueError(f"input_shape must be one sample's shape, 1 to 3 positive "
                                 f"integers, got {input_shape!r:.200}")
     check_writable(path, "ONNX path")
-    out_dim = model.output_shape((1,) + tuple(input_shape))[1]
+    # One sample's shape at each layer's input (ShapeError naming a layer that does not fit).
+    shapes = [tuple(input_shape)] + [tuple(s[1:]) for s in
+                                     model.layer_shapes((1,) + tuple(input_shape))]
+    out_dim = shapes[-1][0]
     weights = model.state_dict()
     nodes, x = [], "input"
     for i, layer in enumerate(model.layers):
-        new, x = kind_of(layer).to_onnx(layer, i, x, helper)
+        new, x = kind_of(layer).to_onnx(layer, i, x, shapes[i], helper)
         nodes += new
     nodes.append(helper.make_node("Identity", [x], ["logits"]))
     graph = helper.make_graph(

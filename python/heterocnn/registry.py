@@ -1,7 +1,8 @@
 """The one list of layer kinds in Python. For each kind: its specification class (nn.py),
 the torch.nn module it is (interop.to_torch), the ONNX nodes it becomes (onnx_export) and
-its forward FLOPs (summary). hc.load rebuilds layers from it by kind: a new layer is its class
-(and its core op, core/src/layer.cpp's make_layer) plus one entry here."""
+its forward FLOPs (summary). hc.load rebuilds layers from it by kind (``cls.from_spec``): a
+new layer is its class (and its core op, core/src/layer.cpp's make_layer) plus one entry
+here."""
 
 import math
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ class LayerKind:
     cls: type
     # (layer, torch.nn) -> the equivalent torch module
     to_torch: Callable
-    # (layer, i, x, onnx.helper) -> ([nodes], output name): layer i applied to tensor x, its
+    # (layer, i, x, shape, onnx.helper) -> ([nodes], output name): layer i applied to tensor x,
+    # one sample of which has ``shape`` (e.g. (C, H, W); the batch dimension is dynamic), its
     # parameters the initializers "i.weight" and "i.bias" (layer.param_names())
     to_onnx: Callable
     # (layer, number of outputs of one sample) -> floating-point operations of its forward
@@ -28,42 +30,70 @@ def _params(layer, i):
     return [f"{i}.{name}" for name in layer.param_names()]
 
 
-def _onnx_conv(layer, i, x, helper):
+def _onnx_conv(layer, i, x, shape, helper):
     k, p, y = layer.kernel_size, layer.padding, f"layer{i}"
     return [helper.make_node("Conv", [x, *_params(layer, i)], [y], kernel_shape=[k, k],
                              strides=[layer.stride] * 2, pads=[p, p, p, p])], y
 
 
-def _onnx_linear(layer, i, x, helper):  # x @ W.T + b
+def _onnx_linear(layer, i, x, shape, helper):  # x @ W.T + b
     y = f"layer{i}"
     return [helper.make_node("Gemm", [x, *_params(layer, i)], [y], transB=1)], y
 
 
-def _onnx_maxpool(layer, i, x, helper):
+def _onnx_maxpool(layer, i, x, shape, helper):
     k, y = layer.kernel_size, f"layer{i}"
     return [helper.make_node("MaxPool", [x], [y], kernel_shape=[k, k],
                              strides=[layer.stride] * 2)], y
 
 
-def _onnx_avgpool(layer, i, x, helper):  # zero padding counted, as torch's default
+def _onnx_avgpool(layer, i, x, shape, helper):  # zero padding counted, as torch's default
     k, p, y = layer.kernel_size, layer.padding, f"layer{i}"
     return [helper.make_node("AveragePool", [x], [y], kernel_shape=[k, k],
                              strides=[layer.stride] * 2, pads=[p, p, p, p],
                              count_include_pad=1)], y
 
 
-def _onnx_adaptive_avgpool(layer, i, x, helper):
-    if layer.output_size != 1:  # ONNX has no adaptive pooling; its windows depend on (H, W)
-        from .errors import InvalidValueError
+def _averaging_matrix(n, out):
+    """(out, n) float32: row i averages torch's adaptive window i over n positions,
+    [floor(i*n/out), ceil((i+1)*n/out))."""
+    import numpy as np
 
-        raise InvalidValueError(f"layer {i} ({layer!r}): ONNX export supports "
-                                "AdaptiveAvgPool2d(1) (GlobalAveragePool) only")
-    y = f"layer{i}"
-    return [helper.make_node("GlobalAveragePool", [x], [y])], y
+    a = np.zeros((out, n), np.float32)
+    for i in range(out):
+        lo, hi = i * n // out, -(-(i + 1) * n // out)
+        a[i, lo:hi] = 1.0 / (hi - lo)
+    return a
 
 
-def _onnx_gelu(layer, i, x, helper):
-    """x/2 * (1 + erf(x / sqrt 2)) from opset-13 nodes (Gelu itself needs opset 20)."""
+def _onnx_adaptive_avgpool(layer, i, x, shape, helper):
+    """ONNX has no adaptive pooling, so by the input's (H, W): GlobalAveragePool for output 1;
+    AveragePool with kernel = stride = (H/out, W/out) where out divides both (torch's windows
+    are then that tiling); else exactly, as the windows' means are separable: y = A_H x A_W^T
+    by two MatMuls with constant averaging matrices (A_H (out, H), A_W^T (W, out))."""
+    from onnx import numpy_helper
+
+    o, y = layer.output_size, f"layer{i}"
+    _, h, w = shape
+    if o == 1:
+        return [helper.make_node("GlobalAveragePool", [x], [y])], y
+    if h % o == 0 and w % o == 0:
+        k = [h // o, w // o]
+        return [helper.make_node("AveragePool", [x], [y], kernel_shape=k, strides=k)], y
+    p = f"layer{i}_"
+    mats = ((p + "avg_h", _averaging_matrix(h, o)),
+            (p + "avg_wt", _averaging_matrix(w, o).T.copy()))
+    return [*(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a, name))
+              for name, a in mats),
+            helper.make_node("MatMul", [x, p + "avg_wt"], [p + "rows"]),  # (N, C, H, out)
+            helper.make_node("MatMul", [p + "avg_h", p + "rows"], [y])], y   # (N, C, out, out)
+
+
+def _onnx_gelu(layer, i, x, shape, helper):
+    """GELU from opset-13 nodes (Gelu itself, with its approximate attribute, needs opset 20):
+    the exact form x/2 * (1 + erf(x / sqrt 2)) from Erf, Div, Add and Mul; the tanh form
+    x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) from Mul, Add and Tanh; both are
+    x/2 * (1 + g), g the erf or the tanh term."""
     from onnx import TensorProto
 
     def const(name, value):
@@ -71,16 +101,26 @@ def _onnx_gelu(layer, i, x, helper):
             name, TensorProto.FLOAT, [], [value]))
 
     p, y = f"layer{i}_", f"layer{i}"
-    return [const(p + "sqrt2", math.sqrt(2.0)), const(p + "one", 1.0), const(p + "half", 0.5),
-            helper.make_node("Div", [x, p + "sqrt2"], [p + "scaled"]),
-            helper.make_node("Erf", [p + "scaled"], [p + "erf"]),
-            helper.make_node("Add", [p + "erf", p + "one"], [p + "cdf2"]),
-            helper.make_node("Mul", [x, p + "cdf2"], [p + "x_cdf2"]),
-            helper.make_node("Mul", [p + "x_cdf2", p + "half"], [y])], y
+    if layer.approximate == "tanh":
+        inner = [const(p + "beta", math.sqrt(2.0 / math.pi)), const(p + "kappa", 0.044715),
+                 helper.make_node("Mul", [x, x], [p + "x2"]),
+                 helper.make_node("Mul", [p + "x2", x], [p + "x3"]),
+                 helper.make_node("Mul", [p + "x3", p + "kappa"], [p + "kx3"]),
+                 helper.make_node("Add", [x, p + "kx3"], [p + "poly"]),
+                 helper.make_node("Mul", [p + "poly", p + "beta"], [p + "u"]),
+                 helper.make_node("Tanh", [p + "u"], [p + "g"])]
+    else:
+        inner = [const(p + "sqrt2", math.sqrt(2.0)),
+                 helper.make_node("Div", [x, p + "sqrt2"], [p + "scaled"]),
+                 helper.make_node("Erf", [p + "scaled"], [p + "g"])]
+    return inner + [const(p + "one", 1.0), const(p + "half", 0.5),
+                    helper.make_node("Add", [p + "g", p + "one"], [p + "cdf2"]),
+                    helper.make_node("Mul", [x, p + "cdf2"], [p + "x_cdf2"]),
+                    helper.make_node("Mul", [p + "x_cdf2", p + "half"], [y])], y
 
 
 def _onnx_op(op, **attrs):
-    def nodes(layer, i, x, helper):
+    def nodes(layer, i, x, shape, helper):
         y = f"layer{i}"
         return [helper.make_node(op, [x], [y], **attrs)], y
     return nodes
@@ -88,7 +128,7 @@ def _onnx_op(op, **attrs):
 
 # -- normalisation and dropout (exported in inference form) ---------------------------------
 
-def _onnx_batchnorm(layer, i, x, helper):
+def _onnx_batchnorm(layer, i, x, shape, helper):
     """BatchNormalization with the running estimates (inference): initializers "i.weight",
     "i.bias", "i.running_mean", "i.running_var"; without affine, constant 1 and 0."""
     import numpy as np
@@ -142,10 +182,11 @@ LAYERS = {kind.cls.__name__: kind for kind in (
               _onnx_adaptive_avgpool),  # the window sizes depend on the input: not counted
     LayerKind(nn.Tanh, lambda l, tnn: tnn.Tanh(), _onnx_op("Tanh"), lambda l, n: n),
     LayerKind(nn.LeakyReLU, lambda l, tnn: tnn.LeakyReLU(l.negative_slope),
-              lambda l, i, x, helper: _onnx_op("LeakyRelu", alpha=l.negative_slope)(l, i, x,
-                                                                                     helper),
+              lambda l, i, x, shape, helper: _onnx_op("LeakyRelu", alpha=l.negative_slope)(
+                  l, i, x, shape, helper),
               lambda l, n: n),
-    LayerKind(nn.GELU, lambda l, tnn: tnn.GELU(), _onnx_gelu, lambda l, n: n),
+    LayerKind(nn.GELU, lambda l, tnn: tnn.GELU(approximate=l.approximate), _onnx_gelu,
+              lambda l, n: n),
 ) + _NORM_AND_DROPOUT}
 
 

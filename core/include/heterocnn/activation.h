@@ -1,4 +1,4 @@
-// Element-wise activations, as torch.nn.ReLU, Sigmoid, Tanh, LeakyReLU and GELU.
+// Element-wise activations, as torch.nn.ReLU, Sigmoid, Tanh, LeakyReLU and GELU (both forms).
 //   x (any shape) -> y (same shape); backward uses the forward's output y (ReLU, Sigmoid,
 //   Tanh) or its input x (LeakyReLU, GELU).
 #pragma once
@@ -25,6 +25,13 @@ constexpr float kSqrtHalf = 0.70710678118654752f;    // 1 / sqrt(2)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1 / sqrt(2 pi)
 void gelu_forward_cpu(int64_t n, const float* x, float* y);
 void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
+// The tanh approximation (torch's approximate='tanh'): with u = sqrt(2/pi) (x + 0.044715 x^3),
+// y = x/2 * (1 + tanh u); dx = dy * ((1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi)
+// (1 + 3 * 0.044715 x^2)).
+constexpr float kSqrt2OverPi = 0.79788456080286536f;  // sqrt(2 / pi)
+constexpr float kGeluCubic = 0.044715f;
+void gelu_tanh_forward_cpu(int64_t n, const float* x, float* y);
+void gelu_tanh_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
 
 class ReLU : public Layer {
  public:
@@ -110,6 +117,8 @@ class LeakyReLU : public Layer {
 
 class GELU : public Layer {
  public:
+  // tanh: the tanh approximation instead of the exact erf form.
+  explicit GELU(bool tanh = false) : tanh_(tanh) {}
   std::string kind() const override { return "GELU"; }
   Shape output_shape(const Shape& in) const override {
     in.check();
@@ -125,6 +134,9 @@ class GELU : public Layer {
   void backward_cuda(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, float* ws,
                      cudaStream_t stream) override;
 #endif
+
+ private:
+  bool tanh_;
 };
 
 }  // namespace hc

@@ -1,8 +1,10 @@
 // BatchNorm2d and BatchNorm1d, as torch.nn.BatchNorm2d / BatchNorm1d: per channel c,
 //   y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c
-// with the batch's mean and biased variance in training (and running_mean/running_var updated
-// with `momentum`, running_var from the unbiased variance, num_batches_tracked += 1), the
-// running estimates in evaluation. Without affine there is no weight or bias (1 and 0).
+// with the batch's mean and biased variance in training (num_batches_tracked += 1, then
+// running_mean/running_var moved by the factor f towards the batch's mean and unbiased
+// variance: r = (1 - f) r + f batch, f = momentum, or f = 1 / num_batches_tracked for torch's
+// momentum=None, the cumulative average of every batch so far), the running estimates in
+// evaluation. Without affine there is no weight or bias (1 and 0).
 //   BatchNorm2d: x (N,C,H,W) -> y (N,C,H,W); BatchNorm1d: x (N,C) or (N,C,L) -> y (same)
 // Every op below sees the input as (N, C, S), S = H*W, L or 1, and M = N*S values a channel.
 //
@@ -23,13 +25,15 @@ namespace hc {
 struct BatchNormArgs {
   int64_t N, C, S;
   double eps, momentum;
-  bool training;  // batch statistics and running-estimate update (else the running ones)
+  bool cumulative;  // momentum=None: the factor is 1 / num_batches_tracked (after its += 1)
+  bool training;    // batch statistics and running-estimate update (else the running ones)
   bool relu;      // forward writes relu(y)
 };
 
 // Pointers on the op's device: weight/bias (C) or null (affine=False), running_mean/var (C),
-// num_batches_tracked (one int64), stats (2C: mean, inv_std; written by forward, read by
-// backward). ws: batchnorm_workspace_cpu floats.
+// num_batches_tracked (one int64: a training forward adds 1 before it moves the running
+// estimates, and reads the new count for the cumulative factor), stats (2C: mean, inv_std;
+// written by forward, read by backward). ws: batchnorm_workspace_cpu floats.
 size_t batchnorm_workspace_cpu(int64_t N, int64_t C, int64_t S);
 void batchnorm_forward_cpu(const BatchNormArgs& a, const float* x, const float* weight,
                            const float* bias, float* running_mean, float* running_var,
@@ -41,8 +45,10 @@ void batchnorm_backward_cpu(const BatchNormArgs& a, const float* x, const float*
 
 class BatchNorm : public Layer {
  public:
-  // dims: 2 for BatchNorm2d (4-d input), 1 for BatchNorm1d (2-d or 3-d input).
-  BatchNorm(int dims, int64_t num_features, double eps, double momentum, bool affine);
+  // dims: 2 for BatchNorm2d (4-d input), 1 for BatchNorm1d (2-d or 3-d input). cumulative:
+  // torch's momentum=None (momentum is then not used).
+  BatchNorm(int dims, int64_t num_features, double eps, double momentum, bool affine,
+            bool cumulative = false);
   std::string kind() const override { return dims_ == 2 ? "BatchNorm2d" : "BatchNorm1d"; }
   Shape output_shape(const Shape& in) const override;
   bool can_fuse_relu() const override { return true; }  // CPU and CUDA alike
@@ -74,7 +80,7 @@ class BatchNorm : public Layer {
   int dims_;
   int64_t C_;
   double eps_, momentum_;
-  bool affine_;
+  bool affine_, cumulative_;
 };
 
 }  // namespace hc

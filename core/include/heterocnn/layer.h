@@ -129,9 +129,10 @@ class Layer {
 //   Linear(in, out[, bias]), Conv2d(in, out, kernel, stride, padding[, bias]) (bias 0/1,
 //   default 1), MaxPool2d(kernel, stride), Flatten(), ReLU(), Sigmoid(),
 //   AvgPool2d(kernel, stride, padding), AdaptiveAvgPool2d(output_size), Tanh(),
-//   LeakyReLU(negative_slope) (a real number), GELU(),
-//   BatchNorm2d(num_features, eps, momentum, affine), BatchNorm1d(the same), Dropout(p),
-//   Dropout2d(p).
+//   LeakyReLU(negative_slope) (a real number), GELU([tanh]) (1: the tanh approximation,
+//   default 0: the exact form),
+//   BatchNorm2d(num_features, eps, momentum, affine[, cumulative]) (cumulative 1: torch's
+//   momentum=None, momentum then unused), BatchNorm1d(the same), Dropout(p), Dropout2d(p).
 // An argument that must be an integer and is not (or is beyond 2^62) is a Value error.
 std::unique_ptr<Layer> make_layer(const std::string& kind, const std::vector<double>& args);
 

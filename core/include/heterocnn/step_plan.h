@@ -57,6 +57,13 @@ struct StepPlan {
   std::vector<Place> used_places() const;
 };
 
+// Whether plans fuse ReLUs: a ReLU computed in the epilogue of the layer before it (Conv2d,
+// Linear, BatchNorm) and a ReLU's backward applied by the layer after it. On unless the
+// environment variable HC_RELU_FUSION is "0" (for measuring what fusion gains; the results
+// are the same either way), read once, at the first call (heterocnn's import calls it, via
+// build_info). A value other than unset, "", "0" or "1" is a Value error.
+bool relu_fusion_enabled();
+
 // The plan for `layers` as placed, on input `in`, with `threads` CPU threads. Throws a Shape
 // error naming the first layer that does not accept its input.
 StepPlan make_step_plan(const std::vector<std::unique_ptr<Layer>>& layers, LossKind loss,
