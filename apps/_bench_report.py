@@ -565,6 +565,7 @@ def plot_fusion(plt, result, title):
                 "BatchNorm2d+ReLU time, unfused / fused": [p["speedup"] if p else None
                                                            for p in bn]}, title)
     ax.set_ylabel("with fusion / without")
+    fig.tight_layout()
     return fig
 
 
