@@ -11,6 +11,7 @@
 #include "check.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/avgpool2d.h"
+#include "heterocnn/batchnorm.h"
 #include "heterocnn/conv2d.h"
 #include "heterocnn/error.h"
 #include "heterocnn/im2col.h"
@@ -655,6 +656,32 @@ TEST(new_activations_by_hand) {
   CHECK(make_layer("Linear", {3, 2, 0})->params().size() == 1);
   CHECK(throws([] { make_layer("Linear", {3, 2, 2}); }, ErrorKind::Value, "0 or 1"));
   CHECK(throws([] { make_layer("AvgPool2d", {3, 1, 2}); }, ErrorKind::Value, "at most"));
+}
+
+TEST(gelu_tanh_and_cumulative_batchnorm_by_hand) {
+  const float x[] = {-2, -0.f, 0.5f, 3};
+  const float dy[] = {1, 1, 2, 3};
+  float y[4], dx[4];
+  gelu_tanh_forward_cpu(4, x, y);
+  const double u = std::sqrt(2 / M_PI) * (3 + 0.044715 * 27);
+  CHECK_NEAR(y[3], 1.5 * (1 + std::tanh(u)), 1e-6);
+  CHECK(y[1] == 0);
+  gelu_tanh_backward_cpu(4, x, dy, dx);
+  CHECK_NEAR(dx[1], 0.5, 1e-7);  // (1 + tanh 0) / 2 + 0
+  CHECK(throws([] { make_layer("GELU", {2}); }, ErrorKind::Value, "0 or 1"));
+  // momentum=None: the running mean is the plain mean of the batches' means (1, 3, 8 -> 4),
+  // whatever the momentum argument says.
+  BatchNormArgs a{2, 1, 1, 1e-5, 0.9, /*cumulative=*/true, /*training=*/true, /*relu=*/false};
+  float mean = 0, var = 1, stats[2], out[2];
+  int64_t count = 0;
+  std::vector<float> ws(batchnorm_workspace_cpu(2, 1, 1));
+  for (const float m : {1.f, 3.f, 8.f}) {
+    const float batch[] = {m - 1, m + 1};
+    batchnorm_forward_cpu(a, batch, nullptr, nullptr, &mean, &var, &count, stats, out, ws.data());
+  }
+  CHECK(count == 3);
+  CHECK_NEAR(mean, 4.0, 1e-6);
+  CHECK_NEAR(var, 2.0, 1e-6);  // each batch's unbiased variance is 2
 }
 
 TEST_MAIN()
