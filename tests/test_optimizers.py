@@ -20,7 +20,10 @@ CASES = {
     "adam_betas_eps": ("Adam", "Adam", {"lr": 1e-3, "betas": (0.8, 0.99), "eps": 1e-6}),
     "adamw": ("AdamW", "AdamW", {"lr": 1e-3}),
     "adamw_weight_decay": ("AdamW", "AdamW", {"lr": 3e-3, "weight_decay": 0.1}),
-    "sgd_nesterov": ("SGD", "SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True,
+    # lr 0.02, not 0.05: at 0.05 step 4 meets a pre-activation within 1e-6 of zero in conv1's
+    # mostly inactive channel 5, where float rounding decides the ReLU; the trajectories then
+    # part by ~1e-3 although the gradients from equal weights agree within 2e-6 at every step.
+    "sgd_nesterov": ("SGD", "SGD", {"lr": 0.02, "momentum": 0.9, "nesterov": True,
                                     "weight_decay": 1e-4}),
     "sgd_dampening": ("SGD", "SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.3}),
 }
