@@ -594,9 +594,13 @@ double Net::last_grads_seconds() {
 }
 
 void Net::apply_update(Optimizer& opt) {
+  enqueue_update(opt);
+  wait();
+}
+
+void Net::enqueue_update(Optimizer& opt) {
   opt.begin_step();
   run_update(opt);
-  wait();
 }
 
 LossResult Net::finish_grads() {

@@ -125,6 +125,12 @@ class Net {
   // It, start_step and start_step_on are the steps of training: each calls opt.begin_step()
   // once (after checking its input), however many places the update covers.
   void apply_update(Optimizer& opt);
+  // The same update enqueued on the net's streams without waiting (on the CPU it runs at
+  // once): wait() before anyone else reads the parameters.
+  void enqueue_update(Optimizer& opt);
+  // The net's own stream on `place` (a cudaStream_t; null on the CPU): work enqueued on it
+  // is ordered with the net's steps.
+  void* stream_for(Place place);
   // The CUDA device every computing layer is on, else -1.
   int single_cuda_device() const;
 
@@ -182,8 +188,6 @@ class Net {
   // explicit transfer step, ordered after the work that made it and before the work that
   // reads it (CUDA events between the two places' streams).
   void transfer(float* dst, Place to, const float* src, Place from, size_t count);
-  // The net's own stream on `place` (null on the CPU).
-  void* stream_for(Place place);
   void invalidate();  // buffers or parameters moved: forget the plan and captured graphs
   void profile_begin(size_t layer, bool forward, Place place);
   void profile_end(size_t layer, bool forward, Place place);
