@@ -179,3 +179,60 @@ def test_replicas_gradient_pass_and_update_apart_are_the_whole_step(sample):
     np.testing.assert_allclose(g4, 0.25 * g1, rtol=1e-6, atol=1e-12)
     with pytest.raises(hc.InvalidValueError, match="accumulate"):
         apart.compute_grads(x, y, accumulate=True)
+
+
+def small_bn_net(seed):
+    """Conv, BatchNorm (running statistics), ReLU, Dropout (a step counter) and Linear: a
+    net whose replicas share layer buffers after each step."""
+    return hc.Sequential(hc.Conv2d(1, 4, 3), hc.BatchNorm2d(4), hc.ReLU(), hc.MaxPool2d(2),
+                         hc.Dropout(0.25), hc.Flatten(), hc.Linear(4 * 13 * 13, 10), seed=seed)
+
+
+@pytest.mark.skipif(not hc.cuda_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("device_data", [False, True])
+@pytest.mark.parametrize("make", [lambda s: hc.models.lenet5(seed=s), small_bn_net])
+def test_overlapped_gpu_and_cpu_steps_are_the_synchronous_steps(sample, make, device_data):
+    """A GPU master with CPU replicas overlaps its steps as fit runs them (stepper.start
+    returns before the sum, the update and the weights' way back are done). The result is the
+    synchronous step's (compute_grads then apply_update) bit for bit: weights, losses, layer
+    buffers, with unequal shares, two CPU replicas, odd batches, and a batch where the GPU has
+    no rows (its buffers then come from a CPU replica)."""
+    train_set, _ = sample
+    X, y = train_set.images[:600], train_set.labels[:600].astype(np.int64)
+    sizes = [97, 64, 3, 128, 1, 50]  # 3 and 1 rows: the GPU's share of 0.1 is none of them
+    order = np.random.default_rng(7).permutation(len(X))
+    starts = np.cumsum([0] + sizes)
+    placement = hc.DataParallel(["cuda", "cpu", "cpu"], shares=[0.1, 0.6, 0.3],
+                                threads=[0, 1, 2])
+
+    overlapped = make(4).to(placement)
+    opt = hc.SGD(overlapped, lr=0.05, momentum=0.9)
+    stepper = overlapped.stepper((X, y), device_data=device_data)
+    host = lambda rows: X[rows] * F32(1 / 255)  # noqa: E731  (as fit and the GPU's gather scale)
+    losses = []
+    for b in range(len(sizes)):
+        losses += stepper.start(order[starts[b]:starts[b + 1]], host, opt)
+    losses += stepper.finish()
+
+    synchronous = make(4).to(placement)
+    opt2 = hc.SGD(synchronous, lr=0.05, momentum=0.9)
+    expected = []
+    for b in range(len(sizes)):
+        rows = order[starts[b]:starts[b + 1]]
+        expected.append(synchronous.compute_grads(host(rows), y[rows], with_correct=True))
+        synchronous.apply_update(opt2)
+    assert [loss for loss, _ in losses] == [loss for loss, _ in expected]
+    assert [int(c) for _, c in losses] == [int(c) for _, c in expected]
+    got, want = overlapped.state_dict(), synchronous.state_dict()
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    # every replica holds the master's weights and buffers once the steps are finished: a
+    # further step, whose rows the CPU replicas compute from their own copies, still agrees
+    rows = order[:200]
+    assert overlapped.compute_grads(host(rows), y[rows]) == \
+        synchronous.compute_grads(host(rows), y[rows])
+    overlapped.apply_update(opt)
+    synchronous.apply_update(opt2)
+    for key, value in synchronous.state_dict().items():
+        np.testing.assert_array_equal(overlapped.state_dict()[key], value, err_msg=key)

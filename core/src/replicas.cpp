@@ -1,5 +1,6 @@
 #include "heterocnn/replicas.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -48,10 +49,15 @@ Place Replicas::place_of(size_t r) const {
   return Place{};
 }
 
+void Replicas::wait_all() {
+  for (Net* net : nets_) net->wait();
+}
+
 void Replicas::broadcast(size_t buffers_from) {
+  settle();
   Net& master = *nets_[0];
   const Place p0 = place_of(0);
-  for (Net* net : nets_) net->wait();
+  wait_all();
   for (size_t r = 1; r < nets_.size(); ++r) {
     const Place p = place_of(r);
     copy_floats(nets_[r]->params().values(p), p, master.params().values(p0), p0,
@@ -84,6 +90,57 @@ void Replicas::check(const Shape& in, const std::vector<int64_t>& counts) const 
                " rows, but the batch " + in.str() + " has " + std::to_string(in[0]));
 }
 
+std::vector<int64_t> Replicas::row_offsets(const std::vector<int64_t>& counts, bool gathered,
+                                           size_t device_replica) const {
+  std::vector<int64_t> offset(nets_.size(), 0);
+  for (size_t r = 1; r < nets_.size(); ++r)
+    offset[r] = offset[r - 1] + (gathered && r - 1 == device_replica ? 0 : counts[r - 1]);
+  return offset;
+}
+
+void Replicas::run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
+                          const std::vector<int64_t>& counts, float weight_all,
+                          const DeviceDataset* data, const int64_t* idx, size_t device_replica) {
+  const int64_t N = in[0], sample = in.sample_numel();
+  const std::vector<int64_t> offset = row_offsets(counts, data != nullptr, device_replica);
+  for (size_t r = 0; r < nets_.size(); ++r) {
+    if (counts[r] == 0 || (place_of(r).device == Device::CUDA) != on_gpu) continue;
+    const float weight = weight_all * static_cast<float>(counts[r]) / static_cast<float>(N);
+    const int saved = max_threads();
+    if (!on_gpu && threads_[r] > 0) set_threads(threads_[r]);
+    const double t0 = now_s();
+    try {
+      if (data && r == device_replica) {
+        nets_[r]->start_grads_on(*data, idx, counts[r], weight);
+      } else {
+        Shape s = in;
+        s[0] = counts[r];
+        nets_[r]->start_grads(x + offset[r] * sample, s, labels + offset[r], weight);
+      }
+    } catch (...) {
+      set_threads(saved);
+      wait_all();  // nothing left running on failure
+      throw;
+    }
+    set_threads(saved);
+    if (!on_gpu) seconds_[r] = now_s() - t0;  // a GPU's from its events (collect)
+  }
+}
+
+void Replicas::collect(size_t r, const std::vector<int64_t>& counts, LossResult& total) {
+  int64_t N = 0;
+  for (int64_t c : counts) N += c;
+  const LossResult res = nets_[r]->finish_grads();
+  if (place_of(r).device == Device::CUDA) seconds_[r] = nets_[r]->last_grads_seconds();
+  total.loss += res.loss * static_cast<float>(counts[r]) / static_cast<float>(N);
+  total.correct += res.correct;
+}
+
+void Replicas::choose_buffers_from(const std::vector<int64_t>& counts) {
+  buffers_from_ = 0;
+  while (buffers_from_ + 1 < nets_.size() && counts[buffers_from_] == 0) ++buffers_from_;
+}
+
 LossResult Replicas::train_step(const float* x, const Shape& in, const int64_t* labels,
                                 const std::vector<int64_t>& counts, Optimizer& opt) {
   return train_step_on(x, in, labels, counts, opt, nullptr, nullptr, 0);
@@ -93,67 +150,111 @@ LossResult Replicas::train_step_on(const float* x, const Shape& in, const int64_
                                    const std::vector<int64_t>& counts, Optimizer& opt,
                                    const DeviceDataset* data, const int64_t* idx,
                                    size_t device_replica) {
-  const LossResult total = compute_grads(x, in, labels, counts, 1.f, data, idx, device_replica);
-  apply_update(opt);
+  LossResult r[2];
+  int n = start_step(x, in, labels, counts, opt, data, idx, device_replica, r);
+  n += finish_steps(r + n);
+  return r[n - 1];
+}
+
+int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
+                         const std::vector<int64_t>& counts, Optimizer& opt,
+                         const DeviceDataset* data, const int64_t* idx, size_t device_replica,
+                         LossResult* out) {
+  if (!overlaps()) {
+    *out = compute_grads(x, in, labels, counts, 1.f, data, idx, device_replica);
+    apply_update(opt);
+    return 1;
+  }
+  check(in, counts);
+  const double entered = now_s();
+  double waited = 0;  // for the GPU's pass of the step before
+  int reported = 0;
+  if (running_) {
+    *out = report_running();
+    reported = 1;
+    waited = now_s() - entered;
+  }
+  const size_t K = nets_.size();
+  for (size_t r = 1; r < K; ++r) seconds_[r] = 0.0;
+  // 1. The GPU's pass starts; the CPU replicas run once the last step's weights are theirs.
+  run_passes(true, x, in, labels, counts, 1.f, data, idx, device_replica);
+  try {
+    land();
+  } catch (...) {
+    wait_all();
+    throw;
+  }
+  run_passes(false, x, in, labels, counts, 1.f, data, idx, device_replica);
+  LossResult cpu;
+  int64_t cpu_rows = 0;
+  double cpu_seconds = 0;
+  for (size_t r = 1; r < K; ++r)
+    if (counts[r] > 0) {
+      collect(r, counts, cpu);
+      cpu_rows += counts[r];
+      cpu_seconds += seconds_[r];
+    }
+  // 2-4, enqueued behind the GPU's pass.
+  try {
+    enqueue_tail(opt, counts);
+  } catch (...) {
+    wait_all();
+    throw;
+  }
+  running_ = true;
+  running_counts_ = counts;
+  running_cpu_ = cpu;
+  // The host's own time this step (outside this call since it last returned, and in it but
+  // for the wait above) is time the CPU replicas cannot compute: theirs, by rows.
+  const double left = now_s();
+  const double host = (left - entered - waited) + (host_left_at_ >= 0 ? entered - host_left_at_ : 0);
+  for (size_t r = 1; r < K; ++r)
+    if (counts[r] > 0)
+      seconds_[r] += std::max(0.0, host - cpu_seconds) * static_cast<double>(counts[r]) /
+                     static_cast<double>(cpu_rows);
+  host_left_at_ = left;
+  return reported;
+}
+
+LossResult Replicas::report_running() {
+  running_ = false;
+  LossResult total = running_cpu_;
+  seconds_[0] = 0.0;
+  if (running_counts_[0] > 0) collect(0, running_counts_, total);
   return total;
+}
+
+int Replicas::finish_steps(LossResult* out) {
+  host_left_at_ = -1;
+  if (!running_) return 0;
+  *out = report_running();
+  land();
+  return 1;
+}
+
+void Replicas::settle() {
+  LossResult dropped;
+  finish_steps(&dropped);
 }
 
 LossResult Replicas::compute_grads(const float* x, const Shape& in, const int64_t* labels,
                                    const std::vector<int64_t>& counts, float weight_all,
                                    const DeviceDataset* data, const int64_t* idx,
                                    size_t device_replica) {
+  settle();
   check(in, counts);
   if (!(weight_all >= 0.f) || !std::isfinite(weight_all))
     fail_value("data parallel: the weight must be finite and >= 0, got " +
                std::to_string(weight_all));
   const size_t K = nets_.size();
-  const int64_t N = in[0], sample = in.sample_numel();
-  // Where each replica's rows start: in x and labels, which skip the rows of the replica
-  // that gathers its own from `data` (idx holds exactly its rows).
-  std::vector<int64_t> offset(K, 0);
-  for (size_t r = 1; r < K; ++r)
-    offset[r] = offset[r - 1] + (data && r - 1 == device_replica ? 0 : counts[r - 1]);
-  auto weight = [&](size_t r) {
-    return weight_all * static_cast<float>(counts[r]) / static_cast<float>(N);
-  };
-
+  seconds_.assign(K, 0.0);
   // 1. The gradient passes: the GPU replicas start first (they do not wait), then the CPU
   //    replicas run one after another, each with its own thread count.
-  for (int pass = 0; pass < 2; ++pass) {
-    for (size_t r = 0; r < K; ++r) {
-      const bool gpu = place_of(r).device == Device::CUDA;
-      if (counts[r] == 0 || gpu != (pass == 0)) continue;
-      const int saved = max_threads();
-      if (!gpu && threads_[r] > 0) set_threads(threads_[r]);
-      const double t0 = now_s();
-      try {
-        if (data && r == device_replica) {
-          nets_[r]->start_grads_on(*data, idx, counts[r], weight(r));
-        } else {
-          Shape s = in;
-          s[0] = counts[r];
-          nets_[r]->start_grads(x + offset[r] * sample, s, labels + offset[r], weight(r));
-        }
-      } catch (...) {
-        set_threads(saved);
-        for (size_t q = 0; q < K; ++q) nets_[q]->wait();  // nothing left running on failure
-        throw;
-      }
-      set_threads(saved);
-      seconds_[r] = now_s() - t0;
-    }
-  }
+  run_passes(true, x, in, labels, counts, weight_all, data, idx, device_replica);
+  run_passes(false, x, in, labels, counts, weight_all, data, idx, device_replica);
   LossResult total;
-  for (size_t r = 0; r < K; ++r) {
-    if (counts[r] == 0) {
-      seconds_[r] = 0.0;
-      continue;
-    }
-    const LossResult res = nets_[r]->finish_grads();
-    if (place_of(r).device == Device::CUDA) seconds_[r] = nets_[r]->last_grads_seconds();
-    total.loss += res.loss * static_cast<float>(counts[r]) / static_cast<float>(N);
-    total.correct += res.correct;
-  }
+  for (size_t r = 0; r < K; ++r)
+    if (counts[r] > 0) collect(r, counts, total);
 
   // 2. The sum, in replica order, into the master's gradients.
   Net& master = *nets_[0];
@@ -170,16 +271,23 @@ LossResult Replicas::compute_grads(const float* x, const Shape& in, const int64_
     if (first) add_into(p0, static_cast<int64_t>(span), grads, scratch_.data());
     first = true;
   }
-  buffers_from_ = 0;
-  while (buffers_from_ + 1 < K && counts[buffers_from_] == 0) ++buffers_from_;
+  choose_buffers_from(counts);
   return total;
 }
 
 void Replicas::apply_update(Optimizer& opt) {
   // 3. One update; 4. the new weights to every replica, with the layer buffers of the first
   // replica that had rows.
+  settle();
   nets_[0]->apply_update(opt);
   broadcast(buffers_from_);
 }
+
+#ifndef HC_WITH_CUDA
+void ReplicaPipelineDeleter::operator()(ReplicaPipeline*) const {}
+bool Replicas::overlaps() const { return false; }
+void Replicas::enqueue_tail(Optimizer&, const std::vector<int64_t>&) {}
+void Replicas::land() {}
+#endif
 
 }  // namespace hc

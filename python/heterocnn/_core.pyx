@@ -195,10 +195,10 @@ cdef extern from "heterocnn/replicas.h" namespace "hc":
     cdef cppclass Replicas:
         Replicas(vector[Net*] nets, vector[int] threads) except +raise_py_error
         void broadcast(size_t buffers_from) except +raise_py_error
-        LossResult train_step(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt) except +raise_py_error
-        LossResult train_step_on(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt, const DeviceDataset* data, const int64_t* idx, size_t device_replica) except +raise_py_error
         LossResult compute_grads(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, float weight) except +raise_py_error
         void apply_update(Optimizer& opt) except +raise_py_error
+        int start_step(const float* x, const Shape& s, const int64_t* y, const vector[int64_t]& counts, Optimizer& opt, const DeviceDataset* data, const int64_t* idx, size_t device_replica, LossResult* out) except +raise_py_error
+        int finish_steps(LossResult* out) except +raise_py_error
         void set_random_stream(uint64_t base) except +raise_py_error
         const vector[double]& last_seconds()
 
@@ -602,22 +602,27 @@ cdef class CoreReplicas:
         """The master's weights and layer buffers to every other replica."""
         self.reps.get().broadcast(0)
 
-    def train_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreOptimizer opt):
-        """(loss, correct) of one step; x and y hold the rows of every replica, in order."""
-        r = self.reps.get().train_step(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
-                                       <const int64_t*>cnp.PyArray_DATA(y), counts,
-                                       opt.ptr[0])
-        return r.loss, r.correct
+    def start_step(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreOptimizer opt,
+                   CoreDeviceDataset data=None, cnp.ndarray idx=None, int device_replica=0):
+        """train_step (or train_step_on, given ``data``) started without waiting where the
+        master is on a GPU and the others on the CPU: [(loss, correct)] of the steps finished
+        since the last report (the one before this, or this one where steps do not overlap)."""
+        cdef LossResult out[1]
+        cdef const DeviceDataset* d = NULL
+        cdef const int64_t* ip = NULL
+        if data is not None:
+            d = data.data.get()
+            ip = <const int64_t*>cnp.PyArray_DATA(idx)
+        n = self.reps.get().start_step(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
+                                       <const int64_t*>cnp.PyArray_DATA(y), counts, opt.ptr[0],
+                                       d, ip, device_replica, out)
+        return [(out[i].loss, out[i].correct) for i in range(n)]
 
-    def train_step_on(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, CoreOptimizer opt,
-                      CoreDeviceDataset data, cnp.ndarray idx, int device_replica):
-        """train_step where replica ``device_replica`` gathers its rows from ``data`` by idx
-        (int64) and x, y hold the other replicas' rows."""
-        r = self.reps.get().train_step_on(<const float*>cnp.PyArray_DATA(x), to_shape(shape),
-                                          <const int64_t*>cnp.PyArray_DATA(y), counts,
-                                          opt.ptr[0], data.data.get(),
-                                          <const int64_t*>cnp.PyArray_DATA(idx), device_replica)
-        return r.loss, r.correct
+    def finish_steps(self):
+        """[(loss, correct)] of the step still running, if any, after waiting for it."""
+        cdef LossResult out[1]
+        n = self.reps.get().finish_steps(out)
+        return [(out[i].loss, out[i].correct) for i in range(n)]
 
     def compute_grads(self, cnp.ndarray x, tuple shape, cnp.ndarray y, list counts, float weight):
         """(loss, correct) of the gradient pass alone: weight times the batch's gradients in

@@ -633,21 +633,24 @@ class Sequential:
         y = self._labels(y, x.shape[0])
         if self._replicas is not None:
             counts = self.placement.sub_batches(x.shape[0])
-            return [self._replica_step(x, y, counts, opt)]
+            return self._replica_start(x, y, counts, opt)
         return self._net.start_step(x, y, opt._core)
 
-    def _replica_step(self, x, y, counts, opt, on=None):
-        """(loss, correct) of one data-parallel step, replica r taking counts[r] rows. x and y
-        hold them in replica order; with ``on`` = (DeviceDataset, indices, r), replica r
-        gathers its rows from the data set on its GPU and x, y hold the others' alone."""
+    def _replica_start(self, x, y, counts, opt, on=None):
+        """One data-parallel step, replica r taking counts[r] rows. x and y hold them in
+        replica order; with ``on`` = (DeviceDataset, indices, r), replica r gathers its rows
+        from the data set on its GPU and x, y hold the others' alone. Started without waiting
+        where the replicas overlap their steps (a GPU master, CPU replicas): returns
+        [(loss, correct)] of the steps finished since the last report; _finish_steps()
+        reports the last one."""
         self._check_optimizer(opt)
         y = np.ascontiguousarray(y, dtype=np.int64)
         if on is None:
-            return self._replicas.train_step(x, x.shape, y, counts, opt._core)
+            return self._replicas.start_step(x, x.shape, y, counts, opt._core)
         data, idx, r = on
-        return self._replicas.train_step_on(x, (sum(counts),) + tuple(data.sample_shape), y,
-                                            counts, opt._core, data._core,
-                                            np.ascontiguousarray(idx, dtype=np.int64), r)
+        return self._replicas.start_step(x, (sum(counts),) + tuple(data.sample_shape), y, counts,
+                                         opt._core, data._core,
+                                         np.ascontiguousarray(idx, dtype=np.int64), r)
 
     def _replica_seconds(self):
         """Seconds of each replica's gradient pass in the last data-parallel step."""
@@ -673,6 +676,8 @@ class Sequential:
 
     def _finish_steps(self):
         """[(loss, correct)] of the step still running, if any, after waiting for it."""
+        if self._replicas is not None:
+            return self._replicas.finish_steps()
         return self._net.finish_steps()
 
     def _check_optimizer(self, opt):

@@ -104,15 +104,15 @@ class ReplicaSteps:
         counts = model.placement.sub_batches(len(idx))
         if self.data is None:
             x = host_batch(idx)
-            result = model._replica_step(x, self.y[idx], counts, opt)
+            results = model._replica_start(x, self.y[idx], counts, opt)
         else:  # the GPU replica's rows are gathered on the device, the others' on the host
             starts = np.cumsum([0] + counts)
             mine = slice(starts[self.gpu], starts[self.gpu + 1])
             rows = np.concatenate([idx[:mine.start], idx[mine.stop:]])
             x = host_batch(rows) if len(rows) else np.empty((0,) + self.data.sample_shape,
                                                             np.float32)
-            result = model._replica_step(x, self.y[rows], counts, opt,
-                                         on=(self.data, idx[mine], self.gpu))
+            results = model._replica_start(x, self.y[rows], counts, opt,
+                                           on=(self.data, idx[mine], self.gpu))
         if self.rebalance is not None:
             moved = self.rebalance.observe(dict(enumerate(model._replica_seconds())),
                                            dict(enumerate(counts)))
@@ -120,10 +120,10 @@ class ReplicaSteps:
                 shares = self.rebalance.shares
                 model.placement = model.placement.with_shares([shares[i]
                                                                for i in range(len(counts))])
-        return [result]
+        return results
 
     def finish(self):
-        return []
+        return self.model._finish_steps()
 
 
 def _measured_shares(model, batch_size, sample_shape):

@@ -7,14 +7,26 @@
 //      fixed order, so a run repeats bit for bit;
 //   3. the optimizer updates the master's parameters once;
 //   4. the master's values are copied to every other replica before the next step.
+// Where the master is on a GPU and every other replica on the CPU, start_step overlaps the
+// steps: 2-4 are enqueued on the master's stream (the CPU replicas' gradients go up through
+// page-locked staging, the new weights come down the same way on a copy stream) and the call
+// returns; the next call starts the GPU's gradient pass first and lets the CPU replicas begin
+// once the new weights have landed. The arithmetic, and so the result, is that of the
+// synchronous step.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "heterocnn/net.h"
 #include "heterocnn/optimizer.h"
 
 namespace hc {
+
+struct ReplicaPipeline;  // replicas.cu: staging, copy stream and events of overlapped steps
+struct ReplicaPipelineDeleter {
+  void operator()(ReplicaPipeline* p) const;
+};
 
 class Replicas {
  public:
@@ -36,6 +48,16 @@ class Replicas {
   LossResult train_step_on(const float* x, const Shape& in, const int64_t* labels,
                            const std::vector<int64_t>& counts, Optimizer& opt,
                            const DeviceDataset* data, const int64_t* idx, size_t device_replica);
+  // train_step_on started without waiting (see the top of this file) where the master is
+  // on a GPU and the others on the CPU; elsewhere it runs at once. Each call writes the
+  // results of the steps finished since the last report into out (at most 1) and returns
+  // how many: the step before this one where steps overlap, else this one. `data` may be
+  // null (every replica's rows in x). finish_steps waits for the step still running, if any,
+  // and reports it (0 or 1). Every other member finishes a running step first.
+  int start_step(const float* x, const Shape& in, const int64_t* labels,
+                 const std::vector<int64_t>& counts, Optimizer& opt, const DeviceDataset* data,
+                 const int64_t* idx, size_t device_replica, LossResult* out);
+  int finish_steps(LossResult* out);
   // The two halves of a step, for a caller that sums the gradients further (MPI ranks):
   // compute_grads leaves `weight` times the gradient of the batch's mean loss in the master's
   // store (steps 1 and 2); apply_update then updates the master and broadcasts (3 and 4).
@@ -47,12 +69,40 @@ class Replicas {
   // Replica r draws random stream `base` + r (Net::set_random_stream); 0 at construction.
   // An MPI rank with replicas gives each replica a stream no other rank's replica has.
   void set_random_stream(uint64_t base);
-  // Seconds of each replica's gradient pass in the last step (on a GPU from events).
+  // Seconds of each replica's gradient pass in the last step (on a GPU from events; where
+  // steps overlap, the GPU's of the step reported last, and the host's own time outside the
+  // passes added to the CPU replicas by their rows, since they wait for it).
   const std::vector<double>& last_seconds() const { return seconds_; }
 
  private:
   void check(const Shape& in, const std::vector<int64_t>& counts) const;
   Place place_of(size_t r) const;
+  // Where each replica's rows start in x and labels (those of the replica that gathers its
+  // own from a device data set are not there), and replica r's weight in the sum.
+  std::vector<int64_t> row_offsets(const std::vector<int64_t>& counts, bool gathered,
+                                   size_t device_replica) const;
+  // Step 1 for the replicas on one kind of place (GPU: started; CPU: run, timed), each with
+  // its own thread count; on failure nothing is left running.
+  void run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
+                  const std::vector<int64_t>& counts, float weight_all,
+                  const DeviceDataset* data, const int64_t* idx, size_t device_replica);
+  void wait_all();
+  // The loss of replica r's last pass (waiting for a GPU's), added into total by its rows.
+  void collect(size_t r, const std::vector<int64_t>& counts, LossResult& total);
+  void choose_buffers_from(const std::vector<int64_t>& counts);
+  // Overlapped steps (replicas.cu): whether they apply, the enqueued steps 2-4, the landing
+  // of the new weights (and buffers) in the CPU replicas, and the report of a running step.
+  bool overlaps() const;
+  void enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts);
+  void land();
+  LossResult report_running();
+  void settle();  // finishes a running step, its result dropped
+
+  std::unique_ptr<ReplicaPipeline, ReplicaPipelineDeleter> pipe_;
+  bool running_ = false;                // an overlapped step is enqueued, not yet reported
+  std::vector<int64_t> running_counts_; // its rows per replica
+  LossResult running_cpu_;              // its CPU replicas' share of the loss
+  double host_left_at_ = -1;            // when start_step last returned (-1: not in a run)
   std::vector<Net*> nets_;
   std::vector<int> threads_;
   std::vector<double> seconds_;
