@@ -558,30 +558,33 @@ LossResult Net::train_step(const float* x, const Shape& in, const int64_t* label
   return r[n - 1];
 }
 
-void Net::start_grads(const float* x, const Shape& in, const int64_t* labels, float weight) {
+int Net::start_grads(const float* x, const Shape& in, const int64_t* labels, float weight,
+                     LossResult* earlier) {
   check_weight(weight);
   prepare_host_batch(x, in, labels);
 #ifdef HC_WITH_CUDA
   if (single_cuda_device() >= 0) {
     const int slot = upload_host_batch_cuda(x, labels, nullptr);
-    launch_step_cuda(single_cuda_device(), slot, nullptr, weight, nullptr);
-    return;
+    return launch_step_cuda(single_cuda_device(), slot, nullptr, weight, earlier);
   }
 #endif
   const double t0 = now_s();
   pending_grads_ = run_grads(x, labels, weight);
   wait();
   grads_seconds_ = now_s() - t0;
+  return 0;
 }
 
-void Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight) {
+int Net::start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight,
+                        LossResult* earlier) {
   check_weight(weight);
   prepare_device_batch(data, idx, n);
 #ifdef HC_WITH_CUDA
   const int slot = upload_gather_batch_cuda(data, idx, n, nullptr);
-  launch_step_cuda(data.place().index, slot, nullptr, weight, nullptr);
+  return launch_step_cuda(data.place().index, slot, nullptr, weight, earlier);
 #else
   (void)weight;
+  (void)earlier;
   fail(ErrorKind::Device, "heterocnn was built without CUDA");
 #endif
 }

@@ -98,9 +98,11 @@ std::vector<int64_t> Replicas::row_offsets(const std::vector<int64_t>& counts, b
   return offset;
 }
 
-void Replicas::run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
-                          const std::vector<int64_t>& counts, float weight_all,
-                          const DeviceDataset* data, const int64_t* idx, size_t device_replica) {
+int Replicas::run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
+                         const std::vector<int64_t>& counts, float weight_all,
+                         const DeviceDataset* data, const int64_t* idx, size_t device_replica,
+                         LossResult* earlier) {
+  int reported = 0;
   const int64_t N = in[0], sample = in.sample_numel();
   const std::vector<int64_t> offset = row_offsets(counts, data != nullptr, device_replica);
   for (size_t r = 0; r < nets_.size(); ++r) {
@@ -110,12 +112,14 @@ void Replicas::run_passes(bool on_gpu, const float* x, const Shape& in, const in
     if (!on_gpu && threads_[r] > 0) set_threads(threads_[r]);
     const double t0 = now_s();
     try {
+      LossResult* mine = r == 0 ? earlier : nullptr;
       if (data && r == device_replica) {
-        nets_[r]->start_grads_on(*data, idx, counts[r], weight);
+        reported += nets_[r]->start_grads_on(*data, idx, counts[r], weight, mine);
       } else {
         Shape s = in;
         s[0] = counts[r];
-        nets_[r]->start_grads(x + offset[r] * sample, s, labels + offset[r], weight);
+        reported += nets_[r]->start_grads(x + offset[r] * sample, s, labels + offset[r], weight,
+                                          mine);
       }
     } catch (...) {
       set_threads(saved);
@@ -123,17 +127,28 @@ void Replicas::run_passes(bool on_gpu, const float* x, const Shape& in, const in
       throw;
     }
     set_threads(saved);
-    if (!on_gpu) seconds_[r] = now_s() - t0;  // a GPU's from its events (collect)
+    if (!on_gpu) seconds_[r] = now_s() - t0;  // a GPU's from its events (finished)
   }
+  return reported;
 }
 
-void Replicas::collect(size_t r, const std::vector<int64_t>& counts, LossResult& total) {
-  int64_t N = 0;
-  for (int64_t c : counts) N += c;
+LossResult Replicas::finished(size_t r) {
   const LossResult res = nets_[r]->finish_grads();
   if (place_of(r).device == Device::CUDA) seconds_[r] = nets_[r]->last_grads_seconds();
-  total.loss += res.loss * static_cast<float>(counts[r]) / static_cast<float>(N);
-  total.correct += res.correct;
+  return res;
+}
+
+LossResult Replicas::combine(const std::vector<LossResult>& results,
+                             const std::vector<int64_t>& counts) {
+  int64_t N = 0;
+  for (int64_t c : counts) N += c;
+  LossResult total;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    if (counts[r] == 0) continue;
+    total.loss += results[r].loss * static_cast<float>(counts[r]) / static_cast<float>(N);
+    total.correct += results[r].correct;
+  }
+  return total;
 }
 
 void Replicas::choose_buffers_from(const std::vector<int64_t>& counts) {
@@ -167,17 +182,20 @@ int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
   }
   check(in, counts);
   const double entered = now_s();
-  double waited = 0;  // for the GPU's pass of the step before
-  int reported = 0;
-  if (running_) {
-    *out = report_running();
-    reported = 1;
-    waited = now_s() - entered;
-  }
   const size_t K = nets_.size();
   for (size_t r = 1; r < K; ++r) seconds_[r] = 0.0;
-  // 1. The GPU's pass starts; the CPU replicas run once the last step's weights are theirs.
-  run_passes(true, x, in, labels, counts, 1.f, data, idx, device_replica);
+  // 1. The GPU's pass is enqueued behind the last step's update, then the host waits for the
+  //    GPU's last pass, and the CPU replicas run once the last step's weights are theirs.
+  LossResult gpu_before;
+  const bool gpu_running = running_ && running_counts_[0] > 0;
+  const int got = run_passes(true, x, in, labels, counts, 1.f, data, idx, device_replica,
+                             gpu_running ? &gpu_before : nullptr);
+  int reported = 0;
+  if (running_) {
+    *out = report_running(got ? &gpu_before : nullptr);
+    reported = 1;
+  }
+  const double waited = now_s() - entered;
   try {
     land();
   } catch (...) {
@@ -185,12 +203,12 @@ int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
     throw;
   }
   run_passes(false, x, in, labels, counts, 1.f, data, idx, device_replica);
-  LossResult cpu;
+  running_results_.assign(K, LossResult{});
   int64_t cpu_rows = 0;
   double cpu_seconds = 0;
   for (size_t r = 1; r < K; ++r)
     if (counts[r] > 0) {
-      collect(r, counts, cpu);
+      running_results_[r] = finished(r);
       cpu_rows += counts[r];
       cpu_seconds += seconds_[r];
     }
@@ -203,9 +221,9 @@ int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
   }
   running_ = true;
   running_counts_ = counts;
-  running_cpu_ = cpu;
   // The host's own time this step (outside this call since it last returned, and in it but
-  // for the wait above) is time the CPU replicas cannot compute: theirs, by rows.
+  // for the GPU's pass and the launch) is time the CPU replicas cannot compute: theirs, by
+  // rows.
   const double left = now_s();
   const double host = (left - entered - waited) + (host_left_at_ >= 0 ? entered - host_left_at_ : 0);
   for (size_t r = 1; r < K; ++r)
@@ -216,18 +234,20 @@ int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
   return reported;
 }
 
-LossResult Replicas::report_running() {
+LossResult Replicas::report_running(const LossResult* gpu) {
   running_ = false;
-  LossResult total = running_cpu_;
   seconds_[0] = 0.0;
-  if (running_counts_[0] > 0) collect(0, running_counts_, total);
-  return total;
+  if (running_counts_[0] > 0) {
+    running_results_[0] = gpu ? *gpu : nets_[0]->finish_grads();
+    seconds_[0] = nets_[0]->last_grads_seconds();
+  }
+  return combine(running_results_, running_counts_);
 }
 
 int Replicas::finish_steps(LossResult* out) {
   host_left_at_ = -1;
   if (!running_) return 0;
-  *out = report_running();
+  *out = report_running(nullptr);
   land();
   return 1;
 }
@@ -252,9 +272,10 @@ LossResult Replicas::compute_grads(const float* x, const Shape& in, const int64_
   //    replicas run one after another, each with its own thread count.
   run_passes(true, x, in, labels, counts, weight_all, data, idx, device_replica);
   run_passes(false, x, in, labels, counts, weight_all, data, idx, device_replica);
-  LossResult total;
+  std::vector<LossResult> results(K);
   for (size_t r = 0; r < K; ++r)
-    if (counts[r] > 0) collect(r, counts, total);
+    if (counts[r] > 0) results[r] = finished(r);
+  const LossResult total = combine(results, counts);
 
   // 2. The sum, in replica order, into the master's gradients.
   Net& master = *nets_[0];

@@ -105,7 +105,9 @@ struct DeviceStep {
   PinnedBytes host[kSlots];
   Event uploaded[kSlots], done[kSlots];
   Event produced;        // a transfer step's source is ready (recorded on this stream)
-  Event began{true}, ended{true};  // around the last gradient pass (replicas' timing)
+  Event began[kSlots] = {Event{true}, Event{true}};  // around each slot's gradient pass
+  Event ended[kSlots] = {Event{true}, Event{true}};
+  int reported = -1;     // the slot of the step reported last
   int next = 0;          // the slot the next step uses
   int running = -1;      // the slot of the step whose result is not reported yet
 };
@@ -396,15 +398,15 @@ int Net::launch_step_cuda(int device, int slot, Optimizer* opt, float weight, Lo
       st.graphs.emplace_back(key, exec);
     }
     cuda::use_device(device);
-    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.began.get(), s));
+    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.began[slot].get(), s));
     HC_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.ended.get(), s));
+    if (!opt) HC_CUDA_CHECK(cudaEventRecord(ds.ended[slot].get(), s));
   }
   HC_CUDA_CHECK(cudaMemcpyAsync(host_block(ds.host[slot], 0, 0).result, ds.result_at(slot),
                                 sizeof(LossResult), cudaMemcpyDeviceToHost, s));
   HC_CUDA_CHECK(cudaEventRecord(ds.done[slot].get(), s));
   // Report the step before this one (it ran while this one was being prepared); a gradient
-  // pass reports nothing here (finish_grads waits for it).
+  // pass without `out` reports nothing here (finish_grads waits for it).
   const int reported = out ? finish_steps_cuda(out) : 0;
   ds.running = slot;
   ds.next = (slot + 1) % kSlots;
@@ -413,9 +415,11 @@ int Net::launch_step_cuda(int device, int slot, Optimizer* opt, float weight, Lo
 
 double Net::last_grads_seconds_cuda() {
   DeviceStep& ds = cuda_state().at(single_cuda_device());
+  if (ds.reported < 0) return 0.0;
   float ms = 0.f;
-  HC_CUDA_CHECK(cudaEventSynchronize(ds.ended.get()));
-  if (cudaEventElapsedTime(&ms, ds.began.get(), ds.ended.get()) != cudaSuccess) {
+  const int slot = ds.reported;
+  HC_CUDA_CHECK(cudaEventSynchronize(ds.ended[slot].get()));
+  if (cudaEventElapsedTime(&ms, ds.began[slot].get(), ds.ended[slot].get()) != cudaSuccess) {
     cudaGetLastError();  // not recorded (profiling ran the pass op by op)
     return 0.0;
   }
@@ -432,6 +436,7 @@ int Net::finish_steps_cuda(LossResult* out) {
     if (ds.running < 0) continue;
     const int slot = ds.running;
     ds.running = -1;
+    ds.reported = slot;
     HC_CUDA_CHECK(cudaEventSynchronize(ds.done[slot].get()));
     *out = *host_block(ds.host[slot], 0, 0).result;
     return 1;

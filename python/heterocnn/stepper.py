@@ -94,6 +94,7 @@ class ReplicaSteps:
         if dp.shares is None and batch_size is not None and train is not None:
             model.placement = dp = dp.with_shares(_measured_shares(model, batch_size,
                                                                    train[0].shape[1:]))
+        self._counts = {}
         self.rebalance = None
         if dp.rebalance and batch_size is not None and len(dp.devices) > 1:
             self.rebalance = Rebalancer(dict(enumerate(model.placement.shares or
@@ -101,7 +102,10 @@ class ReplicaSteps:
 
     def start(self, idx, host_batch, opt):
         model = self.model
-        counts = model.placement.sub_batches(len(idx))
+        key = (len(idx), model.placement.shares)
+        counts = self._counts.get(key)
+        if counts is None:  # the same few splits every step: the host's time is the CPU's
+            counts = self._counts[key] = model.placement.sub_batches(len(idx))
         if self.data is None:
             x = host_batch(idx)
             results = model._replica_start(x, self.y[idx], counts, opt)
@@ -118,6 +122,7 @@ class ReplicaSteps:
                                            dict(enumerate(counts)))
             if moved is not None:
                 shares = self.rebalance.shares
+                self._counts.clear()
                 model.placement = model.placement.with_shares([shares[i]
                                                                for i in range(len(counts))])
         return results

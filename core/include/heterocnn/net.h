@@ -115,11 +115,15 @@ class Net {
 
   // The gradient pass of a replica, started without waiting where the whole net is on one
   // GPU (its captured gradient graph); on the CPU it runs at once. finish_grads waits and
-  // returns the loss. `weight` as in compute_grads (never accumulated).
-  void start_grads(const float* x, const Shape& in, const int64_t* labels, float weight);
-  void start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight);
+  // returns the loss. `weight` as in compute_grads (never accumulated). Given `earlier`, a
+  // pass still running on the GPU is reported there once this one is enqueued behind it (the
+  // call returns 1, else 0), so that the host waits for it while the GPU goes on.
+  int start_grads(const float* x, const Shape& in, const int64_t* labels, float weight,
+                  LossResult* earlier = nullptr);
+  int start_grads_on(const DeviceDataset& data, const int64_t* idx, int64_t n, float weight,
+                     LossResult* earlier = nullptr);
   LossResult finish_grads();
-  // Seconds of the last gradient pass (on a GPU between events around its graph).
+  // Seconds of the gradient pass reported last (on a GPU between events around its graph).
   double last_grads_seconds();
   // The optimizer's update of every parameter from the gradients in the store, waited for.
   // It, start_step and start_step_on are the steps of training: each calls opt.begin_step()

@@ -82,26 +82,31 @@ class Replicas {
   std::vector<int64_t> row_offsets(const std::vector<int64_t>& counts, bool gathered,
                                    size_t device_replica) const;
   // Step 1 for the replicas on one kind of place (GPU: started; CPU: run, timed), each with
-  // its own thread count; on failure nothing is left running.
-  void run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
-                  const std::vector<int64_t>& counts, float weight_all,
-                  const DeviceDataset* data, const int64_t* idx, size_t device_replica);
+  // its own thread count; on failure nothing is left running. Given `earlier`, the master's
+  // pass still running is reported there (Net::start_grads); returns how many were.
+  int run_passes(bool on_gpu, const float* x, const Shape& in, const int64_t* labels,
+                 const std::vector<int64_t>& counts, float weight_all,
+                 const DeviceDataset* data, const int64_t* idx, size_t device_replica,
+                 LossResult* earlier = nullptr);
   void wait_all();
-  // The loss of replica r's last pass (waiting for a GPU's), added into total by its rows.
-  void collect(size_t r, const std::vector<int64_t>& counts, LossResult& total);
+  // The loss of replica r's last pass, waiting for a GPU's (and its seconds from events).
+  LossResult finished(size_t r);
+  // The batch's loss from the replicas' in replica order (a fixed order), each by its rows.
+  static LossResult combine(const std::vector<LossResult>& results,
+                            const std::vector<int64_t>& counts);
   void choose_buffers_from(const std::vector<int64_t>& counts);
   // Overlapped steps (replicas.cu): whether they apply, the enqueued steps 2-4, the landing
   // of the new weights (and buffers) in the CPU replicas, and the report of a running step.
   bool overlaps() const;
   void enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts);
   void land();
-  LossResult report_running();
+  LossResult report_running(const LossResult* gpu);  // gpu: the master's, if reported
   void settle();  // finishes a running step, its result dropped
 
   std::unique_ptr<ReplicaPipeline, ReplicaPipelineDeleter> pipe_;
   bool running_ = false;                // an overlapped step is enqueued, not yet reported
   std::vector<int64_t> running_counts_; // its rows per replica
-  LossResult running_cpu_;              // its CPU replicas' share of the loss
+  std::vector<LossResult> running_results_;  // its replicas' results (the master's later)
   double host_left_at_ = -1;            // when start_step last returned (-1: not in a run)
   std::vector<Net*> nets_;
   std::vector<int> threads_;
