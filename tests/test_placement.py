@@ -239,13 +239,22 @@ def test_data_parallel_step_s_by_hand():
         step_s={"cpu": {10: 3.5, 20: 6.5}, "cuda:0": {10: 1.25}})
     cost = placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6})
     # less their updates (0.5, 0.25), cpu: steps 3 at 10 and 6 at 20, a line 0.3 b; cuda:0:
-    # 1 at 10, proportional 0.1 b. On master cuda:0: gradients in (1 + 100 / 100), their sum
-    # (priced as an update, 0.25), weights out (2 + 100 / 50), the update 0.25 (on the CPU: 7)
-    assert cost.replica_s == pytest.approx({"cpu": 1.2, "cuda:0": 0.6})
-    assert cost.master == "cuda:0" and cost.reduce_s == pytest.approx(6.5)
-    assert cost.seconds == pytest.approx(1.2 + 6.5)
-    assert placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6}, master="cpu").seconds \
-        == pytest.approx(1.2 + 7.0)
+    # 1 at 10, proportional 0.1 b. A GPU master with a CPU replica overlaps its steps: the
+    # GPU's side is its pass and the update (0.6 + 0.25), the host's its pass, the gradients
+    # up (1 + 100 / 100) and the weights down (2 + 100 / 50): 1.2 + 6; the step the slower.
+    assert cost.replica_s == pytest.approx({"cpu": 7.2, "cuda:0": 0.85})
+    assert cost.master == "cuda:0" and cost.reduce_s == 0.0
+    assert cost.seconds == pytest.approx(7.2)
+    assert list(cost.sub_batches) == ["cuda:0", "cpu"]  # the master is replica 0
+    t.dp_overhead_s = 0.5  # a measured split's own time beyond the model: the host's side
+    assert placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6}).seconds == \
+        pytest.approx(7.7)
+    t.dp_overhead_s = 0.0
+    # On master cpu the steps do not overlap: gradients in (2 + 100 / 50), their sum (priced
+    # as an update, 0.5), weights out (1 + 100 / 100), the update 0.5, after the slower pass.
+    cost = placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6}, master="cpu")
+    assert cost.reduce_s == pytest.approx(7.0) and cost.seconds == pytest.approx(1.2 + 7.0)
+    assert list(cost.sub_batches) == ["cpu", "cuda:0"]
     assert placement.data_parallel_step_s(t, {"cpu": 0, "cuda:0": 10}).seconds == 1.25
     assert placement.data_parallel_step_s(t, {"cpu": 10, "cuda:0": 0}).seconds == 3.5
     with pytest.raises(hc.InvalidValueError):
@@ -280,6 +289,8 @@ def test_data_parallel_shares_equal_brute_force(rng, mode):
 def test_a_device_that_does_not_pay_is_left_out(rng):
     t = dp_table(rng, 2, 256)
     t.step_s = {"cpu": {256: 1.0, 512: 2.0}, "cuda:0": {256: 0.01, 512: 0.02}}
+    # the weights' way to the CPU and back alone takes longer than the GPU's step
+    t.transfer = {p: Transfer(0.01, 1e9) for p in t.transfer}
     shares, seconds = placement.data_parallel_shares(t, ["cpu", "cuda:0"])
     assert shares == {"cuda:0": 256} and seconds == 0.01
     t.step_s["cpu"] = {256: 0.01, 512: 0.02}     # equal speeds, cheap transfers: both pay
@@ -347,7 +358,7 @@ def test_plan_data_parallel_when_two_devices_are_equal(any_device):
     assert dict(zip(p.placement.devices, p.placement.shares)) == pytest.approx(
         {"cpu": 0.5, "cuda:0": 0.5})
     assert p.predicted_step_s < min(p.alternatives["cpu"], p.alternatives["cuda:0"])
-    assert "reduce and update on" in str(p)
+    assert "overlapping the next step" in str(p)
     # a margin: the split must win by more than it to be chosen over one device
     assert placement.make_plan(t, margin=0.5).placement == "cpu"
 

@@ -438,6 +438,30 @@ def _best_master(table, devices):
     return best
 
 
+def _overlapped(used, master):
+    """Whether replicas on ``used`` with ``master`` overlap their steps (core Replicas): a GPU
+    master and every other replica on the CPU."""
+    return master.startswith("cuda") and len(used) > 1 and \
+        all(d == "cpu" for d in used if d != master)
+
+
+def _overlapped_lines(table, lines, used, master):
+    """The replicas' lines of an overlapped step, with the fixed costs of each side: the
+    master's update on the GPU's; on the host's, its gradients up, the weights down, and what a
+    measured split spent beyond the model (the host's own time: Python, staging)."""
+    nbytes = sum(table.param_bytes)
+    out = {}
+    for d in used:
+        a, c = lines[d]
+        if d == master:
+            extra = _update_s(table, d)
+        else:
+            extra = _add(_transfer_s(table, d, master, nbytes), _transfer_s(table, master, d, nbytes))
+            extra = None if extra is None else extra + table.dp_overhead_s
+        out[d] = None if extra is None else (a + extra, c)
+    return out
+
+
 def _line_s(line, b):
     return line[0] + line[1] * b if b else 0.0
 
@@ -482,15 +506,36 @@ def data_parallel_step_s(table, sub_batches, master=None):
         return DataParallelCost(dict(sub_batches), d, {d: s}, 0.0, s)
     lines = {d: _replica_line(table, d) for d in used}
     if master is None:
-        master, reduce_s = _best_master(table, used)
+        gpus = [d for d in used if d.startswith("cuda")]
+        if len(gpus) == 1 and _overlapped(used, gpus[0]):
+            master, reduce_s = gpus[0], _reduce_s(table, used, gpus[0])
+        else:
+            master, reduce_s = _best_master(table, used)
     else:
         reduce_s = _reduce_s(table, used, master) if master in used else None
     if reduce_s is None or any(line is None for line in lines.values()):
-        return DataParallelCost(dict(sub_batches), master, {}, math.inf, math.inf)
+        return DataParallelCost(_master_first(sub_batches, master), master, {}, math.inf,
+                                math.inf)
+    if _overlapped(used, master):
+        # The sum, the update and the weights' way back overlap the next step: each side's
+        # fixed costs go on its own line, and the step is the slower side.
+        lines = _overlapped_lines(table, lines, used, master)
+        if any(line is None for line in lines.values()):
+            return DataParallelCost(_master_first(sub_batches, master), master, {}, math.inf,
+                                    math.inf)
+        replica_s = {d: _line_s(lines[d], sub_batches[d]) for d in used}
+        host = sum(t for d, t in replica_s.items() if d != master)  # the CPU's, in turn
+        return DataParallelCost(_master_first(sub_batches, master), master, replica_s, 0.0,
+                                max(replica_s[master], host))
     replica_s = {d: _line_s(lines[d], sub_batches[d]) for d in used}
     reduce_s += table.dp_overhead_s  # what a measured split spent beyond this model
-    return DataParallelCost(dict(sub_batches), master, replica_s, reduce_s,
+    return DataParallelCost(_master_first(sub_batches, master), master, replica_s, reduce_s,
                             max(replica_s.values()) + reduce_s)
+
+
+def _master_first(sub_batches, master):
+    """The split with the master listed first (replica 0 of the DataParallel made from it)."""
+    return {master: sub_batches[master], **{d: n for d, n in sub_batches.items() if d != master}}
 
 
 def data_parallel_over(table, devices):
@@ -500,6 +545,12 @@ def data_parallel_over(table, devices):
     lines = [_replica_line(table, d) for d in devices]
     if any(line is None for line in lines) or table.batch_size < len(devices):
         return DataParallelCost({}, None, {}, math.inf, math.inf)
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if len(gpus) == 1 and _overlapped(devices, gpus[0]):
+        fixed = _overlapped_lines(table, dict(zip(devices, lines)), devices, gpus[0])
+        if any(line is None for line in fixed.values()):
+            return DataParallelCost({}, None, {}, math.inf, math.inf)
+        lines = [fixed[d] for d in devices]
     sizes = _min_max_split(lines, table.batch_size)
     return data_parallel_step_s(table, dict(zip(devices, sizes)))
 
@@ -615,7 +666,9 @@ class Plan:
                 dp = self.data_parallel[name]
                 detail = ("  (" + ", ".join(f"{d} {b}" for d, b in dp.sub_batches.items())
                           + f" samples; slowest replica {_fmt_s(max(dp.replica_s.values()))}"
-                          + f", reduce and update on {dp.master} {_fmt_s(dp.reduce_s)})")
+                          + (f", reduce and update on {dp.master} {_fmt_s(dp.reduce_s)})"
+                             if dp.reduce_s else
+                             f", the sum and update on {dp.master} overlapping the next step)"))
             elif name == PER_LAYER:
                 detail = (f"  (all on {self.chain[0]}: the same plan)" if len(set(self.chain)) == 1
                           else "  (" + " ".join(self.chain) + ")")
