@@ -246,9 +246,9 @@ def test_data_parallel_step_s_by_hand():
     assert cost.master == "cuda:0" and cost.reduce_s == 0.0
     assert cost.seconds == pytest.approx(7.2)
     assert list(cost.sub_batches) == ["cuda:0", "cpu"]  # the master is replica 0
-    t.dp_overhead_s = 0.5  # a measured split's own time beyond the model: the host's side
-    assert placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6}).seconds == \
-        pytest.approx(7.7)
+    t.dp_overhead_s = 0.5  # a measured split's own time beyond the model
+    cost = placement.data_parallel_step_s(t, {"cpu": 4, "cuda:0": 6})
+    assert cost.seconds == pytest.approx(7.7) and cost.overlapped
     t.dp_overhead_s = 0.0
     # On master cpu the steps do not overlap: gradients in (2 + 100 / 50), their sum (priced
     # as an update, 0.5), weights out (1 + 100 / 100), the update 0.5, after the slower pass.
@@ -361,6 +361,14 @@ def test_plan_data_parallel_when_two_devices_are_equal(any_device):
     assert "overlapping the next step" in str(p)
     # a margin: the split must win by more than it to be chosen over one device
     assert placement.make_plan(t, margin=0.5).placement == "cpu"
+    # and by DATA_PARALLEL_MARGIN at least, whatever the margin asked for
+    single = min(p.alternatives["cpu"], p.alternatives["cuda:0"])
+    base = p.predicted_step_s
+    t.dp_overhead_s = single * (1 - placement.DATA_PARALLEL_MARGIN / 2) - base
+    p = placement.make_plan(t)
+    assert p.alternatives[p.chosen] == single and not isinstance(p.placement, hc.DataParallel)
+    t.dp_overhead_s = single * (1 - 2 * placement.DATA_PARALLEL_MARGIN) - base
+    assert isinstance(placement.make_plan(t).placement, hc.DataParallel)
 
 
 def test_plan_ties_go_to_the_simplest(any_device):
