@@ -164,7 +164,7 @@ BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, double momentum
   add_buffer("running_mean", Shape{C_});
   add_buffer("running_var", Shape{C_});
   add_buffer("num_batches_tracked", Shape{}, /*is_int64=*/true);
-  add_buffer("batch_stats", Shape{2 * C_}, false, /*persistent=*/false);
+  add_buffer("batch_stats", Shape{2 * C_}, false, /*persistent=*/false, /*scratch=*/true);
   Rng unused(0);
   init_params(unused);
 }

@@ -129,12 +129,13 @@ Param& Layer::add_param(const std::string& name, Shape shape) {
 }
 
 LayerBuffer& Layer::add_buffer(const std::string& name, Shape shape, bool is_int64,
-                               bool persistent) {
+                               bool persistent, bool scratch) {
   LayerBuffer b;
   b.name = name;
   b.shape = shape;
   b.is_int64 = is_int64;
   b.persistent = persistent;
+  b.scratch = scratch;
   const size_t n = shape.ndim == 0 ? 1 : static_cast<size_t>(shape.numel());  // 0-d: a scalar
   b.value = Buffer(is_int64 ? floats_for<int64_t>(n) : n, place_);
   b.value.zero();

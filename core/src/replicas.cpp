@@ -49,6 +49,14 @@ Place Replicas::place_of(size_t r) const {
   return Place{};
 }
 
+std::vector<Buffer*> Replicas::shared_buffers(size_t r) const {
+  std::vector<Buffer*> out;
+  for (const auto& layer : nets_[r]->layers())
+    for (LayerBuffer& b : layer->buffers())
+      if (!b.scratch) out.push_back(&b.value);
+  return out;
+}
+
 void Replicas::wait_all() {
   for (Net* net : nets_) net->wait();
 }
@@ -63,16 +71,13 @@ void Replicas::broadcast(size_t buffers_from) {
     copy_floats(nets_[r]->params().values(p), p, master.params().values(p0), p0,
                 master.params().span(p0));
   }
-  const auto& from = nets_[buffers_from]->layers();
+  const std::vector<Buffer*> from = shared_buffers(buffers_from);
   for (size_t r = 0; r < nets_.size(); ++r) {
     if (r == buffers_from) continue;
-    const auto& to = nets_[r]->layers();
-    for (size_t i = 0; i < to.size(); ++i)
-      for (size_t k = 0; k < to[i]->buffers().size(); ++k) {
-        const Buffer& src = from[i]->buffers()[k].value;
-        Buffer& dst = to[i]->buffers()[k].value;
-        copy_floats(dst.data(), dst.place(), src.data(), src.place(), src.size());
-      }
+    const std::vector<Buffer*> to = shared_buffers(r);
+    for (size_t k = 0; k < to.size(); ++k)
+      copy_floats(to[k]->data(), to[k]->place(), from[k]->data(), from[k]->place(),
+                  from[k]->size());
   }
 }
 

@@ -60,18 +60,6 @@ bool Replicas::overlaps() const {
   return true;
 }
 
-namespace {
-
-// Floats of the layer buffers of a net (in layer order, each buffer whole).
-size_t buffer_floats(const Net& net) {
-  size_t n = 0;
-  for (const auto& layer : net.layers())
-    for (const auto& b : layer->buffers()) n += b.value.size();
-  return n;
-}
-
-}  // namespace
-
 void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) {
   Net& master = *nets_[0];
   const Place p0 = place_of(0);
@@ -104,20 +92,18 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
   // before its next pass.
   choose_buffers_from(counts);
   if (buffers_from_ != 0) {
-    const auto& from = nets_[buffers_from_]->layers();
+    const std::vector<Buffer*> from = shared_buffers(buffers_from_);
     for (size_t r = 0; r < K; ++r) {
       if (r == buffers_from_) continue;
-      const auto& to = nets_[r]->layers();
-      for (size_t i = 0; i < to.size(); ++i)
-        for (size_t k = 0; k < to[i]->buffers().size(); ++k) {
-          const Buffer& src = from[i]->buffers()[k].value;
-          Buffer& dst = to[i]->buffers()[k].value;
-          if (r == 0)  // pageable: staged by the driver before the call returns
-            HC_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.size() * sizeof(float),
-                                          cudaMemcpyHostToDevice, s));
-          else
-            std::memcpy(dst.data(), src.data(), src.size() * sizeof(float));
-        }
+      const std::vector<Buffer*> to = shared_buffers(r);
+      for (size_t k = 0; k < to.size(); ++k) {
+        const size_t n = from[k]->size() * sizeof(float);
+        if (r == 0)  // pageable: staged by the driver before the call returns
+          HC_CUDA_CHECK(cudaMemcpyAsync(to[k]->data(), from[k]->data(), n,
+                                        cudaMemcpyHostToDevice, s));
+        else
+          std::memcpy(to[k]->data(), from[k]->data(), n);
+      }
     }
   }
 
@@ -126,7 +112,10 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
 
   // 4. The new values (and the master's buffers) down to the staging, beside the next pass.
   pp.with_buffers = buffers_from_ == 0;
-  const size_t extra = pp.with_buffers ? buffer_floats(master) : 0;
+  const std::vector<Buffer*> buffers = shared_buffers(0);
+  size_t extra = 0;
+  if (pp.with_buffers)
+    for (const Buffer* b : buffers) extra += b->size();
   float* down = reinterpret_cast<float*>(pp.down.reserve(bytes + extra * sizeof(float)));
   HC_CUDA_CHECK(cudaEventRecord(pp.updated.get(), s));
   HC_CUDA_CHECK(cudaStreamWaitEvent(pp.copy, pp.updated.get(), 0));
@@ -134,12 +123,11 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
                                 pp.copy));
   if (pp.with_buffers) {
     float* at = down + span;
-    for (const auto& layer : master.layers())
-      for (const auto& b : layer->buffers()) {
-        HC_CUDA_CHECK(cudaMemcpyAsync(at, b.value.data(), b.value.size() * sizeof(float),
-                                      cudaMemcpyDeviceToHost, pp.copy));
-        at += b.value.size();
-      }
+    for (const Buffer* b : buffers) {
+      HC_CUDA_CHECK(cudaMemcpyAsync(at, b->data(), b->size() * sizeof(float),
+                                    cudaMemcpyDeviceToHost, pp.copy));
+      at += b->size();
+    }
   }
   HC_CUDA_CHECK(cudaEventRecord(pp.downloaded.get(), pp.copy));
   pp.pending = true;
@@ -158,11 +146,10 @@ void Replicas::land() {
     std::memcpy(nets_[r]->params().values(place_of(r)), down, span * sizeof(float));
     if (!pp.with_buffers) continue;
     const float* at = down + span;
-    for (const auto& layer : nets_[r]->layers())
-      for (auto& b : layer->buffers()) {
-        std::memcpy(b.value.data(), at, b.value.size() * sizeof(float));
-        at += b.value.size();
-      }
+    for (Buffer* b : shared_buffers(r)) {
+      std::memcpy(b->data(), at, b->size() * sizeof(float));
+      at += b->size();
+    }
   }
 }
 

@@ -26,7 +26,9 @@ struct Param {
 // State of a layer that is not learned (BatchNorm's running statistics, Dropout's step
 // counter): on the layer's place, moved with it, copied from the master to every data-parallel
 // replica after each update (as torch DDP broadcasts rank 0's buffers), saved in checkpoints.
-// `persistent` ones are in state_dict, as torch.nn's persistent buffers. An int64 buffer
+// `persistent` ones are in state_dict, as torch.nn's persistent buffers; `scratch` ones are
+// rewritten by every forward before anything reads them (BatchNorm's batch statistics), so
+// replicas do not copy them. An int64 buffer
 // (num_batches_tracked) holds its values in the memory of two floats each; a 0-d shape (torch's
 // scalar buffers) holds one value.
 struct LayerBuffer {
@@ -34,6 +36,7 @@ struct LayerBuffer {
   Shape shape;
   bool is_int64 = false;
   bool persistent = true;
+  bool scratch = false;
   Buffer value;
 };
 
@@ -115,7 +118,7 @@ class Layer {
 
   Param& add_param(const std::string& name, Shape shape);
   LayerBuffer& add_buffer(const std::string& name, Shape shape, bool is_int64 = false,
-                          bool persistent = true);
+                          bool persistent = true, bool scratch = false);
   std::vector<Param> params_;
   std::vector<LayerBuffer> buffers_;
   Place place_{};

@@ -77,6 +77,9 @@ class Replicas {
  private:
   void check(const Shape& in, const std::vector<int64_t>& counts) const;
   Place place_of(size_t r) const;
+  // The layer buffers of replica r that replicas share after a step (not scratch ones), in
+  // layer order: the same list, buffer for buffer, on every replica.
+  std::vector<Buffer*> shared_buffers(size_t r) const;
   // Where each replica's rows start in x and labels (those of the replica that gathers its
   // own from a device data set are not there), and replica r's weight in the sum.
   std::vector<int64_t> row_offsets(const std::vector<int64_t>& counts, bool gathered,
