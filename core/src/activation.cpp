@@ -26,7 +26,7 @@ void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
 
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-x[i]));
+  for (int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
 }
 
 void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
@@ -62,39 +62,22 @@ void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float
 
 void gelu_forward_cpu(int64_t n, const float* x, float* y) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.f + std::erf(v * kSqrtHalf));
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu(x[i]);
 }
 
 void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float cdf = 0.5f * (1.f + std::erf(v * kSqrtHalf));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_grad(x[i]);
 }
 
 void gelu_tanh_forward_cpu(int64_t n, const float* x, float* y) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float t = std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
-    y[i] = 0.5f * v * (1.f + t);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh(x[i]);
 }
 
 void gelu_tanh_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float t = std::tanh(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
-    const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * v * v);  // d u / d x
-    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du);
-  }
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad(x[i]);
 }
 
 void ReLU::forward_cpu(const Tensor& x, Tensor& y, float*) {

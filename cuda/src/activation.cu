@@ -10,10 +10,8 @@ namespace {
 
 __global__ void relu_forward_kernel(int64_t n, const float* __restrict__ x, float* __restrict__ y) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    y[i] = v > 0.f ? v : (v != v ? v : 0.f);  // NaN propagates, as on the CPU
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = relu(x[i]);
 }
 
 __global__ void relu_backward_kernel(int64_t n, const float* __restrict__ y,
@@ -27,7 +25,7 @@ __global__ void sigmoid_forward_kernel(int64_t n, const float* __restrict__ x,
                                        float* __restrict__ y) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = 1.f / (1.f + expf(-x[i]));
+    y[i] = sigmoid(x[i]);
 }
 
 __global__ void sigmoid_backward_kernel(int64_t n, const float* __restrict__ y,
@@ -70,42 +68,29 @@ __global__ void leaky_relu_backward_kernel(int64_t n, float slope, const float* 
 
 __global__ void gelu_forward_kernel(int64_t n, const float* __restrict__ x, float* __restrict__ y) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    y[i] = 0.5f * v * (1.f + erff(v * kSqrtHalf));
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = gelu(x[i]);
 }
 
 __global__ void gelu_backward_kernel(int64_t n, const float* __restrict__ x,
                                      const float* __restrict__ dy, float* __restrict__ dx) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    const float cdf = 0.5f * (1.f + erff(v * kSqrtHalf));
-    const float pdf = kInvSqrt2Pi * expf(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = dy[i] * gelu_grad(x[i]);
 }
 
 __global__ void gelu_tanh_forward_kernel(int64_t n, const float* __restrict__ x,
                                          float* __restrict__ y) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
-    y[i] = 0.5f * v * (1.f + t);
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = gelu_tanh(x[i]);
 }
 
 __global__ void gelu_tanh_backward_kernel(int64_t n, const float* __restrict__ x,
                                           const float* __restrict__ dy, float* __restrict__ dx) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = x[i];
-    const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
-    const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * v * v);  // d u / d x
-    dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du);
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = dy[i] * gelu_tanh_grad(x[i]);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "check.h"
 #include "launch.h"
 #include "ops_cuda.h"
+#include "heterocnn/activation.h"
 #include "heterocnn/batchnorm.h"
 
 namespace hc {
@@ -153,7 +154,7 @@ __global__ void bn_apply_kernel(I total, I C, I S, const float* __restrict__ x,
   for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
     const I c = (i / S) % C;
     const float v = x[i] * coef[c] + coef[C + c];
-    y[i] = Relu ? (v > 0.f ? v : (v != v ? v : 0.f)) : v;
+    y[i] = Relu ? relu(v) : v;
   }
 }
 

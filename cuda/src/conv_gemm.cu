@@ -12,6 +12,7 @@
 #include "check.h"
 #include "column_sum.cuh"
 #include "gemm_tile.cuh"
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "launch.h"
 
@@ -74,7 +75,7 @@ struct ConvForwardAccess {
 
   __device__ float finish(float v, int m) const {
     if (bias) v += bias[m];
-    if (relu) v = v > 0.f ? v : (v != v ? v : 0.f);
+    if (relu) v = hc::relu(v);
     return v;
   }
 

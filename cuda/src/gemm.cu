@@ -11,6 +11,7 @@
 #include "check.h"
 #include "column_sum.cuh"
 #include "gemm_tile.cuh"
+#include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 
 namespace hc {
@@ -40,7 +41,7 @@ __device__ __forceinline__ float apply_epilogue(const GemmParams& p, float acc, 
   if (p.beta != 0.f) v += p.beta * c;
   if (p.bias_mode == 1) v += p.bias[m];
   else if (p.bias_mode == 2) v += p.bias[n];
-  if (p.relu) v = v > 0.f ? v : (v != v ? v : 0.f);
+  if (p.relu) v = relu(v);
   if (p.mask && !(p.mask[at] > 0.f)) v = 0.f;
   return v;
 }

@@ -2,13 +2,18 @@
 //   x (any shape) -> y (same shape); backward uses the forward's output y (ReLU, Sigmoid,
 //   Tanh) or its input x (LeakyReLU, GELU).
 #pragma once
+#include <cmath>
+
+#include "heterocnn/host_device.h"
 #include "heterocnn/layer.h"
 
 namespace hc {
 
-// max(v, 0) with NaN passed through, as torch.relu: every CPU ReLU (the layer's and those fused
-// into Conv2d and Linear) applies this one select, so fused and unfused outputs are identical.
-inline float relu(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
+// max(v, 0) with NaN passed through, as torch.relu: every ReLU (the layer's and those fused
+// into Conv2d and Linear, on the CPU and in the CUDA kernels) applies this one select, so fused
+// and unfused outputs are identical.
+HC_HOST_DEVICE float relu(float v) { return v > 0.f ? v : (v != v ? v : 0.f); }
+HC_HOST_DEVICE float sigmoid(float v) { return 1.f / (1.f + expf(-v)); }
 
 void relu_forward_cpu(int64_t n, const float* x, float* y);
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx);
@@ -23,6 +28,10 @@ void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float
 // dx = dy * (Phi(x) + x * phi(x)), phi the standard normal density (constants for both sides).
 constexpr float kSqrtHalf = 0.70710678118654752f;    // 1 / sqrt(2)
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;  // 1 / sqrt(2 pi)
+HC_HOST_DEVICE float gelu(float v) { return 0.5f * v * (1.f + erff(v * kSqrtHalf)); }
+HC_HOST_DEVICE float gelu_grad(float v) {  // dy/dx
+  return 0.5f * (1.f + erff(v * kSqrtHalf)) + v * kInvSqrt2Pi * expf(-0.5f * v * v);
+}
 void gelu_forward_cpu(int64_t n, const float* x, float* y);
 void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
 // The tanh approximation (torch's approximate='tanh'): with u = sqrt(2/pi) (x + 0.044715 x^3),
@@ -30,6 +39,14 @@ void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
 // (1 + 3 * 0.044715 x^2)).
 constexpr float kSqrt2OverPi = 0.79788456080286536f;  // sqrt(2 / pi)
 constexpr float kGeluCubic = 0.044715f;
+HC_HOST_DEVICE float gelu_tanh(float v) {
+  return 0.5f * v * (1.f + tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v)));
+}
+HC_HOST_DEVICE float gelu_tanh_grad(float v) {  // dy/dx
+  const float t = tanhf(kSqrt2OverPi * (v + kGeluCubic * v * v * v));
+  const float du = kSqrt2OverPi * (1.f + 3.f * kGeluCubic * v * v);  // d u / d x
+  return 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * du;
+}
 void gelu_tanh_forward_cpu(int64_t n, const float* x, float* y);
 void gelu_tanh_backward_cpu(int64_t n, const float* x, const float* dy, float* dx);
 

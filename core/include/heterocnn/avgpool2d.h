@@ -3,22 +3,17 @@
 //   AvgPool2d:         x (N,C,H,W) -> y (N,C,Ho,Wo), Ho = (H + 2*pad - K) / stride + 1
 //   AdaptiveAvgPool2d: x (N,C,H,W) -> y (N,C,out,out)
 #pragma once
+#include "heterocnn/host_device.h"
 #include "heterocnn/layer.h"
-
-#ifdef __CUDACC__
-#define HC_HOST_DEVICE __host__ __device__
-#else
-#define HC_HOST_DEVICE
-#endif
 
 namespace hc {
 
 // The window of adaptive pooling's output i of `out` along an input of `in`:
 // [floor(i*in/out), ceil((i+1)*in/out)), as torch (shared by the CPU and CUDA kernels).
-HC_HOST_DEVICE inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) {
+HC_HOST_DEVICE int64_t adaptive_start(int64_t i, int64_t in, int64_t out) {
   return i * in / out;
 }
-HC_HOST_DEVICE inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
+HC_HOST_DEVICE int64_t adaptive_end(int64_t i, int64_t in, int64_t out) {
   return ((i + 1) * in + out - 1) / out;
 }
 

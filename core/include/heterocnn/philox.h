@@ -6,11 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define HC_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define HC_HOST_DEVICE inline
-#endif
+#include "heterocnn/host_device.h"
 
 namespace hc {
 
