@@ -321,6 +321,21 @@ def test_a_step_that_cannot_fit_on_the_gpu_is_rejected_before_training():
     assert model._net.arena_bytes(0) == arena  # nothing was allocated for it
 
 
+def assert_buffers_and_eval_match(cpu, gpu, shape, rng):
+    """The layer buffers of the two (step counters and num_batches_tracked exactly, the
+    running statistics within 1e-4), then their outputs in evaluation mode."""
+    bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
+    for k, v in bc.items():
+        if v.dtype == np.int64:
+            np.testing.assert_array_equal(bg[k], v, err_msg=k)
+        else:
+            assert rel_err(bg[k], v) < 1e-4, k
+    cpu.eval()
+    gpu.eval()
+    x = rng.standard_normal((4,) + shape).astype(F32)
+    assert rel_err(gpu(x), cpu(x)) < 1e-5
+
+
 def test_batchnorm_and_dropout_buffers_and_eval_match_cpu(rng):
     make, shape, classes = NETS["bn_dropout"]
     cpu, gpu = pair(make)
@@ -329,16 +344,7 @@ def test_batchnorm_and_dropout_buffers_and_eval_match_cpu(rng):
         x = rng.standard_normal((n,) + shape).astype(F32)
         y = rng.integers(0, classes, n)
         assert abs(gpu.train_step(x, y, opt_g) - cpu.train_step(x, y, opt_c)) < 1e-4
-    bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
-    for k, v in bc.items():
-        if v.dtype == np.int64:  # step counters and num_batches_tracked: exact
-            np.testing.assert_array_equal(bg[k], v, err_msg=k)
-        else:
-            assert rel_err(bg[k], v) < 1e-4, k
-    cpu.eval()
-    gpu.eval()
-    x = rng.standard_normal((4,) + shape).astype(F32)
-    assert rel_err(gpu(x), cpu(x)) < 1e-5
+    assert_buffers_and_eval_match(cpu, gpu, shape, rng)
 
 
 def test_cumulative_batchnorm_factor_comes_from_the_device_count(rng):
@@ -358,17 +364,8 @@ def test_cumulative_batchnorm_factor_comes_from_the_device_count(rng):
         x = (2 * rng.standard_normal((8,) + shape) + 1).astype(F32)
         y = rng.integers(0, classes, 8)
         assert abs(gpu.train_step(x, y, opt_g) - cpu.train_step(x, y, opt_c)) < 1e-4
-    bc, bg = cpu.buffers(all_buffers=True), gpu.buffers(all_buffers=True)
-    assert bc["1.num_batches_tracked"] == bg["1.num_batches_tracked"] == 13
-    for k, v in bc.items():
-        if v.dtype == np.int64:
-            np.testing.assert_array_equal(bg[k], v, err_msg=k)
-        else:
-            assert rel_err(bg[k], v) < 1e-4, k
-    cpu.eval()
-    gpu.eval()
-    x = rng.standard_normal((4,) + shape).astype(F32)
-    assert rel_err(gpu(x), cpu(x)) < 1e-5
+    assert cpu.buffers()["1.num_batches_tracked"] == gpu.buffers()["1.num_batches_tracked"] == 13
+    assert_buffers_and_eval_match(cpu, gpu, shape, rng)
 
 
 def test_dropout_masks_are_bit_identical_on_cpu_and_gpu(rng):
