@@ -30,6 +30,9 @@ FUSES = ("Conv2d", "Linear", "BatchNorm2d", "BatchNorm1d")  # layers a following
 MODES = {"fused": "1", "unfused": "0"}  # HC_RELU_FUSION of each child
 
 
+CHILD_TIMEOUT_S = 1800  # one child (build, warm-up, timed and profiled steps): a hung one ends
+
+
 def steps_of(args, batch):
     """(timed steps, warm-up steps, profiled steps) of one child at ``batch``."""
     if args.quick:
@@ -93,7 +96,13 @@ def measure_child(ctx, mode, spec):
     cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench.py"),
            "--threads", str(spec["threads"]), "--fusion-child", json.dumps(spec)]
     env = dict(os.environ, HC_RELU_FUSION=MODES[mode])
-    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                             timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        tail = ((e.stdout or b"") + (e.stderr or b""))[-1500:]  # bytes, even with text=True
+        return {"error": f"the {mode} child timed out after {CHILD_TIMEOUT_S} s: "
+                         f"{tail.decode(errors='replace')}"}
     if run.returncode != 0:
         return {"error": (run.stdout + run.stderr)[-1500:]}
     out = json.loads(run.stdout.strip().splitlines()[-1])
