@@ -191,19 +191,24 @@ def small_bn_net(seed):
 @pytest.mark.skipif(not hc.cuda_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("device_data", [False, True])
 @pytest.mark.parametrize("make", [lambda s: hc.models.lenet5(seed=s), small_bn_net])
-def test_overlapped_gpu_and_cpu_steps_are_the_synchronous_steps(sample, make, device_data):
+@pytest.mark.parametrize("shares", [[0.1, 0.6, 0.3], [0.98, 0.01, 0.01]])
+def test_overlapped_gpu_and_cpu_steps_are_the_synchronous_steps(sample, make, device_data,
+                                                                shares):
     """A GPU master with CPU replicas overlaps its steps as fit runs them (stepper.start
     returns before the sum, the update and the weights' way back are done). The result is the
     synchronous step's (compute_grads then apply_update) bit for bit: weights, losses, layer
-    buffers, with unequal shares, two CPU replicas, odd batches, and a batch where the GPU has
-    no rows (its buffers then come from a CPU replica)."""
+    buffers, with unequal shares, two CPU replicas, odd batches, a batch where the GPU has no
+    rows (shares 0.1/0.6/0.3 at 3 and 1 rows: its buffers then come from a CPU replica), and
+    batches where the CPU replicas have none (0.98/0.01/0.01 at 3 and 1 rows: the weights
+    they skipped land when they next have rows)."""
     train_set, _ = sample
     X, y = train_set.images[:600], train_set.labels[:600].astype(np.int64)
-    sizes = [97, 64, 3, 128, 1, 50]  # 3 and 1 rows: the GPU's share of 0.1 is none of them
+    sizes = [97, 64, 3, 128, 1, 50]
     order = np.random.default_rng(7).permutation(len(X))
     starts = np.cumsum([0] + sizes)
-    placement = hc.DataParallel(["cuda", "cpu", "cpu"], shares=[0.1, 0.6, 0.3],
-                                threads=[0, 1, 2])
+    placement = hc.DataParallel(["cuda", "cpu", "cpu"], shares=shares, threads=[0, 1, 2])
+    counts = [placement.sub_batches(n) for n in sizes]
+    assert any(c[0] == 0 for c in counts) or any(c[1] + c[2] == 0 for c in counts)
 
     overlapped = make(4).to(placement)
     opt = hc.SGD(overlapped, lr=0.05, momentum=0.9)

@@ -201,8 +201,10 @@ int Replicas::start_step(const float* x, const Shape& in, const int64_t* labels,
     reported = 1;
   }
   const double waited = now_s() - entered;
+  bool cpu_rows_now = false;
+  for (size_t r = 1; r < K; ++r) cpu_rows_now |= counts[r] > 0;
   try {
-    land();
+    if (cpu_rows_now) land();  // else later: the newest weights land when a pass needs them
   } catch (...) {
     wait_all();
     throw;

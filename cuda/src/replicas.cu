@@ -2,12 +2,15 @@
 // CPU (the rest of Replicas is core/src/replicas.cpp). After the CPU replicas' passes, on the
 // master's stream, behind its own gradient pass:
 //   2. each CPU replica's gradients are copied into page-locked staging (by the host, at
-//      once) and uploaded, then added into the master's, in replica order;
+//      once) and uploaded on the pipeline's copy stream (beside the GPU's pass), then added
+//      into the master's on its stream, in replica order;
 //   3. the optimizer's update;
 //   4. on the pipeline's copy stream, once the update is done, the new values (and, when the
 //      master had rows, its layer buffers) are downloaded into page-locked staging.
 // The next step's GPU pass is enqueued behind 3 and runs while 4 does; land() waits for 4 and
-// copies the staging into the CPU replicas before their next pass.
+// copies the staging into the CPU replicas before their next pass. While no CPU replica has
+// rows nothing waits for 4: each step's download follows the last one on the copy stream,
+// and the newest lands when a CPU pass (or finish_steps) needs it.
 #include <cuda_runtime.h>
 
 #include <cstring>
@@ -69,23 +72,32 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
   cuda::use_device(p0.index);
   cudaStream_t s = static_cast<cudaStream_t>(master.stream_for(p0));
 
-  // 2. The sum, in replica order, into the master's gradients.
+  // 2. The CPU replicas' gradients go up on the copy stream while the GPU's pass may still
+  //    run, then the compute stream sums them, in replica order, into the master's.
   if (pp.up_used) HC_CUDA_CHECK(cudaEventSynchronize(pp.uploaded.get()));  // staging is free
   float* up = reinterpret_cast<float*>(pp.up.reserve((K - 1) * bytes));
-  float* grads = master.params().grads(p0);
-  scratch_.reserve(span, p0);
-  bool first = counts[0] > 0;
+  scratch_.reserve((K - 1) * span, p0);
   for (size_t r = 1; r < K; ++r) {
     if (counts[r] == 0) continue;
     float* stage = up + (r - 1) * span;
     std::memcpy(stage, nets_[r]->params().grads(place_of(r)), bytes);
-    float* into = first ? scratch_.data() : grads;  // the first contribution is copied as is
-    HC_CUDA_CHECK(cudaMemcpyAsync(into, stage, bytes, cudaMemcpyHostToDevice, s));
-    if (first) add_into_cuda(static_cast<int64_t>(span), grads, scratch_.data(), s);
+    HC_CUDA_CHECK(cudaMemcpyAsync(scratch_.data() + (r - 1) * span, stage, bytes,
+                                  cudaMemcpyHostToDevice, pp.copy));
+  }
+  HC_CUDA_CHECK(cudaEventRecord(pp.uploaded.get(), pp.copy));
+  pp.up_used = true;
+  HC_CUDA_CHECK(cudaStreamWaitEvent(s, pp.uploaded.get(), 0));
+  float* grads = master.params().grads(p0);
+  bool first = counts[0] > 0;
+  for (size_t r = 1; r < K; ++r) {
+    if (counts[r] == 0) continue;
+    const float* theirs = scratch_.data() + (r - 1) * span;
+    if (first)
+      add_into_cuda(static_cast<int64_t>(span), grads, theirs, s);
+    else  // the first contribution is copied as is
+      HC_CUDA_CHECK(cudaMemcpyAsync(grads, theirs, bytes, cudaMemcpyDeviceToDevice, s));
     first = true;
   }
-  HC_CUDA_CHECK(cudaEventRecord(pp.uploaded.get(), s));
-  pp.up_used = true;
 
   // The layer buffers of the first replica with rows go to every other one. From a CPU
   // replica (the master had none): to the other CPU replicas now, and up to the master
@@ -113,9 +125,8 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
   // 4. The new values (and the master's buffers) down to the staging, beside the next pass.
   pp.with_buffers = buffers_from_ == 0;
   const std::vector<Buffer*> buffers = shared_buffers(0);
-  size_t extra = 0;
-  if (pp.with_buffers)
-    for (const Buffer* b : buffers) extra += b->size();
+  size_t extra = 0;  // room for the buffers always: a download still running writes there
+  for (const Buffer* b : buffers) extra += b->size();
   float* down = reinterpret_cast<float*>(pp.down.reserve(bytes + extra * sizeof(float)));
   HC_CUDA_CHECK(cudaEventRecord(pp.updated.get(), s));
   HC_CUDA_CHECK(cudaStreamWaitEvent(pp.copy, pp.updated.get(), 0));

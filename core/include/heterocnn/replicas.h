@@ -114,7 +114,7 @@ class Replicas {
   std::vector<Net*> nets_;
   std::vector<int> threads_;
   std::vector<double> seconds_;
-  Buffer scratch_;  // a replica's gradients on the master's place, before they are added
+  Buffer scratch_;  // replicas' gradients on the master's place, before they are added
   size_t buffers_from_ = 0;  // the first replica with rows in the last gradient pass
 };
 
