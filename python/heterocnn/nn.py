@@ -466,6 +466,8 @@ class Sequential:
             self.plan_used = chosen
             return self
         self.plan_used = None
+        if self._replicas is not None:  # an overlapped step still running ends first
+            self._replicas.finish_steps()
         if isinstance(device, DataParallel):
             return self._to_replicas(device)
         devices = (list(device) if isinstance(device, (list, tuple))
