@@ -39,7 +39,15 @@ Replicas::Replicas(std::vector<Net*> nets, std::vector<int> threads)
   seconds_.assign(nets_.size(), 0.0);
 }
 
+Replicas::~Replicas() {
+  try {
+    wait_all();
+  } catch (...) {  // a destructor does not throw; the device's error shows at its next use
+  }
+}
+
 void Replicas::set_random_stream(uint64_t base) {
+  settle();
   for (size_t r = 0; r < nets_.size(); ++r) nets_[r]->set_random_stream(base + r);
 }
 

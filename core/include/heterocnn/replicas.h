@@ -33,6 +33,10 @@ class Replicas {
   // nets[0] is the master. Every net holds the same chain, wholly on one place; threads[r]
   // is replica r's CPU thread count (0: as many as the process has).
   Replicas(std::vector<Net*> nets, std::vector<int> threads);
+  // Waits for a step still running (its copies read this object's staging and scratch).
+  ~Replicas();
+  Replicas(const Replicas&) = delete;
+  Replicas& operator=(const Replicas&) = delete;
 
   // Copies the master's parameter values to every other replica, and the layer buffers
   // (BatchNorm's running statistics) of replica `buffers_from` to every other replica
@@ -53,7 +57,8 @@ class Replicas {
   // results of the steps finished since the last report into out (at most 1) and returns
   // how many: the step before this one where steps overlap, else this one. `data` may be
   // null (every replica's rows in x). finish_steps waits for the step still running, if any,
-  // and reports it (0 or 1). Every other member finishes a running step first.
+  // and reports it (0 or 1). broadcast, compute_grads, apply_update and set_random_stream
+  // finish a running step first (its result dropped).
   int start_step(const float* x, const Shape& in, const int64_t* labels,
                  const std::vector<int64_t>& counts, Optimizer& opt, const DeviceDataset* data,
                  const int64_t* idx, size_t device_replica, LossResult* out);
