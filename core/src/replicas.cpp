@@ -37,6 +37,11 @@ Replicas::Replicas(std::vector<Net*> nets, std::vector<int> threads)
   }
   set_random_stream(0);
   seconds_.assign(nets_.size(), 0.0);
+  shared_.resize(nets_.size());
+  for (size_t r = 0; r < nets_.size(); ++r)
+    for (const auto& layer : nets_[r]->layers())
+      for (LayerBuffer& b : layer->buffers())
+        if (!b.scratch) shared_[r].push_back(&b.value);
 }
 
 Replicas::~Replicas() {
@@ -57,14 +62,6 @@ Place Replicas::place_of(size_t r) const {
   return Place{};
 }
 
-std::vector<Buffer*> Replicas::shared_buffers(size_t r) const {
-  std::vector<Buffer*> out;
-  for (const auto& layer : nets_[r]->layers())
-    for (LayerBuffer& b : layer->buffers())
-      if (!b.scratch) out.push_back(&b.value);
-  return out;
-}
-
 void Replicas::wait_all() {
   for (Net* net : nets_) net->wait();
 }
@@ -79,10 +76,10 @@ void Replicas::broadcast(size_t buffers_from) {
     copy_floats(nets_[r]->params().values(p), p, master.params().values(p0), p0,
                 master.params().span(p0));
   }
-  const std::vector<Buffer*> from = shared_buffers(buffers_from);
+  const std::vector<Buffer*>& from = shared_buffers(buffers_from);
   for (size_t r = 0; r < nets_.size(); ++r) {
     if (r == buffers_from) continue;
-    const std::vector<Buffer*> to = shared_buffers(r);
+    const std::vector<Buffer*>& to = shared_buffers(r);
     for (size_t k = 0; k < to.size(); ++k)
       copy_floats(to[k]->data(), to[k]->place(), from[k]->data(), from[k]->place(),
                   from[k]->size());

@@ -104,10 +104,10 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
   // before its next pass.
   choose_buffers_from(counts);
   if (buffers_from_ != 0) {
-    const std::vector<Buffer*> from = shared_buffers(buffers_from_);
+    const std::vector<Buffer*>& from = shared_buffers(buffers_from_);
     for (size_t r = 0; r < K; ++r) {
       if (r == buffers_from_) continue;
-      const std::vector<Buffer*> to = shared_buffers(r);
+      const std::vector<Buffer*>& to = shared_buffers(r);
       for (size_t k = 0; k < to.size(); ++k) {
         const size_t n = from[k]->size() * sizeof(float);
         if (r == 0)  // pageable: staged by the driver before the call returns
@@ -124,7 +124,7 @@ void Replicas::enqueue_tail(Optimizer& opt, const std::vector<int64_t>& counts) 
 
   // 4. The new values (and the master's buffers) down to the staging, beside the next pass.
   pp.with_buffers = buffers_from_ == 0;
-  const std::vector<Buffer*> buffers = shared_buffers(0);
+  const std::vector<Buffer*>& buffers = shared_buffers(0);
   size_t extra = 0;  // room for the buffers always: a download still running writes there
   for (const Buffer* b : buffers) extra += b->size();
   float* down = reinterpret_cast<float*>(pp.down.reserve(bytes + extra * sizeof(float)));

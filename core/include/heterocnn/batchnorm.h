@@ -27,7 +27,7 @@ struct BatchNormArgs {
   double eps, momentum;
   bool cumulative;  // momentum=None: the factor is 1 / num_batches_tracked (after its += 1)
   bool training;    // batch statistics and running-estimate update (else the running ones)
-  bool relu;      // forward writes relu(y)
+  bool relu;        // forward writes relu(y)
 };
 
 // Pointers on the op's device: weight/bias (C) or null (affine=False), running_mean/var (C),

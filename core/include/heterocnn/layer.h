@@ -28,9 +28,8 @@ struct Param {
 // replica after each update (as torch DDP broadcasts rank 0's buffers), saved in checkpoints.
 // `persistent` ones are in state_dict, as torch.nn's persistent buffers; `scratch` ones are
 // rewritten by every forward before anything reads them (BatchNorm's batch statistics), so
-// replicas do not copy them. An int64 buffer
-// (num_batches_tracked) holds its values in the memory of two floats each; a 0-d shape (torch's
-// scalar buffers) holds one value.
+// replicas do not copy them. An int64 buffer (num_batches_tracked) holds its values in the
+// memory of two floats each; a 0-d shape (torch's scalar buffers) holds one value.
 struct LayerBuffer {
   std::string name;
   Shape shape;

@@ -83,8 +83,9 @@ class Replicas {
   void check(const Shape& in, const std::vector<int64_t>& counts) const;
   Place place_of(size_t r) const;
   // The layer buffers of replica r that replicas share after a step (not scratch ones), in
-  // layer order: the same list, buffer for buffer, on every replica.
-  std::vector<Buffer*> shared_buffers(size_t r) const;
+  // layer order: the same list, buffer for buffer, on every replica (listed once, at
+  // construction: a replica's layers and their buffers stay where they are).
+  const std::vector<Buffer*>& shared_buffers(size_t r) const { return shared_[r]; }
   // Where each replica's rows start in x and labels (those of the replica that gathers its
   // own from a device data set are not there), and replica r's weight in the sum.
   std::vector<int64_t> row_offsets(const std::vector<int64_t>& counts, bool gathered,
@@ -119,6 +120,7 @@ class Replicas {
   std::vector<Net*> nets_;
   std::vector<int> threads_;
   std::vector<double> seconds_;
+  std::vector<std::vector<Buffer*>> shared_;  // shared_buffers(r)
   Buffer scratch_;  // replicas' gradients on the master's place, before they are added
   size_t buffers_from_ = 0;  // the first replica with rows in the last gradient pass
 };
