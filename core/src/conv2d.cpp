@@ -161,9 +161,15 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     float* wt = ws;  // (CKK, M): wt[k * M + m] = w[m, k]
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < ckk; ++k) wt[k * M + m] = w[m * ckk + k];
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n)
-      conv_direct::forward(g, M, x + n * in_n, wt, b, y + n * M * hw, relu);
+#pragma omp parallel
+    {
+      // This thread's contiguous share of the samples, in one call: the kernels' masks are
+      // made once per call.
+      const int team = team_size(), t = thread_id();
+      const int64_t n0 = share_begin(N, team, t), n1 = share_begin(N, team, t + 1);
+      if (n1 > n0)
+        conv_direct::forward(g, M, n1 - n0, x + n0 * in_n, wt, b, y + n0 * M * hw, relu);
+    }
     return;
   }
   // Y = [w | b] (M,CKK+1) * [col(x_n0) .. col(x_n0+s-1); 1] (CKK+1, s*HoWo) for each group
@@ -311,8 +317,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
       // dcol (CKK, s*HoWo) = w^T (CKK,M) * dY (M, s*HoWo), then folded back into each dx_n.
       float* dx0 = dx + n0 * in_n;
       if (dx_direct) {
-        for (int64_t i = 0; i < s; ++i)
-          conv_direct::forward(gt, g.C, dy0 + i * M * hw, wf, nullptr, dx0 + i * in_n, false);
+        conv_direct::forward(gt, g.C, s, dy0, wf, nullptr, dx0, false);
       } else if (col_is_input(g)) {
         sgemm(Trans::T, Trans::N, ckk, hw, M, 1.f, w, ckk, dyc, hw, 0.f, dx0, hw);
       } else {

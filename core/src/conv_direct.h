@@ -1,9 +1,10 @@
 // Internal to conv2d.cpp: direct convolution kernels for small stride-1 convolutions of narrow
 // images (the first layers of small CNNs), which never unroll the windows into a matrix.
-//   forward:     x (C,H,W), wt (C*K*K, M), b (M,) -> y (M,Ho,Wo)
+//   forward:     x (n,C,H,W), wt (C*K*K, M), b (M,) -> y (n,M,Ho,Wo)
 //   weight_grad: x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K) +=
-// Each output row is one or two 16-float vectors (Wo <= 32); the taps that fall on the padding
-// are masked-off lanes of the input loads, so nothing is padded or copied. AVX-512F only
+// Each output row is one or two 16-float vectors (Wo <= 32), or, where the input rows are as
+// wide as the output's (W == Wo), the whole output plane is one run of vectors; the taps that
+// fall on the padding are masked-off lanes of the input loads, so nothing is padded or copied. AVX-512F only
 // (conv_direct_avx512.cpp); conv2d.cpp checks the CPU and the geometry before calling.
 #pragma once
 #include <cstdint>
@@ -19,10 +20,10 @@ inline bool fits(const ConvGeom& g) {
          g.W <= kMaxWidth;
 }
 
-// y = wt^T * windows(x) (+ b when b is not null), then max(., 0) when relu (NaN kept). wt holds
-// the weights k-major: wt[k * M + m] for k = (c*K + kh)*K + kw.
-void forward(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
-             float* y, bool relu);
+// For each of `count` samples, y = wt^T * windows(x) (+ b when b is not null), then max(., 0)
+// when relu (NaN kept). wt holds the weights k-major: wt[k * M + m] for k = (c*K + kh)*K + kw.
+void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* wt,
+             const float* b, float* y, bool relu);
 
 // dw[m, k] += the sum over `count` samples and every output position of
 // dy[n, m, oh, ow] * x[n, c, oh + kh - pad, ow + kw - pad], k = (c*K + kh)*K + kw. The samples

@@ -149,7 +149,10 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   // The direct kernels (where this CPU and the geometry allow them) against the im2col GEMM
   // path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts, batch 1,
   // non-square images, widths of one and two vectors, padding 0 to K-1, sizes the kernel does
-  // not divide, samples too large for one group of the direct dw. {C, H, W, K, pad, M, N}
+  // not divide, samples too large for one group of the direct dw; planes run as one row of
+  // vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 and channel counts
+  // the blocks do not divide, the largest such plane (1024 positions) and one past it (the
+  // row kernel). {C, H, W, K, pad, M, N}
   if (!cpu_has_avx512f()) {  // Direct would fall back to the GEMM path: nothing to compare
     std::printf("  skipped: this CPU has no AVX-512F, so there is no direct path\n");
     return;
@@ -158,7 +161,10 @@ TEST(conv2d_direct_path_equals_gemm_path) {
                               {3, 9, 8, 3, 1, 5, 1},   {2, 17, 20, 5, 4, 7, 2},
                               {1, 5, 31, 3, 0, 3, 3},  {5, 30, 19, 3, 2, 9, 2},
                               {7, 2, 3, 3, 1, 13, 2},  {3, 6, 32, 5, 1, 4, 1},
-                              {32, 28, 20, 3, 1, 40, 3}};  // dw in several sample groups
+                              {32, 28, 20, 3, 1, 40, 3},  // dw in several sample groups
+                              {3, 7, 9, 3, 1, 26, 3},  {3, 8, 10, 3, 1, 13, 2},
+                              {2, 5, 7, 5, 2, 11, 2},  {9, 14, 14, 3, 1, 30, 2},
+                              {2, 32, 32, 3, 1, 5, 1}, {1, 40, 30, 3, 1, 3, 2}};
   for (const auto& c : cases) {
     const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
     const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
