@@ -357,6 +357,7 @@ void flat_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const float
 
 void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* wt,
              const float* b, float* y, bool relu_out) {
+  if (channels_fit(g, M)) return forward_channels(g, M, count, x, wt, b, y, relu_out);
   if (flat_fits(g))
     return (g.K == 3 ? flat_forward_k<3> : flat_forward_k<5>)(g, M, count, x, wt, b, y,
                                                               relu_out);
@@ -368,6 +369,7 @@ void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const 
 
 void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                  float* dw) {
+  if (channels_fit(g, M)) return weight_grad_channels(g, M, count, x, dy, dw);
   if (flat_fits(g))
     return (g.K == 3 ? flat_weight_grad_k<3> : flat_weight_grad_k<5>)(g, M, count, x, dy, dw);
   const bool two = g.Wo > 16;

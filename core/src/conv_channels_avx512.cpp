@@ -1,0 +1,163 @@
+// x (n,C,H,W), wt (C*K*K,M), b (M,) -> y (n,M,Ho,Wo);  x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K)
+// Direct kernels for unpadded stride-1 convolutions of narrow outputs (Wo <= 12) with a multiple
+// of 16 output channels (conv_direct.h, channels_fit): a vector holds 16 output channels of one
+// output position instead of a row of positions, so every lane works however narrow the row
+// (lenet5's 10-wide conv2 uses 10 of a row vector's 16 lanes). Each input value is broadcast
+// and multiplied into the 16 channels' weights; no tap falls on padding, so nothing is masked.
+// AVX-512F only.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "conv_direct.h"
+
+namespace hc::conv_direct {
+namespace {
+
+// max(v, 0) with NaN kept, as relu_forward_cpu: lanes that are <= 0 (ordered) become 0.
+inline __m512 relu(__m512 v) {
+  const __m512 zero = _mm512_setzero_ps();
+  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
+}
+
+// Forward of channels [m0, m0 + 16) over `rows` (<= R) output rows from oh0, each all P = Wo
+// positions wide: R*P accumulators (R = 24 / P), each a vector of the 16 channels; each tap
+// loads the 16 channels' weight once and broadcasts R*P inputs.
+template <int K, int P>
+struct ChannelForward {
+  static constexpr int R = 24 / P;
+  static void tile(const ConvGeom& g, int64_t M, const float* x, const float* wt, const float* b,
+                   float* y, bool relu_out, int64_t m0, int64_t oh0, int64_t rows) {
+    __m512 acc[R][P];
+    const __m512 init = b ? _mm512_loadu_ps(b + m0) : _mm512_setzero_ps();
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r)
+      #pragma GCC unroll 32
+      for (int j = 0; j < P; ++j) acc[r][j] = init;
+    const float* wk = wt + m0;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int kh = 0; kh < K; ++kh) {
+        const float* row[R];
+        #pragma GCC unroll 32
+        for (int r = 0; r < R; ++r)  // rows past the tile's last read its first row's inputs
+          row[r] = x + (c * g.H + oh0 + (r < rows ? r : 0) + kh) * g.W;
+        for (int kw = 0; kw < K; ++kw, wk += M) {
+          const __m512 wv = _mm512_loadu_ps(wk);
+          #pragma GCC unroll 32
+          for (int r = 0; r < R; ++r)
+            #pragma GCC unroll 32
+            for (int j = 0; j < P; ++j)
+              acc[r][j] = _mm512_fmadd_ps(wv, _mm512_set1_ps(row[r][j + kw]), acc[r][j]);
+        }
+      }
+    // Transposed into y's planes through a small buffer: position-major to channel-major.
+    alignas(64) float out[R * P * 16];
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r)
+      #pragma GCC unroll 32
+      for (int j = 0; j < P; ++j)
+        _mm512_store_ps(out + (r * P + j) * 16, relu_out ? relu(acc[r][j]) : acc[r][j]);
+    const int64_t plane = g.Ho * g.Wo;
+    for (int i = 0; i < 16; ++i) {
+      float* yi = y + (m0 + i) * plane + oh0 * P;
+      for (int64_t q = 0; q < rows * P; ++q) yi[q] = out[q * 16 + i];
+    }
+  }
+};
+
+// dL/dw of channels [m0, m0 + 16) and the KH kernel rows from kh0 of input channel c, over one
+// sample: KH*K accumulators, each the 16 channels' weight gradient at one tap, taken from and
+// put back into dwt (C*K*K, 16); each output position loads its 16 channels' dy (from dyt, the
+// sample's dy transposed to (Ho*Wo, 16)) once and broadcasts KH*K inputs.
+template <int K, int KH>
+void channel_weight_grad_rows(const ConvGeom& g, const float* xc, const float* dyt, float* dwt,
+                              int64_t c, int kh0) {
+  __m512 acc[KH][K];
+  float* dk = dwt + ((c * K + kh0) * K) * 16;
+  #pragma GCC unroll 32
+  for (int kh = 0; kh < KH; ++kh)
+    #pragma GCC unroll 32
+    for (int kw = 0; kw < K; ++kw) acc[kh][kw] = _mm512_loadu_ps(dk + (kh * K + kw) * 16);
+  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+    const float* row[KH];
+    #pragma GCC unroll 32
+    for (int kh = 0; kh < KH; ++kh) row[kh] = xc + (oh + kh0 + kh) * g.W;
+    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      const __m512 dv = _mm512_loadu_ps(dyt + (oh * g.Wo + ow) * 16);
+      #pragma GCC unroll 32
+      for (int kh = 0; kh < KH; ++kh)
+        #pragma GCC unroll 32
+        for (int kw = 0; kw < K; ++kw)
+          acc[kh][kw] = _mm512_fmadd_ps(dv, _mm512_set1_ps(row[kh][ow + kw]), acc[kh][kw]);
+    }
+  }
+  #pragma GCC unroll 32
+  for (int kh = 0; kh < KH; ++kh)
+    #pragma GCC unroll 32
+    for (int kw = 0; kw < K; ++kw) _mm512_storeu_ps(dk + (kh * K + kw) * 16, acc[kh][kw]);
+}
+
+template <int K, int... P>
+constexpr auto forward_table(std::integer_sequence<int, P...>) {
+  return std::array<decltype(&ChannelForward<K, 1>::tile), sizeof...(P)>{
+      &ChannelForward<K, P + 1>::tile...};
+}
+
+template <int K>
+void channel_forward_k(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                       const float* wt, const float* b, float* y, bool relu_out) {
+  static constexpr auto table =
+      forward_table<K>(std::make_integer_sequence<int, kMaxChannelWidth>{});
+  const auto tile = table[g.Wo - 1];
+  const int64_t R = 24 / g.Wo;
+  for (int64_t n = 0; n < count; ++n, x += g.C * g.H * g.W, y += M * g.Ho * g.Wo)
+    for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += R)
+      for (int64_t m0 = 0; m0 < M; m0 += 16)
+        tile(g, M, x, wt, b, y, relu_out, m0, oh0, std::min(R, g.Ho - oh0));
+}
+
+template <int K>
+void channel_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                           const float* dy, float* dw) {
+  constexpr int KH = K == 5 ? 4 : 3;  // 20 or 9 accumulators
+  const int64_t plane = g.Ho * g.Wo, ckk = g.C * K * K, in_n = g.C * g.H * g.W;
+  // This thread's dy of one sample's 16 channels, transposed, and their dw at every tap.
+  thread_local std::vector<float> dyt, dwt;
+  dyt.resize(static_cast<size_t>(plane * 16));
+  dwt.resize(static_cast<size_t>(ckk * 16));
+  for (int64_t m0 = 0; m0 < M; m0 += 16) {
+    std::fill(dwt.begin(), dwt.end(), 0.f);
+    for (int64_t n = 0; n < count; ++n) {
+      const float* dyn = dy + (n * M + m0) * plane;
+      for (int i = 0; i < 16; ++i)
+        for (int64_t p = 0; p < plane; ++p) dyt[p * 16 + i] = dyn[i * plane + p];
+      for (int64_t c = 0; c < g.C; ++c) {
+        const float* xc = x + n * in_n + c * g.H * g.W;
+        int kh0 = 0;
+        for (; kh0 + KH <= K; kh0 += KH)
+          channel_weight_grad_rows<K, KH>(g, xc, dyt.data(), dwt.data(), c, kh0);
+        for (; kh0 < K; ++kh0)
+          channel_weight_grad_rows<K, 1>(g, xc, dyt.data(), dwt.data(), c, kh0);
+      }
+    }
+    for (int i = 0; i < 16; ++i)
+      for (int64_t k = 0; k < ckk; ++k) dw[(m0 + i) * ckk + k] += dwt[k * 16 + i];
+  }
+}
+
+}  // namespace
+
+void forward_channels(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                      const float* wt, const float* b, float* y, bool relu_out) {
+  (g.K == 3 ? channel_forward_k<3> : channel_forward_k<5>)(g, M, count, x, wt, b, y, relu_out);
+}
+
+void weight_grad_channels(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                          const float* dy, float* dw) {
+  (g.K == 3 ? channel_weight_grad_k<3> : channel_weight_grad_k<5>)(g, M, count, x, dy, dw);
+}
+
+}  // namespace hc::conv_direct
