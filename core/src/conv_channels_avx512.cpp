@@ -1,9 +1,10 @@
 // x (n,C,H,W), wt (C*K*K,M), b (M,) -> y (n,M,Ho,Wo);  x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K)
-// Direct kernels for unpadded stride-1 convolutions of narrow outputs (Wo <= 12) with a multiple
-// of 16 output channels (conv_direct.h, channels_fit): a vector holds 16 output channels of one
+// Direct kernels for stride-1 convolutions of narrow outputs (Wo <= 12) with a multiple of 16
+// output channels (conv_direct.h, channels_fit): a vector holds 16 output channels of one
 // output position instead of a row of positions, so every lane works however narrow the row
 // (lenet5's 10-wide conv2 uses 10 of a row vector's 16 lanes). Each input value is broadcast
-// and multiplied into the 16 channels' weights; no tap falls on padding, so nothing is masked.
+// and multiplied into the 16 channels' weights; a padded convolution reads a copy of each sample
+// with its zero border, so no tap is masked.
 // AVX-512F only.
 #include <immintrin.h>
 
@@ -106,6 +107,18 @@ constexpr auto forward_table(std::integer_sequence<int, P...>) {
       &ChannelForward<K, P + 1>::tile...};
 }
 
+// x (C,H,W) -> xp (C, H + 2*pad, W + 2*pad): the sample with its zero border, so that the
+// kernels read every tap in place. Returns the geometry of xp, unpadded, with the same output.
+ConvGeom pad_into(const ConvGeom& g, const float* x, std::vector<float>& xp) {
+  const ConvGeom u = make_conv_geom(g.C, g.H + 2 * g.pad, g.W + 2 * g.pad, g.K, 1, 0);
+  xp.assign(static_cast<size_t>(u.C * u.H * u.W), 0.f);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::copy(x + (c * g.H + h) * g.W, x + (c * g.H + h + 1) * g.W,
+                xp.data() + (c * u.H + h + g.pad) * u.W + g.pad);
+  return u;
+}
+
 template <int K>
 void channel_forward_k(const ConvGeom& g, int64_t M, int64_t count, const float* x,
                        const float* wt, const float* b, float* y, bool relu_out) {
@@ -113,10 +126,14 @@ void channel_forward_k(const ConvGeom& g, int64_t M, int64_t count, const float*
       forward_table<K>(std::make_integer_sequence<int, kMaxChannelWidth>{});
   const auto tile = table[g.Wo - 1];
   const int64_t R = 24 / g.Wo;
-  for (int64_t n = 0; n < count; ++n, x += g.C * g.H * g.W, y += M * g.Ho * g.Wo)
+  thread_local std::vector<float> xp;  // this thread's padded sample
+  for (int64_t n = 0; n < count; ++n, x += g.C * g.H * g.W, y += M * g.Ho * g.Wo) {
+    const ConvGeom u = g.pad ? pad_into(g, x, xp) : g;
+    const float* xu = g.pad ? xp.data() : x;
     for (int64_t oh0 = 0; oh0 < g.Ho; oh0 += R)
       for (int64_t m0 = 0; m0 < M; m0 += 16)
-        tile(g, M, x, wt, b, y, relu_out, m0, oh0, std::min(R, g.Ho - oh0));
+        tile(u, M, xu, wt, b, y, relu_out, m0, oh0, std::min(R, g.Ho - oh0));
+  }
 }
 
 template <int K>
@@ -125,7 +142,7 @@ void channel_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const fl
   constexpr int KH = K == 5 ? 4 : 3;  // 20 or 9 accumulators
   const int64_t plane = g.Ho * g.Wo, ckk = g.C * K * K, in_n = g.C * g.H * g.W;
   // This thread's dy of one sample's 16 channels, transposed, and their dw at every tap.
-  thread_local std::vector<float> dyt, dwt;
+  thread_local std::vector<float> dyt, dwt, xp;  // and the padded sample
   dyt.resize(static_cast<size_t>(plane * 16));
   dwt.resize(static_cast<size_t>(ckk * 16));
   for (int64_t m0 = 0; m0 < M; m0 += 16) {
@@ -134,13 +151,15 @@ void channel_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const fl
       const float* dyn = dy + (n * M + m0) * plane;
       for (int i = 0; i < 16; ++i)
         for (int64_t p = 0; p < plane; ++p) dyt[p * 16 + i] = dyn[i * plane + p];
+      const ConvGeom u = g.pad ? pad_into(g, x + n * in_n, xp) : g;
+      const float* xu = g.pad ? xp.data() : x + n * in_n;
       for (int64_t c = 0; c < g.C; ++c) {
-        const float* xc = x + n * in_n + c * g.H * g.W;
+        const float* xc = xu + c * u.H * u.W;
         int kh0 = 0;
         for (; kh0 + KH <= K; kh0 += KH)
-          channel_weight_grad_rows<K, KH>(g, xc, dyt.data(), dwt.data(), c, kh0);
+          channel_weight_grad_rows<K, KH>(u, xc, dyt.data(), dwt.data(), c, kh0);
         for (; kh0 < K; ++kh0)
-          channel_weight_grad_rows<K, 1>(g, xc, dyt.data(), dwt.data(), c, kh0);
+          channel_weight_grad_rows<K, 1>(u, xc, dyt.data(), dwt.data(), c, kh0);
       }
     }
     for (int i = 0; i < 16; ++i)

@@ -20,12 +20,12 @@ inline bool fits(const ConvGeom& g) {
          g.W <= kMaxWidth;
 }
 
-// The channel-vector kernels (conv_channels_avx512.cpp): unpadded convolutions of outputs up to
+// The channel-vector kernels (conv_channels_avx512.cpp): convolutions of outputs up to
 // kMaxChannelWidth wide with a multiple of 16 output channels, which forward and weight_grad
 // hand to forward_channels and weight_grad_channels (same contracts).
 constexpr int64_t kMaxChannelWidth = 12;
 inline bool channels_fit(const ConvGeom& g, int64_t M) {
-  return fits(g) && g.pad == 0 && g.Wo <= kMaxChannelWidth && M % 16 == 0;
+  return fits(g) && g.Wo <= kMaxChannelWidth && M % 16 == 0;
 }
 void forward_channels(const ConvGeom& g, int64_t M, int64_t count, const float* x,
                       const float* wt, const float* b, float* y, bool relu);
