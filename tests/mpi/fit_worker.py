@@ -3,13 +3,14 @@ hc.fit(comm=COMM_WORLD) and writes, on rank 0, the weights and momenta to OUT (n
 
     mpirun -n P python fit_worker.py OUT [--samples N] [--batch B] [--epochs E] [--seed S]
         [--checkpoint PATH] [--resume PATH] [--rank-seed R:S] [--die-rank R] [--shares W,W]
-        [--bn] [--every-rank] [--overlap auto|on|off] [--bucket FLOATS] [--dp DEVICES]
+        [--bn | --avgpool] [--every-rank] [--overlap auto|on|off] [--bucket FLOATS] [--dp DEVICES]
 
 --overlap and --bucket set hc.distributed.Group's; --dp places every rank's model as
 hc.DataParallel over DEVICES (comma-separated, e.g. cpu,cpu: two CPU replicas with 1 and 2
 threads; cuda,cpu) with equal shares.
 
---bn trains a small net with BatchNorm and Dropout instead; --every-rank also writes
+--bn trains a small net with BatchNorm and Dropout instead, --avgpool lenet5 with average
+pooling in place of max pooling; --every-rank also writes
 OUT.<rank>.npz on every rank. The layer buffers are saved with the weights.
 """
 import argparse
@@ -32,6 +33,7 @@ p.add_argument("--rank-seed", default=None, help="R:S gives rank R the seed S (a
 p.add_argument("--die-rank", type=int, default=None, help="this rank exits mid-run")
 p.add_argument("--shares", default=None, help="comma-separated weights, one per rank")
 p.add_argument("--bn", action="store_true")
+p.add_argument("--avgpool", action="store_true", help="lenet5 with average pooling")
 p.add_argument("--every-rank", action="store_true")
 p.add_argument("--overlap", choices=["auto", "on", "off"], default=None)
 p.add_argument("--bucket", type=int, default=None)
@@ -48,7 +50,15 @@ if a.rank_seed:
     r, s = map(int, a.rank_seed.split(":"))
     if r == rank:
         seed = s
-model = hc.models.lenet5(seed=0) if not a.bn else hc.Sequential(
+if a.avgpool:
+    model = hc.Sequential(
+        hc.Conv2d(1, 6, 5, padding=2), hc.ReLU(), hc.AvgPool2d(2), hc.Conv2d(6, 16, 5), hc.ReLU(),
+        hc.AvgPool2d(2), hc.Flatten(), hc.Linear(400, 120), hc.ReLU(), hc.Linear(120, 84),
+        hc.ReLU(), hc.Linear(84, 10), seed=0)
+elif not a.bn:
+    model = hc.models.lenet5(seed=0)
+else:
+    model = hc.Sequential(
     hc.Conv2d(1, 4, 3, stride=2, bias=False), hc.BatchNorm2d(4), hc.ReLU(), hc.Dropout2d(0.2),
     hc.Flatten(), hc.Linear(4 * 13 * 13, 16, bias=False), hc.BatchNorm1d(16), hc.ReLU(),
     hc.Dropout(0.3), hc.Linear(16, 10), seed=0)
