@@ -14,15 +14,10 @@
 #include <vector>
 
 #include "conv_direct.h"
+#include "conv_direct_avx512.h"
 
 namespace hc::conv_direct {
 namespace {
-
-// max(v, 0) with NaN kept, as relu_forward_cpu: lanes that are <= 0 (ordered) become 0.
-inline __m512 relu(__m512 v) {
-  const __m512 zero = _mm512_setzero_ps();
-  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
-}
 
 // Forward of channels [m0, m0 + 16) over `rows` (<= R) output rows from oh0, each all P = Wo
 // positions wide: R*P accumulators (R = 24 / P), each a vector of the 16 channels; each tap

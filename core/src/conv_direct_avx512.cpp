@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "conv_direct.h"
+#include "conv_direct_avx512.h"
 
 namespace hc::conv_direct {
 namespace {
@@ -37,12 +38,6 @@ struct Masks {
     }
   }
 };
-
-// max(v, 0) with NaN kept, as relu_forward_cpu: lanes that are <= 0 (ordered) become 0.
-inline __m512 relu(__m512 v) {
-  const __m512 zero = _mm512_setzero_ps();
-  return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
-}
 
 // Forward of MB output channels [m0, m0 + MB) and R output rows [oh0, oh0 + R): MB*R*V
 // accumulators; each tap loads R*V input vectors and broadcasts MB weights.
@@ -107,6 +102,18 @@ struct Forward {
   }
 };
 
+// The end of a dw sweep: dw[m0 + i, (c*K + kh)*K + kw] += the lanes of acc[i][kw] summed
+// (dw (M, ckk)).
+template <int MB, int K>
+inline void add_tap_sums(const __m512 (&acc)[MB][K], int64_t ckk, int64_t m0, int64_t c, int kh,
+                         float* dw) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < MB; ++i)
+    #pragma GCC unroll 16
+    for (int kw = 0; kw < K; ++kw)
+      dw[(m0 + i) * ckk + (c * K + kh) * K + kw] += _mm512_reduce_add_ps(acc[i][kw]);
+}
+
 // dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over
 // `count` samples: MB*K accumulators held in registers over every output position of every
 // sample; each position vector loads MB dy vectors and K input vectors.
@@ -143,12 +150,7 @@ struct WeightGrad {
         }
       }
     }
-    const int64_t ckk = g.C * K * K;
-    #pragma GCC unroll 16
-    for (int i = 0; i < MB; ++i)
-      #pragma GCC unroll 16
-      for (int kw = 0; kw < K; ++kw)
-        dw[(m0 + i) * ckk + (c * K + kh) * K + kw] += _mm512_reduce_add_ps(acc[i][kw]);
+    add_tap_sums<MB, K>(acc, g.C * K * K, m0, c, kh, dw);
   }
 };
 
@@ -268,12 +270,7 @@ struct FlatWeightGrad {
         }
       }
     }
-    const int64_t ckk = g.C * K * K;
-    #pragma GCC unroll 16
-    for (int i = 0; i < MB; ++i)
-      #pragma GCC unroll 16
-      for (int kw = 0; kw < K; ++kw)
-        dw[(m0 + i) * ckk + (c * K + kh) * K + kw] += _mm512_reduce_add_ps(acc[i][kw]);
+    add_tap_sums<MB, K>(acc, g.C * K * K, m0, c, kh, dw);
   }
 };
 
