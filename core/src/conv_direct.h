@@ -4,8 +4,11 @@
 //   weight_grad: x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K) +=
 // Each output row is one or two 16-float vectors (Wo <= 32), or, where the input rows are as
 // wide as the output's (W == Wo), the whole output plane is one run of vectors; the taps that
-// fall on the padding are masked-off lanes of the input loads, so nothing is padded or copied. AVX-512F only
-// (conv_direct_avx512.cpp); conv2d.cpp checks the CPU and the geometry before calling.
+// fall on the padding are masked-off lanes of the input loads, so the input is read in place.
+// Narrow outputs with 16k channels instead hold 16 channels of one position in a vector
+// (channels_fit below; a padded one reads a copy of each sample with its border). AVX-512F
+// only (conv_direct_avx512.cpp, conv_channels_avx512.cpp); conv2d.cpp checks the CPU and the
+// geometry before calling.
 #pragma once
 #include <cstdint>
 
