@@ -2,10 +2,9 @@
 // Direct kernels for stride-1 convolutions of narrow outputs (Wo <= 12) with a multiple of 16
 // output channels (conv_direct.h, channels_fit): a vector holds 16 output channels of one
 // output position instead of a row of positions, so every lane works however narrow the row
-// (lenet5's 10-wide conv2 uses 10 of a row vector's 16 lanes). Each input value is broadcast
-// and multiplied into the 16 channels' weights; a padded convolution reads a copy of each sample
-// with its zero border, so no tap is masked.
-// AVX-512F only.
+// (on lenet5's 10-wide conv2 the row kernels keep 10 of a vector's 16 lanes busy). Each input
+// value is broadcast and multiplied into the 16 channels' weights; a padded convolution reads a
+// copy of each sample with its zero border, so no tap is masked. AVX-512F only.
 #include <immintrin.h>
 
 #include <algorithm>
