@@ -141,30 +141,31 @@ void channel_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const fl
                            const float* dy, float* dw) {
   constexpr int KH = K == 5 ? 4 : 3;  // 20 or 9 accumulators
   const int64_t plane = g.Ho * g.Wo, ckk = g.C * K * K, in_n = g.C * g.H * g.W;
-  // This thread's dy of one sample's 16 channels, transposed, and their dw at every tap.
-  thread_local std::vector<float> dyt, dwt, xp;  // and the padded sample
+  // This thread's padded sample, its dy of 16 channels transposed, and every block of 16
+  // channels' dw at every tap (M/16 blocks of (C*K*K, 16)).
+  thread_local std::vector<float> xp, dyt, dwt;
   dyt.resize(static_cast<size_t>(plane * 16));
-  dwt.resize(static_cast<size_t>(ckk * 16));
-  for (int64_t m0 = 0; m0 < M; m0 += 16) {
-    std::fill(dwt.begin(), dwt.end(), 0.f);
-    for (int64_t n = 0; n < count; ++n) {
+  dwt.assign(static_cast<size_t>(ckk * M), 0.f);
+  for (int64_t n = 0; n < count; ++n) {
+    const ConvGeom u = g.pad ? pad_into(g, x + n * in_n, xp) : g;
+    const float* xu = g.pad ? xp.data() : x + n * in_n;
+    for (int64_t m0 = 0; m0 < M; m0 += 16) {
       const float* dyn = dy + (n * M + m0) * plane;
       for (int i = 0; i < 16; ++i)
         for (int64_t p = 0; p < plane; ++p) dyt[p * 16 + i] = dyn[i * plane + p];
-      const ConvGeom u = g.pad ? pad_into(g, x + n * in_n, xp) : g;
-      const float* xu = g.pad ? xp.data() : x + n * in_n;
+      float* dwb = dwt.data() + m0 * ckk;
       for (int64_t c = 0; c < g.C; ++c) {
         const float* xc = xu + c * u.H * u.W;
         int kh0 = 0;
         for (; kh0 + KH <= K; kh0 += KH)
-          channel_weight_grad_rows<K, KH>(u, xc, dyt.data(), dwt.data(), c, kh0);
-        for (; kh0 < K; ++kh0)
-          channel_weight_grad_rows<K, 1>(u, xc, dyt.data(), dwt.data(), c, kh0);
+          channel_weight_grad_rows<K, KH>(u, xc, dyt.data(), dwb, c, kh0);
+        for (; kh0 < K; ++kh0) channel_weight_grad_rows<K, 1>(u, xc, dyt.data(), dwb, c, kh0);
       }
     }
-    for (int i = 0; i < 16; ++i)
-      for (int64_t k = 0; k < ckk; ++k) dw[(m0 + i) * ckk + k] += dwt[k * 16 + i];
   }
+  for (int64_t m0 = 0; m0 < M; m0 += 16)
+    for (int i = 0; i < 16; ++i)
+      for (int64_t k = 0; k < ckk; ++k) dw[(m0 + i) * ckk + k] += dwt[m0 * ckk + k * 16 + i];
 }
 
 }  // namespace
