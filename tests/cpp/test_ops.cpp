@@ -205,6 +205,48 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+TEST(conv2d_weight_grad_close_to_float64_sum) {
+  // dw of both paths against a float64 sum, over a batch long enough that a float sum carried
+  // through every sample drifts (the channel-vector dw's first version: 1.5-2.1e-6 of the
+  // largest entry here, the GEMM path 3e-7): lenet5's conv1 (flat direct kernel) and conv2
+  // (channel-vector kernel) at 33 samples. Bound: 8e-7 of the largest entry.
+  const int64_t cases[][6] = {{1, 28, 28, 5, 2, 6}, {6, 14, 14, 5, 0, 16}};  // C,H,W,K,pad,M
+  const int64_t N = 33;
+  for (const auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
+    const int64_t M = c[5], K = c[3], in_n = c[0] * c[1] * c[2], plane = g.Ho * g.Wo;
+    const size_t wn = M * g.col_rows();
+    const std::vector<float> x = randn(N * in_n, 11), w = randn(wn, 12),
+                             dy = randn(N * M * plane, 13);
+    std::vector<double> ref(wn, 0.0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t ci = 0; ci < g.C; ++ci)
+          for (int64_t kh = 0; kh < K; ++kh)
+            for (int64_t kw = 0; kw < K; ++kw)
+              for (int64_t oh = 0; oh < g.Ho; ++oh)
+                for (int64_t ow = 0; ow < g.Wo; ++ow) {
+                  const int64_t ih = oh + kh - g.pad, iw = ow + kw - g.pad;
+                  if (ih < 0 || iw < 0 || ih >= g.H || iw >= g.W) continue;
+                  ref[((m * g.C + ci) * K + kh) * K + kw] +=
+                      double(dy[(n * M + m) * plane + oh * g.Wo + ow]) *
+                      x[(n * g.C + ci) * g.H * g.W + ih * g.W + iw];
+                }
+    double largest = 0;
+    for (double v : ref) largest = std::max(largest, std::fabs(v));
+    std::vector<float> ws(conv2d_backward_workspace_cpu(g, M, max_threads())), dw(wn), db(M);
+    for (ConvPath path : {ConvPath::Gemm, ConvPath::Direct}) {
+      conv2d_force_path(path);
+      conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), nullptr, dw.data(), db.data(),
+                          ws.data());
+      double worst = 0;
+      for (size_t i = 0; i < wn; ++i) worst = std::max(worst, std::fabs(dw[i] - ref[i]));
+      CHECK(worst <= 8e-7 * largest);
+    }
+    conv2d_force_path(ConvPath::Auto);
+  }
+}
+
 TEST(conv2d_gemm_groups_equal_one_sample_gemms) {
   // The GEMM path with several samples unrolled side by side per GEMM (forced group sizes and
   // the automatic one) against one sample per GEMM: forward with and without bias, with the
