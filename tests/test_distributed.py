@@ -68,9 +68,10 @@ def test_unequal_shares_match_one_process(tmp_path):
     # lenet5 with average pooling: max pooling sends a window's gradient to the first of its
     # largest values, and where two are within rounding of each other the 1e-7 that the ranks'
     # sums differ by can send it to the other one, a jump far above 1e-5 in the first layer's
-    # momentum. That happened here with max pooling at batch 37 on the Xeon host of the GPU
-    # machine and at batch 67 on the EPYC (2026-12-03), and with average pooling at none of 17
-    # batch sizes from 29 to 101 on the EPYC; the equal-share test above keeps max pooling.
+    # momentum. That happened with max pooling at batch 37 on the Xeon host of the GPU
+    # machine (2026-12-03); `python tools/dist_pool_sweep.py` on the EPYC: with max pooling 2 of
+    # 34 runs (17 batch sizes from 29 to 101, two share sets) above 1e-5, with average pooling
+    # none (at most 2e-6). The equal-share test above keeps max pooling.
     one = run(tmp_path, 0, "--batch", 37, "--avgpool")
     close(run(tmp_path, 2, "--batch", 37, "--shares", "3,1", "--avgpool"), one)
     # a share so small that a rank gets no rows of some batches
