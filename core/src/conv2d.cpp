@@ -33,7 +33,10 @@ enum class Pass { Forward, WeightGrad, InputGrad };
 // forward and dx (CPU_PERF.md, entry 11) and ~2x faster for dw (entry 12). (dw of the 14 x 14
 // convolutions, 88% of a vector, went through the GEMM over im2row until entry 12: 5% faster
 // on the Zen 5 of entry 8, equal on the Zen 4 and 15% slower at 16 threads on the Xeon of
-// entry 12.)
+// entry 12.) The rule still counts a row's occupancy, though planes with W == Wo now run as one
+// run of vectors (entry 13) and narrow outputs with 16k channels as vectors of channels (entry
+// 14): the 7 x 7 layers it sends to the GEMM ran no faster on the channel-vector kernels
+// (entry 14), and the 14 and 28 wide ones already go direct.
 bool use_direct(const ConvGeom& g, int64_t M, Pass pass) {
   if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
   if (forced_path() == ConvPath::Direct) return true;
