@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "conv_direct.h"
+#include "conv_winograd.h"
 #include "cpu_features.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/error.h"
@@ -24,7 +25,10 @@ ConvPath& forced_path() {
 
 enum class Pass { Forward, WeightGrad, InputGrad };
 
-// Whether the direct kernels (conv_direct.h) compute this pass. They hold an output row in
+// Which kernels compute a pass: the grouped GEMM, the direct kernels or Winograd's.
+enum class Kernels { Gemm, Direct, Winograd };
+
+// Whether the direct kernels (conv_direct.h) would compute this pass. They hold an output row in
 // one or two 16-float vectors, so they run at the lane occupancy Wo / (16 * vectors); the GEMM
 // over a group's unrolled windows runs at ~85-90% of the FMA peak once its operands are big
 // enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
@@ -37,12 +41,39 @@ enum class Pass { Forward, WeightGrad, InputGrad };
 // run of vectors (entry 13) and narrow outputs with 16k channels as vectors of channels (entry
 // 14): the 7 x 7 layers it sends to the GEMM ran no faster on the channel-vector kernels
 // (entry 14), and the 14 and 28 wide ones already go direct.
-bool use_direct(const ConvGeom& g, int64_t M, Pass pass) {
-  if (forced_path() == ConvPath::Gemm || !conv_direct::fits(g) || !cpu_has_avx512f()) return false;
-  if (forced_path() == ConvPath::Direct) return true;
+bool direct_wins(const ConvGeom& g, int64_t M, Pass pass) {
   const int64_t lanes = 16 * ((g.Wo + 15) / 16);
   const bool gemm_fits = M >= 32 && g.col_rows() >= 256 && (pass != Pass::InputGrad || g.C >= 32);
   return 4 * g.Wo >= 3 * lanes || !gemm_fits;
+}
+
+bool winograd_applies(const ConvGeom& g) {
+  return conv_winograd::fits(g) && cpu_has_avx512f();
+}
+
+// Whether Winograd's F(2x2, 3x3) computes this pass (auto). Its 16 GEMMs per block of tiles
+// reduce over the pass's input channels (C forward, M for dx) into its output channels, so
+// both must fill a GEMM's tiles. Measured (CPU_PERF.md, entry 15) against the direct kernels
+// and the grouped GEMM, one thread: forward and dx 1.1-1.7x faster from 32 channels in and
+// out; dw, whose GEMMs pack both operands, 1.1-1.2x faster from 64 and 64, slower at 32 and
+// 32 (so the others keep it there).
+bool winograd_wins(const ConvGeom& g, int64_t M, Pass pass) {
+  if (pass == Pass::WeightGrad) return g.C >= 64 && M >= 64;
+  return g.C >= 32 && M >= 32;
+}
+
+// The one rule for every pass, and the test hook's forcing (a forced path that does not apply
+// falls back to the GEMM).
+Kernels kernels_for(const ConvGeom& g, int64_t M, Pass pass) {
+  const bool direct = conv_direct::fits(g) && cpu_has_avx512f();
+  switch (forced_path()) {
+    case ConvPath::Gemm: return Kernels::Gemm;
+    case ConvPath::Direct: return direct ? Kernels::Direct : Kernels::Gemm;
+    case ConvPath::Winograd: return winograd_applies(g) ? Kernels::Winograd : Kernels::Gemm;
+    case ConvPath::Auto: break;
+  }
+  if (winograd_applies(g) && winograd_wins(g, M, pass)) return Kernels::Winograd;
+  return direct && direct_wins(g, M, pass) ? Kernels::Direct : Kernels::Gemm;
 }
 
 // Floats of the direct path's rearranged weights (forward's wt, backward's wf), at ws.
@@ -82,11 +113,35 @@ size_t forward_per_thread(const ConvGeom& g, int64_t M) {
   return static_cast<size_t>((g.col_rows() + 1 + M) * cols);
 }
 
-// Floats of backward's per-thread part: a group's unrolled windows (im2row's for dw, then
-// reused for dcol), its dy gathered as (M, group*HoWo), the dw and db partials.
+// The input gradient's geometry as a forward convolution of dy: (M, Ho, Wo) padded by K-1-pad.
+ConvGeom dx_geom(const ConvGeom& g, int64_t M) {
+  return make_conv_geom(M, g.Ho, g.Wo, g.K, 1, g.K - 1 - g.pad);
+}
+
+// Floats of Winograd's transformed weights where it applies: forward's U, or backward's U for
+// dx and the threads' summed dU.
+size_t winograd_weights_size(const ConvGeom& g, int64_t M, int copies) {
+  return winograd_applies(g) ? copies * conv_winograd::transformed_size(M, g.C) : 0;
+}
+
+// Floats of the dw partial a thread sums into: dw (M, CKK), or Winograd's dU (16, M, C).
+size_t dw_partial_size(const ConvGeom& g, int64_t M, Kernels dw_kernels) {
+  return dw_kernels == Kernels::Winograd ? conv_winograd::transformed_size(M, g.C)
+                                         : static_cast<size_t>(M * g.col_rows());
+}
+
+// Floats of backward's per-thread part, for any kernels that may be chosen or forced: the dw
+// and db partials, then the GEMM's unrolled windows (im2row's for dw, then reused for dcol)
+// and its dy gathered as (M, group*HoWo), or Winograd's scratch for dw and for dx.
 size_t backward_per_thread(const ConvGeom& g, int64_t M) {
   const int64_t cols = gemm_group(g, M) * g.col_cols();
-  return static_cast<size_t>(g.col_rows() * cols + M * cols + M * g.col_rows() + M);
+  size_t partials = static_cast<size_t>(M * g.col_rows()), scratch = (g.col_rows() + M) * cols;
+  if (winograd_applies(g)) {
+    partials = std::max(partials, conv_winograd::transformed_size(M, g.C));
+    scratch = std::max({scratch, conv_winograd::scratch_size(g, M),
+                        conv_winograd::scratch_size(dx_geom(g, M), g.C)});
+  }
+  return partials + M + scratch;
 }
 
 // Samples per dw GEMM within a group: as many as keep dY's block and the rows of their windows
@@ -125,7 +180,8 @@ void conv2d_force_group(int64_t samples) { forced_group() = std::max<int64_t>(0,
 // windows fit in 2^40 elements) and the thread count, checked all the same.
 size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
   // GEMM path: [w | b], and per thread a group's unrolled windows and output block.
-  // Direct path: the weights k-major. Sized for either, so that the path may be forced.
+  // Direct path: the weights k-major. Winograd: U, and per thread its scratch. Sized for any
+  // of them, so that the path may be forced.
   constexpr const char* what = "Conv2d forward workspace";
   const size_t gemm =
       col_is_input(g)
@@ -134,13 +190,26 @@ size_t conv2d_forward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
                                     what),
                         checked_mul(forward_per_thread(g, M), static_cast<size_t>(threads), what),
                         what);
-  return std::max(gemm, direct_weights_size(g, M));
+  const size_t winograd =
+      winograd_applies(g)
+          ? checked_add(winograd_weights_size(g, M, 1),
+                        checked_mul(conv_winograd::scratch_size(g, M),
+                                    static_cast<size_t>(threads), what),
+                        what)
+          : 0;
+  return std::max({gemm, direct_weights_size(g, M), winograd});
+}
+
+// The head of backward's workspace: the direct dx's flipped weights, or Winograd's for dx
+// followed by the threads' summed dU.
+size_t backward_head_size(const ConvGeom& g, int64_t M) {
+  return std::max(direct_weights_size(g, M), winograd_weights_size(g, M, 2));
 }
 
 size_t conv2d_backward_workspace_cpu(const ConvGeom& g, int64_t M, int threads) {
-  // The direct dx's flipped weights, then each thread's part (either path).
+  // The head, then each thread's part (any path).
   constexpr const char* what = "Conv2d backward workspace";
-  return checked_add(direct_weights_size(g, M),
+  return checked_add(backward_head_size(g, M),
                      checked_mul(backward_per_thread(g, M), static_cast<size_t>(threads), what),
                      what);
 }
@@ -160,7 +229,23 @@ void conv2d_forward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x,
     }
     return;
   }
-  if (use_direct(g, M, Pass::Forward)) {
+  const Kernels kernels = kernels_for(g, M, Pass::Forward);
+  if (kernels == Kernels::Winograd) {
+    float* U = ws;
+    conv_winograd::transform_weights(M, g.C, w, false, U);
+    float* scratch = ws + winograd_weights_size(g, M, 1);
+    const size_t per_thread = conv_winograd::scratch_size(g, M);
+#pragma omp parallel
+    {
+      const int team = team_size(), t = thread_id();
+      const int64_t n0 = share_begin(N, team, t), n1 = share_begin(N, team, t + 1);
+      if (n1 > n0)
+        conv_winograd::forward(g, M, n1 - n0, x + n0 * in_n, U, b, y + n0 * M * hw, relu,
+                               scratch + t * per_thread);
+    }
+    return;
+  }
+  if (kernels == Kernels::Direct) {
     float* wt = ws;  // (CKK, M): wt[k * M + m] = w[m, k]
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < ckk; ++k) wt[k * M + m] = w[m * ckk + k];
@@ -243,12 +328,16 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
                          const float* w, const float* dy, float* dx, float* dw, float* db,
                          float* ws, bool relu_mask) {
   const int64_t ckk = g.col_rows(), hw = g.col_cols(), in_n = g.C * g.H * g.W, K = g.K;
-  const bool dw_direct = use_direct(g, M, Pass::WeightGrad);
-  const bool dx_direct = dx && use_direct(g, M, Pass::InputGrad);
-  // The direct dx: dx_n = conv(dy_n, wf), dy (M,Ho,Wo) -> dx (C,H,W) padded by K-1-pad, with
-  // the kernel transposed and flipped, stored k-major:
-  //   wf[((m*K + kh)*K + kw) * C + c] = w[m, c, K-1-kh, K-1-kw].
-  const ConvGeom gt = make_conv_geom(M, g.Ho, g.Wo, K, 1, K - 1 - g.pad);
+  const Kernels dw_kernels = kernels_for(g, M, Pass::WeightGrad);
+  const Kernels dx_kernels = dx ? kernels_for(g, M, Pass::InputGrad) : Kernels::Gemm;
+  const bool dw_direct = dw_kernels == Kernels::Direct, dw_wino = dw_kernels == Kernels::Winograd;
+  const bool dx_direct = dx && dx_kernels == Kernels::Direct;
+  const bool dx_wino = dx && dx_kernels == Kernels::Winograd;
+  // dx_n = conv(dy_n, w'), dy (M,Ho,Wo) -> dx (C,H,W) padded by K-1-pad, with the kernel
+  // transposed and flipped: for the direct kernels stored k-major,
+  //   wf[((m*K + kh)*K + kw) * C + c] = w[m, c, K-1-kh, K-1-kw],
+  // for Winograd's transformed (transform_weights' for_dx).
+  const ConvGeom gt = dx_geom(g, M);
   float* wf = ws;
   if (dx_direct)
     for (int64_t m = 0; m < M; ++m)
@@ -257,8 +346,11 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
           for (int64_t kw = 0; kw < K; ++kw)
             wf[((m * K + kh) * K + kw) * g.C + c] =
                 w[((m * g.C + c) * K + K - 1 - kh) * K + K - 1 - kw];
-  float* parts = ws + direct_weights_size(g, M);
+  if (dx_wino) conv_winograd::transform_weights(M, g.C, w, true, wf);
+  float* dU = ws + winograd_weights_size(g, M, 1);  // the threads' dU summed (Winograd's dw)
+  float* parts = ws + backward_head_size(g, M);
   const size_t per_thread = backward_per_thread(g, M);
+  const int64_t dw_part = static_cast<int64_t>(dw_partial_size(g, M, dw_kernels));
   int team = 1;
 #pragma omp parallel
   {
@@ -266,11 +358,12 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
 #pragma omp single
     team = team_size();
     const int64_t group = group_for(g, M, N, team), dws = dw_samples(g, M);
-    // This thread's unrolled windows (reused for dcol), gathered dy, and dw and db partials.
-    float* col = parts + t * per_thread;
+    // This thread's dw and db partials, then its unrolled windows (reused for dcol) and
+    // gathered dy, or Winograd's scratch.
+    float* dw_t = parts + t * per_thread;
+    float* db_t = dw_t + dw_part;
+    float* col = db_t + M;
     float* dyg = col + ckk * group * hw;
-    float* dw_t = dyg + M * group * hw;
-    float* db_t = dw_t + M * ckk;
     std::fill(dw_t, db_t + M, 0.f);
     // This thread's contiguous share of the samples.
     const int64_t n_begin = share_begin(N, team, t), n_end = share_begin(N, team, t + 1);
@@ -284,12 +377,23 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
         conv_direct::weight_grad(g, M, std::min(dgroup, n_end - n), x + n * in_n,
                                  dy + n * M * hw, dw_t);
     }
+    if (n_end > n_begin && dw_wino)
+      conv_winograd::weight_grad(g, M, n_end - n_begin, x + n_begin * in_n,
+                                 dy + n_begin * M * hw, dw_t, col);
+    if (n_end > n_begin && dx_wino) {  // the whole share at once, so its blocks fill up
+      float* dxs = dx + n_begin * in_n;
+      conv_winograd::forward(gt, g.C, n_end - n_begin, dy + n_begin * M * hw, wf, nullptr, dxs,
+                             false, col);
+      if (relu_mask)
+        relu_backward_cpu((n_end - n_begin) * in_n, x + n_begin * in_n, dxs, dxs);
+    }
     for (int64_t n0 = n_begin; n0 < n_end; n0 += group) {
       const int64_t s = std::min(group, n_end - n0), cols = s * hw;
       const float* x0 = x + n0 * in_n;
       const float* dy0 = dy + n0 * M * hw;
       // dY (M, s*HoWo): the group's dy planes side by side (dy itself for one sample).
-      const bool gemm_pass = (!dw_direct && dws > 1) || (dx && !dx_direct);
+      const bool gemm_pass =
+          (dw_kernels == Kernels::Gemm && dws > 1) || (dx && dx_kernels == Kernels::Gemm);
       const float* dyc = dy0;
       if (s > 1 && gemm_pass) {
         for (int64_t i = 0; i < s; ++i)
@@ -301,7 +405,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
       // dw += dY (M, s*HoWo) * rows (s*HoWo, CKK), in GEMMs of dws samples reducing over every
       // position of theirs. The windows are unrolled as rows (im2row, the samples one after
       // another), so that the matrix is read in place, k-major, instead of being transposed.
-      if (dw_direct)
+      if (dw_direct || dw_wino)
         ;  // done above
       else if (col_is_input(g))
         sgemm(Trans::N, Trans::T, M, ckk, hw, 1.f, dyc, hw, x0, hw, 1.f, dw_t, ckk);
@@ -316,7 +420,7 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
       }
       if (db)
         for (int64_t i = 0; i < s; ++i) add_bias_grad(M, hw, dy0 + i * M * hw, db_t);
-      if (!dx) continue;
+      if (!dx || dx_wino) continue;
       // dcol (CKK, s*HoWo) = w^T (CKK,M) * dY (M, s*HoWo), then folded back into each dx_n.
       float* dx0 = dx + n0 * in_n;
       if (dx_direct) {
@@ -332,13 +436,17 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
           relu_backward_cpu(in_n, x0 + i * in_n, dx0 + i * in_n, dx0 + i * in_n);
     }
 #pragma omp barrier
-    // Sum the partials in thread order, so a fixed thread count gives bit-identical results.
-    const float* first = parts + (ckk * group * hw + M * group * hw);
+    // Sum the partials in thread order, so a fixed thread count gives bit-identical results:
+    // into dw and db, or into dU and db, dU then turned into dw.
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < M * ckk + (db ? M : 0); ++i) {
+    for (int64_t i = 0; i < dw_part + (db ? M : 0); ++i) {
       float s = 0.f;
-      for (int u = 0; u < team; ++u) s += first[u * per_thread + i];
-      (i < M * ckk ? dw[i] : db[i - M * ckk]) = s;
+      for (int u = 0; u < team; ++u) s += parts[u * per_thread + i];
+      (i < dw_part ? (dw_wino ? dU[i] : dw[i]) : db[i - dw_part]) = s;
+    }
+    if (dw_wino) {
+#pragma omp single
+      conv_winograd::weights_from_transformed(M, g.C, dU, dw);
     }
   }
 }

@@ -205,6 +205,59 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+TEST(conv2d_winograd_path_equals_gemm_path) {
+  // Winograd's F(2x2, 3x3) (where this CPU allows it) against the im2col GEMM path, forward
+  // (bias or none, fused ReLU) and backward (dx through a ReLU mask or none, dw, db or none):
+  // padding 0, 1 and 2; odd output sizes (a last tile half outside), outputs of 1 x 1 and 2 x
+  // 1, non-square images; one channel in or out; batches whose blocks of tile rows end inside a
+  // sample or span several; planes larger than a block; bnnet's and convnet's layers.
+  // {C, H, W, pad, M, N}
+  if (!cpu_has_avx512f()) {
+    std::printf("  skipped: this CPU has no AVX-512F, so there is no Winograd path\n");
+    return;
+  }
+  const int64_t cases[][6] = {{3, 9, 8, 1, 5, 2},    {1, 7, 7, 1, 1, 3},    {2, 3, 3, 0, 4, 2},
+                              {5, 4, 3, 0, 3, 1},    {4, 5, 6, 2, 7, 3},    {6, 11, 13, 1, 9, 4},
+                              {17, 7, 7, 1, 33, 5},  {32, 14, 14, 1, 64, 3}, {16, 28, 28, 1, 16, 2},
+                              {64, 7, 7, 1, 128, 3}, {3, 30, 40, 0, 2, 1},  {8, 1, 9, 2, 3, 2}};
+  auto close = [](const std::vector<float>& a, const std::vector<float>& e, double tol) {
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!(std::fabs(a[i] - e[i]) <= tol * (1.0 + std::fabs(e[i])))) return false;
+    return true;
+  };
+  for (const auto& c : cases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], 3, 1, c[3]);
+    const int64_t M = c[4], N = c[5], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
+    const size_t wn = M * g.col_rows();
+    std::vector<float> x = randn(N * in_n, 31);
+    for (size_t i = 0; i < x.size(); i += 3) x[i] = 0.f;  // a ReLU's output, for the mask
+    const std::vector<float> w = randn(wn, 32), b = randn(M, 33), dy = randn(N * out_n, 34);
+    std::vector<float> ws(std::max(conv2d_forward_workspace_cpu(g, M, max_threads()),
+                                   conv2d_backward_workspace_cpu(g, M, max_threads())));
+    for (int variant = 0; variant < 2; ++variant) {  // 0: bias, relu, dx, db; 1: none of them
+      const bool full = variant == 0;
+      std::vector<float> y[2], dx[2], dw[2], db[2];
+      for (int path = 0; path < 2; ++path) {
+        conv2d_force_path(path ? ConvPath::Winograd : ConvPath::Gemm);
+        y[path].assign(N * out_n, NAN), dx[path].assign(N * in_n, NAN);
+        dw[path].assign(wn, NAN), db[path].assign(M, NAN);
+        conv2d_forward_cpu(g, N, M, x.data(), w.data(), full ? b.data() : nullptr,
+                           y[path].data(), ws.data(), full);
+        conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(),
+                            full ? dx[path].data() : nullptr, dw[path].data(),
+                            full ? db[path].data() : nullptr, ws.data(), full);
+      }
+      conv2d_force_path(ConvPath::Auto);
+      // Sums of up to 9 C terms (dx: 9 M, dw: N Ho Wo) in another order, through transforms
+      // that add up to 16 inputs first.
+      CHECK(close(y[1], y[0], 1e-4));
+      if (full) CHECK(close(dx[1], dx[0], 1e-4));
+      CHECK(close(dw[1], dw[0], 2e-4));
+      if (full) CHECK(close(db[1], db[0], 1e-5));
+    }
+  }
+}
+
 TEST(conv2d_weight_grad_close_to_float64_sum) {
   // dw of both paths against a float64 sum, over a batch long enough that a float sum carried
   // through every sample drifts (the channel-vector dw's first version: 1.5-2.1e-6 of the

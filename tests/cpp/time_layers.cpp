@@ -5,7 +5,7 @@
 // machine counts less; with one thread that is the op's own time. HC_TIME_WALL=1 times wall
 // seconds instead (with many threads the process's CPU time undercounts the other threads' short
 // calls: Linux adds their running time at its ticks).
-// Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct]
+// Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct|winograd]
 //        [nets=lenet5,convnet,mlp,bnnet]; HC_TIME_DW=1 also times each conv's dw alone,
 //        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM, HC_TIME_WALL=1 times wall seconds.
 #include <algorithm>
@@ -130,9 +130,10 @@ int main(int argc, char** argv) {
   const int64_t N = argc > 1 ? std::atoll(argv[1]) : 64;
   const double min_s = argc > 2 ? std::atof(argv[2]) : 0.2;
   const std::string path = argc > 3 ? argv[3] : "auto";
-  hc::conv2d_force_path(path == "gemm"     ? hc::ConvPath::Gemm
-                        : path == "direct" ? hc::ConvPath::Direct
-                                           : hc::ConvPath::Auto);
+  hc::conv2d_force_path(path == "gemm"       ? hc::ConvPath::Gemm
+                        : path == "direct"   ? hc::ConvPath::Direct
+                        : path == "winograd" ? hc::ConvPath::Winograd
+                                             : hc::ConvPath::Auto);
   if (const char* group = getenv("HC_CONV_GROUP")) hc::conv2d_force_group(std::atoll(group));
   std::printf("batch %lld, %d threads, conv path %s, best %s time of repeated calls\n",
               (long long)N, hc::max_threads(), path.c_str(), wall_clock() ? "wall" : "CPU");

@@ -9,10 +9,12 @@
 namespace hc {
 
 // Which CPU kernels compute the convolution: GEMMs over the unrolled windows of sample groups
-// (im2col / im2row / col2im), or the direct kernels (AVX-512, stride 1, K 3 or 5, width <= 32)
-// that never unroll. Auto picks direct for the small convolutions where it wins.
-enum class ConvPath { Auto, Gemm, Direct };
-// Test hook: use `path` where it applies (Direct falls back to Gemm where it does not).
+// (im2col / im2row / col2im), the direct kernels (AVX-512, stride 1, K 3 or 5, width <= 32)
+// that never unroll, or Winograd's F(2x2, 3x3) (AVX-512, 3x3 at stride 1: 16 GEMMs over
+// transformed tiles). Auto picks, for each pass, the one that wins on the geometry.
+enum class ConvPath { Auto, Gemm, Direct, Winograd };
+// Test hook: use `path` where it applies (Direct and Winograd fall back to Gemm where they do
+// not).
 // Not thread-safe: call it only while no convolution is running.
 void conv2d_force_path(ConvPath path);
 

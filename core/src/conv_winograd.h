@@ -1,0 +1,56 @@
+// Internal to conv2d.cpp: Winograd F(2x2, 3x3) convolutions for 3x3, stride-1 layers.
+//   forward:     x (n,C,H,W), U (16,C,M), b (M,) or none -> y (n,M,Ho,Wo)
+//   weight_grad: x (n,C,H,W), dy (n,M,Ho,Wo) -> dU (16,M,C) +=
+// The output is cut into 2 x 2 tiles, each computed from the 4 x 4 input patch under it
+// (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+//   y_tile = A^T [ sum_c (G w_mc G^T) o (B^T d_c B) ] A,
+// o the elementwise product of 4 x 4 matrices. The sum over c at each of the 16 positions xi of
+// those matrices is a GEMM, U_xi^T (M,C) * V_xi (C, tiles), so a tile costs 16 M C multiplies
+// instead of the 36 M C of its four outputs computed directly: 2.25x fewer where 2 divides Ho
+// and Wo (7 x 7: 16 tiles for 49 outputs, 1.7x). The transforms are additions (and halves, in
+// G), vectorised along the tiles. The weight gradient runs the same algebra backwards:
+//   dU_xi += (A dy_tile A^T)_xi V_xi^T over the tiles, then dw = G^T dU G.
+// The input gradient is the forward of dy with the kernel flipped and its channels swapped
+// (transform_weights' `for_dx`), padded by 2 - pad. The transforms are compiled for AVX-512;
+// conv2d.cpp checks the CPU and the geometry (fits) before calling forward or weight_grad.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "heterocnn/im2col.h"
+
+namespace hc::conv_winograd {
+
+// 3x3 kernels at stride 1; padding at most 2, so that the input gradient's padding 2 - pad is
+// one too.
+inline bool fits(const ConvGeom& g) { return g.K == 3 && g.stride == 1 && g.pad <= 2; }
+
+// Floats of the transformed weights U (16, C, M), and of dU (16, M, C).
+inline size_t transformed_size(int64_t M, int64_t C) {
+  return static_cast<size_t>(16 * M * C);
+}
+
+// U[xi][c][m] = (G w[m][c] G^T)[xi] for w (M,C,3,3), each position's matrix transposed so
+// that the GEMM reads it in place. for_dx: the weights of the input gradient's forward
+// instead, U[xi][m][c] = (G w'[c][m] G^T)[xi] with w'[c][m][kh][kw] = w[m][c][2-kh][2-kw].
+void transform_weights(int64_t M, int64_t C, const float* w, bool for_dx, float* U);
+
+// dw (M,C,3,3) = G^T dU[m][c] G for each (m, c), dU (16,M,C) as weight_grad sums it.
+void weights_from_transformed(int64_t M, int64_t C, const float* dU, float* dw);
+
+// Floats of one thread's scratch for forward and weight_grad of this geometry (M output
+// channels): a block of tiles' transformed input and output, sized from the L2 the CPU
+// reports, and the rows the transforms go through.
+size_t scratch_size(const ConvGeom& g, int64_t M);
+
+// For each of `count` samples, y = conv(x, w) (+ b when b is not null), then max(., 0) when
+// relu (NaN kept), with U = transform_weights(M, g.C, w, false). Single-threaded: the caller
+// splits the batch.
+void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* U,
+             const float* b, float* y, bool relu, float* scratch);
+
+// dU (16,M,C) += the transformed weight gradient of `count` samples (see above).
+void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
+                 float* dU, float* scratch);
+
+}  // namespace hc::conv_winograd
