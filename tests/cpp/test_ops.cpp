@@ -259,11 +259,13 @@ TEST(conv2d_winograd_path_equals_gemm_path) {
 }
 
 TEST(conv2d_weight_grad_close_to_float64_sum) {
-  // dw of both paths against a float64 sum, over a batch long enough that a float sum carried
+  // dw of every path against a float64 sum, over a batch long enough that a float sum carried
   // through every sample drifts (the channel-vector dw's first version: 1.5-2.1e-6 of the
   // largest entry here, the GEMM path 3e-7): lenet5's conv1 (flat direct kernel) and conv2
-  // (channel-vector kernel) at 33 samples. Bound: 8e-7 of the largest entry.
-  const int64_t cases[][6] = {{1, 28, 28, 5, 2, 6}, {6, 14, 14, 5, 0, 16}};  // C,H,W,K,pad,M
+  // (channel-vector kernel), and a 64 -> 64 3x3 convolution (Winograd's dw: 3.3e-7, the GEMM
+  // 2.8e-7, the direct 1.6e-7) at 33 samples. Bound: 8e-7 of the largest entry.
+  const int64_t cases[][6] = {{1, 28, 28, 5, 2, 6}, {6, 14, 14, 5, 0, 16},
+                              {64, 7, 7, 3, 1, 64}};  // C,H,W,K,pad,M
   const int64_t N = 33;
   for (const auto& c : cases) {
     const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
@@ -288,7 +290,7 @@ TEST(conv2d_weight_grad_close_to_float64_sum) {
     double largest = 0;
     for (double v : ref) largest = std::max(largest, std::fabs(v));
     std::vector<float> ws(conv2d_backward_workspace_cpu(g, M, max_threads())), dw(wn), db(M);
-    for (ConvPath path : {ConvPath::Gemm, ConvPath::Direct}) {
+    for (ConvPath path : {ConvPath::Gemm, ConvPath::Direct, ConvPath::Winograd}) {
       conv2d_force_path(path);
       conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), nullptr, dw.data(), db.data(),
                           ws.data());
