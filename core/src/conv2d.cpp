@@ -437,18 +437,15 @@ void conv2d_backward_cpu(const ConvGeom& g, int64_t N, int64_t M, const float* x
     }
 #pragma omp barrier
     // Sum the partials in thread order, so a fixed thread count gives bit-identical results:
-    // into dw and db, or into dU and db, dU then turned into dw.
+    // into dw and db, or into dU and db (dU turned into dw below).
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < dw_part + (db ? M : 0); ++i) {
       float s = 0.f;
       for (int u = 0; u < team; ++u) s += parts[u * per_thread + i];
       (i < dw_part ? (dw_wino ? dU[i] : dw[i]) : db[i - dw_part]) = s;
     }
-    if (dw_wino) {
-#pragma omp single
-      conv_winograd::weights_from_transformed(M, g.C, dU, dw);
-    }
   }
+  if (dw_wino) conv_winograd::weights_from_transformed(M, g.C, dU, dw);
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,

@@ -297,39 +297,49 @@ HC_AVX512 void transform_block(const ConvGeom& g, const Tiling& t, int64_t r0, i
 
 }  // namespace
 
+// G of F(2x2, 3x3).
+constexpr float kG[4][3] = {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}};
+
+// Below this many (m, c) pairs the weight transforms run on the calling thread.
+constexpr int64_t kParallelPairs = 1024;
+
 void transform_weights(int64_t M, int64_t C, const float* w, bool for_dx, float* U) {
-  static constexpr float G[4][3] = {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}};
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t c = 0; c < C; ++c) {
+  // U's rows (c forward, m for dx) over the threads; along a row its entries are contiguous.
+  const int64_t rows = for_dx ? M : C, cols = for_dx ? C : M, MC = M * C;
+#pragma omp parallel for schedule(static) if (MC >= kParallelPairs)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t q = 0; q < cols; ++q) {
+      const int64_t m = for_dx ? r : q, c = for_dx ? q : r;
       const float* k = w + (m * C + c) * 9;
       float gk[3][3];  // the kernel as this pass convolves with it
       for (int a = 0; a < 3; ++a)
         for (int b = 0; b < 3; ++b) gk[a][b] = for_dx ? k[(2 - a) * 3 + 2 - b] : k[a * 3 + b];
       float t[4][3];  // G g
       for (int i = 0; i < 4; ++i)
-        for (int b = 0; b < 3; ++b) t[i][b] = G[i][0] * gk[0][b] + G[i][1] * gk[1][b] + G[i][2] * gk[2][b];
-      const int64_t at = for_dx ? m * C + c : c * M + m;
+        for (int b = 0; b < 3; ++b)
+          t[i][b] = kG[i][0] * gk[0][b] + kG[i][1] * gk[1][b] + kG[i][2] * gk[2][b];
       for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j)
-          U[(4 * i + j) * M * C + at] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+          U[(4 * i + j) * MC + r * cols + q] =
+              t[i][0] * kG[j][0] + t[i][1] * kG[j][1] + t[i][2] * kG[j][2];
     }
 }
 
 void weights_from_transformed(int64_t M, int64_t C, const float* dU, float* dw) {
-  static constexpr float G[4][3] = {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}};
   const int64_t MC = M * C;
+#pragma omp parallel for schedule(static) if (MC >= kParallelPairs)
   for (int64_t mc = 0; mc < MC; ++mc) {
     float t[3][4];  // G^T dU
     for (int a = 0; a < 3; ++a)
       for (int j = 0; j < 4; ++j) {
         float s = 0.f;
-        for (int i = 0; i < 4; ++i) s += G[i][a] * dU[(4 * i + j) * MC + mc];
+        for (int i = 0; i < 4; ++i) s += kG[i][a] * dU[(4 * i + j) * MC + mc];
         t[a][j] = s;
       }
     for (int a = 0; a < 3; ++a)
       for (int b = 0; b < 3; ++b)
-        dw[mc * 9 + a * 3 + b] = t[a][0] * G[0][b] + t[a][1] * G[1][b] + t[a][2] * G[2][b] +
-                                 t[a][3] * G[3][b];
+        dw[mc * 9 + a * 3 + b] = t[a][0] * kG[0][b] + t[a][1] * kG[1][b] + t[a][2] * kG[2][b] +
+                                 t[a][3] * kG[3][b];
   }
 }
 

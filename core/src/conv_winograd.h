@@ -36,6 +36,8 @@ inline size_t transformed_size(int64_t M, int64_t C) {
 void transform_weights(int64_t M, int64_t C, const float* w, bool for_dx, float* U);
 
 // dw (M,C,3,3) = G^T dU[m][c] G for each (m, c), dU (16,M,C) as weight_grad sums it.
+// Both weight transforms spread large layers over the OpenMP threads: call them outside a
+// parallel region.
 void weights_from_transformed(int64_t M, int64_t C, const float* dU, float* dw);
 
 // Floats of one thread's scratch for forward and weight_grad of this geometry (M output
