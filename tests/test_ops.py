@@ -24,7 +24,10 @@ CONV_CASES = [  # N, C, H, W, M, K, stride, pad
     (1, 3, 5, 4, 2, 5, 1, 2),
     (16, 1, 28, 28, 6, 5, 1, 2),
     (4, 6, 14, 14, 16, 5, 1, 0),   # lenet5 conv2
-    (2, 32, 14, 14, 64, 3, 1, 1),  # convnet conv3: dw through im2row with many channels
+    (2, 32, 14, 14, 64, 3, 1, 1),  # convnet conv3: Winograd forward and dx, direct dw
+    (3, 64, 7, 9, 64, 3, 1, 1),    # Winograd in every pass: odd sizes, last tiles half out
+    (2, 33, 5, 6, 65, 3, 1, 0),    # Winograd forward and dx, no padding (dx padded by 2)
+    (1, 64, 6, 5, 80, 3, 1, 2),    # Winograd in every pass, padding 2 (dx unpadded)
 ]
 
 
