@@ -1,7 +1,8 @@
 // Conv2d: cross-correlation, NCHW, square kernel, as torch.nn.Conv2d.
 //   x (N,C,H,W), w (M,C,K,K), b (M,) or none -> y (N,M,Ho,Wo)
 // Computed as GEMMs over the im2col matrix (thesis 4.1-4.2): y_n = w * col(x_n) + b, several
-// samples side by side per GEMM.
+// samples side by side per GEMM; on AVX-512 CPUs, where they win, by direct kernels or by
+// Winograd's F(2x2, 3x3) (ConvPath below; core/CPU_PERF.md, entries 8-15).
 #pragma once
 #include "heterocnn/im2col.h"
 #include "heterocnn/layer.h"
