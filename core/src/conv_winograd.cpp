@@ -8,10 +8,10 @@
 // Layout: the tiles of the thread's samples are taken in blocks of whole tile rows (sample,
 // tile row, tile column), as many as keep the block's V (16, C, T) and products (16, M, T) within
 // half of the L2. Each transform runs along one sample's part of the block at a time, where its
-// tiles are contiguous in V's rows, so the compiler vectorises it along the tiles: an input row
-// is padded into a buffer once, its horizontal transform is taken for every tile of its row,
-// and the vertical one combines the results of rows 2k and 2k+1 with those of 2k+2 and 2k+3,
-// kept apart by the row's parity so that tile row k of both lies at k * TW.
+// tiles are contiguous in V's rows: the horizontal transform of an input row is taken for every
+// tile of the row at once (one vector for up to 16 tiles), and the vertical one, vectorised
+// along all the segment's tiles, combines the results of rows 2k and 2k+1 with those of 2k+2
+// and 2k+3, kept apart by the row's parity so that tile row k of both lies at k * TW.
 #include "conv_winograd.h"
 
 #include <immintrin.h>
@@ -112,7 +112,8 @@ HC_AVX512 void input_row(const float* row, int64_t n, int64_t pad, int64_t TW, f
                          float* a0, float* a1, float* a2, float* a3) {
   if (TW <= kVectorTiles) {
     __m512 l0 = _mm512_setzero_ps(), l1 = l0, l2 = l0;
-    if (row) l0 = padded(row, n, pad, 0), l1 = padded(row, n, pad, 16), l2 = padded(row, n, pad, 32);
+    if (row)
+      l0 = padded(row, n, pad, 0), l1 = padded(row, n, pad, 16), l2 = padded(row, n, pad, 32);
     const __m512 s0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(l1),
                                                               _mm512_castps_si512(l0), 2));
     const __m512 s1 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(l2),
@@ -185,8 +186,8 @@ HC_AVX512 void interleave_row(const float* l, const float* r, int64_t n, float* 
 }
 
 // V[(4i + j) * ldv + u] for the segment's tiles u of one input plane (H, W): B^T d B.
-HC_AVX512 void input_transform(const ConvGeom& g, const Tiling& t, const Segment& s, const float* plane,
-                     float* V, int64_t ldv, float* rows) {
+HC_AVX512 void input_transform(const ConvGeom& g, const Tiling& t, const Segment& s,
+                               const float* plane, float* V, int64_t ldv, float* rows) {
   const int64_t TW = t.TW, n = s.rows * TW, span = (s.rows + 1) * TW;
   float* a = rows;                      // a[(par * 4 + j) * span + k * TW + tx]
   float* line = rows + 8 * span;        // one padded row: line[q] = x[r][q - pad], 0 outside
@@ -217,8 +218,9 @@ HC_AVX512 void input_transform(const ConvGeom& g, const Tiling& t, const Segment
 
 // One output plane (Ho, Wo) of the segment's tiles from m[(4i + j) * ldm + u]: A^T m A, plus
 // bias, then the ReLU when asked.
-HC_AVX512 void output_transform(const ConvGeom& g, const Tiling& t, const Segment& s, const float* m,
-                      int64_t ldm, float bias, bool relu, float* plane, float* rows) {
+HC_AVX512 void output_transform(const ConvGeom& g, const Tiling& t, const Segment& s,
+                                const float* m, int64_t ldm, float bias, bool relu, float* plane,
+                                float* rows) {
   const int64_t TW = t.TW, n = s.rows * TW;
   float* y00 = rows;
   float* y01 = y00 + n;
@@ -255,8 +257,8 @@ HC_AVX512 void output_transform(const ConvGeom& g, const Tiling& t, const Segmen
 
 // dm[(4i + j) * ldm + u] = (A dy_tile A^T)[i][j] for the segment's tiles of one dy plane (Ho,
 // Wo); outputs past Ho and Wo count as 0.
-HC_AVX512 void grad_transform(const ConvGeom& g, const Tiling& t, const Segment& s, const float* plane,
-                    float* dm, int64_t ldm, float* rows) {
+HC_AVX512 void grad_transform(const ConvGeom& g, const Tiling& t, const Segment& s,
+                              const float* plane, float* dm, int64_t ldm, float* rows) {
   const int64_t TW = t.TW, n = s.rows * TW;
   float* h = rows;               // h[(par * 4 + j) * n + k * TW + tx]
   float* line = rows + 8 * n;    // one dy row, 0 past Wo
@@ -286,7 +288,7 @@ HC_AVX512 void grad_transform(const ConvGeom& g, const Tiling& t, const Segment&
 
 // The transformed input of the block of tile rows [r0, r0 + rows) of x (count samples).
 HC_AVX512 void transform_block(const ConvGeom& g, const Tiling& t, int64_t r0, int64_t rows,
-                     const float* x, float* V, float* scratch_rows) {
+                               const float* x, float* V, float* scratch_rows) {
   const int64_t ldv = t.tiles();
   for_segments(t, r0, rows, [&](const Segment& s) {
     for (int64_t c = 0; c < g.C; ++c)
