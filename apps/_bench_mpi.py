@@ -137,14 +137,24 @@ def max_rel_diff(np, path, reference):
 
 def comm_figures(run):
     """{exposed and busy seconds of gradient summing per step, and the exposed seconds' share
-    of the step}: figures over the repeats, from a worker's JSON (all None after a failure)."""
+    of the step, on rank 0; from every rank's own exposed seconds, the seconds per step of the
+    fastest and the slowest rank's work outside the sums (the step less its exposed wait) and
+    the exchange (the least any rank waited: the slowest rank waits for the sum alone)}:
+    figures over the repeats, from a worker's JSON (all None after a failure)."""
+    names = ("comm_s_per_step", "comm_busy_s_per_step", "comm_share",
+             "compute_s_per_step_fastest_rank", "compute_s_per_step_slowest_rank",
+             "exchange_s_per_step")
     if "error" in run:
-        return {"comm_s_per_step": None, "comm_busy_s_per_step": None, "comm_share": None}
-    talk, steps = run["comm_seconds"], run["steps"]
-    return {"comm_s_per_step": figure([t / steps for t in talk["exposed"]], "seconds"),
-            "comm_busy_s_per_step": figure([t / steps for t in talk["busy"]], "seconds"),
-            "comm_share": figure([t / s for t, s in zip(talk["exposed"], run["seconds"])],
-                                 "share of the step")}
+        return dict.fromkeys(names)
+    talk, steps, seconds = run["comm_seconds"], run["steps"], run["seconds"]
+    waits = list(zip(*(rank["comm_exposed_seconds"] for rank in run["per_rank"])))
+    work = [[(s - w) / steps for w in repeat] for s, repeat in zip(seconds, waits)]
+    return dict(zip(names, (
+        figure([t / steps for t in talk["exposed"]], "seconds"),
+        figure([t / steps for t in talk["busy"]], "seconds"),
+        figure([t / s for t, s in zip(talk["exposed"], seconds)], "share of the step"),
+        figure([min(w) for w in work], "seconds"), figure([max(w) for w in work], "seconds"),
+        figure([min(repeat) / steps for repeat in waits], "seconds"))))
 
 
 def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):

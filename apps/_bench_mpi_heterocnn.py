@@ -8,7 +8,8 @@ images scaled on the host, the gradients summed by FixedOrderSum), timed on ever
 
 Rank 0 writes images/s and, per repeat, the seconds its steps waited for their gradient sums
 (exposed: the exchange and the wait for the slowest rank) and the seconds the sums took (busy:
-more where they ran during the backward pass), DistributedSteps.comm_seconds(); and the SHA-256
+more where they ran during the backward pass), DistributedSteps.comm_seconds(), and every
+rank's own exposed seconds (the slowest rank's are the exchange alone); and the SHA-256
 of the weights after the warm-up (a fixed number of steps on fixed data, so reruns and rank
 counts can be compared); --weights also saves those weights, --warmup-only stops there. Then
 the steps Group(overlap="auto") takes to choose whether to sum during the backward pass are
@@ -108,7 +109,8 @@ def main():
         "sum_during_backward": overlap, "seconds": seconds, "comm_seconds": talk,
         "images_per_s": [steps * args.batch / s for s in seconds],
         "weights_sha256_after_warmup": digest, "bucket_floats": stepper.sum.bucket,
-        "shares": shares, "lr": LR, "momentum": MOMENTUM})
+        "shares": shares, "lr": LR, "momentum": MOMENTUM},
+        own={"comm_exposed_seconds": talk["exposed"]})
     return 0
 
 

@@ -91,10 +91,11 @@ def timed_repeats(comm, step, first, steps, repeats, counters=None):
     return seconds, (grown if counters else None)
 
 
-def report(comm, args, device, result):
+def report(comm, args, device, result, own=None):
     """Rank 0 writes ``result`` with what every rank ran on (its CPUs, threads, ``device``)
-    to args.out as JSON; every rank takes part in the gather."""
-    mine = {"cpus": args.cpus, "threads": args.threads, "device": device}
+    and ``own`` (what the rank measured itself) to args.out as JSON; every rank takes part in
+    the gather."""
+    mine = {"cpus": args.cpus, "threads": args.threads, "device": device, **(own or {})}
     every = comm.gather(mine, root=0)
     if comm.Get_rank() == 0:
         result.update(net=args.net, batch=args.batch, ranks=comm.Get_size(),

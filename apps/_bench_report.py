@@ -325,6 +325,14 @@ def rerun_cell(r):
     return "n/a" if same is None else ("yes" if same else "**no**")
 
 
+def rank_work_cell(r):
+    """The fastest and the slowest rank's milliseconds a step outside the gradient sums."""
+    fast, slow = (r.get(f"compute_s_per_step_{k}_rank") for k in ("fastest", "slowest"))
+    if fast is None or slow is None:
+        return "n/a"
+    return f"{fast['median'] * 1e3:,.1f} - {slow['median'] * 1e3:,.1f}"
+
+
 def mpi_tables(result):
     rows = [[r["net"], r["batch"], f"{r['ranks']} x {r['threads_per_rank']}",
              figure_cell(r["heterocnn"]), figure_cell(r["ddp"]), times(r["ratio"]),
@@ -332,6 +340,8 @@ def mpi_tables(result):
              figure_cell(scaled(r["comm_s_per_step"], 1e3), "{:,.3f}"),
              figure_cell(scaled(r["comm_busy_s_per_step"], 1e3), "{:,.3f}"),
              fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}"),
+             rank_work_cell(r), figure_cell(scaled(r.get("exchange_s_per_step"), 1e3),
+                                            "{:,.3f}"),
              overlap_cell(r), weights_cell(r), rerun_cell(r)]
             for r in result["rows"]]
     out = (f"{result['mpi_version']}, {result['cores']} threads split evenly over P ranks "
@@ -343,10 +353,14 @@ def mpi_tables(result):
            "weights after the warm-up steps (same data, same order) from P = 1's (BatchNorm "
            "normalises each rank's rows, so a net with it differs by more than rounding); "
            "rerun: "
-           "the same weights, bit for bit, from a second launch:\n\n"
+           "the same weights, bit for bit, from a second launch. Work: each rank's step less "
+           "its own exposed wait (the spread is the imbalance rank 0 waits for); exchange: the "
+           "least exposed wait of any rank, the slowest one's, which waits for the sum alone:\n\n"
            + table(["net", "global batch", "P x threads", "heterocnn img/s", "DDP (gloo) img/s",
                     "ratio", "heterocnn efficiency", "DDP efficiency", "comm exposed ms a step",
-                    "comm busy ms a step", "exposed share", "sum during backward",
+                    "comm busy ms a step", "exposed share",
+                    "work ms a step, fastest - slowest rank", "exchange ms a step",
+                    "sum during backward",
                     "weights vs P = 1", "rerun bit-identical"], rows))
     gpu = result["gpu_rows"]
     if not isinstance(gpu, list):
