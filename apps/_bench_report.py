@@ -369,13 +369,16 @@ def mpi_tables(result):
              figure_cell(r["heterocnn"]), figure_cell(r["gpu_alone"]),
              times(r["ratio_vs_gpu_alone"]),
              fraction(r["shares"][0] / sum(r["shares"]) if r["shares"] else None, "{:.1%}"),
-             fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}")]
+             fraction(r["comm_share"]["median"] if r["comm_share"] else None, "{:.0%}"),
+             rank_work_cell(r), figure_cell(scaled(r.get("exchange_s_per_step"), 1e3),
+                                            "{:,.3f}")]
             for r in gpu]
     return (out + "\n\n1 GPU rank + CPU ranks (rank 0 on cuda:0; each batch split by every "
             "rank's own measured rate) against the GPU rank alone with every thread:\n\n"
             + table(["net", "global batch", "ranks x threads", "heterocnn img/s",
                      "GPU alone img/s",
-                     "ratio", "GPU's share", "comm share"], rows))
+                     "ratio", "GPU's share", "comm share",
+                     "work ms a step, fastest - slowest rank", "exchange ms a step"], rows))
 
 
 def fusion_tables(result):
