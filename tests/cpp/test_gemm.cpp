@@ -146,6 +146,48 @@ TEST(cnn_shapes) {
   check_case({Trans::T, Trans::N, 150, 100, 16, 1.0f, 0.0f, 0}, 25);
 }
 
+// A team gives C to the bit as one thread does: grids of 1 x T and T x 1 blocks of C (2 and 3
+// threads), 2 x 2, 2 x 3 and 3 x 3 (4, 6, 9), operands packed and read in place (the smallest),
+// one cache block or several; odd sizes, beta 0 and not, with every kernel. (fit's results do
+// not depend on the thread count only if this holds.)
+TEST(team_equals_one_thread_to_the_bit) {
+#ifdef _OPENMP
+  const int before = omp_get_max_threads();
+  const Case cases[] = {{Trans::N, Trans::T, 256, 256, 784, 1.0f, 1.0f, 0},
+                        {Trans::T, Trans::N, 257, 783, 255, 1.0f, 0.0f, 3},
+                        {Trans::N, Trans::N, 131, 250, 129, -0.5f, 0.5f, 1},
+                        {Trans::T, Trans::T, 200, 77, 601, 1.0f, 0.0f, 0},
+                        {Trans::N, Trans::N, 1800, 300, 256, 1.0f, 0.0f, 0},
+                        {Trans::N, Trans::T, 40, 60, 700, 1.0f, 0.0f, 0}};
+  for_each_kernel([&] {
+    uint32_t seed = 300;
+    for (const Case& c : cases) {
+      std::mt19937 rng(seed++);
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      const int64_t lda = (c.ta == Trans::N ? c.K : c.M) + c.pad;
+      const int64_t ldb = (c.tb == Trans::N ? c.N : c.K) + c.pad, ldc = c.N + c.pad;
+      std::vector<float> A((c.ta == Trans::N ? c.M : c.K) * lda);
+      std::vector<float> B((c.tb == Trans::N ? c.K : c.N) * ldb), C0(c.M * ldc);
+      for (float& x : A) x = u(rng);
+      for (float& x : B) x = u(rng);
+      for (float& x : C0) x = u(rng);
+      auto run = [&](int threads) {
+        omp_set_num_threads(threads);
+        std::vector<float> C = C0;
+        hc::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
+                  C.data(), ldc);
+        return C;
+      };
+      const std::vector<float> one = run(1);
+      for (int threads : {2, 3, 4, 6, 9})
+        CHECK_MSG(run(threads) == one, describe(c) + " on " + std::to_string(threads) +
+                                           " threads differs from one thread");
+    }
+  });
+  omp_set_num_threads(before);
+#endif
+}
+
 // Inside a parallel region every thread runs its own sgemm serially; results must not mix.
 TEST(inside_parallel_region) {
   for_each_kernel([] {
