@@ -5,19 +5,17 @@
 #include <string>
 
 #include "heterocnn/error.h"
+#include "heterocnn/parallel.h"
 
 namespace hc {
 
-// Below this many elements a loop is cheaper on one thread than waking the team.
-constexpr int64_t kParallelElems = 1 << 16;
-
 void relu_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) y[i] = relu(x[i]);
 }
 
 void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i];  // loaded unconditionally, so the select needs no branch
     dx[i] = y[i] > 0.f ? g : 0.f;
@@ -25,27 +23,27 @@ void relu_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
 }
 
 void sigmoid_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
 }
 
 void sigmoid_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.f - y[i]);
 }
 
 void tanh_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
 }
 
 void tanh_backward_cpu(int64_t n, const float* y, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
 void leaky_relu_forward_cpu(int64_t n, float slope, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     y[i] = v > 0.f ? v : slope * v;  // a NaN takes the second arm and stays NaN
@@ -53,7 +51,7 @@ void leaky_relu_forward_cpu(int64_t n, float slope, const float* x, float* y) {
 }
 
 void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) {
     const float g = dy[i];
     dx[i] = x[i] > 0.f ? g : slope * g;
@@ -61,22 +59,22 @@ void leaky_relu_backward_cpu(int64_t n, float slope, const float* x, const float
 }
 
 void gelu_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) y[i] = gelu(x[i]);
 }
 
 void gelu_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_grad(x[i]);
 }
 
 void gelu_tanh_forward_cpu(int64_t n, const float* x, float* y) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t i = 0; i < n; ++i) y[i] = gelu_tanh(x[i]);
 }
 
 void gelu_tanh_backward_cpu(int64_t n, const float* x, const float* dy, float* dx) {
-#pragma omp parallel for simd schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for simd schedule(static) if (parallel : team_pays(3 * n))
   for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * gelu_tanh_grad(x[i]);
 }
 

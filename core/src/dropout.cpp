@@ -7,11 +7,10 @@
 
 #include "heterocnn/buffer.h"
 #include "heterocnn/error.h"
+#include "heterocnn/parallel.h"
 #include "heterocnn/philox.h"
 
 namespace hc {
-
-constexpr int64_t kParallelElems = 1 << 16;
 
 uint32_t dropout_keep_below(double p) {
   return static_cast<uint32_t>(std::llround((1.0 - p) * 16777216.0));
@@ -33,7 +32,7 @@ void dropout_forward_cpu(int64_t n, int64_t group, const float* x, float* y, con
   const uint64_t step = static_cast<uint64_t>(state[1]);
   if (group == 1) {  // one Philox block gives the draws of 4 consecutive elements
     const int64_t blocks = (n + 3) / 4;
-#pragma omp parallel for schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for schedule(static) if (parallel : team_pays(2 * n))
     for (int64_t b = 0; b < blocks; ++b) {
       const Philox4 r = philox_block(seed, step, static_cast<uint64_t>(b));
       const int64_t end = std::min<int64_t>(n, 4 * b + 4);
@@ -43,7 +42,7 @@ void dropout_forward_cpu(int64_t n, int64_t group, const float* x, float* y, con
     return;
   }
   const int64_t units = n / group;
-#pragma omp parallel for schedule(static) if (parallel : n > kParallelElems)
+#pragma omp parallel for schedule(static) if (parallel : team_pays(2 * n))
   for (int64_t u = 0; u < units; ++u) {
     const bool keep = philox_keep(philox_word(seed, step, static_cast<uint64_t>(u)), keep_below);
     const float s = keep ? scale : 0.f;  // multiplied, so NaN stays NaN, as in torch

@@ -6,13 +6,18 @@
 #include "heterocnn/activation.h"
 #include "heterocnn/error.h"
 #include "heterocnn/gemm.h"
+#include "heterocnn/parallel.h"
 
 namespace hc {
 
 void linear_forward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const float* w,
                         const float* b, float* y, bool relu) {
-  if (b)
+  // y starts as the bias (each element a read of b and a write of y), rows over the team, and
+  // the GEMM adds x w^T to it (beta 1): the bias's rounding comes first, as in torch's addmm.
+  if (b) {
+#pragma omp parallel for schedule(static) if (team_pays(2 * N * O))
     for (int64_t n = 0; n < N; ++n) std::copy(b, b + O, y + n * O);
+  }
   sgemm(Trans::N, Trans::T, N, O, I, 1.f, x, I, w, I, b ? 1.f : 0.f, y, O);
   if (relu) relu_forward_cpu(N * O, y, y);  // the fused ReLU, while y is still in cache
 }
@@ -21,13 +26,21 @@ void linear_backward_cpu(int64_t N, int64_t I, int64_t O, const float* x, const 
                          const float* dy, float* dx, float* dw, float* db, bool relu_mask) {
   // dw (O,I) = dy^T (O,N) * x (N,I)
   sgemm(Trans::T, Trans::N, O, I, N, 1.f, dy, O, x, I, 0.f, dw, I);
-  // db (O,) = column sums of dy, row by row (the same order for every build and thread count).
-  if (db) std::fill(db, db + O, 0.f);
-  for (int64_t n = 0; db && n < N; ++n) {
-    const float* __restrict__ d = dy + n * O;
-    float* __restrict__ s = db;
+  // db (O,) = column sums of dy, each summed over the rows in order (the same for every build
+  // and thread count); each thread of the team takes a range of whole cache lines of columns.
+  if (db) {
+#pragma omp parallel if (team_pays(N * O))
+    {
+      const int t = thread_id(), team = team_size();
+      const int64_t o0 = split_at(O, t, team), o1 = split_at(O, t + 1, team);
+      float* __restrict__ s = db;
+      for (int64_t o = o0; o < o1; ++o) s[o] = 0.f;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* __restrict__ d = dy + n * O;
 #pragma omp simd
-    for (int64_t o = 0; o < O; ++o) s[o] += d[o];
+        for (int64_t o = o0; o < o1; ++o) s[o] += d[o];
+      }
+    }
   }
   // dx (N,I) = dy (N,O) * w (O,I)
   if (!dx) return;

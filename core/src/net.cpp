@@ -259,8 +259,8 @@ void Net::prepare(const Shape& in, StepMode mode) {
 
 void Net::check_input(const float* x, const Shape& in) const {
   const int64_t n = in.numel();
-  float acc = 0.f;  // x * 0 is 0 for every finite x and NaN for NaN or inf
-#pragma omp simd reduction(+ : acc)
+  float acc = 0.f;  // x * 0 is 0 for every finite x and NaN for NaN or inf, in any order
+#pragma omp parallel for simd reduction(+ : acc) schedule(static) if (parallel : team_pays(n))
   for (int64_t i = 0; i < n; ++i) acc += x[i] * 0.f;
   if (acc == 0.f) return;
   for (int64_t i = 0; i < n; ++i) {

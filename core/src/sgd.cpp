@@ -58,8 +58,7 @@ void sgd_update_all_cpu(const SgdSlice* slices, size_t count, const SgdConfig& c
   {
     // This thread's range of the concatenation, cut at multiples of 16 floats (one cache line).
     const int t = thread_id(), team = team_size();
-    auto cut = [&](int k) { return std::min(total, (total * k / team + 15) / 16 * 16); };
-    const int64_t begin = cut(t), end = cut(t + 1);  // cut(0) = 0, cut(team) = total
+    const int64_t begin = split_at(total, t, team), end = split_at(total, t + 1, team);
     int64_t offset = 0;  // where slice s starts in the concatenation
     for (size_t s = 0; s < count && offset < end; offset += slices[s].n, ++s) {
       const int64_t lo = std::max(begin, offset), hi = std::min(end, offset + slices[s].n);

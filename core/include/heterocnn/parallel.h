@@ -1,6 +1,8 @@
 // OpenMP in one place, so the rest of the core compiles the same with or without it.
 #pragma once
 
+#include <cstdint>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -38,6 +40,20 @@ inline void set_threads(int n) {
 #else
   (void)n;
 #endif
+}
+
+// Whether a loop over memory of `floats` floats (each array it reads or writes counted once: a
+// ReLU's forward on n elements is 2n) pays for waking the OpenMP team: below 2^17 floats
+// (512 KiB, a few microseconds on one core) one thread is done before the team would be.
+constexpr int64_t kTeamFloats = int64_t{1} << 17;
+inline bool team_pays(int64_t floats) { return floats >= kTeamFloats; }
+
+// Where part k of `parts` starts when n floats are cut into contiguous ranges of whole 64-byte
+// cache lines (16 floats), as even as that allows: split_at(n, 0, p) = 0, split_at(n, p, p) = n.
+// A team's threads take parts thread_id() of team_size() and write no line another writes.
+inline int64_t split_at(int64_t n, int k, int parts) {
+  const int64_t at = (n * k / parts + 15) / 16 * 16;
+  return at < n ? at : n;
 }
 
 inline bool openmp_enabled() {
