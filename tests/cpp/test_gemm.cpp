@@ -148,8 +148,8 @@ TEST(cnn_shapes) {
 
 // A team gives C to the bit as one thread does: grids of 1 x T and T x 1 blocks of C (2 and 3
 // threads), 2 x 2, 2 x 3 and 3 x 3 (4, 6, 9), operands packed and read in place (the smallest),
-// one cache block or several; odd sizes, beta 0 and not, with every kernel. (fit's results do
-// not depend on the thread count only if this holds.)
+// one cache block or several; odd sizes, beta 0 and not, with every kernel. (A Linear layer's
+// results then do not depend on the thread count.)
 TEST(team_equals_one_thread_to_the_bit) {
 #ifdef _OPENMP
   const int before = omp_get_max_threads();
