@@ -19,9 +19,12 @@ LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
   const float on = static_cast<float>(1.0 - eps) * inv_n;
   const float off = static_cast<float>(eps / static_cast<double>(K)) * inv_n;
   // Rows over the team, each row's loss kept and the losses summed in row order afterwards, so
-  // the mean is the same for any thread count. A logit costs two exp in double, about what a
+  // the mean is the same for any thread count (the calling thread's buffer, grown once and then
+  // reused, so that a step allocates nothing). A logit costs two exp in double, about what a
   // pass over 512 floats does, hence the team's threshold.
-  std::vector<double> row_loss(static_cast<size_t>(N));
+  static thread_local std::vector<double> buffer;
+  buffer.resize(static_cast<size_t>(N));
+  double* row_loss = buffer.data();  // the caller's, for every thread of the team
   int64_t correct = 0;
 #pragma omp parallel for schedule(static) reduction(+ : correct) if (team_pays(512 * N * K))
   for (int64_t n = 0; n < N; ++n) {
@@ -48,7 +51,7 @@ LossResult softmax_cross_entropy_cpu(int64_t N, int64_t K, const float* logits,
       d[labels[n]] -= on;
     }
   }
-  for (const double loss : row_loss) r.loss += loss;
+  for (int64_t n = 0; n < N; ++n) r.loss += row_loss[n];
   r.correct = correct;
   r.loss /= static_cast<double>(N);
   return r;

@@ -520,6 +520,52 @@ TEST(losses_by_hand) {
   CHECK(r.correct == 2);  // z = 0 predicts 0, z = 100 predicts 1
 }
 
+// Rows enough for the team (301 x 10 logits, with and without label smoothing), on 5, 3, 2 and
+// 1 threads in that order: each agrees with a float64 computation (the loss, the correct count,
+// every gradient) and all four are the same to the bit.
+TEST(softmax_cross_entropy_on_the_team) {
+  const int before = hc::max_threads();
+  const int64_t N = 301, K = 10;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g(0.f, 3.f);
+  std::vector<float> z(N * K);
+  std::vector<int64_t> labels(N);
+  for (float& v : z) v = g(rng);
+  for (int64_t& y : labels) y = static_cast<int64_t>(rng() % K);
+  for (const float smoothing : {0.f, 0.1f}) {
+    std::vector<double> grad(N * K);  // float64: the gradient, the mean loss, the count
+    double loss = 0;
+    int64_t correct = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* zn = z.data() + n * K;
+      const double zmax = *std::max_element(zn, zn + K);
+      double sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += std::exp(zn[k] - zmax);
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = std::exp(zn[k] - zmax) / sum;
+        const double q = (k == labels[n]) * (1.0 - smoothing) + smoothing / K;
+        loss -= q * std::log(p) / N;
+        grad[n * K + k] = (p - q) / N;
+      }
+      correct += std::max_element(zn, zn + K) - zn == labels[n];
+    }
+    LossResult first;
+    std::vector<float> first_d;
+    for (int threads : {5, 3, 2, 1}) {
+      hc::set_threads(threads);
+      std::vector<float> d(N * K, 0.f);
+      const LossResult r =
+          softmax_cross_entropy_cpu(N, K, z.data(), labels.data(), d.data(), 1.f, smoothing);
+      CHECK_NEAR(r.loss, loss, 1e-6 * std::max(1.0, loss));
+      CHECK(r.correct == correct);
+      for (int64_t i = 0; i < N * K; ++i) CHECK_NEAR(d[i], grad[i], 1e-7);
+      if (threads == 5) first = r, first_d = d;
+      CHECK(r.loss == first.loss && r.correct == first.correct && d == first_d);
+    }
+  }
+  hc::set_threads(before);
+}
+
 TEST(sgd_by_hand) {
   // Two steps of torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01), g = 1 each time.
   float p[] = {1}, v[] = {0};
