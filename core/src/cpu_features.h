@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <string>
 
 namespace hc {
 
@@ -14,22 +15,37 @@ inline bool cpu_has_avx512f() {
   return has;
 }
 
-// Bytes of the L2 cache of one core, as the OS reports it (sysconf, else sysfs); 512 KiB,
-// a small modern L2, where neither says.
+// Bytes of one of a core's caches, as the OS reports it: sysconf(sysconf_name) (none where
+// negative), else sysfs's /sys/devices/system/cpu/cpu0/cache/index<index>/size, else `fallback`.
+inline int64_t cpu_cache_bytes(int sysconf_name, int index, int64_t fallback) {
+  int64_t b = sysconf_name >= 0 ? sysconf(sysconf_name) : 0;
+  if (b <= 0) {
+    std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/size");
+    int64_t kib = 0;
+    char unit = 0;
+    if (f >> kib >> unit) b = unit == 'M' ? kib << 20 : kib << 10;
+  }
+  return b > 0 ? b : fallback;
+}
+
+// Bytes of the L2 cache of one core; 512 KiB, a small modern L2, where the OS does not say.
 inline int64_t cpu_l2_bytes() {
-  static const int64_t bytes = [] {
-    int64_t b = 0;
 #ifdef _SC_LEVEL2_CACHE_SIZE
-    b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  static const int64_t bytes = cpu_cache_bytes(_SC_LEVEL2_CACHE_SIZE, 2, int64_t{512} << 10);
+#else
+  static const int64_t bytes = cpu_cache_bytes(-1, 2, int64_t{512} << 10);
 #endif
-    if (b <= 0) {
-      std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index2/size");
-      int64_t kib = 0;
-      char unit = 0;
-      if (f >> kib >> unit) b = unit == 'M' ? kib << 20 : kib << 10;
-    }
-    return b > 0 ? b : int64_t{512} << 10;
-  }();
+  return bytes;
+}
+
+// Bytes of the L1 data cache of one core (sysfs index 0 is the data cache on x86 Linux); 32 KiB,
+// the smallest of current x86 cores, where the OS does not say.
+inline int64_t cpu_l1d_bytes() {
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+  static const int64_t bytes = cpu_cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 0, int64_t{32} << 10);
+#else
+  static const int64_t bytes = cpu_cache_bytes(-1, 0, int64_t{32} << 10);
+#endif
   return bytes;
 }
 

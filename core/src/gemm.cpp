@@ -5,12 +5,11 @@
 // the B panels of the block. The driver is the same for every kernel: MR, NR, the tile and the
 // packing routines come from the kernel.
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 #include <string_view>
 
 #include "gemm_kernels.h"
 #include "heterocnn/gemm.h"
+#include "scratch.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -72,30 +71,8 @@ const Kernel*& active_kernel() {
   return kernel;
 }
 
-// A per-thread, 64-byte aligned scratch buffer that grows on demand and is then reused, so
-// steady-state calls allocate nothing.
-class PackBuffer {
- public:
-  ~PackBuffer() { std::free(data_); }
-  float* get(int64_t n) {
-    if (n > capacity_) {
-      std::free(data_);
-      capacity_ = (n + 15) / 16 * 16;
-      data_ = static_cast<float*>(std::aligned_alloc(64, capacity_ * sizeof(float)));
-      if (!data_) {
-        capacity_ = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return data_;
-  }
-
- private:
-  float* data_ = nullptr;
-  int64_t capacity_ = 0;
-};
-
-thread_local PackBuffer packed_a, packed_b;
+// Each thread packs into its own buffers (scratch.h).
+thread_local ScratchBuffer packed_a, packed_b;
 
 // The size of blocks that split n into equal parts of at most `limit` (about), in whole tiles.
 int64_t block_size(int64_t n, int64_t limit, int tile) {
