@@ -11,6 +11,8 @@
 
 #include "conv_direct.h"
 #include "conv_direct_avx512.h"
+#include "cpu_features.h"
+#include "scratch.h"
 
 namespace hc::conv_direct {
 namespace {
@@ -102,31 +104,36 @@ struct Forward {
   }
 };
 
-// The end of a dw sweep: dw[m0 + i, (c*K + kh)*K + kw] += the lanes of acc[i][kw] summed
-// (dw (M, ckk)).
+// A dw tile's MB*K accumulators, acc[i][kw] at state[i * K + kw]: taken up from and put back
+// to the tile's state between chunks of samples (weight_grad_blocks), exactly, so that every
+// lane sums the same products in the same order as one sweep over all the samples would.
 template <int MB, int K>
-inline void add_tap_sums(const __m512 (&acc)[MB][K], int64_t ckk, int64_t m0, int64_t c, int kh,
-                         float* dw) {
+inline void load_tile(__m512 (&acc)[MB][K], const __m512* state) {
   #pragma GCC unroll 16
   for (int i = 0; i < MB; ++i)
     #pragma GCC unroll 16
-    for (int kw = 0; kw < K; ++kw)
-      dw[(m0 + i) * ckk + (c * K + kh) * K + kw] += _mm512_reduce_add_ps(acc[i][kw]);
+    for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_load_ps(state + i * K + kw);
+}
+
+template <int MB, int K>
+inline void store_tile(const __m512 (&acc)[MB][K], __m512* state) {
+  #pragma GCC unroll 16
+  for (int i = 0; i < MB; ++i)
+    #pragma GCC unroll 16
+    for (int kw = 0; kw < K; ++kw) _mm512_store_ps(state + i * K + kw, acc[i][kw]);
 }
 
 // dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over
 // `count` samples: MB*K accumulators held in registers over every output position of every
-// sample; each position vector loads MB dy vectors and K input vectors.
+// sample (taken up from and put back to `state`); each position vector loads MB dy vectors and
+// K input vectors.
 template <int K, int V>
 struct WeightGrad {
   template <int MB>
   static void tile(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
-                   float* dw, const Masks<K, V>& mk, int64_t m0, int64_t c, int kh) {
+                   __m512* state, const Masks<K, V>& mk, int64_t m0, int64_t c, int kh) {
     __m512 acc[MB][K];
-    #pragma GCC unroll 16
-    for (int i = 0; i < MB; ++i)
-      #pragma GCC unroll 16
-      for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_setzero_ps();
+    load_tile<MB, K>(acc, state);
     const int64_t plane = g.Ho * g.Wo, in_n = g.C * g.H * g.W, out_n = M * plane;
     const int64_t oh_lo = std::max<int64_t>(0, g.pad - kh);
     const int64_t oh_hi = std::min<int64_t>(g.Ho, g.H + g.pad - kh);
@@ -150,7 +157,7 @@ struct WeightGrad {
         }
       }
     }
-    add_tap_sums<MB, K>(acc, g.C * K * K, m0, c, kh, dw);
+    store_tile<MB, K>(acc, state);
   }
 };
 
@@ -240,18 +247,15 @@ struct FlatForward {
 };
 
 // dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over `count`
-// samples: MB*K accumulators; each vector of the plane loads K input vectors (held) and MB dy
-// vectors (one at a time).
+// samples: MB*K accumulators (taken up from and put back to `state`); each vector of the plane
+// loads K input vectors (held) and MB dy vectors (one at a time).
 template <int K>
 struct FlatWeightGrad {
   template <int MB>
   static void tile(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
-                   float* dw, const FlatMasks<K>& mk, int64_t m0, int64_t c, int kh) {
+                   __m512* state, const FlatMasks<K>& mk, int64_t m0, int64_t c, int kh) {
     __m512 acc[MB][K];
-    #pragma GCC unroll 16
-    for (int i = 0; i < MB; ++i)
-      #pragma GCC unroll 16
-      for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_setzero_ps();
+    load_tile<MB, K>(acc, state);
     const int64_t plane = g.H * g.W, in_n = g.C * plane, out_n = M * plane;
     const int64_t off = (kh - g.pad) * g.W - g.pad;
     for (int64_t n = 0; n < count; ++n) {
@@ -270,7 +274,7 @@ struct FlatWeightGrad {
         }
       }
     }
-    add_tap_sums<MB, K>(acc, g.C * K * K, m0, c, kh, dw);
+    store_tile<MB, K>(acc, state);
   }
 };
 
@@ -279,6 +283,42 @@ struct FlatWeightGrad {
 template <class T, class F, int... I>
 constexpr auto by_block_table(std::integer_sequence<int, I...>) {
   return std::array<F, sizeof...(I)>{&T::template tile<I + 1>...};
+}
+
+// Each thread's dw tile states (scratch.h).
+thread_local ScratchBuffer tile_states;
+
+// The dw sweep of both kernel families (T: WeightGrad or FlatWeightGrad, MB channels a tile):
+// for each block of MB output channels, the samples in chunks whose dy (MB planes a sample)
+// fills half of this core's L1 data cache (read from the CPU at run time), and within a chunk
+// every (c, kh) tile, so that the chunk's dy is read from L1 by all C*K tiles. (Sweeping all
+// the samples once per tile, as before, streamed dy from the L2 at MB vectors per MB*K FMAs,
+// more than an L2 delivers: CPU_PERF.md, entry 18.) Each tile's accumulators are kept in
+// `tile_states` between chunks, then the lanes of each are summed into dw once: dw[m0 + i,
+// (c*K + kh)*K + kw] += the lanes of acc[i][kw].
+template <class T, int MB, int K, class Mk>
+void weight_grad_blocks(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                        const float* dy, float* dw, const Mk& mk) {
+  using F = decltype(&T::template tile<1>);
+  static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
+  const int64_t plane = g.Ho * g.Wo, in_n = g.C * g.H * g.W, out_n = M * plane;
+  const int64_t chunk = std::max<int64_t>(
+      1, cpu_l1d_bytes() / 2 / (MB * plane * static_cast<int64_t>(sizeof(float))));
+  const int64_t tiles = g.C * K, ckk = g.C * K * K, per_tile = MB * K;
+  __m512* state = reinterpret_cast<__m512*>(tile_states.get(tiles * per_tile * 16));
+  for (int64_t m0 = 0; m0 < M; m0 += MB) {
+    const int64_t mb = std::min<int64_t>(MB, M - m0);
+    std::fill(state, state + tiles * per_tile, _mm512_setzero_ps());
+    for (int64_t n0 = 0; n0 < count; n0 += chunk)
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int kh = 0; kh < K; ++kh)
+          table[mb - 1](g, M, std::min(chunk, count - n0), x + n0 * in_n, dy + n0 * out_n,
+                        state + (c * K + kh) * per_tile, mk, m0, c, kh);
+    for (int64_t t = 0; t < tiles; ++t)
+      for (int64_t i = 0; i < mb; ++i)
+        for (int kw = 0; kw < K; ++kw)
+          dw[(m0 + i) * ckk + t * K + kw] += _mm512_reduce_add_ps(state[t * per_tile + i * K + kw]);
+  }
 }
 
 template <int K, int V>
@@ -299,14 +339,7 @@ template <int K, int V>
 void weight_grad_kv(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                     float* dw) {
   constexpr int MB = K == 5 ? 4 : 6;  // 20 or 18 accumulators
-  using T = WeightGrad<K, V>;
-  using F = decltype(&T::template tile<1>);
-  static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
-  const Masks<K, V> mk(g);
-  for (int64_t m0 = 0; m0 < M; m0 += MB)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int kh = 0; kh < K; ++kh)
-        table[std::min<int64_t>(MB, M - m0) - 1](g, M, count, x, dy, dw, mk, m0, c, kh);
+  weight_grad_blocks<WeightGrad<K, V>, MB, K>(g, M, count, x, dy, dw, Masks<K, V>(g));
 }
 
 // R = 3 vectors of the plane by MB = 8 channels (24 accumulators), then the plane's last one
@@ -340,14 +373,7 @@ template <int K>
 void flat_weight_grad_k(const ConvGeom& g, int64_t M, int64_t count, const float* x,
                         const float* dy, float* dw) {
   constexpr int MB = K == 5 ? 4 : 8;  // 20 or 24 accumulators, K inputs and one dy vector
-  using T = FlatWeightGrad<K>;
-  using F = decltype(&T::template tile<1>);
-  static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
-  const FlatMasks<K> mk(g);
-  for (int64_t m0 = 0; m0 < M; m0 += MB)
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int kh = 0; kh < K; ++kh)
-        table[std::min<int64_t>(MB, M - m0) - 1](g, M, count, x, dy, dw, mk, m0, c, kh);
+  weight_grad_blocks<FlatWeightGrad<K>, MB, K>(g, M, count, x, dy, dw, FlatMasks<K>(g));
 }
 
 }  // namespace

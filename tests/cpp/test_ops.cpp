@@ -153,7 +153,8 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   // vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 and channel counts
   // the blocks do not divide, the largest such plane (1024 positions) and one past it (the
   // row kernel); narrow outputs with 16k channels (vectors of channels: 1 to 12 wide, rows
-  // the tiles do not divide, padded and not). {C, H, W, K, pad, M, N}
+  // the tiles do not divide, padded and not); a dw in several chunks of samples.
+  // {C, H, W, K, pad, M, N}
   if (!cpu_has_avx512f()) {  // Direct would fall back to the GEMM path: nothing to compare
     std::printf("  skipped: this CPU has no AVX-512F, so there is no direct path\n");
     return;
@@ -168,7 +169,11 @@ TEST(conv2d_direct_path_equals_gemm_path) {
                               {2, 32, 32, 3, 1, 5, 1}, {1, 40, 30, 3, 1, 3, 2},
                               {5, 9, 13, 3, 0, 32, 3}, {3, 8, 5, 5, 0, 16, 2},
                               {2, 7, 14, 3, 0, 16, 1}, {5, 7, 7, 3, 1, 32, 3},
-                              {4, 6, 9, 5, 2, 16, 2}};
+                              {4, 6, 9, 5, 2, 16, 2},
+                              // dw over several chunks of samples (half an L1 of 32-48 KiB
+                              // holds 2-3 samples' dy of a tile here, 12-24 below), in every
+                              // thread's share: a plane run as vectors, and rows
+                              {4, 14, 14, 3, 1, 19, 13},  {3, 12, 12, 5, 0, 10, 61}};
   for (const auto& c : cases) {
     const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
     const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
