@@ -104,36 +104,37 @@ struct Forward {
   }
 };
 
-// A dw tile's MB*K accumulators, acc[i][kw] at state[i * K + kw]: taken up from and put back
-// to the tile's state between chunks of samples (weight_grad_blocks), exactly, so that every
-// lane sums the same products in the same order as one sweep over all the samples would.
+// A dw tile's MB*K accumulators start from zero for each chunk of samples and are then added
+// to the tile's sums over the chunks before it (weight_grad_blocks), acc[i][kw] to
+// state[i * K + kw]: each lane sums a chunk's products, then the chunks' sums, so a float sum
+// carried over many samples does not drift (two levels, as a pairwise sum's first two).
 template <int MB, int K>
-inline void load_tile(__m512 (&acc)[MB][K], const __m512* state) {
+inline void zero_tile(__m512 (&acc)[MB][K]) {
   #pragma GCC unroll 16
   for (int i = 0; i < MB; ++i)
     #pragma GCC unroll 16
-    for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_load_ps(state + i * K + kw);
+    for (int kw = 0; kw < K; ++kw) acc[i][kw] = _mm512_setzero_ps();
 }
 
 template <int MB, int K>
-inline void store_tile(const __m512 (&acc)[MB][K], __m512* state) {
+inline void add_tile(const __m512 (&acc)[MB][K], __m512* state) {
   #pragma GCC unroll 16
   for (int i = 0; i < MB; ++i)
     #pragma GCC unroll 16
-    for (int kw = 0; kw < K; ++kw) _mm512_store_ps(state + i * K + kw, acc[i][kw]);
+    for (int kw = 0; kw < K; ++kw)
+      state[i * K + kw] = _mm512_add_ps(_mm512_load_ps(state + i * K + kw), acc[i][kw]);
 }
 
 // dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over
 // `count` samples: MB*K accumulators held in registers over every output position of every
-// sample (taken up from and put back to `state`); each position vector loads MB dy vectors and
-// K input vectors.
+// sample, then added to `state`; each position vector loads MB dy vectors and K input vectors.
 template <int K, int V>
 struct WeightGrad {
   template <int MB>
   static void tile(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                    __m512* state, const Masks<K, V>& mk, int64_t m0, int64_t c, int kh) {
     __m512 acc[MB][K];
-    load_tile<MB, K>(acc, state);
+    zero_tile<MB, K>(acc);
     const int64_t plane = g.Ho * g.Wo, in_n = g.C * g.H * g.W, out_n = M * plane;
     const int64_t oh_lo = std::max<int64_t>(0, g.pad - kh);
     const int64_t oh_hi = std::min<int64_t>(g.Ho, g.H + g.pad - kh);
@@ -157,7 +158,7 @@ struct WeightGrad {
         }
       }
     }
-    store_tile<MB, K>(acc, state);
+    add_tile<MB, K>(acc, state);
   }
 };
 
@@ -247,15 +248,15 @@ struct FlatForward {
 };
 
 // dL/dw of MB output channels [m0, m0 + MB) and the K taps of kernel row (c, kh), over `count`
-// samples: MB*K accumulators (taken up from and put back to `state`); each vector of the plane
-// loads K input vectors (held) and MB dy vectors (one at a time).
+// samples: MB*K accumulators, then added to `state`; each vector of the plane loads K input
+// vectors (held) and MB dy vectors (one at a time).
 template <int K>
 struct FlatWeightGrad {
   template <int MB>
   static void tile(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                    __m512* state, const FlatMasks<K>& mk, int64_t m0, int64_t c, int kh) {
     __m512 acc[MB][K];
-    load_tile<MB, K>(acc, state);
+    zero_tile<MB, K>(acc);
     const int64_t plane = g.H * g.W, in_n = g.C * plane, out_n = M * plane;
     const int64_t off = (kh - g.pad) * g.W - g.pad;
     for (int64_t n = 0; n < count; ++n) {
@@ -274,7 +275,7 @@ struct FlatWeightGrad {
         }
       }
     }
-    store_tile<MB, K>(acc, state);
+    add_tile<MB, K>(acc, state);
   }
 };
 
@@ -293,9 +294,9 @@ thread_local ScratchBuffer tile_states;
 // fills half of this core's L1 data cache (read from the CPU at run time), and within a chunk
 // every (c, kh) tile, so that the chunk's dy is read from L1 by all C*K tiles. (Sweeping all
 // the samples once per tile, as before, streamed dy from the L2 at MB vectors per MB*K FMAs,
-// more than an L2 delivers: CPU_PERF.md, entry 18.) Each tile's accumulators are kept in
-// `tile_states` between chunks, then the lanes of each are summed into dw once: dw[m0 + i,
-// (c*K + kh)*K + kw] += the lanes of acc[i][kw].
+// more than an L2 delivers: CPU_PERF.md, entry 18.) Each tile's chunk sums are added up in
+// `tile_states`, then the lanes of each are summed into dw once: dw[m0 + i, (c*K + kh)*K + kw]
+// += the lanes of the sum of acc[i][kw].
 template <class T, int MB, int K, class Mk>
 void weight_grad_blocks(const ConvGeom& g, int64_t M, int64_t count, const float* x,
                         const float* dy, float* dw, const Mk& mk) {
