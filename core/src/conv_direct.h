@@ -42,7 +42,8 @@ void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const 
 
 // dw[m, k] += the sum over `count` samples and every output position of
 // dy[n, m, oh, ow] * x[n, c, oh + kh - pad, ow + kw - pad], k = (c*K + kh)*K + kw. The samples
-// are the innermost loop, so each dw entry is summed in registers and reduced once per call.
+// go in chunks whose dy fits the L1, summed in registers per chunk, then over the chunks; each
+// dw entry is reduced once per call.
 void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                  float* dw);
 

@@ -294,9 +294,9 @@ thread_local ScratchBuffer tile_states;
 // fills half of this core's L1 data cache (read from the CPU at run time), and within a chunk
 // every (c, kh) tile, so that the chunk's dy is read from L1 by all C*K tiles. (Sweeping all
 // the samples once per tile, as before, streamed dy from the L2 at MB vectors per MB*K FMAs,
-// more than an L2 delivers: CPU_PERF.md, entry 18.) Each tile's chunk sums are added up in
-// `tile_states`, then the lanes of each are summed into dw once: dw[m0 + i, (c*K + kh)*K + kw]
-// += the lanes of the sum of acc[i][kw].
+// near what an L2 gives a core: 6-25% slower, CPU_PERF.md, entry 18.) Each tile's chunk sums
+// are added up in `tile_states`, then the lanes of each are summed into dw once:
+// dw[m0 + i, (c*K + kh)*K + kw] += the lanes of the sum of acc[i][kw].
 template <class T, int MB, int K, class Mk>
 void weight_grad_blocks(const ConvGeom& g, int64_t M, int64_t count, const float* x,
                         const float* dy, float* dw, const Mk& mk) {
@@ -318,7 +318,8 @@ void weight_grad_blocks(const ConvGeom& g, int64_t M, int64_t count, const float
     for (int64_t t = 0; t < tiles; ++t)
       for (int64_t i = 0; i < mb; ++i)
         for (int kw = 0; kw < K; ++kw)
-          dw[(m0 + i) * ckk + t * K + kw] += _mm512_reduce_add_ps(state[t * per_tile + i * K + kw]);
+          dw[(m0 + i) * ckk + t * K + kw] +=
+              _mm512_reduce_add_ps(state[t * per_tile + i * K + kw]);
   }
 }
 
