@@ -58,7 +58,7 @@ bool winograd_applies(const ConvGeom& g) {
 // out. dw, whose GEMMs pack both operands and write dU (16, M, C): slower at 32 and 32 (so the
 // direct kernels keep it there), faster from 32 in and 64 out (entry 18: 32 -> 64 at 14 x 14,
 // 5-10% faster than the direct dw on the Xeon at 2 and 4 threads, up to 25% on the EPYC at
-// batch 64, even at 256) and from 64 and 64 (entry 15).
+// batch 64, about even at 256) and from 64 and 64 (entry 15).
 bool winograd_wins(const ConvGeom& g, int64_t M, Pass pass) {
   if (pass == Pass::WeightGrad) return g.C >= 32 && M >= 64;
   return g.C >= 32 && M >= 32;
