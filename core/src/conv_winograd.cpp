@@ -286,7 +286,6 @@ HC_AVX512 void grad_transform(const ConvGeom& g, const Tiling& t, const Segment&
   }
 }
 
-// The transformed input of the block of tile rows [r0, r0 + rows) of x (count samples).
 // Asks for rows [lo, hi) of a plane of rows `width` floats wide in the L1, a cache line at a
 // time, ahead of their use: the transforms read a segment's rows plane after plane (channels
 // apart), which the hardware prefetchers do not see coming, so each plane's are asked for
@@ -297,6 +296,7 @@ inline void prefetch_rows(const float* plane, int64_t width, int64_t lo, int64_t
     _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
 }
 
+// The transformed input of the block of tile rows [r0, r0 + rows) of x (count samples).
 HC_AVX512 void transform_block(const ConvGeom& g, const Tiling& t, int64_t r0, int64_t rows,
                                const float* x, float* V, float* scratch_rows) {
   const int64_t ldv = t.tiles();
