@@ -1,5 +1,6 @@
 // The bit-for-bit check of CPU_PERF.md entries 17, 18 and 19 (not a test; convnet added for
-// 18): build against two builds' core libraries, e.g. g++ -O2 -std=c++17 -fopenmp -Icore/include bits.cpp -o bits build/core/*.a,
+// 18): build against two builds' core libraries, e.g.
+//   g++ -O2 -std=c++17 -fopenmp -Icore/include cpu-perf-bits.cpp -o bits build/core/*.a
 // and compare what each prints at the same OMP_NUM_THREADS.
 // Trains mlp, lenet5 and convnet for 20 steps at batch 256 and 37 and prints an FNV hash of the
 // weights and the summed loss bits, to compare two builds bit for bit.
