@@ -40,10 +40,23 @@ struct Tiling {
   int64_t plane(int64_t channels) const { return (channels * tiles() + 15) / 16 * 16 + 16; }
 };
 
-Tiling tiling(const ConvGeom& g, int64_t M) {
+// Tile rows a block: as many as keep its V and products (or gradients) within half of the L2.
+// Where the block's tiles are its GEMMs' columns (forward, and dx as a forward pass), from half
+// that many up, the count whose tiles best fill the GEMM kernel's tiles of NR columns, the
+// largest of equals: 10 tile rows of a 7 x 7 image, 40 tiles, would run one kernel tile of 32
+// columns and one of 8; 8 rows fill one and one (CPU_PERF.md, entry 20). In dw the tiles are
+// the GEMMs' depth (K): there, the more the better.
+Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns) {
   const int64_t TH = (g.Ho + 1) / 2, TW = (g.Wo + 1) / 2;
   const int64_t per_row = 16 * (g.C + M) * TW * int64_t{sizeof(float)};
-  const int64_t rows = std::clamp<int64_t>(cpu_l2_bytes() / 2 / per_row, 1, 64 * TH);
+  const int64_t cap = std::clamp<int64_t>(cpu_l2_bytes() / 2 / per_row, 1, 64 * TH);
+  int64_t rows = cap;
+  if (tiles_are_columns) {
+    const int64_t nr = sgemm_tile_columns();
+    auto fill = [&](int64_t r) { return double(r * TW) / double((r * TW + nr - 1) / nr * nr); };
+    for (int64_t r = cap - 1; 2 * r >= cap; --r)
+      if (fill(r) > fill(rows)) rows = r;
+  }
   return {TH, TW, rows};
 }
 
@@ -361,13 +374,13 @@ void weights_from_transformed(int64_t M, int64_t C, const float* dU, float* dw) 
 }
 
 size_t scratch_size(const ConvGeom& g, int64_t M) {
-  const Tiling t = tiling(g, M);
+  const Tiling t = tiling(g, M, false);  // the larger of the two blocks
   return static_cast<size_t>(16 * (t.plane(g.C) + t.plane(M)) + row_scratch(t));
 }
 
 void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* U,
              const float* b, float* y, bool relu, float* scratch) {
-  const Tiling t = tiling(g, M);
+  const Tiling t = tiling(g, M, true);
   const int64_t ldv = t.tiles(), vs = t.plane(g.C), ps = t.plane(M), total = count * t.TH;
   const int64_t out_n = M * g.Ho * g.Wo;
   float* V = scratch;                  // (16, C, block tiles)
@@ -389,7 +402,7 @@ void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const 
 
 void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* dy,
                  float* dU, float* scratch) {
-  const Tiling t = tiling(g, M);
+  const Tiling t = tiling(g, M, false);
   const int64_t ldv = t.tiles(), vs = t.plane(g.C), ps = t.plane(M), total = count * t.TH;
   const int64_t dy_n = M * g.Ho * g.Wo;
   float* V = scratch;                  // (16, C, block tiles)

@@ -203,4 +203,6 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, con
 
 const char* sgemm_kernel_name() { return gemm::active_kernel()->name; }
 
+int sgemm_tile_columns() { return gemm::active_kernel()->nr; }
+
 }  // namespace hc

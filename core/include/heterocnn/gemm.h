@@ -24,4 +24,8 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, con
 // Which micro-kernel sgemm chose for this CPU at run time: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();
 
+// The width of that kernel's tiles of C (NR columns): a C whose N is a multiple of it fills
+// every tile, one with N just above a multiple runs a mostly empty tile at its edge.
+int sgemm_tile_columns();
+
 }  // namespace hc
