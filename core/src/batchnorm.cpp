@@ -17,8 +17,10 @@ namespace {
 constexpr int64_t kParallelElems = 1 << 15;
 
 // part[2j], part[2j+1] = the two sums `plane(j, c, s0, s1)` forms over plane j = n*C + c (in
-// double); one plane per iteration, so the pieces and their order do not depend on the
-// thread count. Then sums[2c], sums[2c+1] = those of channel c, over n in order.
+// double, along the plane in SIMD lanes: a plain loop's chain of dependent double adds ran at
+// a few cycles an element, CPU_PERF.md entry 20); one plane per iteration, so the pieces and
+// their order do not depend on the thread count. Then sums[2c], sums[2c+1] = those of channel
+// c, over n in order.
 template <typename F>
 void channel_sums(int64_t N, int64_t C, int64_t S, double* part, double* sums, F plane) {
 #pragma omp parallel for schedule(static) if (parallel : N * C * S > kParallelElems)
@@ -60,11 +62,14 @@ void batchnorm_forward_cpu(const BatchNormArgs& a, const float* x, const float* 
     channel_sums(N, C, S, part, sums, [&](int64_t j, int64_t c, double& s0, double& s1) {
       const float* xp = x + j * S;
       const double shift = x[c * S];
+      double a0 = 0.0, a1 = 0.0;
+#pragma omp simd reduction(+ : a0, a1)
       for (int64_t s = 0; s < S; ++s) {
         const double d = xp[s] - shift;
-        s0 += d;
-        s1 += d * d;
+        a0 += d;
+        a1 += d * d;
       }
+      s0 = a0, s1 = a1;
     });
     const double M = static_cast<double>(N * S);
     ++*num_batches_tracked;
@@ -114,10 +119,13 @@ void batchnorm_backward_cpu(const BatchNormArgs& a, const float* x, const float*
     const float* xp = x + j * S;
     const float* gp = dy + j * S;
     const float mu = mean[c], is = inv_std[c];
+    double a0 = 0.0, a1 = 0.0;
+#pragma omp simd reduction(+ : a0, a1)
     for (int64_t s = 0; s < S; ++s) {
-      s0 += gp[s];
-      s1 += static_cast<double>(gp[s]) * ((xp[s] - mu) * is);
+      a0 += gp[s];
+      a1 += static_cast<double>(gp[s]) * ((xp[s] - mu) * is);
     }
+    s0 = a0, s1 = a1;
   });
   for (int64_t c = 0; c < C; ++c) {
     if (dbias) dbias[c] = static_cast<float>(sums[2 * c]);
