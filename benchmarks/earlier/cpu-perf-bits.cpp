@@ -1,8 +1,8 @@
-// The bit-for-bit check of CPU_PERF.md entries 17, 18 and 19 (not a test; convnet added for
-// 18): build against two builds' core libraries, e.g.
+// The bit-for-bit check of CPU_PERF.md entries 17 to 20 (not a test; convnet added for 18,
+// bnnet's layers for 20): build against two builds' core libraries, e.g.
 //   g++ -O2 -std=c++17 -fopenmp -Icore/include cpu-perf-bits.cpp -o bits build/core/*.a
 // and compare what each prints at the same OMP_NUM_THREADS.
-// Trains mlp, lenet5 and convnet for 20 steps at batch 256 and 37 and prints an FNV hash of the
+// Trains mlp, lenet5, convnet and bnnet for 20 steps at batch 256 and 37 and prints an FNV hash of the
 // weights and the summed loss bits, to compare two builds bit for bit.
 #include <cstdio>
 #include <cstring>
@@ -20,7 +20,15 @@ int main() {
      {"Linear", {400, 120}}, {"ReLU", {}}, {"Linear", {120, 84}}, {"ReLU", {}}, {"Linear", {84, 10}}},
     {{"Conv2d", {1, 32, 3, 1, 1}}, {"ReLU", {}}, {"Conv2d", {32, 32, 3, 1, 1}}, {"ReLU", {}}, {"MaxPool2d", {2, 2}},
      {"Conv2d", {32, 64, 3, 1, 1}}, {"ReLU", {}}, {"Conv2d", {64, 64, 3, 1, 1}}, {"ReLU", {}}, {"MaxPool2d", {2, 2}},
-     {"Flatten", {}}, {"Linear", {3136, 256}}, {"ReLU", {}}, {"Linear", {256, 10}}}};
+     {"Flatten", {}}, {"Linear", {3136, 256}}, {"ReLU", {}}, {"Linear", {256, 10}}},
+    {{"Conv2d", {1, 32, 3, 1, 1, 0}}, {"BatchNorm2d", {32, 1e-5, 0.1, 1}}, {"ReLU", {}},
+     {"Conv2d", {32, 32, 3, 1, 1, 0}}, {"BatchNorm2d", {32, 1e-5, 0.1, 1}}, {"ReLU", {}},
+     {"Conv2d", {32, 32, 3, 1, 1, 0}}, {"BatchNorm2d", {32, 1e-5, 0.1, 1}}, {"ReLU", {}}, {"MaxPool2d", {2, 2}},
+     {"Conv2d", {32, 64, 3, 1, 1, 0}}, {"BatchNorm2d", {64, 1e-5, 0.1, 1}}, {"ReLU", {}},
+     {"Conv2d", {64, 64, 3, 1, 1, 0}}, {"BatchNorm2d", {64, 1e-5, 0.1, 1}}, {"ReLU", {}}, {"MaxPool2d", {2, 2}},
+     {"Conv2d", {64, 128, 3, 1, 1, 0}}, {"BatchNorm2d", {128, 1e-5, 0.1, 1}}, {"ReLU", {}},
+     {"Conv2d", {128, 128, 3, 1, 1, 0}}, {"BatchNorm2d", {128, 1e-5, 0.1, 1}}, {"ReLU", {}}, {"MaxPool2d", {2, 2}},
+     {"AdaptiveAvgPool2d", {1}}, {"Flatten", {}}, {"Linear", {128, 10}}}};
   for (const Spec& spec : specs) {
     hc::Net net;
     for (auto& [k, a] : spec) net.add(hc::make_layer(k, a));
