@@ -430,7 +430,7 @@ TEST(maxpool_backward_with_relu_mask_equals_relu_backward_after_it) {
 TEST(conv_and_linear_backward_with_relu_mask_equal_relu_backward_after_them) {
   // dx through the backward of the ReLU before the layer, applied by the layer: bit for bit
   // relu_backward_cpu of its dx; dw and db unchanged. Every conv path (Winograd's applies
-  // the mask in its output transform), and Linear.
+  // the mask in one pass over its thread's share of dx), and Linear.
   std::vector<float> x = randn(2 * 3 * 9 * 8, 13);
   for (size_t i = 0; i < x.size(); ++i) x[i] = i % 5 == 0 ? 0.f : std::max(x[i], 0.f);
   x[4] = NAN;
