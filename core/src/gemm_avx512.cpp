@@ -3,6 +3,8 @@
 // enough to keep both FMA pipes busy through their latency. Edge tiles fix their row count at
 // compile time (tile_by_rows), mask the columns beyond nr, and skip the second vector of
 // columns altogether when nr <= 16.
+// Its packing transposes operands stored along k (op(A) not transposed, op(B) transposed) 16 x 16
+// at a time in registers; operands stored along their rows are copied by pack_panels.
 #include <immintrin.h>
 
 #include "gemm_kernels.h"
@@ -59,6 +61,70 @@ void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs
   }
 }
 
+// The shuffles of transpose16, in their forms masked to every lane: the same instructions, but
+// GCC 12 warns (-Wmaybe-uninitialized, a false positive) on the unmasked forms' undefined
+// pass-through operand.
+constexpr __mmask16 kAll = 0xFFFF;
+inline __m512 unpacklo(__m512 a, __m512 b) { return _mm512_mask_unpacklo_ps(a, kAll, a, b); }
+inline __m512 unpackhi(__m512 a, __m512 b) { return _mm512_mask_unpackhi_ps(a, kAll, a, b); }
+template <int Imm>
+__m512 shuffle(__m512 a, __m512 b) { return _mm512_mask_shuffle_ps(a, kAll, a, b, Imm); }
+template <int Imm>
+__m512 shuffle_lanes(__m512 a, __m512 b) { return _mm512_mask_shuffle_f32x4(a, kAll, a, b, Imm); }
+
+// Transposes the 16 x 16 block r in registers: r[i][k] becomes r[k][i]. Three rounds of
+// shuffles: pairs of rows within 128-bit lanes, quads within lanes, then whole lanes.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = unpacklo(r[i], r[i + 1]);
+    t[i + 1] = unpackhi(r[i], r[i + 1]);
+  }
+  // s[4q + j], lane L: rows 4q..4q+3 at k = 4L + j.
+  __m512 s[16];
+  for (int q = 0; q < 16; q += 4) {
+    s[q] = shuffle<0x44>(t[q], t[q + 2]);
+    s[q + 1] = shuffle<0xEE>(t[q], t[q + 2]);
+    s[q + 2] = shuffle<0x44>(t[q + 1], t[q + 3]);
+    s[q + 3] = shuffle<0xEE>(t[q + 1], t[q + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 lo01 = shuffle_lanes<0x44>(s[j], s[4 + j]);  // lanes 0, 1 of each
+    const __m512 hi01 = shuffle_lanes<0xEE>(s[j], s[4 + j]);  // lanes 2, 3
+    const __m512 lo23 = shuffle_lanes<0x44>(s[8 + j], s[12 + j]);
+    const __m512 hi23 = shuffle_lanes<0xEE>(s[8 + j], s[12 + j]);
+    r[j] = shuffle_lanes<0x88>(lo01, lo23);       // k = j
+    r[4 + j] = shuffle_lanes<0xDD>(lo01, lo23);   // k = 4 + j
+    r[8 + j] = shuffle_lanes<0x88>(hi01, hi23);   // k = 8 + j
+    r[12 + j] = shuffle_lanes<0xDD>(hi01, hi23);  // k = 12 + j
+  }
+}
+
+// The PackFn for panels of W rows (gemm_kernels.h), the same panels as pack_panels<W> to the
+// bit. Rows stored along k go 16 rows x 16 k at a time: loaded (masked past the last row or k),
+// transposed, and stored as 16 rows of the panel (masked to the block's rows).
+template <int W>
+void pack_transposing(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
+  if (x.trans) return pack_panels<W>(x, r0, rows, k0, kc, dst);
+  for (int64_t q = 0; q < rows; q += W, dst += W * kc) {
+    const int64_t w = std::min<int64_t>(W, rows - q);
+    for (int64_t g = 0; g < w; g += 16) {  // a block of up to 16 of the panel's rows
+      const int n = (int)std::min<int64_t>(16, w - g);
+      const __mmask16 row_mask = column_mask(n);
+      const float* src = x.p + (r0 + q + g) * x.ld + k0;
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int nk = (int)std::min<int64_t>(16, kc - k);
+        const __mmask16 k_mask = column_mask(nk);
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i)
+          r[i] = i < n ? _mm512_maskz_loadu_ps(k_mask, src + i * x.ld + k) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int kk = 0; kk < nk; ++kk) _mm512_mask_storeu_ps(dst + (k + kk) * W + g, row_mask, r[kk]);
+      }
+    }
+  }
+}
+
 template <int R>
 struct Rows {
   static void run(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
@@ -69,7 +135,7 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>, &pack_panels<MR>,
-                        &pack_panels<NR>};
+const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>, &pack_transposing<MR>,
+                        &pack_transposing<NR>};
 
 }  // namespace hc::gemm

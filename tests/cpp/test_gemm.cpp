@@ -128,6 +128,51 @@ TEST(kernel_name_is_known) {
 
 TEST(all_shapes_every_kernel) { for_each_kernel(check_all_shapes); }
 
+// Every kernel's packing against the layout it promises (gemm_kernels.h: panel q holds
+// x[r0 + q*W + i][k0 + k] at dst[q*W*kc + k*W + i]), both ways of storing x, panels full and
+// narrower, kc below, at and past the 16-k blocks of the AVX-512 transposing pack.
+TEST(packing_gives_the_panel_layout) {
+  const char* names[] = {"avx512", "avx2", "generic"};
+  const hc::gemm::Kernel* kernels[] = {&hc::gemm::kAvx512, &hc::gemm::kAvx2, &hc::gemm::kGeneric};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  int checked = 0;
+  for (int kn = 0; kn < 3; ++kn) {
+    if (!hc::gemm::force_kernel(names[kn])) continue;
+    const hc::gemm::Kernel& kr = *kernels[kn];
+    for (int side = 0; side < 2; ++side) {
+      const int W = side == 0 ? kr.mr : kr.nr;
+      const hc::gemm::PackFn pack = side == 0 ? kr.pack_a : kr.pack_b;
+      for (bool trans : {false, true})
+        for (int64_t rows : {int64_t{1}, int64_t{W - 1}, int64_t{W}, int64_t{2 * W + 3}})
+          for (int64_t kc : {1, 7, 16, 17, 31, 256, 257}) {
+            if (rows < 1) continue;
+            const int64_t r0 = 2, k0 = 3, pad = 5;
+            const int64_t n_rows = r0 + rows, n_k = k0 + kc;  // x is (n_rows, n_k) viewed by rows
+            const int64_t ld = (trans ? n_rows : n_k) + pad;
+            std::vector<float> store((trans ? n_k : n_rows) * ld);
+            for (float& v : store) v = u(rng);
+            const hc::gemm::Operand x{store.data(), ld, trans};
+            auto at = [&](int64_t r, int64_t k) { return trans ? store[k * ld + r] : store[r * ld + k]; };
+            const int64_t panels = (rows + W - 1) / W;
+            std::vector<float> dst(panels * W * kc, std::numeric_limits<float>::quiet_NaN());
+            pack(x, r0, rows, k0, kc, dst.data());
+            int64_t wrong = 0;
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t k = 0; k < kc; ++k)
+                wrong += !(dst[r / W * W * kc + k * W + r % W] == at(r0 + r, k0 + k));
+            CHECK_MSG(wrong == 0, std::string(names[kn]) + (side ? " pack_b" : " pack_a") +
+                                      (trans ? " trans" : "") + " rows=" + std::to_string(rows) +
+                                      " kc=" + std::to_string(kc) + ": " +
+                                      std::to_string(wrong) + " wrong");
+            ++checked;
+          }
+    }
+  }
+  hc::gemm::force_kernel(nullptr);
+  CHECK(checked > 0);
+}
+
 TEST(k_zero_scales_c) {
   for (Trans ta : kTrans)
     for (Trans tb : kTrans) {
