@@ -1,7 +1,8 @@
 // AVX2 + FMA sgemm micro-kernel: a 6 x 16 tile of C held in 12 ymm accumulators. Each k step
 // loads two 8-float vectors of b and broadcasts 6 scalars of a: 12 independent FMA chains in
 // 15 of the 16 ymm registers. Edge tiles fix their row count at compile time (tile_by_rows);
-// columns beyond nr are masked (maskload/maskstore) only on tiles that have them.
+// columns beyond nr are masked (maskload/maskstore) only on tiles that have them. Its packing
+// transposes operands stored along k 8 x 8 at a time in registers (pack_transposing).
 #include <immintrin.h>
 
 #include "gemm_kernels.h"
@@ -15,6 +16,47 @@ constexpr int MR = 6, NR = 16;
 __m256i column_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+// Transposes the 8 x 8 block r in registers: r[i][k] becomes r[k][i]. Pairs of rows within
+// 128-bit lanes, quads within lanes, then the two lanes.
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // s[4q + j], lane L: rows 4q..4q+3 at k = 4L + j.
+  for (int q = 0; q < 8; q += 4) {
+    s[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+    s[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);
+    s[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+    s[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x20);      // k = j
+    r[4 + j] = _mm256_permute2f128_ps(s[j], s[4 + j], 0x31);  // k = 4 + j
+  }
+}
+
+// pack_transposing's block (gemm_kernels.h): 8 x 8, loads masked past the last row or k,
+// stores masked to the block's rows.
+struct Block8 {
+  static constexpr int B = 8;
+  static void transpose(const float* src, int64_t ld, int n, int nk, float* dst, int64_t W) {
+    const __m256i k_mask = column_mask(nk), row_mask = column_mask(n);
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i)
+      r[i] = i >= n ? _mm256_setzero_ps()
+                    : nk == 8 ? _mm256_loadu_ps(src + i * ld) : _mm256_maskload_ps(src + i * ld, k_mask);
+    transpose8(r);
+    for (int k = 0; k < nk; ++k) {
+      if (n == 8)
+        _mm256_storeu_ps(dst + k * W, r[k]);
+      else
+        _mm256_maskstore_ps(dst + k * W, row_mask, r[k]);
+    }
+  }
+};
 
 template <int R, bool Full>
 void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
@@ -68,7 +110,7 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx2 = {"avx2", MR, NR, &tile_by_rows<Rows, MR>, &pack_panels<MR>,
-                         &pack_panels<NR>};
+const Kernel kAvx2 = {"avx2", MR, NR, &tile_by_rows<Rows, MR>, &pack_transposing<MR, Block8>,
+                      &pack_transposing<NR, Block8>};
 
 }  // namespace hc::gemm

@@ -4,7 +4,7 @@
 // compile time (tile_by_rows), mask the columns beyond nr, and skip the second vector of
 // columns altogether when nr <= 16.
 // Its packing transposes operands stored along k (op(A) not transposed, op(B) transposed) 16 x 16
-// at a time in registers; operands stored along their rows are copied by pack_panels.
+// at a time in registers (pack_transposing, gemm_kernels.h).
 #include <immintrin.h>
 
 #include "gemm_kernels.h"
@@ -100,30 +100,19 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
-// The PackFn for panels of W rows (gemm_kernels.h), the same panels as pack_panels<W> to the
-// bit. Rows stored along k go 16 rows x 16 k at a time: loaded (masked past the last row or k),
-// transposed, and stored as 16 rows of the panel (masked to the block's rows).
-template <int W>
-void pack_transposing(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
-  if (x.trans) return pack_panels<W>(x, r0, rows, k0, kc, dst);
-  for (int64_t q = 0; q < rows; q += W, dst += W * kc) {
-    const int64_t w = std::min<int64_t>(W, rows - q);
-    for (int64_t g = 0; g < w; g += 16) {  // a block of up to 16 of the panel's rows
-      const int n = (int)std::min<int64_t>(16, w - g);
-      const __mmask16 row_mask = column_mask(n);
-      const float* src = x.p + (r0 + q + g) * x.ld + k0;
-      for (int64_t k = 0; k < kc; k += 16) {
-        const int nk = (int)std::min<int64_t>(16, kc - k);
-        const __mmask16 k_mask = column_mask(nk);
-        __m512 r[16];
-        for (int i = 0; i < 16; ++i)
-          r[i] = i < n ? _mm512_maskz_loadu_ps(k_mask, src + i * x.ld + k) : _mm512_setzero_ps();
-        transpose16(r);
-        for (int kk = 0; kk < nk; ++kk) _mm512_mask_storeu_ps(dst + (k + kk) * W + g, row_mask, r[kk]);
-      }
-    }
+// pack_transposing's block (gemm_kernels.h): 16 x 16, loads masked past the last row or k,
+// stores masked to the block's rows.
+struct Block16 {
+  static constexpr int B = 16;
+  static void transpose(const float* src, int64_t ld, int n, int nk, float* dst, int64_t W) {
+    const __mmask16 k_mask = column_mask(nk), row_mask = column_mask(n);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < n ? _mm512_maskz_loadu_ps(k_mask, src + i * ld) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int k = 0; k < nk; ++k) _mm512_mask_storeu_ps(dst + k * W, row_mask, r[k]);
   }
-}
+};
 
 template <int R>
 struct Rows {
@@ -135,7 +124,7 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>, &pack_transposing<MR>,
-                        &pack_transposing<NR>};
+const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>,
+                        &pack_transposing<MR, Block16>, &pack_transposing<NR, Block16>};
 
 }  // namespace hc::gemm

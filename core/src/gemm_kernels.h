@@ -87,6 +87,26 @@ void pack_panels(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, fl
       for (int64_t kk = k; kk < kc; ++kk) dst[kk * W + i] = src[i * x.ld + kk];
   }
 }
+
+// The PackFn for panels of W rows that transposes rows stored along k (x not transposed) in
+// square blocks of Block::B rows x B k's in registers, the same panels as pack_panels<W> to the
+// bit; rows stored along the panel (x transposed) are copied by pack_panels. Block::transpose(
+// src, ld, n, nk, dst, W) reads n <= B rows (row i at src + i*ld) of nk <= B k's and writes
+// them as nk rows of n floats, row k at dst + k*W.
+template <int W, class Block>
+void pack_transposing(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, float* dst) {
+  if (x.trans) return pack_panels<W>(x, r0, rows, k0, kc, dst);
+  constexpr int B = Block::B;
+  for (int64_t q = 0; q < rows; q += W, dst += W * kc) {
+    const int64_t w = std::min<int64_t>(W, rows - q);
+    for (int64_t g = 0; g < w; g += B) {  // a block of up to B of the panel's rows
+      const int n = (int)std::min<int64_t>(B, w - g);
+      const float* src = x.p + (r0 + q + g) * x.ld + k0;
+      for (int64_t k = 0; k < kc; k += B)
+        Block::transpose(src + k, x.ld, n, (int)std::min<int64_t>(B, kc - k), dst + k * W + g, W);
+    }
+  }
+}
 }  // namespace
 
 extern const Kernel kAvx512;   // gemm_avx512.cpp: 14 x 32, AVX-512F

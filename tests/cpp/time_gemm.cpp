@@ -1,6 +1,8 @@
 // Times sgemm (not a test): GFLOP/s for square sizes and the shapes a small CNN produces, on
 // 1 thread and on the whole OpenMP team. Usage: time_gemm [min_seconds_per_shape] [shape...],
 // a shape as NN|NT|TN|TT,M,N,K (e.g. NN,128,196,1153); given shapes replace the default list.
+// HC_TIME_KERNEL=avx512|avx2|generic times that micro-kernel instead of the one chosen for this
+// CPU (where the CPU runs it).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -8,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "../../core/src/gemm_kernels.h"
 #include "heterocnn/gemm.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -68,6 +71,10 @@ int main(int argc, char** argv) {
                       M, N, K});
   }
 
+  if (const char* k = std::getenv("HC_TIME_KERNEL"); k && !hc::gemm::force_kernel(k)) {
+    std::fprintf(stderr, "HC_TIME_KERNEL=%s: no such kernel, or this CPU cannot run it\n", k);
+    return 2;
+  }
   int team = 1;
 #ifdef _OPENMP
   team = omp_get_max_threads();
