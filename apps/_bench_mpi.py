@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,13 +63,6 @@ def mpi_launcher(mpirun):
                         if line.strip().startswith("Version:")), "")
         return "mpich", f"MPICH Hydra {version}".strip(), []
     return "other", first, []
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on now (for gloo's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def usable_cpus():
@@ -171,7 +163,7 @@ def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):
                 row = {"net": name, "batch": batch, "ranks": P, "threads_per_rank": T,
                        "heterocnn": rates(hc_run), "heterocnn_run": hc_run}
                 if torch_status is None:
-                    ddp_run = launch("ddp", P, T, name, batch, "--port", free_port())
+                    ddp_run = launch("ddp", P, T, name, batch)
                     row.update(ddp=rates(ddp_run), ddp_run=ddp_run)
                 else:
                     row["ddp"] = torch_status

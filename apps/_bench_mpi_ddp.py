@@ -3,13 +3,15 @@ DistributedDataParallel with the gloo backend on the CPU, the peer of
 apps/_bench_mpi_heterocnn.py on the same ranks, threads and cores.
 
     mpirun -n P python apps/_bench_mpi_ddp.py --out R.json --net convnet --batch 1024 \\
-        --threads 4 --seconds 1 --repeats 5 --warmup 3 --port 29500
+        --threads 4 --seconds 1 --repeats 5 --warmup 3
 
 The net is heterocnn's, as torch.nn (heterocnn.interop.to_torch, the same weights on every
 rank), SGD with momentum 0.9; the global batch is split evenly over the ranks, each rank
 cycling through its own random float32 batches in [0, 1) with int64 labels. The process group
-meets at 127.0.0.1:--port; rank and size come from MPI (mpi4py), which also keeps the
-barriers and the step count of the timed loop, as for heterocnn. Communication time is not
+meets at a TCP store rank 0 opens on 127.0.0.1 on a port the kernel picks, told to the other
+ranks over MPI (no port chosen beforehand that another process could take meanwhile); rank and
+size come from MPI (mpi4py), which also keeps the barriers and the step count of the timed
+loop, as for heterocnn. Communication time is not
 measured: DDP overlaps its bucketed allreduce with the backward pass."""
 
 import os
@@ -19,9 +21,23 @@ import _bench_mpi_rank as rank_env  # the script's folder is on sys.path; before
 from _bench_mpi_rank import BATCHES_HELD, LR, MOMENTUM
 
 
+def rendezvous(comm, rank, size):
+    """The process group's store: rank 0's, on a port the kernel gives it, which the others
+    learn over MPI."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    host, timeout = "127.0.0.1", timedelta(seconds=120)
+    if rank == 0:
+        store = dist.TCPStore(host, 0, size, True, timeout=timeout, wait_for_workers=False)
+        comm.bcast(store.port, root=0)
+        return store
+    return dist.TCPStore(host, comm.bcast(None, root=0), size, False, timeout=timeout)
+
+
 def main():
-    args = rank_env.parse_args(__doc__.splitlines()[0], [
-        (("--port",), {"type": int, "required": True, "help": "the process group's TCP port"})])
+    args = rank_env.parse_args(__doc__.splitlines()[0])
     comm, rank, size = rank_env.join(args)
     import torch
     import torch.distributed as dist
@@ -31,8 +47,8 @@ def main():
     from heterocnn.interop import to_torch, torch_loss
 
     torch.set_num_threads(args.threads)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port))
-    dist.init_process_group("gloo", rank=rank, world_size=size)
+    dist.init_process_group("gloo", store=rendezvous(comm, rank, size), rank=rank,
+                            world_size=size)
     template = hc.models.MODELS[args.net](seed=0)
     model = DistributedDataParallel(to_torch(template))
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)

@@ -56,6 +56,7 @@ def test_quick_mpi_suite(tmp_path):
         assert len(ranks) == r["ranks"] and all(k["threads"] == r["threads_per_rank"]
                                                 for k in ranks)
         if torch:
+            assert isinstance(r["ddp"], dict), r["ddp"]  # else why the DDP run failed
             assert r["ddp"]["median"] > 0
             assert r["ratio"] == pytest.approx(r["heterocnn"]["median"] / r["ddp"]["median"])
         else:
