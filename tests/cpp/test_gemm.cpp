@@ -202,7 +202,8 @@ TEST(team_equals_one_thread_to_the_bit) {
                         {Trans::N, Trans::N, 131, 250, 129, -0.5f, 0.5f, 1},
                         {Trans::T, Trans::T, 200, 77, 601, 1.0f, 0.0f, 0},
                         {Trans::N, Trans::N, 1800, 300, 256, 1.0f, 0.0f, 0},
-                        {Trans::N, Trans::T, 40, 60, 700, 1.0f, 0.0f, 0}};
+                        {Trans::N, Trans::T, 40, 60, 700, 1.0f, 0.0f, 0},
+                        {Trans::N, Trans::T, 64, 128, 256, 1.0f, 0.0f, 0}};  // idle threads
   for_each_kernel([&] {
     uint32_t seed = 300;
     for (const Case& c : cases) {
@@ -223,7 +224,7 @@ TEST(team_equals_one_thread_to_the_bit) {
         return C;
       };
       const std::vector<float> one = run(1);
-      for (int threads : {2, 3, 4, 6, 9})
+      for (int threads : {2, 3, 4, 6, 9, 16})
         CHECK_MSG(run(threads) == one, describe(c) + " on " + std::to_string(threads) +
                                            " threads differs from one thread");
     }
