@@ -53,16 +53,12 @@ bool winograd_applies(const ConvGeom& g) {
 
 // Whether Winograd's F(2x2, 3x3) computes this pass (auto). Its 16 GEMMs per block of tiles
 // reduce over the pass's input channels (C forward, M for dx) into its output channels, so
-// both must fill a GEMM's tiles. Measured (CPU_PERF.md, entry 15) against the direct kernels
-// and the grouped GEMM, one thread: forward and dx 1.1-1.7x faster from 32 channels in and
-// out. dw, whose GEMMs pack both operands and write dU (16, M, C): slower at 32 and 32 (so the
-// direct kernels keep it there), faster from 32 in and 64 out (entry 18: 32 -> 64 at 14 x 14,
-// 5-10% faster than the direct dw on the Xeon at 2 and 4 threads, up to 25% on the EPYC at
-// batch 64, about even at 256) and from 64 and 64 (entry 15).
-bool winograd_wins(const ConvGeom& g, int64_t M, Pass pass) {
-  if (pass == Pass::WeightGrad) return g.C >= 32 && M >= 64;
-  return g.C >= 32 && M >= 32;
-}
+// both must fill a GEMM's tiles: from 32 channels in and out, for every pass. Measured
+// (CPU_PERF.md) against the direct kernels and the grouped GEMM: forward and dx 1.1-1.7x faster
+// (entry 15, one thread); dw from 32 in and 64 out (entry 18) and at 32 and 32 too (entry 22:
+// 28 x 28, 22-38% faster than the direct dw on the EPYC at 1 and 2 threads, batch 64 and 256;
+// entry 18's 0.83-1.17x on the Xeon predates entries 18-21's changes to both paths).
+bool winograd_wins(const ConvGeom& g, int64_t M) { return g.C >= 32 && M >= 32; }
 
 // The one rule for every pass, and the test hook's forcing (a forced path that does not apply
 // falls back to the GEMM).
@@ -74,7 +70,7 @@ Kernels kernels_for(const ConvGeom& g, int64_t M, Pass pass) {
     case ConvPath::Winograd: return winograd_applies(g) ? Kernels::Winograd : Kernels::Gemm;
     case ConvPath::Auto: break;
   }
-  if (winograd_applies(g) && winograd_wins(g, M, pass)) return Kernels::Winograd;
+  if (winograd_applies(g) && winograd_wins(g, M)) return Kernels::Winograd;
   return direct && direct_wins(g, M, pass) ? Kernels::Direct : Kernels::Gemm;
 }
 
