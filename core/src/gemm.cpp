@@ -140,13 +140,12 @@ int64_t split_point(int64_t n, int tile, int parts, int p) {
 
 // What one block of rows x cols of C costs its thread, in multiply-adds per step of k: the
 // tile sweeps (rows * cols) and reading (packing) the block's rows of op(A) and columns of
-// op(B), a float of which costs about kReadCost multiply-adds: about a cycle a float, against
-// two FMA units of 16 lanes. (On the EPYC at 2 threads, NT 256 x 128 x 256 split by columns,
-// 8% fewer multiply-adds and 19% more floats read than split by rows, ran 14% slower.)
-constexpr double kReadCost = 32.0;
-
-double block_cost(int64_t rows, int64_t cols) {
-  return (double)rows * cols + kReadCost * (double)(rows + cols);
+// op(B), about a cycle a float, in which the core's two FMA units do NR multiply-adds (a
+// kernel's NR is two of its vectors). (On a Zen 5 EPYC at 2 threads, NT 256 x 128 x 256 split
+// by columns, 8% fewer multiply-adds and 19% more floats read than split by rows, ran 14%
+// slower, as this cost predicts; with a read a quarter as dear it chose the columns.)
+double block_cost(const Kernel& kr, int64_t rows, int64_t cols) {
+  return (double)rows * cols + (double)kr.nr * (double)(rows + cols);
 }
 
 // The grid of tm x tn blocks, in whole MR x NR tiles, that C is split into for a team of
@@ -163,7 +162,7 @@ std::pair<int, int> choose_grid(int threads, const Kernel& kr, int64_t M, int64_
     for (int tn = 1; tn <= std::min<int64_t>(threads / tm, nt); ++tn) {
       const int64_t rows = std::min(M, (mt + tm - 1) / tm * kr.mr);
       const int64_t cols = std::min(N, (nt + tn - 1) / tn * kr.nr);
-      const double cost = block_cost(rows, cols);
+      const double cost = block_cost(kr, rows, cols);
       if (cost < best_cost ||
           (cost == best_cost && tm * tn < best.first * best.second))
         best_cost = cost, best = {tm, tn};
