@@ -5,7 +5,8 @@ The machine's cores (--mpi-threads, default: the CPUs this process may use) are 
 P ranks of cores // P threads (--ranks, default 1, 2, 4, 8 up to the cores; P = 1 always runs,
 it is the baseline). For each net (default lenet5, convnet) and global batch (default 256,
 1024), each framework runs under its own ``mpirun -n P`` (apps/_bench_mpi_heterocnn.py, then
-apps/_bench_mpi_ddp.py): untimed warm-up steps, a step count rank 0 sizes from two calibration
+apps/_bench_mpi_ddp.py; a DDP launch that fails runs once more, its first failure kept in the
+row as ddp_failed_attempt): untimed warm-up steps, a step count rank 0 sizes from two calibration
 steps to --mpi-seconds and broadcasts, then --repeats timed loops of that many steps between
 barriers, on every rank alike. Reported: images/s, the scaling efficiency (images/s at P over
 images/s of one process with every thread, each framework against its own), heterocnn's
@@ -164,6 +165,9 @@ def cpu_rows(ctx, launch, torch_status, nets, batches, ranks, cores):
                        "heterocnn": rates(hc_run), "heterocnn_run": hc_run}
                 if torch_status is None:
                     ddp_run = launch("ddp", P, T, name, batch)
+                    if "error" in ddp_run:  # the peer once more; its first failure is kept
+                        row["ddp_failed_attempt"] = ddp_run["error"]
+                        ddp_run = launch("ddp", P, T, name, batch)
                     row.update(ddp=rates(ddp_run), ddp_run=ddp_run)
                 else:
                     row["ddp"] = torch_status
