@@ -57,7 +57,8 @@ bool winograd_applies(const ConvGeom& g) {
 // (CPU_PERF.md) against the direct kernels and the grouped GEMM: forward and dx 1.1-1.7x faster
 // (entry 15, one thread); dw from 32 in and 64 out (entry 18) and at 32 and 32 too (entry 22:
 // 28 x 28, 22-38% faster than the direct dw on the EPYC at 1 and 2 threads, batch 64 and 256;
-// entry 18's 0.83-1.17x on the Xeon predates entries 18-21's changes to both paths).
+// entry 18's 0.83-1.17x on the Xeon predates entries 18-21's changes to both paths; at 7 x 7
+// the direct dw is faster still, at 32 -> 32 only).
 bool winograd_wins(const ConvGeom& g, int64_t M) { return g.C >= 32 && M >= 32; }
 
 // The one rule for every pass, and the test hook's forcing (a forced path that does not apply

@@ -6,7 +6,7 @@
 // seconds instead (with many threads the process's CPU time undercounts the other threads' short
 // calls: Linux adds their running time at its ticks).
 // Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct|winograd]
-//        [nets=lenet5,convnet,mlp,bnnet]; HC_TIME_DW=1 also times each conv's dw alone,
+//        [nets=lenet5,convnet,mlp,bnnet, and c32: 32 -> 32 at 14 x 14 and 7 x 7]; HC_TIME_DW=1 also times each conv's dw alone,
 //        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM, HC_TIME_WALL=1 times wall seconds.
 #include <algorithm>
 #include <ctime>
@@ -168,6 +168,11 @@ int main(int argc, char** argv) {
     time_pool("pool2 64x14x14", N, 64, 14, min_s);
     time_linear("fc1 3136->256", N, 3136, 256, false, min_s);
     time_linear("fc2 256->10", N, 256, 10, false, min_s);
+  }
+  if (want("c32")) {  // not a net's: 32 -> 32 convolutions on smaller planes (asked for by name)
+    std::printf("c32\n");
+    time_conv("32->32 k3 p1 14x14", N, 32, 14, 32, 3, 1, false, min_s);
+    time_conv("32->32 k3 p1 7x7", N, 32, 7, 32, 3, 1, false, min_s);
   }
   if (want("mlp")) {
     std::printf("mlp\n");
