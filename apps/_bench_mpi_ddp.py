@@ -14,7 +14,6 @@ size come from MPI (mpi4py), which also keeps the barriers and the step count of
 loop, as for heterocnn. Communication time is not
 measured: DDP overlaps its bucketed allreduce with the backward pass."""
 
-import os
 import sys
 
 import _bench_mpi_rank as rank_env  # the script's folder is on sys.path; before torch

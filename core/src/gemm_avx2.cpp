@@ -45,9 +45,12 @@ struct Block8 {
   static void transpose(const float* src, int64_t ld, int n, int nk, float* dst, int64_t W) {
     const __m256i k_mask = column_mask(nk), row_mask = column_mask(n);
     __m256 r[8];
-    for (int i = 0; i < 8; ++i)
-      r[i] = i >= n ? _mm256_setzero_ps()
-                    : nk == 8 ? _mm256_loadu_ps(src + i * ld) : _mm256_maskload_ps(src + i * ld, k_mask);
+    for (int i = 0; i < 8; ++i) {
+      const float* row = src + i * ld;
+      r[i] = i >= n    ? _mm256_setzero_ps()
+             : nk == 8 ? _mm256_loadu_ps(row)
+                       : _mm256_maskload_ps(row, k_mask);
+    }
     transpose8(r);
     for (int k = 0; k < nk; ++k) {
       if (n == 8)

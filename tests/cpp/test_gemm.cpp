@@ -152,7 +152,9 @@ TEST(packing_gives_the_panel_layout) {
             std::vector<float> store((trans ? n_k : n_rows) * ld);
             for (float& v : store) v = u(rng);
             const hc::gemm::Operand x{store.data(), ld, trans};
-            auto at = [&](int64_t r, int64_t k) { return trans ? store[k * ld + r] : store[r * ld + k]; };
+            auto at = [&](int64_t r, int64_t k) {
+              return trans ? store[k * ld + r] : store[r * ld + k];
+            };
             const int64_t panels = (rows + W - 1) / W;
             std::vector<float> dst(panels * W * kc, std::numeric_limits<float>::quiet_NaN());
             pack(x, r0, rows, k0, kc, dst.data());

@@ -6,8 +6,9 @@
 // seconds instead (with many threads the process's CPU time undercounts the other threads' short
 // calls: Linux adds their running time at its ticks).
 // Usage: time_layers [batch=64] [min_seconds_per_op=0.2] [conv path: auto|gemm|direct|winograd]
-//        [nets=lenet5,convnet,mlp,bnnet, and c32: 32 -> 32 at 14 x 14 and 7 x 7]; HC_TIME_DW=1 also times each conv's dw alone,
-//        HC_CONV_GROUP=s forces the GEMM path's samples per GEMM, HC_TIME_WALL=1 times wall seconds.
+//        [nets=lenet5,convnet,mlp,bnnet; also c32: 32 -> 32 at 14 x 14 and 7 x 7];
+//        HC_TIME_DW=1 also times each conv's dw alone, HC_CONV_GROUP=s forces the GEMM path's
+//        samples per GEMM, HC_TIME_WALL=1 times wall seconds.
 #include <algorithm>
 #include <ctime>
 #include <cstdio>
