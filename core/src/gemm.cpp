@@ -5,8 +5,12 @@
 // the B panels of the block. The driver is the same for every kernel: MR, NR, the tile and the
 // packing routines come from the kernel.
 #include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "gemm_kernels.h"
 #include "heterocnn/gemm.h"
@@ -27,9 +31,6 @@ namespace {
 constexpr int64_t KC = 256, MC = 1024, NC = 768;
 
 constexpr int64_t kInPlaceBytes = kSgemmInPlaceBytes;
-
-// Below this many flops a problem runs on one thread: starting the team costs more.
-constexpr double kParallelFlops = 2e6;
 
 // Portable kernel: plain loops over a 4 x 16 tile that the compiler vectorises as it can.
 template <int R>
@@ -125,12 +126,6 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 }
 
 #ifdef _OPENMP
-// How many threads to use: one inside a parallel region or for a small problem.
-int team_size(int64_t M, int64_t N, int64_t K) {
-  if (omp_in_parallel() || 2.0 * M * N * K < kParallelFlops) return 1;
-  return omp_get_max_threads();
-}
-
 // Splits `n` elements, in whole tiles of `tile`, into `parts` contiguous ranges; returns where
 // range p starts.
 int64_t split_point(int64_t n, int tile, int parts, int p) {
@@ -148,24 +143,29 @@ double block_cost(const Kernel& kr, int64_t rows, int64_t cols) {
   return (double)rows * cols + (double)kr.nr * (double)(rows + cols);
 }
 
+// A split of C into tm x tn blocks, and the size of its largest block.
+struct Grid {
+  int tm = 1, tn = 1;
+  int64_t rows = 0, cols = 0;
+};
+
 // The grid of tm x tn blocks, in whole MR x NR tiles, that C is split into for a team of
 // `threads`: no more blocks than threads, no empty block, and of those grids the one whose
 // largest block costs least (ties: fewer blocks). Threads beyond tm * tn stay idle, so a
 // problem of few tiles is not cut finer than its tiles and the team keeps its size (in
 // libgomp a team of another size costs more than an idle thread; every thread of the team
 // meets the join either way).
-std::pair<int, int> choose_grid(int threads, const Kernel& kr, int64_t M, int64_t N) {
+Grid choose_grid(int threads, const Kernel& kr, int64_t M, int64_t N) {
   const int64_t mt = (M + kr.mr - 1) / kr.mr, nt = (N + kr.nr - 1) / kr.nr;
-  std::pair<int, int> best{1, 1};
-  double best_cost = 1e300;
+  Grid best{1, 1, M, N};
+  double best_cost = block_cost(kr, M, N);
   for (int tm = 1; tm <= std::min<int64_t>(threads, mt); ++tm)
     for (int tn = 1; tn <= std::min<int64_t>(threads / tm, nt); ++tn) {
       const int64_t rows = std::min(M, (mt + tm - 1) / tm * kr.mr);
       const int64_t cols = std::min(N, (nt + tn - 1) / tn * kr.nr);
       const double cost = block_cost(kr, rows, cols);
-      if (cost < best_cost ||
-          (cost == best_cost && tm * tn < best.first * best.second))
-        best_cost = cost, best = {tm, tn};
+      if (cost < best_cost || (cost == best_cost && tm * tn < best.tm * best.tn))
+        best_cost = cost, best = {tm, tn, rows, cols};
     }
   return best;
 }
@@ -174,7 +174,8 @@ std::pair<int, int> choose_grid(int threads, const Kernel& kr, int64_t M, int64_
 // packs its own panels.
 void gemm_team(int threads, const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N,
                int64_t K, float alpha, float beta, float* C, int64_t ldc, bool in_place) {
-  const auto [tm, tn] = choose_grid(threads, kr, M, N);
+  const Grid grid = choose_grid(threads, kr, M, N);
+  const int tm = grid.tm, tn = grid.tn;
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num(), ti = t / tn, tj = t % tn;
@@ -187,6 +188,79 @@ void gemm_team(int threads, const Kernel& kr, Operand a, Operand b, int64_t M, i
                    in_place);
     }
   }
+}
+
+// What the team costs on this machine, measured once per kernel and team size: one thread's
+// seconds per unit of block_cost and step of k (from a product of 4 x 4 tiles and K 256, NT
+// as a Linear layer's forward), and what a product near the rule's threshold (4 x 4 tiles, K
+// 64, about a megaflop) takes on the team beyond its largest block's share of that: starting
+// and joining the team, the other threads' cold caches. Each time is the least of 15 runs,
+// after one to warm up.
+struct TeamCosts {
+  double unit_s = 0.0;
+  double overhead_s = 0.0;
+};
+
+TeamCosts measure_team_costs(const Kernel& kr, int threads) {
+  using clock = std::chrono::steady_clock;
+  const int64_t M = 4 * kr.mr, N = 4 * kr.nr, K = 256, K_small = 64;
+  std::vector<float> A(M * K, 0.5f), B(N * K, 0.25f), C(M * N);
+  const Operand a{A.data(), K, false}, b{B.data(), K, false};
+  auto least_time = [](auto&& run) {
+    run();
+    double best = 1e300;
+    for (int r = 0; r < 15; ++r) {
+      const auto t0 = clock::now();
+      run();
+      best = std::min(best, std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double one = least_time(
+      [&] { gemm_blocked(kr, a, b, M, N, K, 1.0f, 0.0f, C.data(), N, false); });
+  const double team = least_time(
+      [&] { gemm_team(threads, kr, a, b, M, N, K_small, 1.0f, 0.0f, C.data(), N, false); });
+  const Grid grid = choose_grid(threads, kr, M, N);
+  TeamCosts c;
+  c.unit_s = one / (K * block_cost(kr, M, N));
+  c.overhead_s = std::max(0.0, team - c.unit_s * K_small * block_cost(kr, grid.rows, grid.cols));
+  return c;
+}
+
+const TeamCosts& team_costs(const Kernel& kr, int threads) {
+  thread_local const Kernel* last_kernel = nullptr;
+  thread_local int last_threads = 0;
+  thread_local const TeamCosts* last = nullptr;
+  if (&kr == last_kernel && threads == last_threads) return *last;
+  static std::mutex mutex;
+  static std::map<std::pair<const Kernel*, int>, TeamCosts> known;  // nodes never move
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [it, fresh] = known.try_emplace({&kr, threads});
+  if (fresh) it->second = measure_team_costs(kr, threads);
+  last_kernel = &kr, last_threads = threads, last = &it->second;
+  return *last;
+}
+
+int forced_team = -1;  // force_team's setting: -1 the measured rule, 0 never, 1 always
+
+// How many threads a product runs on: one inside a parallel region, else the whole team when
+// the time the split saves (one thread's cost of all of C less its grid's largest block, at
+// the measured rate) exceeds what the team costs, else one. (It replaces a fixed 2 MFLOP from
+// one machine: on the 2-core EPYC the team overhead measures 0.5-0.75 us, and 120 -> 84
+// Linear layers at batch 64, 1.3 MFLOP, run a third faster on the team.) A split of under
+// 1e5 flops saves at most a quarter of a microsecond, below any overhead measured, so such a
+// product is not asked about (nor anything measured for it).
+int team_size(const Kernel& kr, int64_t M, int64_t N, int64_t K) {
+  const int threads = omp_get_max_threads();
+  if (omp_in_parallel() || threads == 1 || forced_team == 0) return 1;
+  if (forced_team == 1) return threads;
+  if (2.0 * M * N * K < 1e5) return 1;
+  const Grid grid = choose_grid(threads, kr, M, N);
+  if (grid.tm * grid.tn == 1) return 1;
+  const TeamCosts& c = team_costs(kr, threads);
+  const double saved =
+      c.unit_s * K * (block_cost(kr, M, N) - block_cost(kr, grid.rows, grid.cols));
+  return saved > c.overhead_s ? threads : 1;
 }
 #endif
 
@@ -208,6 +282,24 @@ bool force_kernel(const char* name) {
   return false;
 }
 
+std::pair<double, double> team_costs_measured(int threads) {
+#ifdef _OPENMP
+  const TeamCosts& c = team_costs(*active_kernel(), threads);
+  return {c.unit_s, c.overhead_s};
+#else
+  (void)threads;
+  return {0.0, 0.0};
+#endif
+}
+
+void force_team(int mode) {
+#ifdef _OPENMP
+  forced_team = mode;
+#else
+  (void)mode;
+#endif
+}
+
 }  // namespace gemm
 
 void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -221,7 +313,7 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, con
   const Operand a{A, lda, ta == Trans::T}, b{B, ldb, tb == Trans::N};
   const bool in_place = (M * K + K * N) * (int64_t)sizeof(float) <= kInPlaceBytes;
 #ifdef _OPENMP
-  if (const int threads = team_size(M, N, K); threads > 1)
+  if (const int threads = team_size(kr, M, N, K); threads > 1)
     return gemm_team(threads, kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
 #endif
   gemm_blocked(kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);

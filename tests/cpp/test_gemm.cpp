@@ -192,7 +192,8 @@ TEST(cnn_shapes) {
   check_case({Trans::T, Trans::N, 150, 100, 16, 1.0f, 0.0f, 0}, 25);
 }
 
-// A team gives C to the bit as one thread does: grids of 1 x T and T x 1 blocks of C (2 and 3
+// A team gives C to the bit as one thread does (so whether sgemm's rule puts a product on the
+// team changes nothing but its time): grids of 1 x T and T x 1 blocks of C (2 and 3
 // threads), 2 x 2, 2 x 3 and 3 x 3 (4, 6, 9), operands packed and read in place (the smallest),
 // one cache block or several; odd sizes, beta 0 and not, with every kernel. (A Linear layer's
 // results then do not depend on the thread count.)
@@ -205,7 +206,9 @@ TEST(team_equals_one_thread_to_the_bit) {
                         {Trans::T, Trans::T, 200, 77, 601, 1.0f, 0.0f, 0},
                         {Trans::N, Trans::N, 1800, 300, 256, 1.0f, 0.0f, 0},
                         {Trans::N, Trans::T, 40, 60, 700, 1.0f, 0.0f, 0},
-                        {Trans::N, Trans::T, 64, 128, 256, 1.0f, 0.0f, 0}};  // idle threads
+                        {Trans::N, Trans::T, 64, 128, 256, 1.0f, 0.0f, 0},   // idle threads
+                        {Trans::T, Trans::N, 30, 50, 9, 1.0f, 0.5f, 2}};      // tiny
+  hc::gemm::force_team(1);  // every product on the team, however small
   for_each_kernel([&] {
     uint32_t seed = 300;
     for (const Case& c : cases) {
@@ -231,6 +234,7 @@ TEST(team_equals_one_thread_to_the_bit) {
                                            " threads differs from one thread");
     }
   });
+  hc::gemm::force_team(-1);
   omp_set_num_threads(before);
 #endif
 }

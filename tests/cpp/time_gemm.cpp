@@ -1,5 +1,6 @@
 // Times sgemm (not a test): GFLOP/s for square sizes and the shapes a small CNN produces, on
-// 1 thread and on the whole OpenMP team. Usage: time_gemm [min_seconds_per_shape] [shape...],
+// 1 thread, on the whole OpenMP team, and as sgemm's own rule runs them (team or one thread:
+// gemm.cpp, team_size; its measured costs are printed first). Usage: time_gemm [min_seconds_per_shape] [shape...],
 // a shape as NN|NT|TN|TT,M,N,K (e.g. NN,128,196,1153); given shapes replace the default list.
 // HC_TIME_KERNEL=avx512|avx2|generic times that micro-kernel instead of the one chosen for this
 // CPU (where the CPU runs it).
@@ -80,21 +81,31 @@ int main(int argc, char** argv) {
   team = omp_get_max_threads();
 #endif
   std::printf("kernel %s; GFLOP/s, best of repeated calls\n", hc::sgemm_kernel_name());
-  std::printf("%-14s %2s%2s %6s %6s %6s %9s %9s\n", "shape", "", "", "M", "N", "K", "1 thread",
-              team > 1 ? "team" : "");
+  if (team > 1) {
+    const auto [unit_s, overhead_s] = hc::gemm::team_costs_measured(team);
+    std::printf("team of %d measured: one thread %.2f ps per unit of block cost, team overhead "
+                "%.2f us\n", team, unit_s * 1e12, overhead_s * 1e6);
+  }
+  std::printf("%-14s %2s%2s %6s %6s %6s %9s %9s %9s\n", "shape", "", "", "M", "N", "K",
+              "1 thread", team > 1 ? "team" : "", team > 1 ? "rule" : "");
   for (const Shape& s : shapes) {
 #ifdef _OPENMP
     omp_set_num_threads(1);
 #endif
     const double one = gflops(s, min_s);
-    double all = 0;
+    double all = 0, rule = 0;
 #ifdef _OPENMP
     omp_set_num_threads(team);
-    if (team > 1) all = gflops(s, min_s);
+    if (team > 1) {
+      hc::gemm::force_team(1);
+      all = gflops(s, min_s);
+      hc::gemm::force_team(-1);
+      rule = gflops(s, min_s);
+    }
 #endif
     std::printf("%-14s %2s%2s %6lld %6lld %6lld %9.1f", s.what, s.ta == Trans::T ? "T" : "N",
                 s.tb == Trans::T ? "T" : "N", (long long)s.M, (long long)s.N, (long long)s.K, one);
-    if (team > 1) std::printf(" %9.1f (%d threads)", all, team);
+    if (team > 1) std::printf(" %9.1f %9.1f (%d threads)", all, rule, team);
     std::printf("\n");
   }
 }
