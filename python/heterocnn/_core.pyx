@@ -232,6 +232,12 @@ cdef extern from "device_info.h" namespace "hc_py":
     DeviceInfo device_info(int index) except +raise_py_error
 
 
+cdef extern from "heterocnn/dataset.h" namespace "hc":
+    void c_gather_batch_cpu "hc::gather_batch_cpu"(const void* images, bint uint8, int64_t N,
+                                                   int64_t S, const int64_t* idx, int64_t n,
+                                                   float scale, float* x) except +raise_py_error
+
+
 cdef extern from "heterocnn/gemm.h" namespace "hc":
     cdef enum class Trans(int):
         N
@@ -818,6 +824,35 @@ def time_copy(str src, str dst, size_t nbytes, int repeats):
 
 def set_threads(int n):
     c_set_threads(n)
+
+
+def gather_batch(images, idx, out, float scale):
+    """out = images[idx] as float32, uint8 images times ``scale`` (in float32, as numpy's
+    multiply by a float32 scale), on the OpenMP team: images (N, ...) uint8 or float32 and
+    C-contiguous, idx (n,) int64, out (n, ...) float32 and C-contiguous with images' sample
+    shape. Returns out."""
+    if not all(isinstance(a, np.ndarray) for a in (images, idx, out)):
+        raise errors.DTypeError("gather_batch: images, idx and out must be numpy arrays")
+    if images.dtype != np.uint8 and images.dtype != np.float32:
+        raise errors.DTypeError(f"gather_batch: images must be uint8 or float32, got "
+                                f"{images.dtype}")
+    if out.dtype != np.float32 or idx.dtype != np.int64:
+        raise errors.DTypeError(f"gather_batch: out must be float32 and idx int64, got "
+                                f"{out.dtype} and {idx.dtype}")
+    if not (images.flags.c_contiguous and out.flags.c_contiguous and idx.flags.c_contiguous):
+        raise errors.DTypeError("gather_batch: images, idx and out must be C-contiguous")
+    if (idx.ndim != 1 or images.ndim < 1 or out.ndim != images.ndim
+            or out.shape[0] != idx.shape[0]
+            or tuple(out.shape[1:]) != tuple(images.shape[1:])):
+        raise errors.ShapeError(f"gather_batch: images {tuple(images.shape)}, idx "
+                                f"{tuple(idx.shape)} and out {tuple(out.shape)} do not fit "
+                                "(out must be (len(idx),) + images.shape[1:])")
+    cdef int64_t n = idx.shape[0], N = images.shape[0]
+    cdef int64_t S = images.size // N if N > 0 else 0
+    c_gather_batch_cpu(cnp.PyArray_DATA(<cnp.ndarray>images), images.dtype == np.uint8, N, S,
+                       <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>idx), n, scale,
+                       <float*>cnp.PyArray_DATA(<cnp.ndarray>out))
+    return out
 
 
 def sgemm(cnp.ndarray A, cnp.ndarray B, bint trans_a=False, bint trans_b=False):
