@@ -16,11 +16,10 @@ void gather_batch_cpu(const void* images, bool uint8, int64_t N, int64_t S, cons
     if (idx[i] < 0 || idx[i] >= N)
       fail_value("gather_batch: index " + std::to_string(idx[i]) + " at position " +
                  std::to_string(i) + " is outside the " + std::to_string(N) + " images");
-  // Each row read (1 or 4 bytes a value) and written (4): count it as two floats a value.
-  const bool team = team_pays(2 * n * S);
+  // Each row read (1 or 4 bytes a value) and written (4): two floats a value for team_pays.
   if (uint8) {
     const auto* src = static_cast<const unsigned char*>(images);
-#pragma omp parallel for schedule(static) if (team)
+#pragma omp parallel for schedule(static) if (team_pays(2 * n * S))
     for (int64_t i = 0; i < n; ++i) {
       const unsigned char* row = src + idx[i] * S;
       float* out = x + i * S;
@@ -29,7 +28,7 @@ void gather_batch_cpu(const void* images, bool uint8, int64_t N, int64_t S, cons
     }
   } else {
     const auto* src = static_cast<const float*>(images);
-#pragma omp parallel for schedule(static) if (team)
+#pragma omp parallel for schedule(static) if (team_pays(2 * n * S))
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(x + i * S, src + idx[i] * S, sizeof(float) * S);
   }
