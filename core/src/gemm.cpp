@@ -247,7 +247,7 @@ int forced_team = -1;  // force_team's setting: -1 the measured rule, 0 never, 1
 // the time the split saves (one thread's cost of all of C less its grid's largest block, at
 // the measured rate) exceeds what the team costs, else one. (It replaces a fixed 2 MFLOP from
 // one machine: on the 2-core EPYC the team overhead measures 0.5-0.75 us, and 120 -> 84
-// Linear layers at batch 64, 1.3 MFLOP, run a third faster on the team.) A split of under
+// Linear layers at batch 64, 1.3 MFLOP, run a third faster on the team.) A product of under
 // 1e5 flops (half a microsecond on one core) saves less than that, below any overhead
 // measured, so such a product is not asked about (nor anything measured for it).
 int team_size(const Kernel& kr, int64_t M, int64_t N, int64_t K) {
