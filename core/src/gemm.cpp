@@ -170,11 +170,11 @@ Grid choose_grid(int threads, const Kernel& kr, int64_t M, int64_t N) {
   return best;
 }
 
-// gemm_blocked on a team of `threads`, C split into the grid choose_grid gives; each thread
-// packs its own panels.
-void gemm_team(int threads, const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N,
-               int64_t K, float alpha, float beta, float* C, int64_t ldc, bool in_place) {
-  const Grid grid = choose_grid(threads, kr, M, N);
+// gemm_blocked on a team of `threads`, C split into `grid` (choose_grid's for that team);
+// each thread packs its own panels.
+void gemm_team(int threads, const Grid& grid, const Kernel& kr, Operand a, Operand b, int64_t M,
+               int64_t N, int64_t K, float alpha, float beta, float* C, int64_t ldc,
+               bool in_place) {
   const int tm = grid.tm, tn = grid.tn;
 #pragma omp parallel num_threads(threads)
   {
@@ -218,9 +218,10 @@ TeamCosts measure_team_costs(const Kernel& kr, int threads) {
   };
   const double one = least_time(
       [&] { gemm_blocked(kr, a, b, M, N, K, 1.0f, 0.0f, C.data(), N, false); });
-  const double team = least_time(
-      [&] { gemm_team(threads, kr, a, b, M, N, K_small, 1.0f, 0.0f, C.data(), N, false); });
   const Grid grid = choose_grid(threads, kr, M, N);
+  const double team = least_time([&] {
+    gemm_team(threads, grid, kr, a, b, M, N, K_small, 1.0f, 0.0f, C.data(), N, false);
+  });
   TeamCosts c;
   c.unit_s = one / (K * block_cost(kr, M, N));
   c.overhead_s = std::max(0.0, team - c.unit_s * K_small * block_cost(kr, grid.rows, grid.cols));
@@ -243,24 +244,30 @@ const TeamCosts& team_costs(const Kernel& kr, int threads) {
 
 int forced_team = -1;  // force_team's setting: -1 the measured rule, 0 never, 1 always
 
-// How many threads a product runs on: one inside a parallel region, else the whole team when
-// the time the split saves (one thread's cost of all of C less its grid's largest block, at
-// the measured rate) exceeds what the team costs, else one. (It replaces a fixed 2 MFLOP from
-// one machine: on the 2-core EPYC the team overhead measures 0.5-0.75 us, and 120 -> 84
-// Linear layers at batch 64, 1.3 MFLOP, run a third faster on the team.) A product of under
-// 1e5 flops (half a microsecond on one core) saves less than that, below any overhead
-// measured, so such a product is not asked about (nor anything measured for it).
-int team_size(const Kernel& kr, int64_t M, int64_t N, int64_t K) {
+// The team a product runs on, and its grid: threads 1 (the calling thread alone) inside a
+// parallel region, else the whole team when the time the split saves (one thread's cost of
+// all of C less its grid's largest block, at the measured rate) exceeds what the team costs,
+// else 1. (It replaces a fixed 2 MFLOP from one machine: on the 2-core EPYC the team overhead
+// measures 0.5-0.75 us, and 120 -> 84 Linear layers at batch 64, 1.3 MFLOP, run a third
+// faster on the team.) A product of under 1e5 flops (half a microsecond on one core) saves
+// less than that, below any overhead measured, so such a product is not asked about (nor
+// anything measured for it).
+struct TeamPlan {
+  int threads = 1;
+  Grid grid;
+};
+
+TeamPlan plan_team(const Kernel& kr, int64_t M, int64_t N, int64_t K) {
   const int threads = omp_get_max_threads();
-  if (omp_in_parallel() || threads == 1 || forced_team == 0) return 1;
-  if (forced_team == 1) return threads;
-  if (2.0 * M * N * K < 1e5) return 1;
+  if (omp_in_parallel() || threads == 1 || forced_team == 0) return {};
   const Grid grid = choose_grid(threads, kr, M, N);
-  if (grid.tm * grid.tn == 1) return 1;
+  if (forced_team == 1) return {threads, grid};
+  if (2.0 * M * N * K < 1e5 || grid.tm * grid.tn == 1) return {};
   const TeamCosts& c = team_costs(kr, threads);
   const double saved =
       c.unit_s * K * (block_cost(kr, M, N) - block_cost(kr, grid.rows, grid.cols));
-  return saved > c.overhead_s ? threads : 1;
+  if (saved > c.overhead_s) return {threads, grid};
+  return {};
 }
 #endif
 
@@ -313,8 +320,8 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, con
   const Operand a{A, lda, ta == Trans::T}, b{B, ldb, tb == Trans::N};
   const bool in_place = (M * K + K * N) * (int64_t)sizeof(float) <= kInPlaceBytes;
 #ifdef _OPENMP
-  if (const int threads = team_size(kr, M, N, K); threads > 1)
-    return gemm_team(threads, kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
+  if (const TeamPlan team = plan_team(kr, M, N, K); team.threads > 1)
+    return gemm_team(team.threads, team.grid, kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
 #endif
   gemm_blocked(kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);
 }

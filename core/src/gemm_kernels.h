@@ -119,10 +119,10 @@ extern const Kernel kGeneric;  // gemm.cpp: portable C++
 bool force_kernel(const char* name);
 
 // Test hook: 1 runs every product outside a parallel region on the whole team, 0 on one
-// thread, -1 goes back to the measured rule (gemm.cpp, team_size). Not thread-safe either.
+// thread, -1 goes back to the measured rule (gemm.cpp, plan_team). Not thread-safe either.
 void force_team(int mode);
 
-// For tools (time_gemm): what team_size's rule measured for the active kernel and a team of
+// For tools (time_gemm): what plan_team's rule measured for the active kernel and a team of
 // `threads` (measuring it now if it has not yet): one thread's seconds per unit of block_cost
 // and step of k, and the team's overhead in seconds. {0, 0} without OpenMP.
 std::pair<double, double> team_costs_measured(int threads);

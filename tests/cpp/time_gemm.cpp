@@ -1,6 +1,6 @@
 // Times sgemm (not a test): GFLOP/s for square sizes and the shapes a small CNN produces, on
 // 1 thread, on the whole OpenMP team, and as sgemm's own rule runs them (team or one thread:
-// gemm.cpp, team_size; its measured costs are printed first).
+// gemm.cpp, plan_team; its measured costs are printed first).
 // Usage: time_gemm [min_seconds_per_shape] [shape...], a shape as NN|NT|TN|TT,M,N,K (e.g.
 // NN,128,196,1153); given shapes replace the default list.
 // HC_TIME_KERNEL=avx512|avx2|generic times that micro-kernel instead of the one chosen for this
