@@ -2,9 +2,6 @@
 // cuda/src/gemm.cu, each validated against a double-precision CPU reference on odd sizes, then
 // timed (CUDA events, warm-up, median of repeats) at 512..4096 and on CNN shapes, with cuBLAS
 // FP32 (TF32 off) as the yardstick. Usage: gemm_lab [table.json]. Row-major C = A (M,K) B (K,N).
-// "production" is the kernel with FFMA (the thesis's comparison, fp32 against fp32);
-// "production_tf32x3" (compute capability 8.0 and newer) the same kernel with 3xTF32 on tensor
-// cores, as the engine runs it there by default (gemm_cuda.h), still against cuBLAS FP32.
 // cuBLAS is opened at run time (dlopen of libcublas.so*, e.g. the one PyTorch ships; put its
 // folder on LD_LIBRARY_PATH), so the lab builds where no cuBLAS headers are installed.
 #include <cuda_runtime.h>
@@ -122,9 +119,9 @@ struct Version {
   std::function<void(int, int, int, const float*, const float*, float*)> run;
 };
 
-std::vector<Version> versions(bool tensor_cores) {
+std::vector<Version> versions() {
   const dim3 blk(TILE, TILE);
-  std::vector<Version> vs = {
+  return {
       {"a_single_block", 1024,
        [=](int M, int N, int K, const float* A, const float* B, float* C) {
          gemm_a_single_block<<<1, blk>>>(M, N, K, A, B, C);
@@ -149,14 +146,7 @@ std::vector<Version> versions(bool tensor_cores) {
        }},
       {"production", 1 << 30,
        [=](int M, int N, int K, const float* A, const float* B, float* C) {
-         force_gemm_math(0);
          sgemm_cuda(Trans::N, Trans::N, M, N, K, 1.f, A, K, B, N, 0.f, C, N, 0);
-       }},
-      {"production_tf32x3", 1 << 30,
-       [=](int M, int N, int K, const float* A, const float* B, float* C) {
-         force_gemm_math(1);
-         sgemm_cuda(Trans::N, Trans::N, M, N, K, 1.f, A, K, B, N, 0.f, C, N, 0);
-         force_gemm_math(0);
        }},
       {"cublas_fp32", 1 << 30,
        [=](int M, int N, int K, const float* A, const float* B, float* C) {
@@ -166,10 +156,6 @@ std::vector<Version> versions(bool tensor_cores) {
                       "cublasSgemm");
        }},
   };
-  if (!tensor_cores)
-    vs.erase(std::find_if(vs.begin(), vs.end(),
-                          [](const Version& v) { return v.name == "production_tf32x3"; }));
-  return vs;
 }
 
 std::mt19937 rng(7);
@@ -256,8 +242,7 @@ int main(int argc, char** argv) {
     std::printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
                 prop.multiProcessorCount);
     const bool have_cublas = cublas_open();
-    auto vs = versions(prop.major >= 8);
-    force_gemm_math(0);  // FFMA unless a version asks for tensor cores
+    auto vs = versions();
     if (!have_cublas) vs.pop_back();
 
     // ---- validation against a double-precision CPU reference
@@ -311,7 +296,7 @@ int main(int argc, char** argv) {
       for (auto& v : vs) {
         if (std::max({M, N, K}) > v.max_size) continue;
         // CNN shapes: ours (plain and split-K) vs cuBLAS only
-        if (!square && v.name.rfind("production", 0) != 0 && v.name != "cublas_fp32") continue;
+        if (!square && v.name != "production" && v.name != "cublas_fp32") continue;
         const double ms = median_ms([&] { v.run(M, N, K, dA.p, dB.p, dC.p); });
         here.push_back({v.name, M, N, K, ms, 2.0 * M * N * K / (ms * 1e6), 0});
       }

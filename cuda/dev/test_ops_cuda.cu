@@ -1,10 +1,7 @@
 #include <algorithm>
 // Every CUDA op against the core's CPU op on fresh random inputs and odd shapes.
 // Forward outputs must match to ||gpu-cpu||/||cpu|| <= 1e-5, gradients to <= 1e-4. GPU outputs
-// are poisoned with NaN before each run, so an unwritten element fails. The ops built on the
-// tiled GEMM (GEMM, convolution, Linear) run once with FFMA and, on devices of compute
-// capability 8.0 and newer, once with 3xTF32 on tensor cores (names tagged [ffma], [tf32x3]);
-// test_gemm_accuracy compares both with an fp64 product. Build and run with
+// are poisoned with NaN before each run, so an unwritten element fails. Build and run with
 // cuda/dev/build_and_run.sh.
 #include <cuda_runtime.h>
 
@@ -35,7 +32,6 @@ namespace {
 
 std::mt19937 rng(12345);
 int passed = 0, failed = 0;
-std::string math_tag;  // "[ffma] " or "[tf32x3] " while the GEMM-based ops run in one math
 
 Vec randv(size_t n, float lo = -1.f, float hi = 1.f) {
   std::uniform_real_distribution<float> d(lo, hi);
@@ -116,7 +112,7 @@ struct Check {
 };
 
 void run_case(const std::string& name, const std::function<void(Check&)>& fn) {
-  Check c{math_tag + name};
+  Check c{name};
   try {
     fn(c);
   } catch (const std::exception& e) {
@@ -436,44 +432,6 @@ void test_adam(bool decoupled, float wd, int offset = 0) {
   });
 }
 
-// C = A B (M x N x K, entries uniform in [-1, 1]) in each math against the product summed in
-// fp64 on the host: 3xTF32's error must be of fp32's order, at most twice FFMA's.
-void test_gemm_accuracy(bool tensor_cores) {
-  const int64_t M = 192, N = 160, K = 4099;
-  run_case("sgemm accuracy against fp64, 192x160x4099: tf32x3 <= 2 x ffma", [&](Check& c) {
-    Vec A = randv(M * K), B = randv(K * N);
-    std::vector<double> ref(M * N, 0.0);
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t k = 0; k < K; ++k) {
-        const double a = A[i * K + k];
-        for (int64_t j = 0; j < N; ++j) ref[i * N + j] += a * B[k * N + j];
-      }
-    Dev<float> dA(A), dB(B), dC(M * N);
-    auto err = [&](int math) {
-      force_gemm_math(math);
-      dC.poison();
-      sgemm_cuda(Trans::N, Trans::N, M, N, K, 1.f, dA.p, K, dB.p, N, 0.f, dC.p, N, 0);
-      const Vec C = dC.get();
-      double num = 0, den = 0;
-      for (int64_t i = 0; i < M * N; ++i) {
-        num += (C[i] - ref[i]) * (C[i] - ref[i]);
-        den += ref[i] * ref[i];
-      }
-      return std::sqrt(num / den);
-    };
-    const double e_ffma = err(0);
-    std::printf("     (fp64 reference: ffma rel err %.3e", e_ffma);
-    c.expect("ffma error above 1e-6", e_ffma <= 1e-6);
-    if (tensor_cores) {
-      const double e_tc = err(1);
-      std::printf(", tf32x3 %.3e", e_tc);
-      c.expect("tf32x3 error above twice ffma's", e_tc <= 2 * e_ffma);
-    }
-    std::printf(")\n");
-    force_gemm_math(-1);
-  });
-}
-
 void test_errors() {
   run_case("errors: bad sizes and OOM raise hc::Error", [&](Check& c) {
     bool thrown = false;
@@ -496,8 +454,67 @@ void test_errors() {
   });
 }
 
-// The ops built on the tiled GEMM: GEMM, its epilogue and split-K, convolution, Linear.
-void gemm_based_ops() {
+}  // namespace
+
+// --time: convnet's conv layers at batch 256, each pass (fwd+ReLU, dw+db, dx) of the shipped
+// kernels timed alone with CUDA events (median of 5 runs of 20 launches).
+void time_convs() {
+  struct L { int C, M, H; bool dx; } layers[] = {{1, 32, 28, false}, {32, 32, 28, true},
+                                                   {32, 64, 14, true}, {64, 64, 14, true}};
+  const int64_t N = 256;
+  cudaEvent_t e0, e1;
+  HC_CUDA_CHECK(cudaEventCreate(&e0));
+  HC_CUDA_CHECK(cudaEventCreate(&e1));
+  auto time_us = [&](const std::function<void()>& f) {
+    for (int i = 0; i < 5; ++i) f();
+    std::vector<float> t;
+    for (int r = 0; r < 5; ++r) {
+      HC_CUDA_CHECK(cudaEventRecord(e0));
+      for (int i = 0; i < 20; ++i) f();
+      HC_CUDA_CHECK(cudaEventRecord(e1));
+      HC_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms;
+      HC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(1e3f * ms / 20);
+    }
+    std::sort(t.begin(), t.end());
+    return t[2];
+  };
+  std::printf("%-22s %8s %8s %8s %8s\n", "layer (batch 256)", "fwd us", "dw us", "dx us",
+              "total");
+  for (const L& l : layers) {
+    const ConvGeom g = make_conv_geom(l.C, l.H, l.H, 3, 1, 1);
+    const int64_t in = l.C * l.H * l.H, out = l.M * l.H * l.H, wn = l.M * l.C * 9;
+    Dev<float> dX(randv(N * in)), dW(randv(wn)), dB(randv(l.M)), dDY(randv(N * out)),
+        dY(N * out), dDX(N * in), dDW(wn), dDB(l.M);
+    Dev<float> ws(std::max(conv2d_implicit_wgrad_workspace(g, N, l.M),
+                           conv2d_implicit_dgrad_workspace(g, l.M)));
+    const float f = time_us([&] {
+      conv2d_relu_forward_cuda(g, N, l.M, dX.p, dW.p, dB.p, dY.p, nullptr, 0);
+    });
+    const float w = time_us([&] {
+      conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
+    });
+    const float x = l.dx ? time_us([&] {
+      conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, nullptr, dDX.p, ws.p, 0);
+    }) : 0.f;
+    char name[40];
+    std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
+    std::printf("%-22s %8.1f %8.1f %8.1f %8.1f\n", name, f, w, x, f + w + x);
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--time") {
+    time_convs();
+    return 0;
+  }
+  int dev = 0;
+  cudaDeviceProp prop;
+  HC_CUDA_CHECK(cudaGetDevice(&dev));
+  HC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("device: %s (sm_%d%d), CPU sgemm kernel: %s\n", prop.name, prop.major, prop.minor,
+              sgemm_kernel_name());
   const int64_t sizes[][3] = {{1, 1, 1}, {17, 33, 65}, {127, 129, 257}, {6, 784, 25},
                               {64, 256, 784}, {16, 3000, 150}, {300, 260, 70},
                               {32, 1000, 77},  {200, 700, 33},
@@ -523,6 +540,9 @@ void gemm_based_ops() {
   test_gemm_epilogue(200, 301, 45, BiasMode::PerCol, false);
   test_gemm_epilogue(7, 10, 84, BiasMode::PerCol, true);
 
+  test_im2col(1, 3, 7, 9, 3, 2, 2);
+  test_im2col(3, 5, 11, 8, 4, 1, 0);
+  test_im2col(3, 3, 10, 13, 5, 3, 1);
   test_conv(1, 3, 7, 9, 5, 3, 2, 2, true);
   test_conv(3, 5, 11, 8, 4, 4, 1, 0, true);
   test_conv(3, 3, 6, 5, 5, 1, 1, 0, true);   // 1x1: the image is its own im2col matrix
@@ -556,92 +576,6 @@ void gemm_based_ops() {
   test_linear(64, 784, 129, true);
   test_linear(64, 784, 256, true);
   test_linear(1000, 37, 70, true);  // db: many rows per column-sum thread, a partial block
-}
-
-}  // namespace
-
-// --time: the conv layers of convnet and bnnet at batch 256, each pass (fwd+ReLU, dw+db, dx) of
-// the shipped kernels timed alone with CUDA events (median of 5 runs of 20 launches), with FFMA
-// and (compute capability 8.0 and newer) with 3xTF32 on tensor cores.
-void time_convs() {
-  struct L { int C, M, H; bool dx; } layers[] = {{1, 32, 28, false}, {32, 32, 28, true},
-                                                   {32, 64, 14, true}, {64, 64, 14, true},
-                                                   {64, 128, 7, true}, {128, 128, 7, true}};
-  cudaDeviceProp prop;
-  HC_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const int64_t N = 256;
-  cudaEvent_t e0, e1;
-  HC_CUDA_CHECK(cudaEventCreate(&e0));
-  HC_CUDA_CHECK(cudaEventCreate(&e1));
-  auto time_us = [&](const std::function<void()>& f) {
-    for (int i = 0; i < 5; ++i) f();
-    std::vector<float> t;
-    for (int r = 0; r < 5; ++r) {
-      HC_CUDA_CHECK(cudaEventRecord(e0));
-      for (int i = 0; i < 20; ++i) f();
-      HC_CUDA_CHECK(cudaEventRecord(e1));
-      HC_CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms;
-      HC_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(1e3f * ms / 20);
-    }
-    std::sort(t.begin(), t.end());
-    return t[2];
-  };
-  std::printf("%-9s %-22s %8s %8s %8s %8s\n", "math", "layer (batch 256)", "fwd us", "dw us",
-              "dx us", "total");
-  for (int math : {0, 1}) {
-    if (math == 1 && prop.major < 8) break;
-    force_gemm_math(math);
-    for (const L& l : layers) {
-      const ConvGeom g = make_conv_geom(l.C, l.H, l.H, 3, 1, 1);
-      const int64_t in = l.C * l.H * l.H, out = l.M * l.H * l.H, wn = l.M * l.C * 9;
-      Dev<float> dX(randv(N * in)), dW(randv(wn)), dB(randv(l.M)), dDY(randv(N * out)),
-          dY(N * out), dDX(N * in), dDW(wn), dDB(l.M);
-      Dev<float> ws(std::max(conv2d_implicit_wgrad_workspace(g, N, l.M),
-                             conv2d_implicit_dgrad_workspace(g, l.M)));
-      const float f = time_us([&] {
-        conv2d_relu_forward_cuda(g, N, l.M, dX.p, dW.p, dB.p, dY.p, nullptr, 0);
-      });
-      const float w = time_us([&] {
-        conv2d_implicit_wgrad_cuda(g, N, l.M, dX.p, dDY.p, dDW.p, dDB.p, ws.p, 0);
-      });
-      const float x = l.dx ? time_us([&] {
-        conv2d_implicit_dgrad_cuda(g, N, l.M, dW.p, dDY.p, nullptr, dDX.p, ws.p, 0);
-      }) : 0.f;
-      char name[40];
-      std::snprintf(name, sizeof name, "%d->%d %dx%d", l.C, l.M, l.H, l.H);
-      std::printf("%-9s %-22s %8.1f %8.1f %8.1f %8.1f\n", math == 0 ? "ffma" : "tf32x3", name,
-                  f, w, x, f + w + x);
-    }
-  }
-  force_gemm_math(-1);
-}
-
-int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "--time") {
-    time_convs();
-    return 0;
-  }
-  int dev = 0;
-  cudaDeviceProp prop;
-  HC_CUDA_CHECK(cudaGetDevice(&dev));
-  HC_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-  std::printf("device: %s (sm_%d%d), CPU sgemm kernel: %s\n", prop.name, prop.major, prop.minor,
-              sgemm_kernel_name());
-  const bool tensor_cores = prop.major >= 8;
-  for (int math : {0, 1}) {
-    if (math == 1 && !tensor_cores) break;
-    force_gemm_math(math);
-    math_tag = math == 0 ? "[ffma] " : "[tf32x3] ";
-    gemm_based_ops();
-  }
-  force_gemm_math(-1);
-  math_tag.clear();
-  test_gemm_accuracy(tensor_cores);
-  test_im2col(1, 3, 7, 9, 3, 2, 2);
-  test_im2col(3, 5, 11, 8, 4, 1, 0);
-  test_im2col(3, 3, 10, 13, 5, 3, 1);
   test_maxpool(15, 7, 9, 2, 2, false);
   test_maxpool(15, 8, 11, 3, 2, false);
   test_maxpool(3, 10, 7, 3, 3, false);

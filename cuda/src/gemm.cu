@@ -6,8 +6,6 @@
 #include "gemm_cuda.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <string>
 
 #include "check.h"
@@ -103,20 +101,6 @@ struct DenseAccess {
   }
 };
 
-// HC_CUDA_GEMM: unset (tensor cores where the device has them), "tf32x3" (the same, and an
-// error on a device without them) or "ffma" (fp32 FFMA only). 1 tf32x3, 0 ffma, -1 unset.
-int read_gemm_math() {
-  const char* v = std::getenv("HC_CUDA_GEMM");
-  const std::string s = v ? v : "";
-  if (s == "") return -1;
-  if (s == "ffma") return 0;
-  if (s == "tf32x3") return 1;
-  fail_value("HC_CUDA_GEMM must be 'ffma' (fp32 multiply-adds) or 'tf32x3' (3xTF32 on tensor "
-             "cores, the default where the device has them), got '" + s + "'");
-}
-
-std::atomic<int> forced_math{-2};  // force_gemm_math's choice; -2: none
-
 // Few multiply-adds over a short K (Linear(256, 10) at batch 64: 64 x 10 x 256): a tile's
 // staging and its k-tile latency chain cost more than they save, so one thread per output.
 bool gemm_small(int64_t M, int64_t N, int64_t K) {  // M, N, K < 2^31 (check_args)
@@ -203,28 +187,6 @@ __global__ void splitk_reduce_kernel(const GemmParams p, int splits, const float
 }
 
 }  // namespace
-
-bool gemm_on_tensor_cores() {
-  int math = forced_math.load(std::memory_order_relaxed);
-  if (math == -2) {
-    static const int env = read_gemm_math();
-    math = env;
-  }
-  if (math == 0) return false;
-  int device = 0, major = 0;
-  HC_CUDA_CHECK(cudaGetDevice(&device));
-  HC_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major >= 8) return true;
-  if (math == 1)
-    fail_value("HC_CUDA_GEMM=tf32x3: device " + std::to_string(device) + " has compute "
-               "capability " + std::to_string(major) + ".x; TF32 tensor cores need 8.0");
-  return false;
-}
-
-void force_gemm_math(int math) {
-  if (math < -1 || math > 1) fail_value("force_gemm_math: " + std::to_string(math));
-  forced_math.store(math == -1 ? -2 : math, std::memory_order_relaxed);
-}
 
 void sgemm_batched_cuda(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float* A, int64_t lda, int64_t strideA, const float* B,

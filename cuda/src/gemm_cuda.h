@@ -2,10 +2,8 @@
 //   C = alpha * op(A) * op(B) + beta * C,  op(A) (M,K), op(B) (K,N), C (M,N) with ldc >= N;
 //   A stored (M,K) lda >= K, or with Trans::T stored (K,M) lda >= M; likewise B.
 // No transpose is materialised; beta == 0 never reads C; any M, N, K >= 0 (K == 0 gives
-// beta*C). fp32 inputs and outputs, multiplied by FFMA or, on devices of compute capability 8.0
-// and newer, on tensor cores with 3xTF32 error compensation (fp32's accuracy: tf32x3.cuh;
-// HC_CUDA_GEMM=ffma keeps FFMA). Every output element is summed over k in ascending order, in
-// a fixed order for a given shape and device, so a result is the same from run to run.
+// beta*C). fp32 FFMA only (no tensor cores, no TF32). Every output element is summed over k in
+// ascending order by one thread, so results do not depend on the tile shape that was chosen.
 // All functions enqueue on `stream` and throw hc::Error on a bad argument or CUDA failure.
 #pragma once
 #include <cuda_runtime.h>
@@ -18,11 +16,6 @@
 namespace hc {
 
 enum class BiasMode { None, PerRow, PerCol };
-
-// For tests and timings: the tiled kernels' multiplies from now on, whatever HC_CUDA_GEMM says:
-// 0 FFMA, 1 3xTF32 on tensor cores (an error on a device without them), -1 back to
-// HC_CUDA_GEMM's choice.
-void force_gemm_math(int math);
 
 // Fused epilogue: C = act(alpha * op(A) op(B) + beta * C + bias).
 struct GemmEpilogue {

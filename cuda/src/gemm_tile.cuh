@@ -26,9 +26,6 @@
 // the same tiles, for launches too small to put more than one block of 4 warps on most of them.
 // Every output is summed in a fixed order (per group in ascending k, then the groups in order),
 // whatever the launch.
-// With TC the warps multiply their tiles on tensor cores instead (3xTF32, tf32x3.cuh), from the
-// same shared tiles (padded so that wmma's loads are conflict-free), in k steps of 8 in the same
-// order; launch_tile picks TC where gemm_on_tensor_cores() says so.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -38,7 +35,6 @@
 
 #include "check.h"
 #include "heterocnn/error.h"
-#include "tf32x3.cuh"
 
 namespace hc {
 
@@ -87,7 +83,7 @@ struct RowSumsOf<Acc, std::void_t<decltype(Acc::kRowSums)>> {
 };
 
 template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, int KS, bool TA,
-          bool TB, bool TC, class Acc>
+          bool TB, class Acc>
 __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32 * KS, MINB)
     sgemm_tiled_kernel(const Acc acc) {
   constexpr int kGroup = (BM / WM) * (BN / WN) * 32;  // threads of one warp group
@@ -97,20 +93,14 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32 * KS, MINB)
   constexpr int LR = WM / TM, LC = WN / TN;  // lanes along a warp tile's rows and columns
   static_assert(LR * LC == 32, "a warp's lanes must cover its tile");
   static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are made of float4 pieces");
-  static_assert(!TC || KG % 8 == 0, "tensor-core steps are 8 deep");
-  // Padding: FFMA pads the transposed-store side (no store conflicts); TC pads both to a row
-  // length of 8 mod 32 floats, where wmma's loads of A (column-major) and B (row-major) are
-  // conflict-free.
-  constexpr int PA = TC ? 8 : TA ? 0 : 4, PB = TC ? 8 : TB ? 4 : 0;
+  constexpr int PA = TA ? 0 : 4, PB = TB ? 4 : 0;  // pad the transposed-store side: no conflicts
   constexpr int A4 = BM * BK / 4 / kThreads, B4 = BN * BK / 4 / kThreads;  // float4 per thread
   static_assert(A4 * kThreads * 4 == BM * BK && B4 * kThreads * 4 == BN * BK, "tile loads");
 
-  // The double-buffered A and B tiles; after the last k-tile, the groups' hand-over and (TC)
-  // each warp's epilogue staging beyond it.
+  // The double-buffered A and B tiles; after the last k-tile, the groups' hand-over.
   constexpr int kStage = 2 * BK * (BM + PA) + 2 * BK * (BN + PB);
   constexpr int kHand = (KS - 1) * BM * BN;
-  constexpr int kEnd = TC ? kHand + (kGroup / 32) * kStageFloats : kHand;
-  __shared__ __align__(32) float smem[kStage > kEnd ? kStage : kEnd];
+  __shared__ __align__(16) float smem[kStage > kHand ? kStage : kHand];
   auto As = reinterpret_cast<float (*)[BK][BM + PA]>(smem);
   auto Bs = reinterpret_cast<float (*)[BK][BN + PB]>(smem + 2 * BK * (BM + PA));
 
@@ -194,16 +184,11 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32 * KS, MINB)
   const bool row_summer = kRowSums && blockIdx.x == 0 && tid < BM;
   float row_sum = 0.f;
 
-  float c[TM][TN];  // FFMA's accumulators, or (TC) the fragments of mma_tile
-  Tf32x3WarpTile<WM, WN> mma_tile;
-  if constexpr (TC) {
-    mma_tile.zero();
-  } else {
+  float c[TM][TN];
 #pragma unroll
-    for (int i = 0; i < TM; ++i)
+  for (int i = 0; i < TM; ++i)
 #pragma unroll
-      for (int j = 0; j < TN; ++j) c[i][j] = 0.f;
-  }
+    for (int j = 0; j < TN; ++j) c[i][j] = 0.f;
 
   const int ktiles = (K + BK - 1) / BK;
   if (ktiles > 0) {
@@ -220,32 +205,24 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32 * KS, MINB)
         for (int k = 0; k < BK; ++k) row_sum += As[cur][k][tid];
       }
     }
-    if constexpr (TC) {
 #pragma unroll
-      for (int kk = 0; kk < KG; kk += 8) {
-        const int k = group * KG + kk;
-        mma_tile.step(&As[cur][k][wm0], BM + PA, &Bs[cur][k][wn0], BN + PB);
+    for (int kk = 0; kk < KG; ++kk) {
+      const int k = group * KG + kk;
+      float a[TM], b[TN];
+#pragma unroll
+      for (int i = 0; i < TM / 4; ++i) {
+        const float4 q = *reinterpret_cast<const float4*>(&As[cur][k][wm0 + i * LR * 4 + tr * 4]);
+        a[i * 4 + 0] = q.x; a[i * 4 + 1] = q.y; a[i * 4 + 2] = q.z; a[i * 4 + 3] = q.w;
       }
-    } else {
 #pragma unroll
-      for (int kk = 0; kk < KG; ++kk) {
-        const int k = group * KG + kk;
-        float a[TM], b[TN];
-#pragma unroll
-        for (int i = 0; i < TM / 4; ++i) {
-          const float4 q = *reinterpret_cast<const float4*>(&As[cur][k][wm0 + i * LR * 4 + tr * 4]);
-          a[i * 4 + 0] = q.x; a[i * 4 + 1] = q.y; a[i * 4 + 2] = q.z; a[i * 4 + 3] = q.w;
-        }
-#pragma unroll
-        for (int j = 0; j < TN / 4; ++j) {
-          const float4 q = *reinterpret_cast<const float4*>(&Bs[cur][k][wn0 + j * LC * 4 + tc * 4]);
-          b[j * 4 + 0] = q.x; b[j * 4 + 1] = q.y; b[j * 4 + 2] = q.z; b[j * 4 + 3] = q.w;
-        }
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-          for (int j = 0; j < TN; ++j) c[i][j] = fmaf(a[i], b[j], c[i][j]);
+      for (int j = 0; j < TN / 4; ++j) {
+        const float4 q = *reinterpret_cast<const float4*>(&Bs[cur][k][wn0 + j * LC * 4 + tc * 4]);
+        b[j * 4 + 0] = q.x; b[j * 4 + 1] = q.y; b[j * 4 + 2] = q.z; b[j * 4 + 3] = q.w;
       }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) c[i][j] = fmaf(a[i], b[j], c[i][j]);
     }
     if (kt + 1 < ktiles) store_tiles(cur ^ 1);
     __syncthreads();
@@ -257,40 +234,33 @@ __global__ void __launch_bounds__((BM / WM) * (BN / WN) * 32 * KS, MINB)
 
   if constexpr (KS > 1) {  // groups 1.. hand their sums to group 0 (the loop ended synced)
     const int t = tid % kGroup;
-    constexpr int E = TC ? Tf32x3WarpTile<WM, WN>::kElems : TM * TN;  // accumulators a thread
-    auto elem = [&](int e) -> float& {
-      if constexpr (TC) return mma_tile.elem(e);
-      else return c[e / TN][e % TN];
-    };
     if (group > 0) {
 #pragma unroll
-      for (int e = 0; e < E; ++e) smem[((group - 1) * E + e) * kGroup + t] = elem(e);
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) smem[(((group - 1) * TM + i) * TN + j) * kGroup + t] = c[i][j];
     }
     __syncthreads();
     if (group > 0) return;
 #pragma unroll
     for (int g = 1; g < KS; ++g)
 #pragma unroll
-      for (int e = 0; e < E; ++e) elem(e) += smem[((g - 1) * E + e) * kGroup + t];
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) c[i][j] += smem[(((g - 1) * TM + i) * TN + j) * kGroup + t];
   }
 
-  if constexpr (TC) {  // Epilogue: each warp's fragments through its staging
-    mma_tile.store(smem + kHand + warp * kStageFloats, lane, [&](int r, int col, float4 v) {
-      const int m = m0 + wm0 + r, n = n0 + wn0 + col;
-      if (m < acc.M && n < acc.N) acc.store(z, m, n, v);
-    });
-  } else {  // Epilogue: 4-wide column pieces.
+  // Epilogue: 4-wide column pieces.
 #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-      const int m = m0 + wm0 + (i / 4) * LR * 4 + tr * 4 + (i % 4);
-      if (m >= acc.M) continue;
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + wm0 + (i / 4) * LR * 4 + tr * 4 + (i % 4);
+    if (m >= acc.M) continue;
 #pragma unroll
-      for (int j4 = 0; j4 < TN / 4; ++j4) {
-        const int n = n0 + wn0 + j4 * LC * 4 + tc * 4;
-        if (n < acc.N)
-          acc.store(z, m, n, make_float4(c[i][j4 * 4 + 0], c[i][j4 * 4 + 1], c[i][j4 * 4 + 2],
-                                         c[i][j4 * 4 + 3]));
-      }
+    for (int j4 = 0; j4 < TN / 4; ++j4) {
+      const int n = n0 + wn0 + j4 * LC * 4 + tc * 4;
+      if (n < acc.N)
+        acc.store(z, m, n, make_float4(c[i][j4 * 4 + 0], c[i][j4 * 4 + 1], c[i][j4 * 4 + 2],
+                                       c[i][j4 * 4 + 3]));
     }
   }
 }
@@ -324,22 +294,14 @@ inline int multiprocessors() {
   return sms;
 }
 
-// Whether the tiled kernels launched now (on the current device) multiply on tensor cores
-// (3xTF32): on devices of compute capability 8.0 and newer unless HC_CUDA_GEMM=ffma (gemm.cu).
-bool gemm_on_tensor_cores();
-
 template <int BM, int BN, int BK, int WM, int WN, int TM, int TN, int MINB, int KS, bool TA,
           bool TB, class Acc>
 void launch_tile(const Acc& acc, int batch, cudaStream_t stream) {
   constexpr int threads = (BM / WM) * (BN / WN) * 32 * KS;
   const dim3 grid((acc.N + BN - 1) / BN, (acc.M + BM - 1) / BM, batch);
   if (grid.y > 65535u) fail_value("sgemm_cuda: M = " + std::to_string(acc.M) + " is too large");
-  if (gemm_on_tensor_cores())
-    sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, KS, TA, TB, true>
-        <<<grid, threads, 0, stream>>>(acc);
-  else
-    sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, KS, TA, TB, false>
-        <<<grid, threads, 0, stream>>>(acc);
+  sgemm_tiled_kernel<BM, BN, BK, WM, WN, TM, TN, MINB, KS, TA, TB>
+      <<<grid, threads, 0, stream>>>(acc);
   HC_CUDA_CHECK_LAUNCH("sgemm_tiled_kernel");
 }
 
