@@ -456,11 +456,12 @@ void test_errors() {
 
 }  // namespace
 
-// --time: convnet's conv layers at batch 256, each pass (fwd+ReLU, dw+db, dx) of the shipped
-// kernels timed alone with CUDA events (median of 5 runs of 20 launches).
+// --time: the conv layers of convnet and bnnet at batch 256, each pass (fwd+ReLU, dw+db, dx) of
+// the shipped kernels timed alone with CUDA events (median of 5 runs of 20 launches).
 void time_convs() {
   struct L { int C, M, H; bool dx; } layers[] = {{1, 32, 28, false}, {32, 32, 28, true},
-                                                   {32, 64, 14, true}, {64, 64, 14, true}};
+                                                   {32, 64, 14, true}, {64, 64, 14, true},
+                                                   {64, 128, 7, true}, {128, 128, 7, true}};
   const int64_t N = 256;
   cudaEvent_t e0, e1;
   HC_CUDA_CHECK(cudaEventCreate(&e0));
