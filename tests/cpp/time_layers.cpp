@@ -1,5 +1,6 @@
 // Times the CPU ops of the benchmark nets' layers (not a test): forward and backward of each
-// Conv2d, MaxPool2d and Linear of lenet5 and convnet at one batch size, best of repeated calls
+// Conv2d, MaxPool2d and Linear of the nets, and bnnet's BatchNorm2d (training, with its ReLU)
+// and global average pooling, at one batch size, best of repeated calls
 // (the minimum is what a shared machine's noise least disturbs), with GFLOP/s for the GEMM
 // layers. Times are CPU time of the process (all threads), so that other work on a shared
 // machine counts less; with one thread that is the op's own time. HC_TIME_WALL=1 times wall
@@ -18,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "heterocnn/avgpool2d.h"
+#include "heterocnn/batchnorm.h"
 #include "heterocnn/conv2d.h"
 #include "heterocnn/linear.h"
 #include "heterocnn/maxpool2d.h"
@@ -110,6 +113,40 @@ void time_pool(const char* name, int64_t N, int64_t C, int64_t H, double min_s) 
   report(name, f, bw, 0, 0);
 }
 
+// BatchNorm2d(C) in training with its ReLU fused, as bnnet runs it: batch statistics forward,
+// dx, dweight and dbias backward.
+void time_batchnorm(const char* name, int64_t N, int64_t C, int64_t H, double min_s) {
+  const int64_t S = H * H;
+  auto x = random_floats(N * C * S, 1), dy = random_floats(N * C * S, 2);
+  std::vector<float> weight(C, 1.0f), bias(C, 0.0f), mean(C, 0.0f), var(C, 1.0f), stats(2 * C);
+  std::vector<float> y(x.size()), dx(x.size()), dw(C), db(C);
+  std::vector<float> ws(hc::batchnorm_workspace_cpu(N, C, S) + 1);
+  int64_t tracked = 0;
+  const hc::BatchNormArgs a{N, C, S, 1e-5, 0.1, false, true, true};
+  const double f = best_time([&] {
+    hc::batchnorm_forward_cpu(a, x.data(), weight.data(), bias.data(), mean.data(), var.data(),
+                              &tracked, stats.data(), y.data(), ws.data());
+  }, min_s);
+  const double bw = best_time([&] {
+    hc::batchnorm_backward_cpu(a, x.data(), weight.data(), stats.data(), dy.data(), dx.data(),
+                               dw.data(), db.data(), ws.data());
+  }, min_s);
+  report(name, f, bw, 0, 0);
+}
+
+// AdaptiveAvgPool2d(1) over (N, C, H, H).
+void time_global_avgpool(const char* name, int64_t N, int64_t C, int64_t H, double min_s) {
+  auto x = random_floats(N * C * H * H, 1), dy = random_floats(N * C, 2);
+  std::vector<float> y(dy.size()), dx(x.size());
+  const double f = best_time([&] {
+    hc::adaptive_avgpool2d_forward_cpu(N * C, H, H, 1, x.data(), y.data());
+  }, min_s);
+  const double bw = best_time([&] {
+    hc::adaptive_avgpool2d_backward_cpu(N * C, H, H, 1, x.data(), dy.data(), dx.data());
+  }, min_s);
+  report(name, f, bw, 0, 0);
+}
+
 void time_linear(const char* name, int64_t N, int64_t I, int64_t O, bool first, double min_s) {
   auto x = random_floats(N * I, 1), w = random_floats(O * I, 2), b = random_floats(O, 3),
        dy = random_floats(N * O, 4);
@@ -148,6 +185,14 @@ int main(int argc, char** argv) {
     time_conv("conv4 64->64 k3 p1 14x14", N, 64, 14, 64, 3, 1, false, min_s);
     time_conv("conv5 64->128 k3 p1 7x7", N, 64, 7, 128, 3, 1, false, min_s);
     time_conv("conv6 128->128 k3 p1 7x7", N, 128, 7, 128, 3, 1, false, min_s);
+    time_batchnorm("bn 32x28x28 (+ReLU)", N, 32, 28, min_s);
+    time_pool("pool1 32x28x28", N, 32, 28, min_s);
+    time_batchnorm("bn 64x14x14 (+ReLU)", N, 64, 14, min_s);
+    time_pool("pool2 64x14x14", N, 64, 14, min_s);
+    time_batchnorm("bn 128x7x7 (+ReLU)", N, 128, 7, min_s);
+    time_pool("pool3 128x7x7", N, 128, 7, min_s);
+    time_global_avgpool("gap 128x3x3", N, 128, 3, min_s);
+    time_linear("fc 128->10", N, 128, 10, false, min_s);
   }
   if (want("lenet5")) {
     std::printf("lenet5\n");
