@@ -30,36 +30,6 @@ namespace {
 // conv2d.cpp calls them (the sizes) before checking the CPU.
 #define HC_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
-struct Tiling {
-  int64_t TH, TW;  // tile rows and columns of one output plane
-  int64_t rows;    // tile rows per block (its capacity)
-  int64_t tiles() const { return rows * TW; }
-  // Floats from one position xi's matrix (channels, tiles) of a block to the next: whole cache
-  // lines and one more, so that the 16 rows a transform reads or writes at once (one a
-  // position) do not fall into the same L1 sets when the matrix is a multiple of 4 KiB.
-  int64_t plane(int64_t channels) const { return (channels * tiles() + 15) / 16 * 16 + 16; }
-};
-
-// Tile rows a block: as many as keep its V and products (or gradients) within half of the L2.
-// Where the block's tiles are its GEMMs' columns (forward, and dx as a forward pass), from half
-// that many up, the count whose tiles best fill the GEMM kernel's tiles of NR columns, the
-// largest of equals: 10 tile rows of a 7 x 7 image, 40 tiles, would run one kernel tile of 32
-// columns and one of 8; 8 rows fill one and one (CPU_PERF.md, entry 20). In dw the tiles are
-// the GEMMs' depth (K): there, the more the better.
-Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns) {
-  const int64_t TH = (g.Ho + 1) / 2, TW = (g.Wo + 1) / 2;
-  const int64_t per_row = 16 * (g.C + M) * TW * int64_t{sizeof(float)};
-  const int64_t cap = std::clamp<int64_t>(cpu_l2_bytes() / 2 / per_row, 1, 64 * TH);
-  int64_t rows = cap;
-  if (tiles_are_columns) {
-    const int64_t nr = sgemm_tile_columns();
-    auto fill = [&](int64_t r) { return double(r * TW) / double((r * TW + nr - 1) / nr * nr); };
-    for (int64_t r = cap - 1; 2 * r >= cap; --r)
-      if (fill(r) > fill(rows)) rows = r;
-  }
-  return {TH, TW, rows};
-}
-
 // Floats of the rows the transforms go through: 2 parities x 4 transformed columns x (rows + 1)
 // tile rows, and one padded input row.
 int64_t row_scratch(const Tiling& t) { return 8 * (t.rows + 1) * t.TW + 2 * t.TW + 16; }
@@ -371,6 +341,20 @@ void weights_from_transformed(int64_t M, int64_t C, const float* dU, float* dw) 
         dw[mc * 9 + a * 3 + b] = t[a][0] * kG[0][b] + t[a][1] * kG[1][b] + t[a][2] * kG[2][b] +
                                  t[a][3] * kG[3][b];
   }
+}
+
+Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns) {
+  const int64_t TH = (g.Ho + 1) / 2, TW = (g.Wo + 1) / 2;
+  const int64_t per_row = 16 * (g.C + M) * TW * int64_t{sizeof(float)};
+  const int64_t cap = std::clamp<int64_t>(cpu_l2_bytes() / 2 / per_row, 1, 64 * TH);
+  int64_t rows = cap;
+  if (tiles_are_columns) {
+    const int64_t nr = sgemm_tile_columns();
+    auto fill = [&](int64_t r) { return double(r * TW) / double((r * TW + nr - 1) / nr * nr); };
+    for (int64_t r = cap - 1; 2 * r >= cap; --r)
+      if (fill(r) > fill(rows)) rows = r;
+  }
+  return {TH, TW, rows};
 }
 
 size_t scratch_size(const ConvGeom& g, int64_t M) {

@@ -25,6 +25,26 @@ namespace hc::conv_winograd {
 // one too.
 inline bool fits(const ConvGeom& g) { return g.K == 3 && g.stride == 1 && g.pad <= 2; }
 
+// How forward and weight_grad cut one thread's tiles into blocks (tests/cpp/time_winograd
+// times a block's GEMMs apart from its transforms with it).
+struct Tiling {
+  int64_t TH, TW;  // tile rows and columns of one output plane
+  int64_t rows;    // tile rows per block (its capacity)
+  int64_t tiles() const { return rows * TW; }
+  // Floats from one position xi's matrix (channels, tiles) of a block to the next: whole cache
+  // lines and one more, so that the 16 rows a transform reads or writes at once (one a
+  // position) do not fall into the same L1 sets when the matrix is a multiple of 4 KiB.
+  int64_t plane(int64_t channels) const { return (channels * tiles() + 15) / 16 * 16 + 16; }
+};
+
+// Tile rows a block: as many as keep its V and products (or gradients) within half of the L2.
+// Where the block's tiles are its GEMMs' columns (forward, and dx as a forward pass), from half
+// that many up, the count whose tiles best fill the GEMM kernel's tiles of NR columns, the
+// largest of equals: 10 tile rows of a 7 x 7 image, 40 tiles, would run one kernel tile of 32
+// columns and one of 8; 8 rows fill one and one (CPU_PERF.md, entry 20). In dw the tiles are
+// the GEMMs' depth (K): there, the more the better.
+Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns);
+
 // Floats of the transformed weights U (16, C, M), and of dU (16, M, C).
 inline size_t transformed_size(int64_t M, int64_t C) {
   return static_cast<size_t>(16 * M * C);
