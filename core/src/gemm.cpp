@@ -31,6 +31,7 @@ namespace {
 constexpr int64_t KC = 256, MC = 1024, NC = 768;
 
 constexpr int64_t kInPlaceBytes = kSgemmInPlaceBytes;
+int forced_in_place = -1;  // force_in_place's setting: -1 by size, 0 never, 1 always
 
 // Portable kernel: plain loops over a 4 x 16 tile that the compiler vectorises as it can.
 template <int R>
@@ -299,6 +300,8 @@ std::pair<double, double> team_costs_measured(int threads) {
 #endif
 }
 
+void force_in_place(int mode) { forced_in_place = mode; }
+
 void force_team(int mode) {
 #ifdef _OPENMP
   forced_team = mode;
@@ -318,7 +321,9 @@ void sgemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, con
   const Kernel& kr = *active_kernel();
   // op(A) by rows of C; op(B) by columns of C, i.e. B stored (K,N) is the transposed view.
   const Operand a{A, lda, ta == Trans::T}, b{B, ldb, tb == Trans::N};
-  const bool in_place = (M * K + K * N) * (int64_t)sizeof(float) <= kInPlaceBytes;
+  const bool in_place = forced_in_place >= 0
+                            ? forced_in_place == 1
+                            : (M * K + K * N) * (int64_t)sizeof(float) <= kInPlaceBytes;
 #ifdef _OPENMP
   if (const TeamPlan team = plan_team(kr, M, N, K); team.threads > 1)
     return gemm_team(team.threads, team.grid, kr, a, b, M, N, K, alpha, beta, C, ldc, in_place);

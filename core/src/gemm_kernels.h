@@ -122,6 +122,11 @@ bool force_kernel(const char* name);
 // thread, -1 goes back to the measured rule (gemm.cpp, plan_team). Not thread-safe either.
 void force_team(int mode);
 
+// Tool hook (time_winograd): 1 reads every operand that can be read in place (a transposed
+// op(A), a non-transposed op(B)) in place, 0 packs every operand, -1 goes back to the rule
+// (in place up to kSgemmInPlaceBytes of both). The results are the same. Not thread-safe.
+void force_in_place(int mode);
+
 // For tools (time_gemm): what plan_team's rule measured for the active kernel and a team of
 // `threads` (measuring it now if it has not yet): one thread's seconds per unit of block_cost
 // and step of k, and the team's overhead in seconds. {0, 0} without OpenMP.

@@ -6,8 +6,10 @@
 // C and M swapped (padding 2 - 1 = 1): give it as its own layer.
 // Usage: time_winograd [min_seconds] [samples_per_thread] [layer...], a layer as C,M,H (square
 // planes, padding 1); default: the 3 x 3 layers of convnet and bnnet.
-// Prints us a pass, the GEMMs' us and GFLOP/s, the transforms' us and share, and the pass's
-// GFLOP/s counted as direct convolution flops (2 M C 9 Ho Wo a sample), as time_layers does.
+// Prints us a pass, the GEMMs' us and GFLOP/s, the transforms' us and share, the pass's
+// GFLOP/s counted as direct convolution flops (2 M C 9 Ho Wo a sample, as time_layers counts),
+// and the GEMMs' us with every operand packed (gemm::force_in_place(0)) rather than read in
+// place where sgemm's rule reads them so.
 
 #include <omp.h>
 
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "../../core/src/conv_winograd.h"
+#include "../../core/src/gemm_kernels.h"
 #include "heterocnn/gemm.h"
 #include "heterocnn/im2col.h"
 
@@ -106,8 +109,8 @@ int main(int argc, char** argv) {
   const int team = omp_get_max_threads();
   std::printf("%d thread(s), %lld samples each; us a pass (slowest thread), best of repeats\n",
               team, (long long)count);
-  std::printf("%-13s %-4s %9s %9s %7s %9s %6s %9s\n", "C->M HxH", "pass", "whole", "gemms",
-              "GF/s", "transf.", "share", "direct GF/s");
+  std::printf("%-13s %-4s %9s %9s %7s %9s %6s %9s %9s\n", "C->M HxH", "pass", "whole", "gemms",
+              "GF/s", "transf.", "share", "direct", "packed");
   for (const Layer& l : layers) {
     const hc::ConvGeom g = hc::make_conv_geom(l.C, l.H, l.H, 3, 1, 1);
     std::vector<Work> works;
@@ -123,12 +126,17 @@ int main(int argc, char** argv) {
       });
       const double gemm =
           best_seconds(works, min_s, [&](Work& w) { gemms(g, l.M, count, dw, w); });
+      hc::gemm::force_in_place(0);
+      const double packed =
+          best_seconds(works, min_s, [&](Work& w) { gemms(g, l.M, count, dw, w); });
+      hc::gemm::force_in_place(-1);
       char name[32];
       std::snprintf(name, sizeof name, "%lld->%lld %lldx%lld", (long long)l.C, (long long)l.M,
                     (long long)l.H, (long long)l.H);
-      std::printf("%-13s %-4s %9.1f %9.1f %7.1f %9.1f %5.0f%% %9.1f\n", name, dw ? "dw" : "fwd",
-                  whole * 1e6, gemm * 1e6, gemm_flops(g, l.M, count) * team / gemm / 1e9,
-                  (whole - gemm) * 1e6, 100 * (whole - gemm) / whole, direct / whole / 1e9);
+      std::printf("%-13s %-4s %9.1f %9.1f %7.1f %9.1f %5.0f%% %9.1f %9.1f\n", name,
+                  dw ? "dw" : "fwd", whole * 1e6, gemm * 1e6,
+                  gemm_flops(g, l.M, count) * team / gemm / 1e9, (whole - gemm) * 1e6,
+                  100 * (whole - gemm) / whole, direct / whole / 1e9, packed * 1e6);
     }
   }
 }
