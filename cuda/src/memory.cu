@@ -14,7 +14,7 @@ namespace hc::cuda {
 
 namespace {
 
-// Every compute stream in use (the devices' default ones and the nets' own), each with its
+// Every compute stream made here (the devices' default ones and the nets' own), each with its
 // side stream and the fork and join events (side_branch.h).
 struct StreamPair {
   int device;
@@ -25,27 +25,8 @@ std::mutex streams_mutex;
 std::vector<StreamPair> streams;
 std::vector<cudaStream_t> defaults;  // per device, made on first use
 
-// Streams a net gave back, kept for the next one on that device rather than destroyed, oldest
-// first (pairs, and the pipelines' plain copy streams). The GPU maps streams onto its hardware
-// queues (CUDA_DEVICE_MAX_CONNECTIONS of them) in the order they are made, so streams made
-// anew for each net put later nets' work on other queues than the first's: lenet5's step on
-// an H200 at batch 64 ran 2-3% slower after two mlp models had come and gone than alone
-// (BENCHMARKS.md, the restructuring's cost). Reused, every net runs on the first one's queues.
-std::vector<StreamPair> idle_pairs;
-struct PlainStream {
-  int device;
-  cudaStream_t stream;
-};
-std::vector<PlainStream> idle_plain;
-
 cudaStream_t make_pair(int device) {  // with streams_mutex held
   use_device(device);
-  for (size_t i = 0; i < idle_pairs.size(); ++i)
-    if (idle_pairs[i].device == device) {
-      streams.push_back(idle_pairs[i]);
-      idle_pairs.erase(idle_pairs.begin() + i);
-      return streams.back().compute;
-    }
   StreamPair p{device, nullptr, SideStream{}};
   HC_CUDA_CHECK(cudaStreamCreateWithFlags(&p.compute, cudaStreamNonBlocking));
   HC_CUDA_CHECK(cudaStreamCreateWithFlags(&p.side.stream, cudaStreamNonBlocking));
@@ -139,36 +120,17 @@ void destroy_stream(void* stream) noexcept {
     if (streams[i].compute != stream) continue;
     const StreamPair p = streams[i];
     streams.erase(streams.begin() + i);
-    // Idle only once nothing of its last user's is left on it.
-    if (cudaSetDevice(p.device) == cudaSuccess && cudaStreamSynchronize(p.compute) == cudaSuccess &&
-        cudaStreamSynchronize(p.side.stream) == cudaSuccess)
-      idle_pairs.push_back(p);
+    if (cudaSetDevice(p.device) == cudaSuccess) {
+      cudaStreamSynchronize(p.compute);
+      cudaStreamSynchronize(p.side.stream);
+      cudaEventDestroy(p.side.fork);
+      cudaEventDestroy(p.side.join);
+      cudaStreamDestroy(p.side.stream);
+      cudaStreamDestroy(p.compute);
+    }
     cudaGetLastError();  // nobody to report to (this runs in destructors)
     return;
   }
-}
-
-void* create_copy_stream(int device) {
-  std::lock_guard<std::mutex> lock(streams_mutex);
-  use_device(device);
-  for (size_t i = 0; i < idle_plain.size(); ++i)
-    if (idle_plain[i].device == device) {
-      const cudaStream_t s = idle_plain[i].stream;
-      idle_plain.erase(idle_plain.begin() + i);
-      return s;
-    }
-  cudaStream_t s = nullptr;
-  HC_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  return s;
-}
-
-void destroy_copy_stream(void* stream, int device) noexcept {
-  if (!stream) return;
-  std::lock_guard<std::mutex> lock(streams_mutex);
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (cudaSetDevice(device) == cudaSuccess && cudaStreamSynchronize(s) == cudaSuccess)
-    idle_plain.push_back({device, s});
-  cudaGetLastError();
 }
 
 SideStream side_stream_of(cudaStream_t compute) {

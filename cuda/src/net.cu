@@ -74,11 +74,14 @@ struct DeviceStep {
         config(kSlots * kConfigFloats, Place{Device::CUDA, d}) {
     cuda::use_device(d);
     compute = static_cast<cudaStream_t>(cuda::create_stream(d));
-    copy = static_cast<cudaStream_t>(cuda::create_copy_stream(d));
+    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
   }
   ~DeviceStep() {
-    cuda::destroy_copy_stream(copy, device);  // each waits for its stream first
-    cuda::destroy_stream(compute);
+    cudaSetDevice(device);
+    cudaStreamSynchronize(copy);
+    cudaStreamDestroy(copy);
+    cuda::destroy_stream(compute);  // waits for it first
+    cudaGetLastError();
   }
   DeviceStep(const DeviceStep&) = delete;
   DeviceStep& operator=(const DeviceStep&) = delete;

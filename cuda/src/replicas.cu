@@ -23,10 +23,25 @@
 
 namespace hc {
 
+namespace {
+
+int made_current(int device) {
+  cuda::use_device(device);
+  return device;
+}
+
+}  // namespace
+
 struct ReplicaPipeline {
-  explicit ReplicaPipeline(int d)
-      : device(d), copy(static_cast<cudaStream_t>(cuda::create_copy_stream(d))) {}
-  ~ReplicaPipeline() { cuda::destroy_copy_stream(copy, device); }
+  explicit ReplicaPipeline(int d) : device(made_current(d)) {
+    HC_CUDA_CHECK(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+  }
+  ~ReplicaPipeline() {
+    cudaSetDevice(device);
+    cudaStreamSynchronize(copy);
+    cudaStreamDestroy(copy);
+    cudaGetLastError();
+  }
   ReplicaPipeline(const ReplicaPipeline&) = delete;
   ReplicaPipeline& operator=(const ReplicaPipeline&) = delete;
 

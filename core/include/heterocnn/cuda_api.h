@@ -27,13 +27,9 @@ void* stream(int device);
 // Waits for the device's default stream; throws if any kernel on it failed.
 void synchronize(int device);
 // A compute stream of one's own on `device` (each net has its own), with the side stream its
-// layers branch onto (side_branch.h); destroy_stream waits for both and gives them back to
-// be reused by the next create_stream on that device (memory.cu says why).
+// layers branch onto (side_branch.h); destroy_stream releases both.
 void* create_stream(int device);
 void destroy_stream(void* stream) noexcept;
-// A plain stream for a pipeline's uploads (a cudaStream_t), reused the same way.
-void* create_copy_stream(int device);
-void destroy_copy_stream(void* stream, int device) noexcept;
 // y (n) += x (n) on `device`, done when it returns (reduce.cu).
 void add_into(int64_t n, float* y, const float* x, int device);
 
