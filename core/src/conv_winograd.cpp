@@ -357,6 +357,22 @@ Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns) {
   return {TH, TW, rows};
 }
 
+void forward_gemms(const ConvGeom& g, const Tiling& t, int64_t M, int64_t T, const float* U,
+                   const float* V, float* P) {
+  const int64_t ldv = t.tiles(), vs = t.plane(g.C), ps = t.plane(M);
+  for (int xi = 0; xi < 16; ++xi)
+    sgemm(Trans::T, Trans::N, M, T, g.C, 1.f, U + xi * M * g.C, M, V + xi * vs, ldv, 0.f,
+          P + xi * ps, ldv);
+}
+
+void weight_grad_gemms(const ConvGeom& g, const Tiling& t, int64_t M, int64_t T, const float* D,
+                       const float* V, float* dU) {
+  const int64_t ldv = t.tiles(), vs = t.plane(g.C), ps = t.plane(M);
+  for (int xi = 0; xi < 16; ++xi)
+    sgemm(Trans::N, Trans::T, M, g.C, T, 1.f, D + xi * ps, ldv, V + xi * vs, ldv, 1.f,
+          dU + xi * M * g.C, g.C);
+}
+
 size_t scratch_size(const ConvGeom& g, int64_t M) {
   const Tiling t = tiling(g, M, false);  // the larger of the two blocks
   return static_cast<size_t>(16 * (t.plane(g.C) + t.plane(M)) + row_scratch(t));
@@ -373,9 +389,7 @@ void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const 
   for (int64_t r0 = 0; r0 < total; r0 += t.rows) {
     const int64_t block = std::min(t.rows, total - r0), T = block * t.TW;
     transform_block(g, t, r0, block, x, V, rows);
-    for (int xi = 0; xi < 16; ++xi)
-      sgemm(Trans::T, Trans::N, M, T, g.C, 1.f, U + xi * M * g.C, M, V + xi * vs, ldv,
-            0.f, P + xi * ps, ldv);
+    forward_gemms(g, t, M, T, U, V, P);
     for_segments(t, r0, block, [&](const Segment& s) {
       for (int64_t m = 0; m < M; ++m)
         output_transform(g, t, s, P + m * ldv + s.t0, ps, b ? b[m] : 0.f, relu,
@@ -403,9 +417,7 @@ void weight_grad(const ConvGeom& g, int64_t M, int64_t count, const float* x, co
         grad_transform(g, t, s, plane, D + m * ldv + s.t0, ps, rows);
       }
     });
-    for (int xi = 0; xi < 16; ++xi)
-      sgemm(Trans::N, Trans::T, M, g.C, T, 1.f, D + xi * ps, ldv, V + xi * vs, ldv,
-            1.f, dU + xi * M * g.C, g.C);
+    weight_grad_gemms(g, t, M, T, D, V, dU);
   }
 }
 

@@ -25,8 +25,7 @@ namespace hc::conv_winograd {
 // one too.
 inline bool fits(const ConvGeom& g) { return g.K == 3 && g.stride == 1 && g.pad <= 2; }
 
-// How forward and weight_grad cut one thread's tiles into blocks (tests/cpp/time_winograd
-// times a block's GEMMs apart from its transforms with it).
+// How forward and weight_grad cut one thread's tiles into blocks.
 struct Tiling {
   int64_t TH, TW;  // tile rows and columns of one output plane
   int64_t rows;    // tile rows per block (its capacity)
@@ -44,6 +43,15 @@ struct Tiling {
 // columns and one of 8; 8 rows fill one and one (CPU_PERF.md, entry 20). In dw the tiles are
 // the GEMMs' depth (K): there, the more the better.
 Tiling tiling(const ConvGeom& g, int64_t M, bool tiles_are_columns);
+
+// The 16 GEMMs of one block of T tiles, on the block's matrices as forward and weight_grad lay
+// them out (V (16, C, block tiles), P or D (16, M, block tiles), each position xi's matrix
+// t.plane() floats from the next): forward's P_xi = U_xi^T V_xi, weight_grad's dU_xi +=
+// D_xi V_xi^T. (tests/cpp/time_winograd times them apart from the transforms.)
+void forward_gemms(const ConvGeom& g, const Tiling& t, int64_t M, int64_t T, const float* U,
+                   const float* V, float* P);
+void weight_grad_gemms(const ConvGeom& g, const Tiling& t, int64_t M, int64_t T, const float* D,
+                       const float* V, float* dU);
 
 // Floats of the transformed weights U (16, C, M), and of dU (16, M, C).
 inline size_t transformed_size(int64_t M, int64_t C) {

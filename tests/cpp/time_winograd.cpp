@@ -22,12 +22,9 @@
 
 #include "../../core/src/conv_winograd.h"
 #include "../../core/src/gemm_kernels.h"
-#include "heterocnn/gemm.h"
 #include "heterocnn/im2col.h"
 
 namespace cw = hc::conv_winograd;
-using hc::Trans;
-
 namespace {
 
 struct Layer {
@@ -48,30 +45,24 @@ struct Work {
   }
 };
 
-// The GEMMs of one pass over `count` samples, as forward (or weight_grad) runs them on its
-// blocks: the scratch's V and P (or D) matrices as they are, so only the transforms are left out.
+// The GEMMs of one pass over `count` samples, block by block as forward (or weight_grad)
+// runs them, on the scratch's matrices as they are: only the transforms are left out.
 void gemms(const hc::ConvGeom& g, int64_t M, int64_t count, bool dw, Work& w) {
   const cw::Tiling t = cw::tiling(g, M, !dw);
-  const int64_t ldv = t.tiles(), vs = t.plane(g.C), ps = t.plane(M), total = count * t.TH;
   float* V = w.scratch.data();
-  float* P = V + 16 * vs;
-  for (int64_t r0 = 0; r0 < total; r0 += t.rows) {
+  float* P = V + 16 * t.plane(g.C);
+  for (int64_t r0 = 0, total = count * t.TH; r0 < total; r0 += t.rows) {
     const int64_t T = std::min(t.rows, total - r0) * t.TW;
-    for (int xi = 0; xi < 16; ++xi) {
-      if (dw)
-        hc::sgemm(Trans::N, Trans::T, M, g.C, T, 1.f, P + xi * ps, ldv, V + xi * vs, ldv, 1.f,
-                  w.dU.data() + xi * M * g.C, g.C);
-      else
-        hc::sgemm(Trans::T, Trans::N, M, T, g.C, 1.f, w.U.data() + xi * M * g.C, M, V + xi * vs,
-                  ldv, 0.f, P + xi * ps, ldv);
-    }
+    if (dw)
+      cw::weight_grad_gemms(g, t, M, T, P, V, w.dU.data());
+    else
+      cw::forward_gemms(g, t, M, T, w.U.data(), V, P);
   }
 }
 
 // Multiply-adds x 2 of the GEMMs of one pass over `count` samples.
 double gemm_flops(const hc::ConvGeom& g, int64_t M, int64_t count) {
-  const cw::Tiling t = cw::tiling(g, M, true);
-  return 2.0 * 16 * M * g.C * double(count * t.TH * t.TW);
+  return 2.0 * 16 * M * g.C * double(count * ((g.Ho + 1) / 2) * ((g.Wo + 1) / 2));
 }
 
 // Least seconds of f(thread's work) run by every thread at once, over at least min_s.
