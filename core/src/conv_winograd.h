@@ -11,8 +11,9 @@
 // G), vectorised along the tiles. The weight gradient runs the same algebra backwards:
 //   dU_xi += (A dy_tile A^T)_xi V_xi^T over the tiles, then dw = G^T dU G.
 // The input gradient is the forward of dy with the kernel flipped and its channels swapped
-// (transform_weights' `for_dx`), padded by 2 - pad. The transforms are compiled for AVX-512;
-// conv2d.cpp checks the CPU and the geometry (fits) before calling forward or weight_grad.
+// (transform_weights' `for_dx`), padded by 2 - pad. The transforms are built for AVX-512F and
+// for AVX2 + FMA (conv_winograd_kernels.h), the widest this CPU runs chosen at run time;
+// conv2d.cpp checks available() and the geometry (fits) before calling forward or weight_grad.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,14 @@ namespace hc::conv_winograd {
 // 3x3 kernels at stride 1; padding at most 2, so that the input gradient's padding 2 - pad is
 // one too.
 inline bool fits(const ConvGeom& g) { return g.K == 3 && g.stride == 1 && g.pad <= 2; }
+
+// Whether this CPU runs one of the transforms' instruction sets (AVX-512F, or AVX2 with FMA).
+bool available();
+
+// Test hook: run the transforms built for this instruction set ("avx512", "avx2") if this CPU
+// can, returning whether it did; nullptr goes back to the widest the CPU runs. Not
+// thread-safe: call it only while no convolution is running.
+bool force_transforms(const char* name);
 
 // How forward and weight_grad cut one thread's tiles into blocks.
 struct Tiling {

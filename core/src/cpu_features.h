@@ -1,6 +1,7 @@
 // Internal: what this CPU can run and how large its caches are, checked once, for the ops that
-// have an AVX-512 kernel in a translation unit of their own (conv_direct_avx512.cpp,
-// maxpool2d_avx512.cpp) and those that size their blocks from the caches (conv2d.cpp).
+// have kernels for an instruction set in a translation unit of their own (conv_direct_avx512.cpp,
+// maxpool2d_avx512.cpp, conv_winograd_avx512.cpp / _avx2.cpp) and those that size their blocks
+// from the caches (conv2d.cpp).
 #pragma once
 #include <unistd.h>
 
@@ -12,6 +13,12 @@ namespace hc {
 
 inline bool cpu_has_avx512f() {
   static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return has;
+}
+
+inline bool cpu_has_avx2_fma() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") &&
+                                                     __builtin_cpu_supports("fma"));
   return has;
 }
 

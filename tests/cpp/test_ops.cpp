@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../core/src/conv_direct.h"
+#include "../../core/src/conv_winograd.h"
 #include "../../core/src/cpu_features.h"
 #include "check.h"
 #include "heterocnn/activation.h"
@@ -211,17 +212,32 @@ TEST(conv2d_direct_path_equals_gemm_path) {
   }
 }
 
+// Winograd's F(2x2, 3x3), with the transforms conv_winograd::force_transforms chose, against
+// the im2col GEMM path, forward (bias or none, fused ReLU) and backward (dx through a ReLU mask
+// or none, dw, db or none): padding 0, 1 and 2; odd output sizes (a last tile half outside),
+// outputs of 1 x 1 and 2 x 1, non-square images; one channel in or out; batches whose blocks of
+// tile rows end inside a sample or span several; planes larger than a block (rows of more than
+// 16 tiles: 40 wide); bnnet's and convnet's layers.
+static void winograd_equals_gemm();
+
 TEST(conv2d_winograd_path_equals_gemm_path) {
-  // Winograd's F(2x2, 3x3) (where this CPU allows it) against the im2col GEMM path, forward
-  // (bias or none, fused ReLU) and backward (dx through a ReLU mask or none, dw, db or none):
-  // padding 0, 1 and 2; odd output sizes (a last tile half outside), outputs of 1 x 1 and 2 x
-  // 1, non-square images; one channel in or out; batches whose blocks of tile rows end inside a
-  // sample or span several; planes larger than a block; bnnet's and convnet's layers.
-  // {C, H, W, pad, M, N}
-  if (!cpu_has_avx512f()) {
-    std::printf("  skipped: this CPU has no AVX-512F, so there is no Winograd path\n");
+  // Each instruction set's transforms that this CPU runs.
+  if (!conv_winograd::available()) {
+    std::printf("  skipped: this CPU has neither AVX-512F nor AVX2 + FMA, so no Winograd path\n");
     return;
   }
+  for (const char* isa : {"avx512", "avx2"}) {
+    if (!conv_winograd::force_transforms(isa)) {
+      std::printf("  %s transforms skipped: this CPU does not run them\n", isa);
+      continue;
+    }
+    winograd_equals_gemm();
+  }
+  conv_winograd::force_transforms(nullptr);
+}
+
+static void winograd_equals_gemm() {
+  // {C, H, W, pad, M, N}
   const int64_t cases[][6] = {{3, 9, 8, 1, 5, 2},    {1, 7, 7, 1, 1, 3},    {2, 3, 3, 0, 4, 2},
                               {5, 4, 3, 0, 3, 1},    {4, 5, 6, 2, 7, 3},    {6, 11, 13, 1, 9, 4},
                               {17, 7, 7, 1, 33, 5},  {32, 14, 14, 1, 64, 3}, {16, 28, 28, 1, 16, 2},
