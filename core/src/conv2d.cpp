@@ -48,7 +48,7 @@ bool direct_wins(const ConvGeom& g, int64_t M, Pass pass) {
 }
 
 bool winograd_applies(const ConvGeom& g) {
-  return conv_winograd::fits(g) && cpu_has_avx512f();
+  return conv_winograd::fits(g) && conv_winograd::available();
 }
 
 // Whether Winograd's F(2x2, 3x3) computes this pass (auto). Its 16 GEMMs per block of tiles
