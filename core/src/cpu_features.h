@@ -16,6 +16,7 @@ inline bool cpu_has_avx512f() {
   return has;
 }
 
+// AVX2 with FMA: what the AVX2 kernels' translation units are compiled for (-mavx2 -mfma).
 inline bool cpu_has_avx2_fma() {
   static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") &&
                                                      __builtin_cpu_supports("fma"));

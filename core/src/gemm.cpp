@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu_features.h"
 #include "gemm_kernels.h"
 #include "heterocnn/gemm.h"
 #include "scratch.h"
@@ -59,7 +60,7 @@ bool cpu_runs(const Kernel* k) {
   if (k == &kAvx512)  // its translation unit is compiled with -mavx512f -mavx512vl -mavx512dq
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
-  if (k == &kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (k == &kAvx2) return cpu_has_avx2_fma();
   return true;
 }
 
