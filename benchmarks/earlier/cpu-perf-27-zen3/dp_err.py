@@ -1,3 +1,7 @@
+"""tests/test_distributed.py's ranks-with-replicas run against one process, per sample count:
+the largest relative difference of each weight and momentum after training.
+    cd <repo> && [EX="--avgpool"] python benchmarks/earlier/cpu-perf-27-zen3/dp_err.py 37 592 600
+(batch 37; 2 ranks, each a DataParallel over two CPU replicas with shares 2:1)."""
 import os, subprocess, sys, numpy as np, shutil, tempfile
 sys.path.insert(0, "tests")
 W="tests/mpi/fit_worker.py"; MPIRUN=shutil.which("mpirun", path=os.path.dirname(sys.executable)+os.pathsep+os.environ["PATH"])
