@@ -1,7 +1,9 @@
-// Internal: what this CPU can run and how large its caches are, checked once, for the ops that
-// have kernels for an instruction set in a translation unit of their own (conv_direct_avx512.cpp,
-// maxpool2d_avx512.cpp, conv_winograd_avx512.cpp / _avx2.cpp) and those that size their blocks
-// from the caches (conv2d.cpp).
+// Internal: what this CPU can run and how large its caches are, checked once in each translation
+// unit, for the ops that have kernels for an instruction set in a translation unit of their own
+// (conv_direct.cpp, maxpool2d.cpp, conv_winograd.cpp, gemm.cpp) and those that size their blocks
+// from the caches (conv2d.cpp, the direct kernels). Internal linkage (an unnamed namespace): a
+// kernel's translation unit, compiled for its instruction set, keeps its own copy, so the
+// linker never picks that copy for code that runs on any CPU.
 #pragma once
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <string>
 
 namespace hc {
+namespace {
 
 inline bool cpu_has_avx512f() {
   static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
@@ -57,4 +60,5 @@ inline int64_t cpu_l1d_bytes() {
   return bytes;
 }
 
+}  // namespace
 }  // namespace hc

@@ -1,13 +1,15 @@
 // Internal: a per-thread scratch buffer for kernels whose working memory is not in the step's
-// workspace (sgemm's packed panels, the direct dw kernels' accumulators): 64-byte aligned,
+// workspace (sgemm's packed panels, the direct kernels' accumulators and copies): 64-byte aligned,
 // grown on demand and then reused, so that steady-state calls allocate nothing. Declare it
-// thread_local; a failed allocation throws std::bad_alloc and leaves the buffer empty.
+// thread_local; a failed allocation throws std::bad_alloc and leaves the buffer empty. Internal
+// linkage, as cpu_features.h: each instruction set's kernels keep their own copy.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
 #include <new>
 
 namespace hc {
+namespace {
 
 class ScratchBuffer {
  public:
@@ -35,4 +37,5 @@ class ScratchBuffer {
   int64_t capacity_ = 0;
 };
 
+}  // namespace
 }  // namespace hc
