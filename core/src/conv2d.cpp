@@ -64,7 +64,7 @@ bool winograd_wins(const ConvGeom& g, int64_t M) { return g.C >= 32 && M >= 32; 
 // The one rule for every pass, and the test hook's forcing (a forced path that does not apply
 // falls back to the GEMM).
 Kernels kernels_for(const ConvGeom& g, int64_t M, Pass pass) {
-  const bool direct = conv_direct::fits(g) && cpu_has_avx512f();
+  const bool direct = conv_direct::fits(g) && conv_direct::available();
   switch (forced_path()) {
     case ConvPath::Gemm: return Kernels::Gemm;
     case ConvPath::Direct: return direct ? Kernels::Direct : Kernels::Gemm;

@@ -2,13 +2,13 @@
 // images (the first layers of small CNNs), which never unroll the windows into a matrix.
 //   forward:     x (n,C,H,W), wt (C*K*K, M), b (M,) -> y (n,M,Ho,Wo)
 //   weight_grad: x (n,C,H,W), dy (n,M,Ho,Wo) -> dw (M,C*K*K) +=
-// Each output row is one or two 16-float vectors (Wo <= 32), or, where the input rows are as
-// wide as the output's (W == Wo), the whole output plane is one run of vectors; the taps that
-// fall on the padding are masked-off lanes of the input loads, so the input is read in place.
-// Narrow outputs with 16k channels instead hold 16 channels of one position in a vector
-// (channels_fit below; a padded one reads a copy of each sample with its border). AVX-512F
-// only (conv_direct_avx512.cpp, conv_channels_avx512.cpp); conv2d.cpp checks the CPU and the
-// geometry before calling.
+// Each output row is up to 32 / L vectors of L floats (L = lanes(): 16 with AVX-512, 8 with
+// AVX2), or, where the input rows are as wide as the output's (W == Wo), the whole output plane
+// is one run of vectors; the taps that fall on the padding are masked-off lanes of the input
+// loads, so the input is read in place. Narrow outputs (Wo <= kMaxChannelWidth) with a multiple
+// of L output channels instead hold L channels of one position in a vector (a padded one reads
+// a copy of each sample with its border). Built for AVX-512F (conv_direct_kernels.h); conv2d.cpp
+// checks available() and the geometry (fits) before calling.
 #pragma once
 #include <cstdint>
 
@@ -23,17 +23,18 @@ inline bool fits(const ConvGeom& g) {
          g.W <= kMaxWidth;
 }
 
-// The channel-vector kernels (conv_channels_avx512.cpp): convolutions of outputs up to
-// kMaxChannelWidth wide with a multiple of 16 output channels, which forward and weight_grad
-// hand to forward_channels and weight_grad_channels (same contracts).
+// The widest output the channel-vector kernels take.
 constexpr int64_t kMaxChannelWidth = 12;
-inline bool channels_fit(const ConvGeom& g, int64_t M) {
-  return fits(g) && g.Wo <= kMaxChannelWidth && M % 16 == 0;
-}
-void forward_channels(const ConvGeom& g, int64_t M, int64_t count, const float* x,
-                      const float* wt, const float* b, float* y, bool relu);
-void weight_grad_channels(const ConvGeom& g, int64_t M, int64_t count, const float* x,
-                          const float* dy, float* dw);
+
+// Whether this CPU runs the kernels' instruction set (AVX-512F).
+bool available();
+
+// Floats a vector of the kernels in use holds (16 or 8; 0 where none is available).
+int lanes();
+
+// Test hook: run the kernels built for this instruction set ("avx512") if this CPU
+// runs it (returns whether it does); nullptr: the widest this CPU runs, as at start.
+bool force_kernels(const char* name);
 
 // For each of `count` samples, y = wt^T * windows(x) (+ b when b is not null), then max(., 0)
 // when relu (NaN kept). wt holds the weights k-major: wt[k * M + m] for k = (c*K + kh)*K + kw.

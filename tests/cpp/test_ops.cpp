@@ -147,20 +147,34 @@ TEST(fused_relu_equals_relu_after_the_op) {
   conv2d_force_path(ConvPath::Auto);
 }
 
+// The direct kernels, with the instruction set conv_direct::force_kernels chose, against the
+// im2col GEMM path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts,
+// batch 1, non-square images, rows of one to four vectors (of 16 or 8 lanes), padding 0 to K-1,
+// sizes the kernel does not divide, samples too large for one group of the direct dw; planes
+// run as one row of vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 or 2
+// and channel counts the blocks do not divide, the largest such plane (1024 positions) and one
+// past it (the row kernel); narrow outputs with 8k or 16k channels (vectors of channels: 1 to
+// 12 wide, rows the tiles do not divide, padded and not); a dw in several chunks of samples.
+static void direct_equals_gemm();
+
 TEST(conv2d_direct_path_equals_gemm_path) {
-  // The direct kernels (where this CPU and the geometry allow them) against the im2col GEMM
-  // path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts, batch 1,
-  // non-square images, widths of one and two vectors, padding 0 to K-1, sizes the kernel does
-  // not divide, samples too large for one group of the direct dw; planes run as one row of
-  // vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 and channel counts
-  // the blocks do not divide, the largest such plane (1024 positions) and one past it (the
-  // row kernel); narrow outputs with 16k channels (vectors of channels: 1 to 12 wide, rows
-  // the tiles do not divide, padded and not); a dw in several chunks of samples.
-  // {C, H, W, K, pad, M, N}
-  if (!cpu_has_avx512f()) {  // Direct would fall back to the GEMM path: nothing to compare
+  // Each instruction set's kernels that this CPU runs.
+  if (!conv_direct::available()) {  // Direct would fall back to the GEMM path
     std::printf("  skipped: this CPU has no AVX-512F, so there is no direct path\n");
     return;
   }
+  for (const char* isa : {"avx512", "avx2"}) {
+    if (!conv_direct::force_kernels(isa)) {
+      std::printf("  %s kernels skipped: this CPU does not run them\n", isa);
+      continue;
+    }
+    direct_equals_gemm();
+  }
+  conv_direct::force_kernels(nullptr);
+}
+
+static void direct_equals_gemm() {
+  // {C, H, W, K, pad, M, N}
   const int64_t cases[][7] = {{1, 28, 28, 5, 2, 6, 3}, {6, 14, 14, 5, 0, 16, 2},
                               {3, 9, 8, 3, 1, 5, 1},   {2, 17, 20, 5, 4, 7, 2},
                               {1, 5, 31, 3, 0, 3, 3},  {5, 30, 19, 3, 2, 9, 2},
@@ -171,7 +185,8 @@ TEST(conv2d_direct_path_equals_gemm_path) {
                               {2, 32, 32, 3, 1, 5, 1}, {1, 40, 30, 3, 1, 3, 2},
                               {5, 9, 13, 3, 0, 32, 3}, {3, 8, 5, 5, 0, 16, 2},
                               {2, 7, 14, 3, 0, 16, 1}, {5, 7, 7, 3, 1, 32, 3},
-                              {4, 6, 9, 5, 2, 16, 2},
+                              {4, 6, 9, 5, 2, 16, 2},  {3, 8, 10, 3, 1, 24, 2},
+                              {2, 9, 6, 5, 2, 8, 3},
                               // dw over several chunks of samples (half an L1 of 32-48 KiB
                               // holds 2-3 samples' dy of a tile here, 16-24 below), in every
                               // thread's share: a plane run as vectors, and rows
@@ -324,13 +339,16 @@ TEST(conv2d_weight_grad_close_to_float64_sum) {
     // The direct kernels given all the samples in one call, as conv2d_backward_cpu does where
     // a core's L2 holds them (a 2 MiB L2 takes all 33 of the first case: its float sums drifted
     // to 1.07e-6 before the flat dw summed in two levels, CPU_PERF.md entry 18).
-    if (cpu_has_avx512f() && conv_direct::fits(g)) {
+    // With each instruction set's kernels this CPU runs.
+    for (const char* isa : {"avx512", "avx2"}) {
+      if (!conv_direct::fits(g) || !conv_direct::force_kernels(isa)) continue;
       std::fill(dw.begin(), dw.end(), 0.f);
       conv_direct::weight_grad(g, M, N, x.data(), dy.data(), dw.data());
       double worst = 0;
       for (size_t i = 0; i < wn; ++i) worst = std::max(worst, std::fabs(dw[i] - ref[i]));
       CHECK(worst <= 8e-7 * largest);
     }
+    conv_direct::force_kernels(nullptr);
   }
 }
 
