@@ -15,7 +15,7 @@ namespace {
 
 // The kernels of the widest instruction set this CPU runs, or those force_kernels chose.
 const Kernels* widest() {
-  return cpu_has_avx512f() ? &kernels_avx512() : nullptr;
+  return cpu_has_avx512f() ? &kernels_avx512() : cpu_has_avx2_fma() ? &kernels_avx2() : nullptr;
 }
 const Kernels*& active() {
   static const Kernels* k = widest();
@@ -36,6 +36,7 @@ bool force_kernels(const char* name) {
   if (!name) return active() = widest(), true;
   const std::string n = name;
   if (n == "avx512" && cpu_has_avx512f()) return active() = &kernels_avx512(), true;
+  if (n == "avx2" && cpu_has_avx2_fma()) return active() = &kernels_avx2(), true;
   return false;
 }
 

@@ -7,8 +7,8 @@
 // is one run of vectors; the taps that fall on the padding are masked-off lanes of the input
 // loads, so the input is read in place. Narrow outputs (Wo <= kMaxChannelWidth) with a multiple
 // of L output channels instead hold L channels of one position in a vector (a padded one reads
-// a copy of each sample with its border). Built for AVX-512F (conv_direct_kernels.h); conv2d.cpp
-// checks available() and the geometry (fits) before calling.
+// a copy of each sample with its border). Built for AVX-512F and for AVX2 + FMA
+// (conv_direct_kernels.h); conv2d.cpp checks available() and the geometry (fits) before calling.
 #pragma once
 #include <cstdint>
 
@@ -26,13 +26,13 @@ inline bool fits(const ConvGeom& g) {
 // The widest output the channel-vector kernels take.
 constexpr int64_t kMaxChannelWidth = 12;
 
-// Whether this CPU runs the kernels' instruction set (AVX-512F).
+// Whether this CPU runs one of the kernels' instruction sets (AVX-512F, or AVX2 with FMA).
 bool available();
 
 // Floats a vector of the kernels in use holds (16 or 8; 0 where none is available).
 int lanes();
 
-// Test hook: run the kernels built for this instruction set ("avx512") if this CPU
+// Test hook: run the kernels built for this instruction set ("avx512", "avx2") if this CPU
 // runs it (returns whether it does); nullptr: the widest this CPU runs, as at start.
 bool force_kernels(const char* name);
 

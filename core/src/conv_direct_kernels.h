@@ -50,6 +50,7 @@ struct Kernels {
 };
 
 const Kernels& kernels_avx512();  // conv_direct_avx512.cpp: AVX-512F
+const Kernels& kernels_avx2();    // conv_direct_avx2.cpp: AVX2 + FMA
 
 namespace {
 

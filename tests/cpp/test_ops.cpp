@@ -160,7 +160,7 @@ static void direct_equals_gemm();
 TEST(conv2d_direct_path_equals_gemm_path) {
   // Each instruction set's kernels that this CPU runs.
   if (!conv_direct::available()) {  // Direct would fall back to the GEMM path
-    std::printf("  skipped: this CPU has no AVX-512F, so there is no direct path\n");
+    std::printf("  skipped: this CPU has neither AVX-512F nor AVX2 + FMA, so no direct path\n");
     return;
   }
   for (const char* isa : {"avx512", "avx2"}) {
