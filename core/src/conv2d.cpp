@@ -29,7 +29,8 @@ enum class Pass { Forward, WeightGrad, InputGrad };
 enum class Kernels { Gemm, Direct, Winograd };
 
 // Whether the direct kernels (conv_direct.h) would compute this pass. They hold an output row in
-// one or two 16-float vectors, so they run at the lane occupancy Wo / (16 * vectors); the GEMM
+// vectors of L = conv_direct::lanes() floats, so they run at the lane occupancy
+// Wo / (L * vectors); the GEMM
 // over a group's unrolled windows runs at ~85-90% of the FMA peak once its operands are big
 // enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
 // compute every pass where they apply, except on rows that fill less than 3/4 of their vectors
@@ -40,9 +41,11 @@ enum class Kernels { Gemm, Direct, Winograd };
 // entry 12.) The rule still counts a row's occupancy, though planes with W == Wo now run as one
 // run of vectors (entry 13) and narrow outputs with 16k channels as vectors of channels (entry
 // 14): the 7 x 7 layers it sends to the GEMM ran no faster on the channel-vector kernels
-// (entry 14), and the 14 and 28 wide ones already go direct.
+// (entry 14), and the 14 and 28 wide ones already go direct. (Those figures are AVX-512's,
+// L = 16. With AVX2's L = 8 a 7-wide row fills 88% of its vector, so it goes direct; that has
+// not been timed against the GEMM: no benchmark net has such a layer outside Winograd's.)
 bool direct_wins(const ConvGeom& g, int64_t M, Pass pass) {
-  const int64_t lanes = 16 * ((g.Wo + 15) / 16);
+  const int64_t L = conv_direct::lanes(), lanes = L * ((g.Wo + L - 1) / L);
   const bool gemm_fits = M >= 32 && g.col_rows() >= 256 && (pass != Pass::InputGrad || g.C >= 32);
   return 4 * g.Wo >= 3 * lanes || !gemm_fits;
 }
