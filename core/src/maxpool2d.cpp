@@ -3,11 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "cpu_features.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/error.h"
-#include "maxpool2d_avx512.h"
+#include "maxpool2d_kernels.h"
 
 namespace hc {
 
@@ -118,15 +119,49 @@ void backward_plane_2x2(int64_t H, int64_t W, const float* xp, const float* dyp,
   for (int64_t h = 2 * Ho; h < H; ++h) std::memset(dplane + h * W, 0, W * sizeof(float));
 }
 
+// The vector kernels for this pooling where there are some (2x2, stride 2, rows up to
+// maxpool_2x2::kMaxWidth), else null: the portable loops above.
+const maxpool_2x2::Kernels* vector_kernels(int64_t W, int64_t K, int64_t stride) {
+  return K == 2 && stride == 2 && W <= maxpool_2x2::kMaxWidth ? maxpool_2x2::kernels() : nullptr;
+}
+
 }  // namespace
+
+namespace maxpool_2x2 {
+
+namespace {
+
+// The kernels of the widest instruction set this CPU runs, or those force_kernels chose.
+const Kernels* widest() {
+  return cpu_has_avx512f() ? &kernels_avx512() : nullptr;
+}
+const Kernels*& active() {
+  static const Kernels* k = widest();
+  return k;
+}
+
+}  // namespace
+
+const Kernels* kernels() { return active(); }
+
+bool force_kernels(const char* name) {
+  if (!name) return active() = widest(), true;
+  const std::string n = name;
+  if (n == "avx512" && cpu_has_avx512f()) return active() = &kernels_avx512(), true;
+  if (n == "portable") return active() = nullptr, true;
+  return false;
+}
+
+}  // namespace maxpool_2x2
 
 void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                            const float* x, float* y) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
+  const maxpool_2x2::Kernels* vector_2x2 = vector_kernels(W, K, stride);
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
   for (int64_t p = 0; p < P; ++p) {
-    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
-      maxpool_avx512::forward_2x2(H, W, x + p * H * W, y + p * Ho * Wo);
+    if (vector_2x2) {
+      vector_2x2->forward(H, W, x + p * H * W, y + p * Ho * Wo);
       continue;
     }
     for (int64_t oh = 0; oh < Ho; ++oh) {
@@ -144,12 +179,13 @@ void maxpool2d_forward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t s
 void maxpool2d_backward_cpu(int64_t P, int64_t H, int64_t W, int64_t K, int64_t stride,
                             const float* x, const float* dy, float* dx, bool relu_mask) {
   const int64_t Ho = (H - K) / stride + 1, Wo = (W - K) / stride + 1;
+  const maxpool_2x2::Kernels* vector_2x2 = vector_kernels(W, K, stride);
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 15))
   for (int64_t p = 0; p < P; ++p) {
     float* dplane = dx + p * H * W;
     const float* xp = x + p * H * W;
-    if (K == 2 && stride == 2 && W <= maxpool_avx512::kMaxWidth && cpu_has_avx512f()) {
-      maxpool_avx512::backward_2x2(H, W, xp, dy + p * Ho * Wo, dplane, relu_mask);
+    if (vector_2x2) {
+      vector_2x2->backward(H, W, xp, dy + p * Ho * Wo, dplane, relu_mask);
       continue;
     }
     if (K == 2 && stride == 2) {

@@ -1,14 +1,14 @@
 // x (H,W) -> y (H/2,W/2);  x (H,W), dy (H/2,W/2) -> dx (H,W)
-// 2x2, stride-2 max pooling of planes up to 32 wide (maxpool2d_avx512.h). An input row is two
+// 2x2, stride-2 max pooling of planes up to 32 wide (maxpool2d_kernels.h), AVX-512F. An input row is two
 // 16-float vectors; its even and odd columns are separated with one permute each, so a whole
 // output row (up to 16 windows) is found with a few compares and selects.
 #include <immintrin.h>
 
 #include <cstring>
 
-#include "maxpool2d_avx512.h"
+#include "maxpool2d_kernels.h"
 
-namespace hc::maxpool_avx512 {
+namespace hc::maxpool_2x2 {
 namespace {
 
 __mmask16 first_lanes(int64_t n) {
@@ -43,8 +43,6 @@ inline void store_interleaved(float* r, int64_t W, __m512 even, __m512 odd) {
   _mm512_mask_storeu_ps(r, first_lanes(W), _mm512_permutex2var_ps(even, lo, odd));
   _mm512_mask_storeu_ps(r + 16, first_lanes(W - 16), _mm512_permutex2var_ps(even, hi, odd));
 }
-
-}  // namespace
 
 void forward_2x2(int64_t H, int64_t W, const float* x, float* y) {
   const int64_t Ho = H / 2, Wo = W / 2;
@@ -85,4 +83,11 @@ void backward_2x2(int64_t H, int64_t W, const float* x, const float* dy, float* 
   if (H > 2 * Ho) std::memset(dx + 2 * Ho * W, 0, W * sizeof(float));  // an odd last row
 }
 
-}  // namespace hc::maxpool_avx512
+}  // namespace
+
+const Kernels& kernels_avx512() {
+  static constexpr Kernels k{&forward_2x2, &backward_2x2};
+  return k;
+}
+
+}  // namespace hc::maxpool_2x2

@@ -10,6 +10,7 @@
 #include "../../core/src/conv_direct.h"
 #include "../../core/src/conv_winograd.h"
 #include "../../core/src/cpu_features.h"
+#include "../../core/src/maxpool2d_kernels.h"
 #include "check.h"
 #include "heterocnn/activation.h"
 #include "heterocnn/avgpool2d.h"
@@ -401,11 +402,25 @@ TEST(conv2d_gemm_groups_equal_one_sample_gemms) {
   conv2d_force_path(ConvPath::Auto);
 }
 
+// Every path of the 2x2 / stride-2 pooling (each instruction set's kernels this CPU runs for
+// widths <= 32, the portable loops for any width) against a tap-by-tap reference: first maximum
+// in tap order, a NaN wins, ties from ReLU-like zeros, odd sizes (floor mode), with and without
+// the ReLU mask.
+static void maxpool_2x2_equals_reference();
+
 TEST(maxpool_2x2_against_a_reference) {
-  // Every path of the 2x2 / stride-2 pooling (the AVX-512 one for widths <= 32, the portable
-  // one beyond) against a tap-by-tap reference: first maximum in tap order, a NaN wins, ties
-  // from ReLU-like zeros, odd sizes (floor mode), with and without the ReLU mask.
-  for (int64_t W : {1, 2, 3, 10, 14, 17, 28, 31, 32, 33, 40}) {
+  for (const char* isa : {"avx512", "avx2", "portable"}) {
+    if (!maxpool_2x2::force_kernels(isa)) {
+      std::printf("  %s kernels skipped: this CPU does not run them\n", isa);
+      continue;
+    }
+    maxpool_2x2_equals_reference();
+  }
+  maxpool_2x2::force_kernels(nullptr);
+}
+
+static void maxpool_2x2_equals_reference() {
+  for (int64_t W : {1, 2, 3, 7, 10, 14, 15, 16, 17, 18, 23, 28, 31, 32, 33, 40}) {
     for (int64_t H : {2, 5, 28}) {
       const int64_t P = 3, Ho = H / 2, Wo = W / 2;
       if (Wo == 0) continue;
