@@ -131,9 +131,10 @@ namespace maxpool_2x2 {
 
 namespace {
 
-// The kernels of the widest instruction set this CPU runs, or those force_kernels chose.
+// The kernels of the widest instruction set this CPU runs, or those force_kernels chose. (The
+// AVX2 ones need no FMA; they are taken where the other AVX2 kernels are, AVX2 with FMA.)
 const Kernels* widest() {
-  return cpu_has_avx512f() ? &kernels_avx512() : nullptr;
+  return cpu_has_avx512f() ? &kernels_avx512() : cpu_has_avx2_fma() ? &kernels_avx2() : nullptr;
 }
 const Kernels*& active() {
   static const Kernels* k = widest();
@@ -148,6 +149,7 @@ bool force_kernels(const char* name) {
   if (!name) return active() = widest(), true;
   const std::string n = name;
   if (n == "avx512" && cpu_has_avx512f()) return active() = &kernels_avx512(), true;
+  if (n == "avx2" && cpu_has_avx2_fma()) return active() = &kernels_avx2(), true;
   if (n == "portable") return active() = nullptr, true;
   return false;
 }

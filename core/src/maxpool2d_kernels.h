@@ -1,5 +1,5 @@
 // Internal to maxpool2d.cpp: 2x2, stride-2 max pooling of one plane with W <= 32, one
-// translation unit per instruction set (maxpool2d_avx512.cpp), chosen at
+// translation unit per instruction set (maxpool2d_avx512.cpp, maxpool2d_avx2.cpp), chosen at
 // run time in maxpool2d.cpp. Same results as the portable path, bit for bit: the first maximum
 // of each window in tap order (a NaN wins), dx written whole (the gradient or 0).
 //   forward:  x (H,W) -> y (H/2, W/2)
@@ -18,6 +18,7 @@ struct Kernels {
 };
 
 const Kernels& kernels_avx512();  // maxpool2d_avx512.cpp: AVX-512F
+const Kernels& kernels_avx2();    // maxpool2d_avx2.cpp: AVX2
 
 // The kernels of the widest instruction set this CPU runs, or those force_kernels chose; null
 // where there are none (maxpool2d.cpp).
