@@ -386,7 +386,7 @@ template <class Isa, int K, int V>
 void forward_kv(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* wt,
                 const float* b, float* y, bool relu_out) {
   constexpr int R = V <= Isa::kRegs / 16 ? 2 : 1;
-  constexpr int MB = std::max(1, std::min((Isa::kRegs - 1 - R * V) / (R * V), kAccs<Isa> / (R * V)));
+  constexpr int RV = R * V, MB = std::max(1, std::min((Isa::kRegs - 1 - RV) / RV, kAccs<Isa> / RV));
   using T = Forward<Isa, K, V, R>;
   using F = decltype(&T::template tile<1>);
   static constexpr auto table = by_block_table<T, F>(std::make_integer_sequence<int, MB>{});
@@ -445,7 +445,8 @@ template <class Isa, int K, int V = 1>
 void forward_rows(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* wt,
                   const float* b, float* y, bool relu_out) {
   if constexpr (V < kMaxWidth / Isa::kLanes)
-    if (g.Wo > V * Isa::kLanes) return forward_rows<Isa, K, V + 1>(g, M, count, x, wt, b, y, relu_out);
+    if (g.Wo > V * Isa::kLanes)
+      return forward_rows<Isa, K, V + 1>(g, M, count, x, wt, b, y, relu_out);
   forward_kv<Isa, K, V>(g, M, count, x, wt, b, y, relu_out);
 }
 

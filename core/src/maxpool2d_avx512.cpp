@@ -1,7 +1,7 @@
 // x (H,W) -> y (H/2,W/2);  x (H,W), dy (H/2,W/2) -> dx (H,W)
-// 2x2, stride-2 max pooling of planes up to 32 wide (maxpool2d_kernels.h), AVX-512F. An input row is two
-// 16-float vectors; its even and odd columns are separated with one permute each, so a whole
-// output row (up to 16 windows) is found with a few compares and selects.
+// 2x2, stride-2 max pooling of planes up to 32 wide (maxpool2d_kernels.h), AVX-512F. An input
+// row is two 16-float vectors; its even and odd columns are separated with one permute each, so
+// a whole output row (up to 16 windows) is found with a few compares and selects.
 #include <immintrin.h>
 
 #include <cstring>
