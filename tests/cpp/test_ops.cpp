@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "../../core/src/conv_channels_kernels.h"
 #include "../../core/src/conv_direct.h"
 #include "../../core/src/conv_winograd.h"
 #include "../../core/src/cpu_features.h"
@@ -148,14 +149,29 @@ TEST(fused_relu_equals_relu_after_the_op) {
   conv2d_force_path(ConvPath::Auto);
 }
 
+// The direct kernels' cases, {C, H, W, K, pad, M, N}: odd channel counts, batch 1, non-square
+// images, rows of one to four vectors (of 16 or 8 lanes), padding 0 to K-1, sizes the kernel
+// does not divide, samples too large for one group of the direct dw; planes run as one row of
+// vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 or 2 and channel counts
+// the blocks do not divide, the largest such plane (1024 positions) and one past it (the row
+// kernel); narrow outputs with 8k or 16k channels (vectors of channels: 1 to 12 wide, rows the
+// tiles do not divide, padded and not); a dw in several chunks of samples.
+static const int64_t kDirectCases[][7] = {
+    {1, 28, 28, 5, 2, 6, 3}, {6, 14, 14, 5, 0, 16, 2}, {3, 9, 8, 3, 1, 5, 1},
+    {2, 17, 20, 5, 4, 7, 2}, {1, 5, 31, 3, 0, 3, 3},   {5, 30, 19, 3, 2, 9, 2},
+    {7, 2, 3, 3, 1, 13, 2},  {3, 6, 32, 5, 1, 4, 1},
+    {32, 28, 20, 3, 1, 40, 3},  // dw in several sample groups
+    {3, 7, 9, 3, 1, 26, 3},  {3, 8, 10, 3, 1, 13, 2},  {2, 5, 7, 5, 2, 11, 2},
+    {9, 14, 14, 3, 1, 30, 2}, {2, 32, 32, 3, 1, 5, 1}, {1, 40, 30, 3, 1, 3, 2},
+    {5, 9, 13, 3, 0, 32, 3}, {3, 8, 5, 5, 0, 16, 2},   {2, 7, 14, 3, 0, 16, 1},
+    {5, 7, 7, 3, 1, 32, 3},  {4, 6, 9, 5, 2, 16, 2},   {3, 8, 10, 3, 1, 24, 2},
+    {2, 9, 6, 5, 2, 8, 3},
+    // dw over several chunks of samples (half an L1 of 32-48 KiB holds 2-3 samples' dy of a
+    // tile here, 16-24 below), in every thread's share: a plane run as vectors, and rows
+    {4, 14, 14, 3, 1, 19, 13}, {3, 12, 12, 5, 0, 10, 61}};
+
 // The direct kernels, with the instruction set conv_direct::force_kernels chose, against the
-// im2col GEMM path, forward (bias, fused ReLU) and backward (dx, dw, db): odd channel counts,
-// batch 1, non-square images, rows of one to four vectors (of 16 or 8 lanes), padding 0 to K-1,
-// sizes the kernel does not divide, samples too large for one group of the direct dw; planes
-// run as one row of vectors (W == Wo) that leave 0, 1 or 2 vectors after the blocks of 3 or 2
-// and channel counts the blocks do not divide, the largest such plane (1024 positions) and one
-// past it (the row kernel); narrow outputs with 8k or 16k channels (vectors of channels: 1 to
-// 12 wide, rows the tiles do not divide, padded and not); a dw in several chunks of samples.
+// im2col GEMM path on kDirectCases, forward (bias, fused ReLU) and backward (dx, dw, db).
 static void direct_equals_gemm();
 
 TEST(conv2d_direct_path_equals_gemm_path) {
@@ -175,24 +191,7 @@ TEST(conv2d_direct_path_equals_gemm_path) {
 }
 
 static void direct_equals_gemm() {
-  // {C, H, W, K, pad, M, N}
-  const int64_t cases[][7] = {{1, 28, 28, 5, 2, 6, 3}, {6, 14, 14, 5, 0, 16, 2},
-                              {3, 9, 8, 3, 1, 5, 1},   {2, 17, 20, 5, 4, 7, 2},
-                              {1, 5, 31, 3, 0, 3, 3},  {5, 30, 19, 3, 2, 9, 2},
-                              {7, 2, 3, 3, 1, 13, 2},  {3, 6, 32, 5, 1, 4, 1},
-                              {32, 28, 20, 3, 1, 40, 3},  // dw in several sample groups
-                              {3, 7, 9, 3, 1, 26, 3},  {3, 8, 10, 3, 1, 13, 2},
-                              {2, 5, 7, 5, 2, 11, 2},  {9, 14, 14, 3, 1, 30, 2},
-                              {2, 32, 32, 3, 1, 5, 1}, {1, 40, 30, 3, 1, 3, 2},
-                              {5, 9, 13, 3, 0, 32, 3}, {3, 8, 5, 5, 0, 16, 2},
-                              {2, 7, 14, 3, 0, 16, 1}, {5, 7, 7, 3, 1, 32, 3},
-                              {4, 6, 9, 5, 2, 16, 2},  {3, 8, 10, 3, 1, 24, 2},
-                              {2, 9, 6, 5, 2, 8, 3},
-                              // dw over several chunks of samples (half an L1 of 32-48 KiB
-                              // holds 2-3 samples' dy of a tile here, 16-24 below), in every
-                              // thread's share: a plane run as vectors, and rows
-                              {4, 14, 14, 3, 1, 19, 13},  {3, 12, 12, 5, 0, 10, 61}};
-  for (const auto& c : cases) {
+  for (const auto& c : kDirectCases) {
     const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
     const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
     const size_t wn = M * g.col_rows();
@@ -225,6 +224,109 @@ static void direct_equals_gemm() {
     CHECK(close(dx[1], dx[0], 5e-5));
     CHECK(close(dw[1], dw[0], 1e-4));
     CHECK(close(db[1], db[0], 1e-5));
+  }
+}
+
+// The direct kernels' loops at AVX-512's shape on any CPU: 16 lanes and 32 registers (so
+// AVX-512's tiles, blocks and 16-bit masks), on a portable policy of lane loops whose fused
+// multiply-adds round once, as vfmadd does. The AVX-512 build differs from this only in its
+// policy's one-line intrinsics, so this checks its loops where no AVX-512 CPU is at hand.
+namespace hc::conv_direct {
+namespace {
+// Its operations are not inlined: the kernels' unrolled tiles would otherwise take minutes to
+// compile as scalar lane loops.
+struct Lanes16 {
+  struct Vec {
+    float v[16];
+  };
+  using Mask = uint16_t;
+  static constexpr int kLanes = 16, kRegs = 32;
+  static constexpr Mask kAll = 0xFFFF;
+  [[gnu::noinline]] static Vec zero() { return Vec{}; }
+  [[gnu::noinline]] static Vec set1(float f) {
+    Vec r;
+    for (float& x : r.v) x = f;
+    return r;
+  }
+  [[gnu::noinline]] static Vec loadu(const float* p) { return load(kAll, p); }
+  [[gnu::noinline]] static Vec load(Mask m, const float* p) {  // masked-off lanes are not read
+    Vec r;
+    for (int j = 0; j < 16; ++j) r.v[j] = (m >> j) & 1 ? p[j] : 0.f;
+    return r;
+  }
+  [[gnu::noinline]] static void storeu(float* p, Vec v) { store(kAll, p, v); }
+  [[gnu::noinline]] static void store(Mask m, float* p, Vec v) {
+    for (int j = 0; j < 16; ++j)
+      if ((m >> j) & 1) p[j] = v.v[j];
+  }
+  [[gnu::noinline]] static Vec fmadd(Vec a, Vec b, Vec c) {
+    for (int j = 0; j < 16; ++j) c.v[j] = std::fma(a.v[j], b.v[j], c.v[j]);
+    return c;
+  }
+  [[gnu::noinline]] static Vec add(Vec a, Vec b) {
+    for (int j = 0; j < 16; ++j) a.v[j] += b.v[j];
+    return a;
+  }
+  [[gnu::noinline]] static Vec relu(Vec v) {
+    for (float& x : v.v) x = x <= 0.f ? 0.f : x;  // NaN kept
+    return v;
+  }
+  [[gnu::noinline]] static float sum(Vec v) {
+    for (int w = 8; w >= 1; w /= 2)
+      for (int j = 0; j < w; ++j) v.v[j] += v.v[j + w];
+    return v.v[0];
+  }
+};
+}  // namespace
+}  // namespace hc::conv_direct
+
+TEST(direct_kernels_at_avx512_shape_on_portable_lanes) {
+  // On kDirectCases: forward (bias, and the fused ReLU on every other case) of the row or flat
+  // kernels and, where the output is narrow and M a multiple of 16, of the channel-vector ones,
+  // against the GEMM path to rounding, and against the direct kernels this CPU runs bit for bit
+  // (every variant adds the same fused products in the same order); dw of both against the
+  // GEMM path to rounding.
+  const conv_direct::Kernels& k = conv_direct::kernels_of<conv_direct::Lanes16>;
+  int index = 0;
+  for (const auto& c : kDirectCases) {
+    const ConvGeom g = make_conv_geom(c[0], c[1], c[2], c[3], 1, c[4]);
+    const int64_t M = c[5], N = c[6], in_n = c[0] * c[1] * c[2], out_n = M * g.Ho * g.Wo;
+    const int64_t ckk = g.col_rows();
+    const bool relu = index++ % 2 == 1;
+    const std::vector<float> x = randn(N * in_n, 17), w = randn(M * ckk, 18), b = randn(M, 19),
+                             dy = randn(N * out_n, 20);
+    std::vector<float> wt(M * ckk);  // k-major, as conv2d.cpp hands the direct kernels
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t q = 0; q < ckk; ++q) wt[q * M + m] = w[m * ckk + q];
+    std::vector<float> ws(std::max(conv2d_forward_workspace_cpu(g, M, max_threads()),
+                                   conv2d_backward_workspace_cpu(g, M, max_threads())));
+    std::vector<float> y_gemm(N * out_n), dw_gemm(M * ckk), db(M);
+    conv2d_force_path(ConvPath::Gemm);
+    conv2d_forward_cpu(g, N, M, x.data(), w.data(), b.data(), y_gemm.data(), ws.data(), relu);
+    conv2d_backward_cpu(g, N, M, x.data(), w.data(), dy.data(), nullptr, dw_gemm.data(),
+                        db.data(), ws.data());
+    conv2d_force_path(ConvPath::Auto);
+    std::vector<float> y_cpu;  // the direct kernels this CPU runs, where it runs some
+    if (conv_direct::available()) {
+      y_cpu.assign(N * out_n, NAN);
+      conv_direct::forward(g, M, N, x.data(), wt.data(), b.data(), y_cpu.data(), relu);
+    }
+    auto close = [](const std::vector<float>& a, const std::vector<float>& e, double tol) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - e[i]) <= tol * (1.0 + std::fabs(e[i])))) return false;
+      return true;
+    };
+    const bool channels = g.Wo <= conv_direct::kMaxChannelWidth && M % 16 == 0;
+    for (int variant = 0; variant < (channels ? 2 : 1); ++variant) {
+      std::vector<float> y(N * out_n, NAN), dw(M * ckk, 0.f);
+      (variant ? k.forward_channels : k.forward)(g, M, N, x.data(), wt.data(), b.data(),
+                                                 y.data(), relu);
+      (variant ? k.weight_grad_channels : k.weight_grad)(g, M, N, x.data(), dy.data(),
+                                                         dw.data());
+      CHECK(close(y, y_gemm, 5e-5));
+      if (!y_cpu.empty()) CHECK(std::memcmp(y.data(), y_cpu.data(), y.size() * 4) == 0);
+      CHECK(close(dw, dw_gemm, 1e-4));
+    }
   }
 }
 
