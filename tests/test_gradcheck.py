@@ -66,7 +66,7 @@ def _away_from_zero(rng, shape, gap=3 * H32):
 @pytest.mark.parametrize("N,C,H,W,M,K,stride,pad", [
     (1, 1, 5, 5, 2, 3, 1, 0), (2, 3, 7, 6, 5, 3, 2, 1), (1, 5, 6, 7, 3, 5, 1, 2),
     (2, 3, 8, 8, 4, 3, 3, 2), (1, 2, 4, 5, 3, 1, 1, 0),
-    (1, 64, 5, 3, 64, 3, 1, 1)])  # Winograd's F(2x2, 3x3) in every pass (AVX-512 CPUs)
+    (1, 64, 5, 3, 64, 3, 1, 1)])  # Winograd's F(2x2, 3x3) in every pass (AVX-512 or AVX2 CPUs)
 def test_conv2d_gradients(rng, N, C, H, W, M, K, stride, pad):
     layer = core.CoreLayer("Conv2d", [C, M, K, stride, pad], 3)
     layer.set_param("bias", rng.standard_normal(M).astype(F32))

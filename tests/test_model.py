@@ -208,7 +208,7 @@ def test_relu_fused_into_conv_and_linear_matches_reference(rng, N):
 @pytest.mark.parametrize("N", [1, 3])
 def test_relu_backward_applied_by_the_next_layer_matches_reference(rng, N):
     """On the CPU a ReLU followed by a Conv2d, MaxPool2d or Linear has its backward applied by
-    that layer (to its dx), and stride-1 3x3/5x5 convs and 2x2 pools run the direct (AVX-512)
+    that layer (to its dx), and stride-1 3x3/5x5 convs and 2x2 pools run the direct (AVX-512, AVX2)
     kernels where the CPU has them: odd image sizes, channels not a multiple of 4, padding
     0..2; logits, loss and every gradient match the NumPy reference."""
     model = hc.Sequential(

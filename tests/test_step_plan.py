@@ -1,13 +1,14 @@
 """The step plan (train and forward-only), hc.measure and its cache on a real model, and
 placing by a plan: model.to(plan), to("auto"), predict/evaluate by device."""
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
 import heterocnn as hc
-from heterocnn import cost_cache
+from heterocnn import _core, cost_cache
 from heterocnn.measure import available_devices, cache_key
 from heterocnn.placement import make_plan
 
@@ -48,6 +49,9 @@ def test_measure_fills_the_table_and_is_cached(capsys):
     # a corrupt cache file is measured again with a one-line note, never an error
     key = cache_key(model, 64, (1, 28, 28), table.devices, "train")
     assert key["build"]["relu_fusion"] is True  # HC_RELU_FUSION=0 measures tables of its own
+    # a rebuilt core (same version, other kernels) measures tables of its own
+    with open(_core.__file__, "rb") as f:
+        assert key["build"]["core"] == hashlib.sha256(f.read()).hexdigest()[:16]
     with open(cost_cache.cache_path(key), "w") as f:
         f.write("{not json")
     fresh = hc.measure(model, 64, (1, 28, 28))

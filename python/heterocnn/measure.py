@@ -18,6 +18,8 @@ Tables are cached per machine, build, thread count, model, batch size, input sha
 and mode (cost_cache.py); a corrupt or stale cache is measured again with a one-line note.
 """
 
+import functools
+import hashlib
 import platform
 import sys
 import time
@@ -64,13 +66,25 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+@functools.lru_cache(maxsize=None)
+def core_fingerprint():
+    """The first 16 hex digits of the SHA-256 of the compiled core (the extension module's
+    file): builds of one version differ in their kernels, so each gets tables of its own."""
+    digest = hashlib.sha256()
+    with open(_core.__file__, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def cache_key(model, batch_size, input_shape, devices, mode):
     """What a measurement depends on: this machine, this build, the thread count, the model's
     architecture, and what is measured."""
     info = _core.build_info()
     gpus = [_core.cuda_device(int(d.split(":")[1]))["name"] for d in devices if d != "cpu"]
     return {"machine": {"cpu": _cpu_model(), "host": platform.node(), "gpus": gpus},
-            "build": {"version": info["version"], "gemm": info["gemm_kernel"],
+            "build": {"version": info["version"], "core": core_fingerprint(),
+                      "gemm": info["gemm_kernel"],
                       "cuda": info["cuda_compiled"], "openmp": info["openmp"],
                       "relu_fusion": info["relu_fusion"]},
             "threads": info["threads"],
