@@ -4,8 +4,6 @@
 // is narrow and its channels fill whole vectors, else the row and flat kernels.
 #include "conv_direct.h"
 
-#include <string>
-
 #include "conv_direct_kernels.h"
 #include "cpu_features.h"
 
@@ -14,13 +12,8 @@ namespace hc::conv_direct {
 namespace {
 
 // The kernels of the widest instruction set this CPU runs, or those force_kernels chose.
-const Kernels* widest() {
-  return cpu_has_avx512f() ? &kernels_avx512() : cpu_has_avx2_fma() ? &kernels_avx2() : nullptr;
-}
-const Kernels*& active() {
-  static const Kernels* k = widest();
-  return k;
-}
+constexpr IsaTables<Kernels> kTables{&kernels_avx512, &kernels_avx2};
+const Kernels* active() { return kTables.active(); }
 
 bool channels_fit(const ConvGeom& g, int64_t M, int lanes) {
   return fits(g) && g.Wo <= kMaxChannelWidth && M % lanes == 0;
@@ -32,13 +25,7 @@ bool available() { return active() != nullptr; }
 
 int lanes() { return available() ? active()->lanes : 0; }
 
-bool force_kernels(const char* name) {
-  if (!name) return active() = widest(), true;
-  const std::string n = name;
-  if (n == "avx512" && cpu_has_avx512f()) return active() = &kernels_avx512(), true;
-  if (n == "avx2" && cpu_has_avx2_fma()) return active() = &kernels_avx2(), true;
-  return false;
-}
+bool force_kernels(const char* name) { return kTables.force(name); }
 
 void forward(const ConvGeom& g, int64_t M, int64_t count, const float* x, const float* wt,
              const float* b, float* y, bool relu) {

@@ -11,7 +11,6 @@
 #include "conv_winograd.h"
 
 #include <algorithm>
-#include <string>
 
 #include "conv_winograd_kernels.h"
 #include "cpu_features.h"
@@ -23,27 +22,14 @@ namespace {
 
 // The transforms of the widest instruction set this CPU runs (available() says there is one),
 // or those force_transforms chose.
-const Transforms* widest() {
-  return cpu_has_avx512f() ? &transforms_avx512() : cpu_has_avx2_fma() ? &transforms_avx2()
-                                                                      : nullptr;
-}
-const Transforms*& active() {
-  static const Transforms* t = widest();
-  return t;
-}
-const Transforms& transforms() { return *active(); }
+constexpr IsaTables<Transforms> kTables{&transforms_avx512, &transforms_avx2};
+const Transforms& transforms() { return *kTables.active(); }
 
 }  // namespace
 
-bool available() { return active() != nullptr; }
+bool available() { return kTables.active() != nullptr; }
 
-bool force_transforms(const char* name) {
-  if (!name) return active() = widest(), true;
-  const std::string n = name;
-  if (n == "avx512" && cpu_has_avx512f()) return active() = &transforms_avx512(), true;
-  if (n == "avx2" && cpu_has_avx2_fma()) return active() = &transforms_avx2(), true;
-  return false;
-}
+bool force_transforms(const char* name) { return kTables.force(name); }
 
 // G of F(2x2, 3x3).
 constexpr float kG[4][3] = {{1, 0, 0}, {.5f, .5f, .5f}, {.5f, -.5f, .5f}, {0, 0, 1}};

@@ -26,6 +26,33 @@ inline bool cpu_has_avx2_fma() {
   return has;
 }
 
+// One op's kernel tables, one per instruction set (avx512 and avx2 return those of its
+// translation units), and the one in use: the widest this CPU runs, chosen at the first call,
+// or the one a test hook forced. One IsaTables per table type T (active() is kept per T).
+template <class T>
+struct IsaTables {
+  const T& (*avx512)();
+  const T& (*avx2)();
+
+  const T* widest() const {
+    return cpu_has_avx512f() ? &avx512() : cpu_has_avx2_fma() ? &avx2() : nullptr;
+  }
+  // The table in use; null where this CPU runs neither set.
+  const T*& active() const {
+    static const T* t = widest();
+    return t;
+  }
+  // Use the table of this instruction set ("avx512", "avx2") if this CPU runs it (returns
+  // whether it does); nullptr: the widest again.
+  bool force(const char* name) const {
+    if (!name) return active() = widest(), true;
+    const std::string n = name;
+    if (n == "avx512" && cpu_has_avx512f()) return active() = &avx512(), true;
+    if (n == "avx2" && cpu_has_avx2_fma()) return active() = &avx2(), true;
+    return false;
+  }
+};
+
 // Bytes of one of a core's caches, as the OS reports it: sysconf(sysconf_name) (none where
 // negative), else sysfs's /sys/devices/system/cpu/cpu0/cache/index<index>/size, else `fallback`.
 inline int64_t cpu_cache_bytes(int sysconf_name, int index, int64_t fallback) {

@@ -133,25 +133,15 @@ namespace {
 
 // The kernels of the widest instruction set this CPU runs, or those force_kernels chose. (The
 // AVX2 ones need no FMA; they are taken where the other AVX2 kernels are, AVX2 with FMA.)
-const Kernels* widest() {
-  return cpu_has_avx512f() ? &kernels_avx512() : cpu_has_avx2_fma() ? &kernels_avx2() : nullptr;
-}
-const Kernels*& active() {
-  static const Kernels* k = widest();
-  return k;
-}
+constexpr IsaTables<Kernels> kTables{&kernels_avx512, &kernels_avx2};
 
 }  // namespace
 
-const Kernels* kernels() { return active(); }
+const Kernels* kernels() { return kTables.active(); }
 
 bool force_kernels(const char* name) {
-  if (!name) return active() = widest(), true;
-  const std::string n = name;
-  if (n == "avx512" && cpu_has_avx512f()) return active() = &kernels_avx512(), true;
-  if (n == "avx2" && cpu_has_avx2_fma()) return active() = &kernels_avx2(), true;
-  if (n == "portable") return active() = nullptr, true;
-  return false;
+  if (name && std::string(name) == "portable") return kTables.active() = nullptr, true;
+  return kTables.force(name);
 }
 
 }  // namespace maxpool_2x2

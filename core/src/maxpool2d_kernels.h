@@ -25,7 +25,8 @@ const Kernels& kernels_avx2();    // maxpool2d_avx2.cpp: AVX2
 const Kernels* kernels();
 
 // Test hook: use the kernels built for this instruction set ("avx512", "avx2") if this CPU runs
-// it (returns whether it does); nullptr: the widest this CPU runs, as at start.
+// it (returns whether it does), or none ("portable": maxpool2d.cpp's loops); nullptr: the
+// widest this CPU runs, as at start.
 bool force_kernels(const char* name);
 
 }  // namespace hc::maxpool_2x2
