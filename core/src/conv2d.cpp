@@ -29,10 +29,9 @@ enum class Pass { Forward, WeightGrad, InputGrad };
 enum class Kernels { Gemm, Direct, Winograd };
 
 // Whether the direct kernels (conv_direct.h) would compute this pass. They hold an output row in
-// vectors of L = conv_direct::lanes() floats, so they run at the lane occupancy
-// Wo / (L * vectors); the GEMM
-// over a group's unrolled windows runs at ~85-90% of the FMA peak once its operands are big
-// enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
+// vectors of L = conv_direct::lanes() floats, so they run at the lane occupancy Wo / (L *
+// vectors); the GEMM over a group's unrolled windows runs at ~85-90% of the FMA peak once its
+// operands are big enough (M >= 32 rows, a reduction of >= 256), less the unrolling. So the direct kernels
 // compute every pass where they apply, except on rows that fill less than 3/4 of their vectors
 // (7 x 7: 44%) where the GEMM is big enough: there the grouped GEMM was measured ~1.7x faster
 // forward and dx (CPU_PERF.md, entry 11) and ~2x faster for dw (entry 12). (dw of the 14 x 14
