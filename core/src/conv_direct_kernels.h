@@ -18,8 +18,8 @@
 //   not touched), storeu(p, v), store(mask, p, v) (masked-off lanes' memory not touched),
 //   fmadd(a, b, c) = a*b + c, add(a, b), relu(v) (max(v, 0), NaN kept), sum(v) (of the lanes).
 // The tiles' sizes follow from the registers: kAccs accumulators (3/4 of them), the rest for
-// the vectors loaded and broadcast. Everything here has internal linkage, so that the linker
-// never mixes the copies of two instruction sets; so do the helpers these files include
+// the vectors loaded and broadcast. The kernels have internal linkage (an unnamed namespace),
+// so that the linker never mixes the copies of two instruction sets; so do the helpers they use
 // (cpu_features.h, scratch.h), and no standard container or algorithm that would be compiled
 // with external linkage is used (a std::vector<float> here once made AVX2 code call the AVX-512
 // copy of its fill: an illegal instruction on a CPU without AVX-512).
@@ -40,13 +40,13 @@ namespace hc::conv_direct {
 // (conv_channels_kernels.h), for outputs of up to kMaxChannelWidth with a multiple of `lanes`
 // output channels.
 struct Kernels {
-  using Forward = void (*)(const ConvGeom& g, int64_t M, int64_t count, const float* x,
-                           const float* wt, const float* b, float* y, bool relu);
-  using WeightGrad = void (*)(const ConvGeom& g, int64_t M, int64_t count, const float* x,
-                              const float* dy, float* dw);
+  using ForwardFn = void (*)(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                             const float* wt, const float* b, float* y, bool relu);
+  using WeightGradFn = void (*)(const ConvGeom& g, int64_t M, int64_t count, const float* x,
+                                const float* dy, float* dw);
   int lanes;
-  Forward forward, forward_channels;
-  WeightGrad weight_grad, weight_grad_channels;
+  ForwardFn forward, forward_channels;
+  WeightGradFn weight_grad, weight_grad_channels;
 };
 
 const Kernels& kernels_avx512();  // conv_direct_avx512.cpp: AVX-512F
