@@ -3,31 +3,16 @@
 // is taken 16 floats at a time, two 8-float vectors whose even and odd columns are separated
 // with a shuffle and a permute each, so 8 windows of an output row are found with a few
 // compares and selects. Row tails are read by masked loads (masked-off lanes are not read) and
-// written lane by lane: vmaskmovps stores are slow on AMD's Zen cores.
+// written by plain stores of 4, 2 and 1 lanes (avx2_lanes.h).
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "avx2_lanes.h"
 #include "maxpool2d_kernels.h"
 
 namespace hc::maxpool_2x2 {
 namespace {
-
-// The first n lanes of p (n <= 0: none), the others 0.
-inline __m256 load_first(const float* p, int64_t n) {
-  if (n >= 8) return _mm256_loadu_ps(p);
-  if (n <= 0) return _mm256_setzero_ps();
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane));
-}
-
-// Writes the first n lanes of v to p (n <= 0: none).
-inline void store_first(float* p, int64_t n, __m256 v) {
-  if (n >= 8) return _mm256_storeu_ps(p, v);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, v);
-  for (int64_t j = 0; j < n; ++j) p[j] = lanes[j];
-}
 
 // Lanes where u replaces v as the maximum: u > v, or u is NaN and v is not (maxpool2d.cpp's
 // `replaces`), all ones.
