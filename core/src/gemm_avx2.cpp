@@ -1,10 +1,12 @@
 // AVX2 + FMA sgemm micro-kernel: a 6 x 16 tile of C held in 12 ymm accumulators. Each k step
 // loads two 8-float vectors of b and broadcasts 6 scalars of a: 12 independent FMA chains in
 // 15 of the 16 ymm registers. Edge tiles fix their row count at compile time (tile_by_rows);
-// columns beyond nr are masked (maskload/maskstore) only on tiles that have them. Its packing
-// transposes operands stored along k 8 x 8 at a time in registers (pack_transposing).
+// columns beyond nr are read by masked loads and written by partial stores (avx2_lanes.h) only
+// on tiles that have them. Its packing transposes operands stored along k 8 x 8 at a time in
+// registers (pack_transposing).
 #include <immintrin.h>
 
+#include "avx2_lanes.h"
 #include "gemm_kernels.h"
 
 namespace hc::gemm {
@@ -39,11 +41,11 @@ inline void transpose8(__m256 r[8]) {
 }
 
 // pack_transposing's block (gemm_kernels.h): 8 x 8, loads masked past the last row or k,
-// stores masked to the block's rows.
+// stores cut to the block's rows (6 of 8 in every panel of op(A)).
 struct Block8 {
   static constexpr int B = 8;
   static void transpose(const float* src, int64_t ld, int n, int nk, float* dst, int64_t W) {
-    const __m256i k_mask = column_mask(nk), row_mask = column_mask(n);
+    const __m256i k_mask = column_mask(nk);
     __m256 r[8];
     for (int i = 0; i < 8; ++i) {
       const float* row = src + i * ld;
@@ -52,12 +54,7 @@ struct Block8 {
                        : _mm256_maskload_ps(row, k_mask);
     }
     transpose8(r);
-    for (int k = 0; k < nk; ++k) {
-      if (n == 8)
-        _mm256_storeu_ps(dst + k * W, r[k]);
-      else
-        _mm256_maskstore_ps(dst + k * W, row_mask, r[k]);
-    }
+    for (int k = 0; k < nk; ++k) store_first(dst + k * W, n, r[k]);
   }
 };
 
@@ -97,8 +94,8 @@ void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs
       _mm256_storeu_ps(ci, r0);
       _mm256_storeu_ps(ci + 8, r1);
     } else {
-      _mm256_maskstore_ps(ci, m0, r0);
-      _mm256_maskstore_ps(ci + 8, m1, r1);
+      store_first(ci, nr, r0);
+      store_first(ci + 8, nr - 8, r1);
     }
   }
 }

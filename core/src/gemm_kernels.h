@@ -63,8 +63,8 @@ void pack_panels(Operand x, int64_t r0, int64_t rows, int64_t k0, int64_t kc, fl
       const float* src = x.p + (k0 + k) * x.ld + r0;
       float* d = dst + k * W;
       int64_t q = 0;
-      for (; q + W <= rows; q += W, d += W * kc)
-        for (int i = 0; i < W; ++i) d[i] = src[q + i];
+      for (; q + W <= rows; q += W, d += W * kc)  // a copy of W floats (not a loop of W)
+        __builtin_memcpy(d, src + q, W * sizeof(float));
       for (int64_t i = 0; q + i < rows; ++i) d[i] = src[q + i];
     }
     return;
