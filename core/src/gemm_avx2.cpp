@@ -2,7 +2,7 @@
 // loads two 8-float vectors of b and broadcasts 6 scalars of a: 12 independent FMA chains in
 // 15 of the 16 ymm registers. Edge tiles fix their row count at compile time (tile_by_rows);
 // columns beyond nr are read by masked loads and written by partial stores (avx2_lanes.h) only
-// on tiles that have them. Its packing transposes operands stored along k 8 x 8 at a time in
+// on tiles that have them, and a tile of at most 8 columns takes one vector. Its packing transposes operands stored along k 8 x 8 at a time in
 // registers (pack_transposing).
 #include <immintrin.h>
 
@@ -58,24 +58,32 @@ struct Block8 {
   }
 };
 
-template <int R, bool Full>
+// R rows x V vectors of 8 columns; Full: all 8 V columns (nr == 8 V), else the columns past nr
+// are neither read nor written.
+template <int R, int V, bool Full>
 void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
               int64_t ldc, float alpha, float beta, int nr) {
-  const __m256i m0 = column_mask(nr), m1 = column_mask(nr - 8);
-  auto load = [&](const float* p, __m256i m) {
-    return Full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+  __m256i mask[V];
+  __m256 acc[R][V];
+#pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) mask[v] = column_mask(nr - 8 * v);
+  auto load = [&](const float* p, int v) {
+    return Full ? _mm256_loadu_ps(p + 8 * v) : _mm256_maskload_ps(p + 8 * v, mask[v]);
   };
-  __m256 acc0[R], acc1[R];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) acc[i][v] = _mm256_setzero_ps();
 
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = load(b, m0), b1 = load(b + 8, m1);
+    __m256 bv[V];
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) bv[v] = load(b, v);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const __m256 ai = _mm256_broadcast_ss(a + i);
-      acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
-      acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < V; ++v) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
     }
     a += as;
     b += bs;
@@ -85,26 +93,27 @@ void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     float* ci = c + i * ldc;
-    __m256 r0 = _mm256_mul_ps(acc0[i], va), r1 = _mm256_mul_ps(acc1[i], va);
-    if (beta != 0.0f) {
-      r0 = _mm256_fmadd_ps(vb, load(ci, m0), r0);
-      r1 = _mm256_fmadd_ps(vb, load(ci + 8, m1), r1);
-    }
-    if (Full) {
-      _mm256_storeu_ps(ci, r0);
-      _mm256_storeu_ps(ci + 8, r1);
-    } else {
-      store_first(ci, nr, r0);
-      store_first(ci + 8, nr - 8, r1);
+#pragma GCC unroll 2
+    for (int v = 0; v < V; ++v) {
+      __m256 r = _mm256_mul_ps(acc[i][v], va);
+      if (beta != 0.0f) r = _mm256_fmadd_ps(vb, load(ci, v), r);
+      if (Full)
+        _mm256_storeu_ps(ci + 8 * v, r);
+      else
+        store_first(ci + 8 * v, nr - 8 * v, r);
     }
   }
 }
 
+// A tile of nr <= 8 columns takes one vector of them: half the multiply-adds of two.
 template <int R>
 struct Rows {
   static void run(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
                   int64_t ldc, float alpha, float beta, int nr) {
-    (nr == NR ? run_tile<R, true> : run_tile<R, false>)(kc, a, as, b, bs, c, ldc, alpha, beta, nr);
+    (nr == NR  ? run_tile<R, 2, true>
+     : nr > 8  ? run_tile<R, 2, false>
+     : nr == 8 ? run_tile<R, 1, true>
+               : run_tile<R, 1, false>)(kc, a, as, b, bs, c, ldc, alpha, beta, nr);
   }
 };
 
