@@ -2,8 +2,8 @@
 // loads two 8-float vectors of b and broadcasts 6 scalars of a: 12 independent FMA chains in
 // 15 of the 16 ymm registers. Edge tiles fix their row count at compile time (tile_by_rows);
 // columns beyond nr are read by masked loads and written by partial stores (avx2_lanes.h) only
-// on tiles that have them, and a tile of at most 8 columns takes one vector. Its packing transposes operands stored along k 8 x 8 at a time in
-// registers (pack_transposing).
+// on tiles that have them, and a tile of at most 8 columns takes one vector. Its packing
+// transposes operands stored along k 8 x 8 at a time in registers (pack_transposing).
 #include <immintrin.h>
 
 #include "avx2_lanes.h"
@@ -58,8 +58,8 @@ struct Block8 {
   }
 };
 
-// R rows x V vectors of 8 columns; Full: all 8 V columns (nr == 8 V), else the columns past nr
-// are neither read nor written.
+// R rows x V vectors of 8 columns. Full: the tile has all 8 V columns (nr == 8 V); otherwise
+// the columns past nr are neither read nor written.
 template <int R, int V, bool Full>
 void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs, float* c,
               int64_t ldc, float alpha, float beta, int nr) {
