@@ -84,6 +84,38 @@ int64_t block_size(int64_t n, int64_t limit, int tile) {
   return (per_block + tile - 1) / tile * tile;
 }
 
+// The tiles of rows of a block of mc rows: whole tiles of mr rows, except that where the last
+// would have fewer than the kernel's full_rate_rows (and so take as long as that many), the
+// last two share their rows evenly: with a 6-row kernel, 32 rows go as 6 6 6 6 4 4, not
+// 6 6 6 6 6 2. Each tile's rows are packed as a panel of their own (a panel is mr wide, whatever
+// its rows), the pair's second after the first's.
+struct RowTiles {
+  int mr;
+  int64_t mc;
+  int64_t split;  // rows before the shared pair, whole tiles of mr (mc where there is no pair)
+  int first;      // rows of the pair's first tile; its second has the rest
+
+  RowTiles(const Kernel& kr, int64_t rows) : mr(kr.mr), mc(rows), split(rows), first(0) {
+    const int64_t r = rows % mr;
+    if (rows > mr && r > 0 && r < kr.full_rate_rows)
+      split = rows - mr - r, first = static_cast<int>((mr + r + 1) / 2);
+  }
+  // The rows of the tile at row ir (a row where a tile starts).
+  int rows_at(int64_t ir) const {
+    if (ir < split) return static_cast<int>(std::min<int64_t>(mr, mc - ir));
+    return ir == split ? first : static_cast<int>(mc - split - first);
+  }
+  // Where the tile at row ir has its panel, in floats per step of k.
+  int64_t panel_at(int64_t ir) const { return ir <= split ? ir : split + mr; }
+  // Packs the block's rows of op(A) from row ic on into these tiles' panels.
+  void pack(const Kernel& kr, Operand a, int64_t ic, int64_t pc, int64_t kc, float* dst) const {
+    if (split > 0) kr.pack_a(a, ic, split, pc, kc, dst);
+    if (split == mc) return;
+    kr.pack_a(a, ic + split, first, pc, kc, dst + split * kc);
+    kr.pack_a(a, ic + split + first, mc - split - first, pc, kc, dst + (split + mr) * kc);
+  }
+};
+
 // C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C on the calling thread, K > 0.
 // a is op(A) viewed by rows of C, b is op(B) viewed by columns of C (b.trans false means B is
 // stored (N,K)). A transposed a (or non-transposed B) is read in place when in_place says so.
@@ -101,13 +133,14 @@ void gemm_blocked(const Kernel& kr, Operand a, Operand b, int64_t M, int64_t N, 
     const float beta_k = pc == 0 ? beta : 1.0f;
     for (int64_t ic = 0; ic < M; ic += mc_max) {
       const int64_t mc = std::min(mc_max, M - ic);
-      if (!a_in_place) kr.pack_a(a, ic, mc, pc, kc, abuf);
+      const RowTiles tiles(kr, mc);
+      if (!a_in_place) tiles.pack(kr, a, ic, pc, kc, abuf);
       for (int64_t jc = 0; jc < N; jc += nc_max) {
         const int64_t nc = std::min(nc_max, N - jc);
         if (!b_in_place) kr.pack_b(b, jc, nc, pc, kc, bbuf);
-        for (int64_t ir = 0; ir < mc; ir += kr.mr) {
-          const int mr = (int)std::min<int64_t>(kr.mr, mc - ir);
-          const float* ap = a_in_place ? a.p + pc * a.ld + ic + ir : abuf + ir * kc;
+        for (int64_t ir = 0; ir < mc; ir += tiles.rows_at(ir)) {
+          const int mr = tiles.rows_at(ir);
+          const float* ap = a_in_place ? a.p + pc * a.ld + ic + ir : abuf + tiles.panel_at(ir) * kc;
           const int64_t as = a_in_place ? a.ld : kr.mr;
           for (int64_t jr = 0; jr < nc; jr += kr.nr) {
             const int nr = (int)std::min<int64_t>(kr.nr, nc - jr);
@@ -275,7 +308,7 @@ TeamPlan plan_team(const Kernel& kr, int64_t M, int64_t N, int64_t K) {
 
 }  // namespace
 
-const Kernel kGeneric = {"generic", 4, GenericRows<1>::NR, &tile_by_rows<GenericRows, 4>,
+const Kernel kGeneric = {"generic", 4, GenericRows<1>::NR, 1, &tile_by_rows<GenericRows, 4>,
                          &pack_panels<4>, &pack_panels<GenericRows<1>::NR>};
 
 bool force_kernel(const char* name) {

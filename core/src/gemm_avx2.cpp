@@ -119,7 +119,9 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx2 = {"avx2", MR, NR, &tile_by_rows<Rows, MR>, &pack_transposing<MR, Block8>,
+// full_rate_rows 4: a row is two vectors, so 4 rows are 8 FMA chains, what two FMA pipes of
+// 4 cycles' latency need to stay busy.
+const Kernel kAvx2 = {"avx2", MR, NR, 4, &tile_by_rows<Rows, MR>, &pack_transposing<MR, Block8>,
                       &pack_transposing<NR, Block8>};
 
 }  // namespace hc::gemm

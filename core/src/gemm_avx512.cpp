@@ -124,7 +124,9 @@ struct Rows {
 
 }  // namespace
 
-const Kernel kAvx512 = {"avx512", MR, NR, &tile_by_rows<Rows, MR>,
+// full_rate_rows 4: a row is two vectors, so 4 rows are 8 FMA chains, what two FMA pipes of
+// 4 cycles' latency need to stay busy.
+const Kernel kAvx512 = {"avx512", MR, NR, 4, &tile_by_rows<Rows, MR>,
                         &pack_transposing<MR, Block16>, &pack_transposing<NR, Block16>};
 
 }  // namespace hc::gemm

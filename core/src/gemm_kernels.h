@@ -34,6 +34,8 @@ struct Kernel {
   const char* name;
   int mr;          // rows of C per tile (MR)
   int nr;          // columns of C per tile (NR)
+  int full_rate_rows;  // the fewest rows whose tile keeps the FMA units busy: a tile of fewer
+                       // takes as long (its FMA chains wait on their latency)
   TileKernel tile;
   PackFn pack_a;   // into panels of mr rows of op(A)
   PackFn pack_b;   // into panels of nr columns of op(B)
