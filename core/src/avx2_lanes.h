@@ -11,12 +11,17 @@
 namespace hc {
 namespace {
 
+// vmaskmovps's mask of the first n lanes (all ones where lane < n; n <= 0: none, n >= 8: all).
+inline __m256i first_lanes(int64_t n) {
+  const int k = static_cast<int>(n < 0 ? 0 : n > 8 ? 8 : n);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // The first n lanes of p (n <= 0: none), the others 0.
 inline __m256 load_first(const float* p, int64_t n) {
   if (n >= 8) return _mm256_loadu_ps(p);
   if (n <= 0) return _mm256_setzero_ps();
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lane));
+  return _mm256_maskload_ps(p, first_lanes(n));
 }
 
 // Writes the first n lanes of v to p (n <= 0: none).

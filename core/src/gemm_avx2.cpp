@@ -14,11 +14,6 @@ namespace {
 
 constexpr int MR = 6, NR = 16;
 
-// Lanes < n set: the mask for the first n floats of an 8-float vector.
-__m256i column_mask(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 // Transposes the 8 x 8 block r in registers: r[i][k] becomes r[k][i]. Pairs of rows within
 // 128-bit lanes, quads within lanes, then the two lanes.
 inline void transpose8(__m256 r[8]) {
@@ -45,7 +40,7 @@ inline void transpose8(__m256 r[8]) {
 struct Block8 {
   static constexpr int B = 8;
   static void transpose(const float* src, int64_t ld, int n, int nk, float* dst, int64_t W) {
-    const __m256i k_mask = column_mask(nk);
+    const __m256i k_mask = first_lanes(nk);
     __m256 r[8];
     for (int i = 0; i < 8; ++i) {
       const float* row = src + i * ld;
@@ -66,7 +61,7 @@ void run_tile(int64_t kc, const float* a, int64_t as, const float* b, int64_t bs
   __m256i mask[V];
   __m256 acc[R][V];
 #pragma GCC unroll 2
-  for (int v = 0; v < V; ++v) mask[v] = column_mask(nr - 8 * v);
+  for (int v = 0; v < V; ++v) mask[v] = first_lanes(nr - 8 * v);
   auto load = [&](const float* p, int v) {
     return Full ? _mm256_loadu_ps(p + 8 * v) : _mm256_maskload_ps(p + 8 * v, mask[v]);
   };
